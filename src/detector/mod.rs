@@ -1,0 +1,9 @@
+//! Wire formats of the PSI detector family: the 48-byte `sls_detector_header` every UDP packet starts
+//! with, and the geometry tables that say, per detector model, how many packets of which size make a
+//! frame on each UDP port. A new detector of the family is a new table entry, not a new code path.
+
+pub mod geometry;
+pub mod header;
+
+pub use geometry::{DetectorGeometry, DetectorModel, GeometryError, MODELS, PortSlot};
+pub use header::{DetectorType, HEADER_BYTES, HeaderError, SlsDetectorHeader};

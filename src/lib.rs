@@ -1,0 +1,5 @@
+//! hitgate: reads PSI detector packets (JUNGFRAU, EIGER), assembles frames, decides frame by frame
+//! whether a frame is worth keeping, and forwards only what passes to storage.
+
+pub mod detector;
+pub mod ingest;

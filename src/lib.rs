@@ -2,4 +2,5 @@
 //! whether a frame is worth keeping, and forwards only what passes to storage.
 
 pub mod detector;
+pub mod frame;
 pub mod ingest;

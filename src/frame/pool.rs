@@ -1,0 +1,228 @@
+//! The one owner of frame memory. `FramePool::new` maps every slot up front (anonymous, page-aligned
+//! mappings); afterwards acquiring and releasing a slot is a lock-free queue operation with no
+//! allocation. A [`FrameHandle`] owns its slot exclusively — one stage at a time — and gives it back to
+//! the pool when dropped, so a slot cannot leak or be shared by accident.
+
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+use memmap2::MmapMut;
+
+/// What is known about a frame besides its pixels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub frame_number: u64,
+    /// Order in which the assembler handed frames out; sinks restore it.
+    pub sequence: u64,
+    pub bunch_id: u64,
+    /// Detector clock (10 MHz) of the first packet that arrived.
+    pub detector_timestamp: u64,
+    /// Receive time (capture or wall clock, ns) of the first and last packet placed.
+    pub first_packet_ns: u64,
+    pub last_packet_ns: u64,
+    pub packets_received: u32,
+    pub packets_expected: u32,
+}
+
+impl FrameMeta {
+    pub fn is_complete(&self) -> bool {
+        self.packets_received == self.packets_expected
+    }
+}
+
+/// A preallocated frame buffer with its packet mask.
+pub struct FrameSlot {
+    data: MmapMut,
+    /// One bit per packet of the frame, set when it arrived.
+    mask: Box<[u64]>,
+    pub meta: FrameMeta,
+}
+
+/// Failure to set the pool up.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("frame pool needs at least one slot")]
+    Empty,
+    #[error("cannot map {bytes} bytes for frame slot {slot}: {source}")]
+    Map {
+        slot: usize,
+        bytes: usize,
+        source: std::io::Error,
+    },
+}
+
+/// Fixed set of frame buffers shared by all stages.
+pub struct FramePool {
+    free: ArrayQueue<Box<FrameSlot>>,
+    capacity: usize,
+    frame_bytes: usize,
+    packets_per_frame: usize,
+}
+
+impl FramePool {
+    /// Maps `slots` buffers of `frame_bytes` each.
+    ///
+    /// # Errors
+    /// Zero slots, or the memory cannot be mapped.
+    pub fn new(
+        frame_bytes: usize,
+        packets_per_frame: usize,
+        slots: usize,
+    ) -> Result<Arc<FramePool>, PoolError> {
+        if slots == 0 {
+            return Err(PoolError::Empty);
+        }
+        let free = ArrayQueue::new(slots);
+        for slot in 0..slots {
+            let data = MmapMut::map_anon(frame_bytes.max(1)).map_err(|source| PoolError::Map {
+                slot,
+                bytes: frame_bytes,
+                source,
+            })?;
+            let mask = vec![0u64; packets_per_frame.div_ceil(64)].into_boxed_slice();
+            let pushed = free.push(Box::new(FrameSlot {
+                data,
+                mask,
+                meta: FrameMeta::default(),
+            }));
+            debug_assert!(pushed.is_ok(), "queue sized for every slot");
+        }
+        Ok(Arc::new(FramePool {
+            free,
+            capacity: slots,
+            frame_bytes,
+            packets_per_frame,
+        }))
+    }
+
+    /// Takes a free slot, cleared of its previous frame's mask and metadata; `None` when all are in use.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<FrameHandle> {
+        let mut slot = self.free.pop()?;
+        slot.mask.fill(0);
+        slot.meta = FrameMeta {
+            packets_expected: self.packets_per_frame as u32,
+            ..FrameMeta::default()
+        };
+        Some(FrameHandle {
+            slot: Some(slot),
+            pool: Arc::clone(self),
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    pub fn packets_per_frame(&self) -> usize {
+        self.packets_per_frame
+    }
+}
+
+/// Exclusive ownership of one pool slot; returns it to the pool on drop.
+pub struct FrameHandle {
+    slot: Option<Box<FrameSlot>>,
+    pool: Arc<FramePool>,
+}
+
+impl FrameHandle {
+    fn slot(&self) -> &FrameSlot {
+        self.slot.as_ref().expect("slot present until drop")
+    }
+
+    fn slot_mut(&mut self) -> &mut FrameSlot {
+        self.slot.as_mut().expect("slot present until drop")
+    }
+
+    pub fn meta(&self) -> &FrameMeta {
+        &self.slot().meta
+    }
+
+    pub fn meta_mut(&mut self) -> &mut FrameMeta {
+        &mut self.slot_mut().meta
+    }
+
+    /// The frame's bytes (see the layout in `detector::geometry`).
+    pub fn data(&self) -> &[u8] {
+        &self.slot().data[..self.pool.frame_bytes]
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let n = self.pool.frame_bytes;
+        &mut self.slot_mut().data[..n]
+    }
+
+    /// The frame's pixels as little-endian 16-bit words (JUNGFRAU, EIGER 16-bit).
+    pub fn pixels_u16(&self) -> &[u16] {
+        // Slots are page-aligned mappings of an even length, so the view always succeeds.
+        zerocopy::FromBytes::ref_from_bytes(self.data()).unwrap_or(&[])
+    }
+
+    /// One bit per packet, set where the packet arrived.
+    pub fn packet_mask(&self) -> &[u64] {
+        &self.slot().mask
+    }
+
+    /// Records packet `index` as arrived; returns false if it already was.
+    pub fn mark_packet(&mut self, index: usize) -> bool {
+        let word = &mut self.slot_mut().mask[index / 64];
+        let bit = 1u64 << (index % 64);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+
+    pub fn has_packet(&self, index: usize) -> bool {
+        self.slot().mask[index / 64] & (1u64 << (index % 64)) != 0
+    }
+}
+
+impl Drop for FrameHandle {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            // The queue holds every slot the pool made, so there is always room to give one back.
+            let returned = self.pool.free.push(slot);
+            debug_assert!(returned.is_ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_come_back_when_handles_drop() {
+        let pool = FramePool::new(8192, 130, 2).unwrap();
+        let mut a = pool.try_acquire().unwrap();
+        let b = pool.try_acquire().unwrap();
+        assert!(pool.try_acquire().is_none());
+        assert_eq!(a.data().as_ptr() as usize % 4096, 0, "page aligned");
+        assert!(a.mark_packet(129));
+        assert!(!a.mark_packet(129));
+        a.data_mut()[0] = 9;
+        a.meta_mut().frame_number = 5;
+        drop(a);
+        let again = pool.try_acquire().unwrap();
+        assert_eq!(again.meta().frame_number, 0, "metadata cleared on reuse");
+        assert!(!again.has_packet(129), "mask cleared on reuse");
+        assert_eq!(again.meta().packets_expected, 130);
+        drop((b, again));
+        assert_eq!(pool.free_slots(), 2);
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        let pool = FramePool::new(64, 1, 4).unwrap();
+        let handles: Vec<_> = (0..4).map(|_| pool.try_acquire().unwrap()).collect();
+        std::thread::spawn(move || drop(handles)).join().unwrap();
+        assert_eq!(pool.free_slots(), 4);
+    }
+}

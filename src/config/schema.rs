@@ -1,0 +1,372 @@
+//! The config schema. Every section documents its keys; defaults are what a single JUNGFRAU module
+//! on one 10 GbE link needs.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::errors::ConfigProblem;
+use crate::detector::{DetectorGeometry, DetectorModel, GeometryError, MODELS};
+use crate::frame::{AssemblerConfig, PartialPolicy};
+
+/// A whole hitgate configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub detector: DetectorSection,
+    #[serde(default)]
+    pub assembler: AssemblerSection,
+    #[serde(default)]
+    pub reducer: ReducerSection,
+    #[serde(default)]
+    pub calibration: CalibrationSection,
+    #[serde(default)]
+    pub trigger: TriggerSection,
+    /// Where results go; each entry is one sink.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkSection>,
+}
+
+/// What detector sends, and on which UDP ports.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSection {
+    /// A name from the geometry table, e.g. `jungfrau-1if`, `jungfrau-2if`, `eiger-10g-16bit`.
+    pub model: String,
+    /// Modules (EIGER: half-modules) of that model in the detector.
+    #[serde(default = "one")]
+    pub modules: usize,
+    /// Destination UDP port of every module port, module-major. Either this or `first_udp_port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_ports: Option<Vec<u16>>,
+    /// First of consecutive destination UDP ports, one per module port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_udp_port: Option<u16>,
+    /// Modules side by side in one row of the assembled image.
+    #[serde(default = "one")]
+    pub modules_per_row: usize,
+    /// Blank pixels between modules in the assembled image, vertically and horizontally.
+    #[serde(default)]
+    pub module_gap_rows_px: usize,
+    #[serde(default)]
+    pub module_gap_cols_px: usize,
+}
+
+/// Frame assembly.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssemblerSection {
+    /// A partial frame leaves this long after its first packet.
+    pub frame_timeout_us: u64,
+    /// Frames assembled at once.
+    pub window_frames: usize,
+    /// Frame numbers further ahead than this of the newest are dropped as garbage.
+    pub max_frame_jump: u64,
+    /// `keep_flagged` or `drop`.
+    pub partial_frames: PartialPolicy,
+    /// Frame buffers preallocated for the whole pipeline.
+    pub pool_frames: usize,
+}
+
+impl Default for AssemblerSection {
+    fn default() -> Self {
+        AssemblerSection {
+            frame_timeout_us: 10_000,
+            window_frames: 8,
+            max_frame_jump: 1_000_000,
+            partial_frames: PartialPolicy::KeepFlagged,
+            pool_frames: 64,
+        }
+    }
+}
+
+/// The reducer stage: calibration, spot finding, trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReducerSection {
+    /// Worker threads, each reducing whole frames.
+    pub workers: usize,
+    /// Capacity of the queues between stages, in frames.
+    pub queue_frames: usize,
+}
+
+impl Default for ReducerSection {
+    fn default() -> Self {
+        ReducerSection { workers: 1, queue_frames: 32 }
+    }
+}
+
+/// Conversion of raw JUNGFRAU values to photons. EIGER counts photons already and ignores it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrationSection {
+    /// Per-pixel pedestal and gain maps (the format `hitgate simulate` writes; see docs/formats.md).
+    /// Without one, the per-gain-stage constants below apply to every pixel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    pub photon_energy_kev: f32,
+    /// Pedestal of gain stages G0, G1, G2 where no file is given.
+    pub pedestal_adu: [f32; 3],
+    /// Gain of G0, G1, G2 where no file is given (G1 and G2 count down, hence negative).
+    pub gain_adu_per_kev: [f32; 3],
+}
+
+impl Default for CalibrationSection {
+    fn default() -> Self {
+        CalibrationSection {
+            file: None,
+            photon_energy_kev: 12.4,
+            pedestal_adu: [3000.0, 14500.0, 14000.0],
+            gain_adu_per_kev: [40.0, -1.45, -0.11],
+        }
+    }
+}
+
+/// Which trigger decides, and its parameters.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerSection {
+    pub kind: TriggerKind,
+    pub spots: SpotsTriggerSection,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// Classical: count connected spots of photons, accept at a minimum count.
+    #[default]
+    Spots,
+    /// Keep every frame (commissioning, calibration runs).
+    AcceptAll,
+}
+
+/// The classical spot-counting trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpotsTriggerSection {
+    /// A pixel belongs to a spot from this many photons on.
+    pub threshold_photons: f32,
+    /// Connected pixels a spot needs, at least and at most.
+    pub min_spot_pixels: u32,
+    pub max_spot_pixels: u32,
+    /// A spot's summed photons must reach this.
+    pub min_spot_photons: f32,
+    /// A frame is a hit from this many spots on.
+    pub min_spots: u32,
+    /// Spots recorded per frame at most (the rest are counted, not listed).
+    pub max_spots_recorded: usize,
+}
+
+impl Default for SpotsTriggerSection {
+    fn default() -> Self {
+        SpotsTriggerSection {
+            threshold_photons: 2.5,
+            min_spot_pixels: 2,
+            max_spot_pixels: 400,
+            min_spot_photons: 8.0,
+            min_spots: 8,
+            max_spots_recorded: 512,
+        }
+    }
+}
+
+/// One output.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkSection {
+    /// Accepted frames, raw, with an index (docs/formats.md).
+    Raw {
+        /// Folder for `frames.raw`, `frames.idx` and `run.json`.
+        dir: PathBuf,
+    },
+    /// One record per frame, accepted or not, as JSON lines.
+    Features { path: PathBuf },
+    /// Discards frames (throughput measurements).
+    Null,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Config {
+    /// The built-in default: one JUNGFRAU module on one interface, raw and feature sinks under `out`.
+    pub fn default_for(out: &Path) -> Config {
+        Config {
+            detector: DetectorSection {
+                model: "jungfrau-1if".into(),
+                modules: 1,
+                udp_ports: None,
+                first_udp_port: Some(50001),
+                modules_per_row: 1,
+                module_gap_rows_px: 0,
+                module_gap_cols_px: 0,
+            },
+            assembler: AssemblerSection::default(),
+            reducer: ReducerSection::default(),
+            calibration: CalibrationSection::default(),
+            trigger: TriggerSection::default(),
+            sinks: vec![
+                SinkSection::Raw { dir: out.join("raw") },
+                SinkSection::Features { path: out.join("features.jsonl") },
+            ],
+        }
+    }
+
+    /// Relative paths in the config are taken from the config file's folder.
+    pub fn resolved_against(mut self, base: &Path) -> Config {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(f) = self.calibration.file.as_mut() {
+            fix(f);
+        }
+        for sink in &mut self.sinks {
+            match sink {
+                SinkSection::Raw { dir } => fix(dir),
+                SinkSection::Features { path } => fix(path),
+                SinkSection::Null => {}
+            }
+        }
+        self
+    }
+
+    /// The detector geometry this config describes.
+    ///
+    /// # Errors
+    /// As [`DetectorGeometry::new`]; [`Config::validate`] reports the same with key paths.
+    pub fn geometry(&self) -> Result<DetectorGeometry, GeometryError> {
+        let d = &self.detector;
+        match (&d.udp_ports, d.first_udp_port) {
+            (Some(ports), _) => DetectorGeometry::new(&d.model, d.modules, ports.clone()),
+            (None, first) => DetectorGeometry::with_consecutive_ports(&d.model, d.modules, first.unwrap_or(50001)),
+        }
+    }
+
+    pub fn assembler_config(&self) -> AssemblerConfig {
+        let a = &self.assembler;
+        AssemblerConfig {
+            frame_timeout_ns: a.frame_timeout_us.saturating_mul(1000),
+            window_frames: a.window_frames,
+            max_frame_jump: a.max_frame_jump,
+            partial_policy: a.partial_frames,
+        }
+    }
+
+    /// Every problem in the config, each with its key path; empty when it is sound.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, reason: String| p.push(ConfigProblem::new(key, reason));
+        let d = &self.detector;
+        match DetectorModel::by_name(&d.model) {
+            None => bad(
+                "detector.model",
+                format!("unknown model {:?}; known: {}", d.model, MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")),
+            ),
+            Some(model) => {
+                let need = d.modules * model.ports_per_module;
+                match (&d.udp_ports, d.first_udp_port) {
+                    (Some(_), Some(_)) => bad("detector.first_udp_port", "give either udp_ports or first_udp_port, not both".into()),
+                    (Some(ports), None) => {
+                        if ports.len() != need {
+                            bad("detector.udp_ports", format!("{} modules × {} ports need {need} ports, {} given", d.modules, model.ports_per_module, ports.len()));
+                        }
+                        for (i, port) in ports.iter().enumerate() {
+                            if *port == 0 {
+                                bad(&format!("detector.udp_ports[{i}]"), "port 0 cannot be received on".into());
+                            }
+                            if let Some(j) = ports[..i].iter().position(|q| q == port) {
+                                bad(&format!("detector.udp_ports[{i}]"), format!("port {port} is already claimed by detector.udp_ports[{j}]"));
+                            }
+                        }
+                    }
+                    (None, first) => {
+                        let first = first.unwrap_or(50001);
+                        if first == 0 || usize::from(first) + need > 65536 {
+                            bad("detector.first_udp_port", format!("{need} consecutive ports from {first} do not fit in 1..=65535"));
+                        }
+                    }
+                }
+            }
+        }
+        if d.modules == 0 || d.modules > 64 {
+            bad("detector.modules", format!("{} is outside 1..=64", d.modules));
+        }
+        if d.modules_per_row == 0 || d.modules_per_row > d.modules.max(1) {
+            bad("detector.modules_per_row", format!("{} is outside 1..={}", d.modules_per_row, d.modules.max(1)));
+        }
+        let a = &self.assembler;
+        if a.frame_timeout_us == 0 || a.frame_timeout_us > 60_000_000 {
+            bad("assembler.frame_timeout_us", format!("{} is outside 1..=60000000", a.frame_timeout_us));
+        }
+        if a.window_frames == 0 || a.window_frames > 64 {
+            bad("assembler.window_frames", format!("{} is outside 1..=64", a.window_frames));
+        }
+        if a.max_frame_jump < a.window_frames as u64 {
+            bad("assembler.max_frame_jump", format!("{} is less than window_frames ({})", a.max_frame_jump, a.window_frames));
+        }
+        let r = &self.reducer;
+        if a.pool_frames < a.window_frames + 2 || a.pool_frames > 4096 {
+            bad("assembler.pool_frames", format!("{} is outside {}..=4096 (window_frames + 2 at least)", a.pool_frames, a.window_frames + 2));
+        }
+        if r.workers == 0 || r.workers > 64 {
+            bad("reducer.workers", format!("{} is outside 1..=64", r.workers));
+        }
+        if r.queue_frames == 0 || r.queue_frames > 4096 {
+            bad("reducer.queue_frames", format!("{} is outside 1..=4096", r.queue_frames));
+        }
+        let c = &self.calibration;
+        if !(1.0..=200.0).contains(&c.photon_energy_kev) {
+            bad("calibration.photon_energy_kev", format!("{} is outside 1..=200 keV", c.photon_energy_kev));
+        }
+        for (i, g) in c.gain_adu_per_kev.iter().enumerate() {
+            if *g == 0.0 || !g.is_finite() {
+                bad(&format!("calibration.gain_adu_per_kev[{i}]"), "a gain must be finite and non-zero".into());
+            }
+        }
+        if let Some(file) = &c.file
+            && !file.is_file()
+        {
+            bad("calibration.file", format!("{} is not a readable file", file.display()));
+        }
+        let s = &self.trigger.spots;
+        if !(s.threshold_photons > 0.0) {
+            bad("trigger.spots.threshold_photons", format!("{} must be above 0", s.threshold_photons));
+        }
+        if s.min_spot_pixels == 0 {
+            bad("trigger.spots.min_spot_pixels", "a spot has at least one pixel".into());
+        }
+        if s.max_spot_pixels < s.min_spot_pixels {
+            bad("trigger.spots.max_spot_pixels", format!("{} is below min_spot_pixels ({})", s.max_spot_pixels, s.min_spot_pixels));
+        }
+        if s.min_spots == 0 {
+            bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
+        }
+        if s.max_spots_recorded > 100_000 {
+            bad("trigger.spots.max_spots_recorded", format!("{} is above 100000", s.max_spots_recorded));
+        }
+        if self.sinks.is_empty() {
+            bad("sink", "no sink: add at least one [[sink]] (kind = \"null\" to discard)".into());
+        }
+        let mut claimed: Vec<(PathBuf, String)> = Vec::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let (key, path) = match sink {
+                SinkSection::Raw { dir } => (format!("sink[{i}].dir"), dir.clone()),
+                SinkSection::Features { path } => (format!("sink[{i}].path"), path.clone()),
+                SinkSection::Null => continue,
+            };
+            if path.as_os_str().is_empty() {
+                bad(&key, "an empty path".into());
+                continue;
+            }
+            let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+            if let Some((_, other)) = claimed.iter().find(|(q, _)| overlaps(q, &path)) {
+                bad(&key, format!("{} overlaps the output of {other}", path.display()));
+            }
+            claimed.push((path, key));
+        }
+        p
+    }
+}

@@ -1,0 +1,82 @@
+use super::*;
+
+const MINIMAL: &str = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n";
+
+#[test]
+fn a_minimal_config_takes_the_defaults() {
+    let c = Config::parse(MINIMAL).unwrap().validated().unwrap();
+    assert_eq!(c.geometry().unwrap().udp_ports, vec![50001]);
+    assert_eq!(c.assembler_config().frame_timeout_ns, 10_000_000);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[assembler]\nframe_timeout_ms = 3\n";
+    let err = Config::parse(text).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(p.key, "assembler.frame_timeout_ms");
+    assert!(p.reason.contains("unknown field"), "{p}");
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n[[sink]]\nkind = \"raw\"\ndri = \"x\"\n";
+    let err = Config::parse(text).unwrap_err();
+    assert_eq!(err.problems()[0].key, "sink[1].dri", "{err}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\nmodules = \"two\"\n";
+    let err = Config::parse(text).unwrap_err();
+    assert_eq!(err.problems()[0].key, "detector.modules", "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[detector]
+model = "jungfrau-2if"
+modules = 2
+udp_ports = [50001, 50002, 50001]
+[assembler]
+window_frames = 0
+frame_timeout_us = 0
+[reducer]
+workers = 0
+[calibration]
+photon_energy_kev = 0.1
+file = "/nonexistent/calibration.bin"
+[trigger.spots]
+min_spot_pixels = 5
+max_spot_pixels = 4
+[[sink]]
+kind = "raw"
+dir = "/tmp/out"
+[[sink]]
+kind = "features"
+path = "/tmp/out/features.jsonl"
+"#;
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let keys: Vec<String> = err.problems().into_iter().map(|p| p.key).collect();
+    for expected in [
+        "detector.udp_ports",
+        "detector.udp_ports[2]",
+        "assembler.window_frames",
+        "assembler.frame_timeout_us",
+        "reducer.workers",
+        "calibration.photon_energy_kev",
+        "calibration.file",
+        "trigger.spots.max_spot_pixels",
+        "sink[1].path",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
+    }
+    let shown = err.to_string();
+    assert!(shown.contains("port 50001 is already claimed by detector.udp_ports[0]"), "{shown}");
+}
+
+#[test]
+fn an_unknown_model_lists_the_known_ones() {
+    let text = "[detector]\nmodel = \"pilatus\"\n[[sink]]\nkind = \"null\"\n";
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(p.key, "detector.model");
+    assert!(p.reason.contains("jungfrau-2if"));
+}

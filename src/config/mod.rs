@@ -19,11 +19,16 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML for the schema, or fails validation (all problems).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let config = Self::parse(&text).map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config.resolved_against(base).validated().map_err(|e| e.in_file(path))
+        config
+            .resolved_against(base)
+            .validated()
+            .map_err(|e| e.in_file(path))
     }
 
     /// Parses TOML text without validating it.
@@ -40,7 +45,14 @@ impl Config {
     /// [`ConfigError::Invalid`] listing each problem with its key path.
     pub fn validated(self) -> Result<Config, ConfigError> {
         let problems = self.validate();
-        if problems.is_empty() { Ok(self) } else { Err(ConfigError::Invalid { file: None, problems }) }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid {
+                file: None,
+                problems,
+            })
+        }
     }
 }
 

@@ -66,10 +66,16 @@ path = "/tmp/out/features.jsonl"
         "trigger.spots.max_spot_pixels",
         "sink[1].path",
     ] {
-        assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "missing {expected} in {keys:?}"
+        );
     }
     let shown = err.to_string();
-    assert!(shown.contains("port 50001 is already claimed by detector.udp_ports[0]"), "{shown}");
+    assert!(
+        shown.contains("port 50001 is already claimed by detector.udp_ports[0]"),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 pub mod geometry;
 pub mod header;
+pub mod layout;
 
 pub use geometry::{DetectorGeometry, DetectorModel, GeometryError, MODELS, PortSlot};
 pub use header::{DetectorType, HEADER_BYTES, HeaderError, SlsDetectorHeader};
+pub use layout::ImageLayout;

@@ -1,0 +1,18 @@
+//! A physics-based synthetic JUNGFRAU run with ground truth, for tests, demos, benchmarks and training.
+//!
+//! Hit frames carry Bragg spots of a randomly oriented crystal lattice cut by the Ewald sphere and
+//! projected onto the detector, with intensities from Wilson statistics, partiality and a B-factor
+//! fall-off, scaled by a per-hit crystal strength drawn log-uniformly (so there are weak hits). Every
+//! frame carries a solvent ring, air scatter and a few hot pixels. Photons are Poisson; each pixel has
+//! its own pedestal, gain and noise in three gain stages and is encoded as the detector does. The run is
+//! written as the modules would send it (a capture of UDP packets, optionally damaged by loss,
+//! reordering and duplication), with a truth file and the calibration maps. A seed fixes everything.
+
+pub mod capture_writer;
+pub mod crystal;
+pub mod response;
+pub mod rng;
+pub mod run;
+
+pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
+pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, simulate};

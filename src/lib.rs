@@ -4,6 +4,12 @@
 pub mod calib;
 pub mod config;
 pub mod detector;
+pub mod features;
 pub mod frame;
 pub mod ingest;
+pub mod reduce;
 pub mod sim;
+pub mod trigger;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("hitgate reads detector data in place and needs a little-endian host");

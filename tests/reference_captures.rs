@@ -20,10 +20,7 @@ fn captures_dir() -> Option<PathBuf> {
     if dir.join("README.md").exists() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: reference captures not found at {} (set HITGATE_CAPTURES)",
-            dir.display()
-        );
+        eprintln!("SKIPPED: reference captures not found at {} (set HITGATE_CAPTURES)", dir.display());
         None
     }
 }
@@ -52,7 +49,7 @@ fn receiver_frames(path: &PathBuf, image_bytes: usize) -> Vec<ReceiverFrame> {
 fn check(capture: &str, model: &str, ports: &[u16], expected_frames: usize) {
     let Some(dir) = captures_dir() else { return };
     let geometry = DetectorGeometry::new(model, 1, ports.to_vec()).unwrap();
-    let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), 8).unwrap();
+    let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), 8, 0).unwrap();
     let mut assembler = Assembler::new(geometry.clone(), AssemblerConfig::default(), pool);
     let cap = Capture::open(&dir.join(capture)).unwrap();
     let stem = capture.trim_end_matches(".pcap");
@@ -65,32 +62,17 @@ fn check(capture: &str, model: &str, ports: &[u16], expected_frames: usize) {
     let mut compared = 0;
     let mut check_frame = |frame: hitgate::frame::FrameHandle| {
         let meta = *frame.meta();
-        assert!(
-            meta.is_complete(),
-            "{capture}: frame {} partial",
-            meta.frame_number
-        );
+        assert!(meta.is_complete(), "{capture}: frame {} partial", meta.frame_number);
         for (port, frames) in reference.iter().enumerate() {
-            let r = frames
-                .iter()
-                .find(|r| r.frame_number == meta.frame_number)
-                .expect("receiver wrote it");
+            let r = frames.iter().find(|r| r.frame_number == meta.frame_number).expect("receiver wrote it");
             let ours = &frame.data()[geometry.port_range(port)];
-            assert!(
-                ours == r.image.as_slice(),
-                "{capture}: frame {} port {port} differs",
-                meta.frame_number
-            );
+            assert!(ours == r.image.as_slice(), "{capture}: frame {} port {port} differs", meta.frame_number);
             let ppp = geometry.model.packets_per_port();
             assert_eq!(r.packets_caught as usize, ppp);
             for n in 0..512 {
                 let theirs = r.mask[n / 8] & (1 << (n % 8)) != 0;
                 let ours = n < ppp && frame.has_packet(geometry.packet_index(port, n));
-                assert_eq!(
-                    ours, theirs,
-                    "{capture}: frame {} port {port} mask bit {n}",
-                    meta.frame_number
-                );
+                assert_eq!(ours, theirs, "{capture}: frame {} port {port} mask bit {n}", meta.frame_number);
             }
         }
         compared += 1;
@@ -98,9 +80,7 @@ fn check(capture: &str, model: &str, ports: &[u16], expected_frames: usize) {
     for record in cap.records() {
         let record = record.unwrap();
         let udp = record.udp().unwrap();
-        assembler
-            .push(udp.dst_port, udp.payload, record.timestamp_ns)
-            .unwrap();
+        assembler.push(udp.dst_port, udp.payload, record.timestamp_ns).unwrap();
         while let Some(f) = assembler.pop_ready() {
             check_frame(f);
         }
@@ -112,11 +92,7 @@ fn check(capture: &str, model: &str, ports: &[u16], expected_frames: usize) {
     assert_eq!(compared, expected_frames, "{capture}");
     assert_eq!(reference[0].len(), expected_frames);
     let c = assembler.counters();
-    assert_eq!(
-        c.packets_offered(),
-        c.packets_placed,
-        "{capture}: no packet dropped"
-    );
+    assert_eq!(c.packets_offered(), c.packets_placed, "{capture}: no packet dropped");
 }
 
 #[test]

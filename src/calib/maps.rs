@@ -31,23 +31,13 @@ struct FileHeader {
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
     #[error("cannot read calibration {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write calibration {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a calibration file ({reason})")]
     Format { path: PathBuf, reason: String },
     #[error("calibration {path} is for {found} pixels, the detector has {expected}")]
-    Size {
-        path: PathBuf,
-        found: usize,
-        expected: usize,
-    },
+    Size { path: PathBuf, found: usize, expected: usize },
 }
 
 /// Pedestal and gain per gain stage and pixel.
@@ -62,22 +52,10 @@ pub struct CalibrationMaps {
 
 impl CalibrationMaps {
     /// The same constants for every pixel, per stage.
-    pub fn uniform(
-        modules: usize,
-        rows: usize,
-        cols: usize,
-        pedestal: [f32; 3],
-        gain: [f32; 3],
-    ) -> Self {
+    pub fn uniform(modules: usize, rows: usize, cols: usize, pedestal: [f32; 3], gain: [f32; 3]) -> Self {
         let n = modules * rows * cols;
         let spread = |v: [f32; 3]| v.iter().flat_map(|&x| std::iter::repeat_n(x, n)).collect();
-        CalibrationMaps {
-            modules,
-            rows,
-            cols,
-            pedestal_adu: spread(pedestal),
-            gain_adu_per_kev: spread(gain),
-        }
+        CalibrationMaps { modules, rows, cols, pedestal_adu: spread(pedestal), gain_adu_per_kev: spread(gain) }
     }
 
     /// Maps from arrays laid out stage-major, as in the file.
@@ -89,17 +67,8 @@ impl CalibrationMaps {
         gain_adu_per_kev: Vec<f32>,
     ) -> Self {
         let n = GAIN_STAGES * modules * rows * cols;
-        assert!(
-            pedestal_adu.len() == n && gain_adu_per_kev.len() == n,
-            "maps of {n} values"
-        );
-        CalibrationMaps {
-            modules,
-            rows,
-            cols,
-            pedestal_adu,
-            gain_adu_per_kev,
-        }
+        assert!(pedestal_adu.len() == n && gain_adu_per_kev.len() == n, "maps of {n} values");
+        CalibrationMaps { modules, rows, cols, pedestal_adu, gain_adu_per_kev }
     }
 
     pub fn pixels(&self) -> usize {
@@ -121,10 +90,7 @@ impl CalibrationMaps {
     /// # Errors
     /// The file cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), CalibrationError> {
-        let err = |source| CalibrationError::Write {
-            path: path.into(),
-            source,
-        };
+        let err = |source| CalibrationError::Write { path: path.into(), source };
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
         let header = FileHeader {
             magic: MAGIC,
@@ -145,61 +111,32 @@ impl CalibrationMaps {
     /// # Errors
     /// Unreadable, not in the format, or for another pixel count.
     pub fn load(path: &Path, pixels: usize) -> Result<Self, CalibrationError> {
-        let bytes = std::fs::read(path).map_err(|source| CalibrationError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let format = |reason: String| CalibrationError::Format {
-            path: path.into(),
-            reason,
-        };
-        let (header, body) = FileHeader::ref_from_prefix(&bytes)
-            .map_err(|_| format("shorter than its header".into()))?;
+        let bytes = std::fs::read(path).map_err(|source| CalibrationError::Read { path: path.into(), source })?;
+        let format = |reason: String| CalibrationError::Format { path: path.into(), reason };
+        let (header, body) =
+            FileHeader::ref_from_prefix(&bytes).map_err(|_| format("shorter than its header".into()))?;
         if header.magic != MAGIC {
             return Err(format(format!("magic {:?}", header.magic)));
         }
         if header.stages.get() as usize != GAIN_STAGES {
-            return Err(format(format!(
-                "{} gain stages, expected {GAIN_STAGES}",
-                header.stages.get()
-            )));
+            return Err(format(format!("{} gain stages, expected {GAIN_STAGES}", header.stages.get())));
         }
-        let (modules, rows, cols) = (
-            header.modules.get() as usize,
-            header.rows.get() as usize,
-            header.cols.get() as usize,
-        );
+        let (modules, rows, cols) =
+            (header.modules.get() as usize, header.rows.get() as usize, header.cols.get() as usize);
         let found = modules
             .checked_mul(rows)
             .and_then(|n| n.checked_mul(cols))
             .ok_or_else(|| format("dimensions overflow".into()))?;
         if found != pixels {
-            return Err(CalibrationError::Size {
-                path: path.into(),
-                found,
-                expected: pixels,
-            });
+            return Err(CalibrationError::Size { path: path.into(), found, expected: pixels });
         }
         let values = 2 * GAIN_STAGES * found;
         if body.len() != values * 4 {
-            return Err(format(format!(
-                "{} bytes of maps, expected {}",
-                body.len(),
-                values * 4
-            )));
+            return Err(format(format!("{} bytes of maps, expected {}", body.len(), values * 4)));
         }
-        let all: Vec<f32> = body
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let all: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let (ped, gain) = all.split_at(GAIN_STAGES * found);
-        Ok(Self::from_arrays(
-            modules,
-            rows,
-            cols,
-            ped.to_vec(),
-            gain.to_vec(),
-        ))
+        Ok(Self::from_arrays(modules, rows, cols, ped.to_vec(), gain.to_vec()))
     }
 }
 
@@ -215,20 +152,11 @@ mod tests {
         maps.pedestal_adu[7] = 42.5;
         maps.save(&path).unwrap();
         assert_eq!(CalibrationMaps::load(&path, 12).unwrap(), maps);
-        assert!(matches!(
-            CalibrationMaps::load(&path, 13),
-            Err(CalibrationError::Size { found: 12, .. })
-        ));
+        assert!(matches!(CalibrationMaps::load(&path, 13), Err(CalibrationError::Size { found: 12, .. })));
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(matches!(
-            CalibrationMaps::load(&path, 12),
-            Err(CalibrationError::Format { .. })
-        ));
+        assert!(matches!(CalibrationMaps::load(&path, 12), Err(CalibrationError::Format { .. })));
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(matches!(
-            CalibrationMaps::load(&path, 12),
-            Err(CalibrationError::Format { .. })
-        ));
+        assert!(matches!(CalibrationMaps::load(&path, 12), Err(CalibrationError::Format { .. })));
     }
 }

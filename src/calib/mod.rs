@@ -31,11 +31,7 @@ impl PhotonConverter {
                 *out = 1.0 / (gain * photon_energy_kev);
             }
         }
-        PhotonConverter {
-            pedestal_adu,
-            photons_per_adu,
-            pixels,
-        }
+        PhotonConverter { pedestal_adu, photons_per_adu, pixels }
     }
 
     pub fn pixels(&self) -> usize {
@@ -65,29 +61,14 @@ mod tests {
 
     #[test]
     fn gain_stages_convert_with_their_own_maps_and_code_2_reads_zero() {
-        let maps =
-            CalibrationMaps::uniform(1, 1, 4, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
+        let maps = CalibrationMaps::uniform(1, 1, 4, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
         let conv = PhotonConverter::new(&maps, 10.0);
-        let raw = [
-            3400u16,
-            (1 << 14) | 14210,
-            (3 << 14) | 13989,
-            (2 << 14) | 5000,
-        ];
+        let raw = [3400u16, (1 << 14) | 14210, (3 << 14) | 13989, (2 << 14) | 5000];
         let mut out = [f32::NAN; 4];
         conv.jungfrau_photons(&raw, &mut out);
-        assert!(
-            (out[0] - 1.0).abs() < 1e-6,
-            "G0: 400 ADU at 40 ADU/keV = 10 keV = 1 photon"
-        );
-        assert!(
-            (out[1] - 20.0).abs() < 1e-3,
-            "G1: -290 ADU at -1.45 ADU/keV = 200 keV"
-        );
-        assert!(
-            (out[2] - 10.0).abs() < 1e-3,
-            "G2: -11 ADU at -0.11 ADU/keV = 100 keV"
-        );
+        assert!((out[0] - 1.0).abs() < 1e-6, "G0: 400 ADU at 40 ADU/keV = 10 keV = 1 photon");
+        assert!((out[1] - 20.0).abs() < 1e-3, "G1: -290 ADU at -1.45 ADU/keV = 200 keV");
+        assert!((out[2] - 10.0).abs() < 1e-3, "G2: -11 ADU at -0.11 ADU/keV = 100 keV");
         assert_eq!(out[3], 0.0, "invalid gain code");
     }
 }

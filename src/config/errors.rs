@@ -13,10 +13,7 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigProblem {
-            key: key.into(),
-            reason: reason.into(),
-        }
+        ConfigProblem { key: key.into(), reason: reason.into() }
     }
 }
 
@@ -29,49 +26,26 @@ impl fmt::Display for ConfigProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}{}: {}", file_prefix(file), problem.key, problem.reason)]
-    Parse {
-        file: Option<PathBuf>,
-        problem: ConfigProblem,
-        line: usize,
-    },
+    Parse { file: Option<PathBuf>, problem: ConfigProblem, line: usize },
     #[error("{}{} problem(s):\n{}", file_prefix(file), problems.len(), list(problems))]
-    Invalid {
-        file: Option<PathBuf>,
-        problems: Vec<ConfigProblem>,
-    },
+    Invalid { file: Option<PathBuf>, problems: Vec<ConfigProblem> },
 }
 
 fn file_prefix(file: &Option<PathBuf>) -> String {
-    file.as_ref()
-        .map(|f| format!("{}: ", f.display()))
-        .unwrap_or_default()
+    file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default()
 }
 
 fn list(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
 }
 
 impl ConfigError {
     pub(super) fn in_file(self, path: &std::path::Path) -> ConfigError {
         match self {
-            ConfigError::Parse { problem, line, .. } => ConfigError::Parse {
-                file: Some(path.into()),
-                problem,
-                line,
-            },
-            ConfigError::Invalid { problems, .. } => ConfigError::Invalid {
-                file: Some(path.into()),
-                problems,
-            },
+            ConfigError::Parse { problem, line, .. } => ConfigError::Parse { file: Some(path.into()), problem, line },
+            ConfigError::Invalid { problems, .. } => ConfigError::Invalid { file: Some(path.into()), problems },
             other => other,
         }
     }
@@ -79,10 +53,9 @@ impl ConfigError {
     /// Every problem, each with its key path.
     pub fn problems(&self) -> Vec<ConfigProblem> {
         match self {
-            ConfigError::Read { path, source } => vec![ConfigProblem::new(
-                path.display().to_string(),
-                source.to_string(),
-            )],
+            ConfigError::Read { path, source } => {
+                vec![ConfigProblem::new(path.display().to_string(), source.to_string())]
+            }
             ConfigError::Parse { problem, .. } => vec![problem.clone()],
             ConfigError::Invalid { problems, .. } => problems.clone(),
         }
@@ -94,18 +67,10 @@ impl ConfigError {
 pub(super) fn parse_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let mut start = err.span().map(|s| s.start).unwrap_or(0).min(text.len());
     // Errors inside tagged tables point at the whole table: move to the offending key's own line.
-    if let Some(name) = err
-        .message()
-        .split('`')
-        .nth(1)
-        .filter(|_| err.message().starts_with("unknown field"))
-    {
+    if let Some(name) = err.message().split('`').nth(1).filter(|_| err.message().starts_with("unknown field")) {
         let mut at = start;
         for l in text[start..].split_inclusive('\n') {
-            if l.trim_start()
-                .strip_prefix(name)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-            {
+            if l.trim_start().strip_prefix(name).is_some_and(|r| r.trim_start().starts_with('=')) {
                 start = at;
                 break;
             }
@@ -148,9 +113,5 @@ pub(super) fn parse_error(text: &str, err: &toml::de::Error) -> ConfigError {
         (true, None) => "(top level)".into(),
     };
     let reason = err.message().trim().replace('\n', " ");
-    ConfigError::Parse {
-        file: None,
-        problem: ConfigProblem::new(path, format!("{reason} (line {line})")),
-        line,
-    }
+    ConfigError::Parse { file: None, problem: ConfigProblem::new(path, format!("{reason} (line {line})")), line }
 }

@@ -7,8 +7,8 @@ mod schema;
 
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
-    AssemblerSection, CalibrationSection, Config, DetectorSection, ReducerSection, SinkSection,
-    SpotsTriggerSection, TriggerSection,
+    AssemblerSection, CalibrationSection, Config, DetectorSection, ReducerSection, SinkSection, SpotsTriggerSection,
+    TriggerKind, TriggerSection,
 };
 
 use std::path::Path;
@@ -19,16 +19,11 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML for the schema, or fails validation (all problems).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let config = Self::parse(&text).map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config
-            .resolved_against(base)
-            .validated()
-            .map_err(|e| e.in_file(path))
+        config.resolved_against(base).validated().map_err(|e| e.in_file(path))
     }
 
     /// Parses TOML text without validating it.
@@ -45,14 +40,7 @@ impl Config {
     /// [`ConfigError::Invalid`] listing each problem with its key path.
     pub fn validated(self) -> Result<Config, ConfigError> {
         let problems = self.validate();
-        if problems.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigError::Invalid {
-                file: None,
-                problems,
-            })
-        }
+        if problems.is_empty() { Ok(self) } else { Err(ConfigError::Invalid { file: None, problems }) }
     }
 }
 

@@ -92,10 +92,7 @@ pub struct ReducerSection {
 
 impl Default for ReducerSection {
     fn default() -> Self {
-        ReducerSection {
-            workers: 1,
-            queue_frames: 32,
-        }
+        ReducerSection { workers: 1, queue_frames: 32 }
     }
 }
 
@@ -210,12 +207,8 @@ impl Config {
             calibration: CalibrationSection::default(),
             trigger: TriggerSection::default(),
             sinks: vec![
-                SinkSection::Raw {
-                    dir: out.join("raw"),
-                },
-                SinkSection::Features {
-                    path: out.join("features.jsonl"),
-                },
+                SinkSection::Raw { dir: out.join("raw") },
+                SinkSection::Features { path: out.join("features.jsonl") },
             ],
         }
     }
@@ -248,11 +241,7 @@ impl Config {
         let d = &self.detector;
         match (&d.udp_ports, d.first_udp_port) {
             (Some(ports), _) => DetectorGeometry::new(&d.model, d.modules, ports.clone()),
-            (None, first) => DetectorGeometry::with_consecutive_ports(
-                &d.model,
-                d.modules,
-                first.unwrap_or(50001),
-            ),
+            (None, first) => DetectorGeometry::with_consecutive_ports(&d.model, d.modules, first.unwrap_or(50001)),
         }
     }
 
@@ -281,12 +270,17 @@ impl Config {
                 ),
             ),
             Some(model) => {
+                if model.bits_per_pixel != 16 && self.trigger.kind == TriggerKind::Spots {
+                    bad(
+                        "trigger.kind",
+                        format!("spots needs 16-bit pixels; {} sends {}-bit", model.name, model.bits_per_pixel),
+                    );
+                }
                 let need = d.modules * model.ports_per_module;
                 match (&d.udp_ports, d.first_udp_port) {
-                    (Some(_), Some(_)) => bad(
-                        "detector.first_udp_port",
-                        "give either udp_ports or first_udp_port, not both".into(),
-                    ),
+                    (Some(_), Some(_)) => {
+                        bad("detector.first_udp_port", "give either udp_ports or first_udp_port, not both".into())
+                    }
                     (Some(ports), None) => {
                         if ports.len() != need {
                             bad(
@@ -301,17 +295,12 @@ impl Config {
                         }
                         for (i, port) in ports.iter().enumerate() {
                             if *port == 0 {
-                                bad(
-                                    &format!("detector.udp_ports[{i}]"),
-                                    "port 0 cannot be received on".into(),
-                                );
+                                bad(&format!("detector.udp_ports[{i}]"), "port 0 cannot be received on".into());
                             }
                             if let Some(j) = ports[..i].iter().position(|q| q == port) {
                                 bad(
                                     &format!("detector.udp_ports[{i}]"),
-                                    format!(
-                                        "port {port} is already claimed by detector.udp_ports[{j}]"
-                                    ),
+                                    format!("port {port} is already claimed by detector.udp_ports[{j}]"),
                                 );
                             }
                         }
@@ -321,9 +310,7 @@ impl Config {
                         if first == 0 || usize::from(first) + need > 65536 {
                             bad(
                                 "detector.first_udp_port",
-                                format!(
-                                    "{need} consecutive ports from {first} do not fit in 1..=65535"
-                                ),
+                                format!("{need} consecutive ports from {first} do not fit in 1..=65535"),
                             );
                         }
                     }
@@ -331,124 +318,72 @@ impl Config {
             }
         }
         if d.modules == 0 || d.modules > 64 {
-            bad(
-                "detector.modules",
-                format!("{} is outside 1..=64", d.modules),
-            );
+            bad("detector.modules", format!("{} is outside 1..=64", d.modules));
         }
         if d.modules_per_row == 0 || d.modules_per_row > d.modules.max(1) {
-            bad(
-                "detector.modules_per_row",
-                format!("{} is outside 1..={}", d.modules_per_row, d.modules.max(1)),
-            );
+            bad("detector.modules_per_row", format!("{} is outside 1..={}", d.modules_per_row, d.modules.max(1)));
         }
         let a = &self.assembler;
         if a.frame_timeout_us == 0 || a.frame_timeout_us > 60_000_000 {
-            bad(
-                "assembler.frame_timeout_us",
-                format!("{} is outside 1..=60000000", a.frame_timeout_us),
-            );
+            bad("assembler.frame_timeout_us", format!("{} is outside 1..=60000000", a.frame_timeout_us));
         }
         if a.window_frames == 0 || a.window_frames > 64 {
-            bad(
-                "assembler.window_frames",
-                format!("{} is outside 1..=64", a.window_frames),
-            );
+            bad("assembler.window_frames", format!("{} is outside 1..=64", a.window_frames));
         }
         if a.max_frame_jump < a.window_frames as u64 {
             bad(
                 "assembler.max_frame_jump",
-                format!(
-                    "{} is less than window_frames ({})",
-                    a.max_frame_jump, a.window_frames
-                ),
+                format!("{} is less than window_frames ({})", a.max_frame_jump, a.window_frames),
             );
         }
         let r = &self.reducer;
         if a.pool_frames < a.window_frames + 2 || a.pool_frames > 4096 {
             bad(
                 "assembler.pool_frames",
-                format!(
-                    "{} is outside {}..=4096 (window_frames + 2 at least)",
-                    a.pool_frames,
-                    a.window_frames + 2
-                ),
+                format!("{} is outside {}..=4096 (window_frames + 2 at least)", a.pool_frames, a.window_frames + 2),
             );
         }
         if r.workers == 0 || r.workers > 64 {
-            bad(
-                "reducer.workers",
-                format!("{} is outside 1..=64", r.workers),
-            );
+            bad("reducer.workers", format!("{} is outside 1..=64", r.workers));
         }
         if r.queue_frames == 0 || r.queue_frames > 4096 {
-            bad(
-                "reducer.queue_frames",
-                format!("{} is outside 1..=4096", r.queue_frames),
-            );
+            bad("reducer.queue_frames", format!("{} is outside 1..=4096", r.queue_frames));
         }
         let c = &self.calibration;
         if !(1.0..=200.0).contains(&c.photon_energy_kev) {
-            bad(
-                "calibration.photon_energy_kev",
-                format!("{} is outside 1..=200 keV", c.photon_energy_kev),
-            );
+            bad("calibration.photon_energy_kev", format!("{} is outside 1..=200 keV", c.photon_energy_kev));
         }
         for (i, g) in c.gain_adu_per_kev.iter().enumerate() {
             if *g == 0.0 || !g.is_finite() {
-                bad(
-                    &format!("calibration.gain_adu_per_kev[{i}]"),
-                    "a gain must be finite and non-zero".into(),
-                );
+                bad(&format!("calibration.gain_adu_per_kev[{i}]"), "a gain must be finite and non-zero".into());
             }
         }
         if let Some(file) = &c.file
             && !file.is_file()
         {
-            bad(
-                "calibration.file",
-                format!("{} is not a readable file", file.display()),
-            );
+            bad("calibration.file", format!("{} is not a readable file", file.display()));
         }
         let s = &self.trigger.spots;
         if !(s.threshold_photons > 0.0) {
-            bad(
-                "trigger.spots.threshold_photons",
-                format!("{} must be above 0", s.threshold_photons),
-            );
+            bad("trigger.spots.threshold_photons", format!("{} must be above 0", s.threshold_photons));
         }
         if s.min_spot_pixels == 0 {
-            bad(
-                "trigger.spots.min_spot_pixels",
-                "a spot has at least one pixel".into(),
-            );
+            bad("trigger.spots.min_spot_pixels", "a spot has at least one pixel".into());
         }
         if s.max_spot_pixels < s.min_spot_pixels {
             bad(
                 "trigger.spots.max_spot_pixels",
-                format!(
-                    "{} is below min_spot_pixels ({})",
-                    s.max_spot_pixels, s.min_spot_pixels
-                ),
+                format!("{} is below min_spot_pixels ({})", s.max_spot_pixels, s.min_spot_pixels),
             );
         }
         if s.min_spots == 0 {
-            bad(
-                "trigger.spots.min_spots",
-                "0 would accept every frame; use trigger.kind = \"accept_all\"".into(),
-            );
+            bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
         }
         if s.max_spots_recorded > 100_000 {
-            bad(
-                "trigger.spots.max_spots_recorded",
-                format!("{} is above 100000", s.max_spots_recorded),
-            );
+            bad("trigger.spots.max_spots_recorded", format!("{} is above 100000", s.max_spots_recorded));
         }
         if self.sinks.is_empty() {
-            bad(
-                "sink",
-                "no sink: add at least one [[sink]] (kind = \"null\" to discard)".into(),
-            );
+            bad("sink", "no sink: add at least one [[sink]] (kind = \"null\" to discard)".into());
         }
         let mut claimed: Vec<(PathBuf, String)> = Vec::new();
         for (i, sink) in self.sinks.iter().enumerate() {
@@ -463,10 +398,7 @@ impl Config {
             }
             let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
             if let Some((_, other)) = claimed.iter().find(|(q, _)| overlaps(q, &path)) {
-                bad(
-                    &key,
-                    format!("{} overlaps the output of {other}", path.display()),
-                );
+                bad(&key, format!("{} overlaps the output of {other}", path.display()));
             }
             claimed.push((path, key));
         }

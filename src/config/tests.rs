@@ -16,7 +16,8 @@ fn unknown_keys_are_refused_with_their_path() {
     let p = &err.problems()[0];
     assert_eq!(p.key, "assembler.frame_timeout_ms");
     assert!(p.reason.contains("unknown field"), "{p}");
-    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n[[sink]]\nkind = \"raw\"\ndri = \"x\"\n";
+    let text =
+        "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n[[sink]]\nkind = \"raw\"\ndri = \"x\"\n";
     let err = Config::parse(text).unwrap_err();
     assert_eq!(err.problems()[0].key, "sink[1].dri", "{err}");
 }
@@ -66,16 +67,10 @@ path = "/tmp/out/features.jsonl"
         "trigger.spots.max_spot_pixels",
         "sink[1].path",
     ] {
-        assert!(
-            keys.iter().any(|k| k == expected),
-            "missing {expected} in {keys:?}"
-        );
+        assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
     }
     let shown = err.to_string();
-    assert!(
-        shown.contains("port 50001 is already claimed by detector.udp_ports[0]"),
-        "{shown}"
-    );
+    assert!(shown.contains("port 50001 is already claimed by detector.udp_ports[0]"), "{shown}");
 }
 
 #[test]

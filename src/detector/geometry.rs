@@ -54,12 +54,7 @@ const fn jungfrau(name: &'static str, ports: usize, summary: &'static str) -> De
     }
 }
 
-const fn eiger(
-    name: &'static str,
-    ten_giga: bool,
-    bits: usize,
-    summary: &'static str,
-) -> DetectorModel {
+const fn eiger(name: &'static str, ten_giga: bool, bits: usize, summary: &'static str) -> DetectorModel {
     DetectorModel {
         name,
         det_type: DetectorType::Eiger,
@@ -77,66 +72,18 @@ const fn eiger(
 /// Every module kind hitgate can assemble. EIGER entries describe one half-module (one beb, two ports),
 /// which is what the vendor software counts as a module.
 pub const MODELS: &[DetectorModel] = &[
-    jungfrau(
-        "jungfrau-1if",
-        1,
-        "JUNGFRAU module, one 10 GbE interface, 128 packets/frame",
-    ),
-    jungfrau(
-        "jungfrau-2if",
-        2,
-        "JUNGFRAU module, two 10 GbE interfaces, 64 packets/frame/port",
-    ),
-    eiger(
-        "eiger-10g-4bit",
-        true,
-        4,
-        "EIGER half-module, 10 GbE, 4-bit",
-    ),
-    eiger(
-        "eiger-10g-8bit",
-        true,
-        8,
-        "EIGER half-module, 10 GbE, 8-bit",
-    ),
-    eiger(
-        "eiger-10g-12bit",
-        true,
-        12,
-        "EIGER half-module, 10 GbE, 12-bit",
-    ),
-    eiger(
-        "eiger-10g-16bit",
-        true,
-        16,
-        "EIGER half-module, 10 GbE, 16-bit",
-    ),
-    eiger(
-        "eiger-10g-32bit",
-        true,
-        32,
-        "EIGER half-module, 10 GbE, 32-bit",
-    ),
+    jungfrau("jungfrau-1if", 1, "JUNGFRAU module, one 10 GbE interface, 128 packets/frame"),
+    jungfrau("jungfrau-2if", 2, "JUNGFRAU module, two 10 GbE interfaces, 64 packets/frame/port"),
+    eiger("eiger-10g-4bit", true, 4, "EIGER half-module, 10 GbE, 4-bit"),
+    eiger("eiger-10g-8bit", true, 8, "EIGER half-module, 10 GbE, 8-bit"),
+    eiger("eiger-10g-12bit", true, 12, "EIGER half-module, 10 GbE, 12-bit"),
+    eiger("eiger-10g-16bit", true, 16, "EIGER half-module, 10 GbE, 16-bit"),
+    eiger("eiger-10g-32bit", true, 32, "EIGER half-module, 10 GbE, 32-bit"),
     eiger("eiger-1g-4bit", false, 4, "EIGER half-module, 1 GbE, 4-bit"),
     eiger("eiger-1g-8bit", false, 8, "EIGER half-module, 1 GbE, 8-bit"),
-    eiger(
-        "eiger-1g-12bit",
-        false,
-        12,
-        "EIGER half-module, 1 GbE, 12-bit",
-    ),
-    eiger(
-        "eiger-1g-16bit",
-        false,
-        16,
-        "EIGER half-module, 1 GbE, 16-bit",
-    ),
-    eiger(
-        "eiger-1g-32bit",
-        false,
-        32,
-        "EIGER half-module, 1 GbE, 32-bit",
-    ),
+    eiger("eiger-1g-12bit", false, 12, "EIGER half-module, 1 GbE, 12-bit"),
+    eiger("eiger-1g-16bit", false, 16, "EIGER half-module, 1 GbE, 16-bit"),
+    eiger("eiger-1g-32bit", false, 32, "EIGER half-module, 1 GbE, 32-bit"),
 ];
 
 impl DetectorModel {
@@ -183,12 +130,7 @@ pub enum GeometryError {
     #[error("a detector needs at least one module")]
     NoModules,
     #[error("{modules} modules × {ports} ports need {need} UDP ports, {given} given")]
-    PortCount {
-        modules: usize,
-        ports: usize,
-        need: usize,
-        given: usize,
-    },
+    PortCount { modules: usize, ports: usize, need: usize, given: usize },
     #[error("UDP port {0} is claimed twice")]
     DuplicatePort(u16),
     #[error("{packets} packets per frame exceed the 1 << 20 packet mask limit")]
@@ -223,8 +165,7 @@ impl DetectorGeometry {
     /// # Errors
     /// An unknown model, zero modules, a port count that does not match, or a port claimed twice.
     pub fn new(model: &str, modules: usize, udp_ports: Vec<u16>) -> Result<Self, GeometryError> {
-        let model = DetectorModel::by_name(model)
-            .ok_or_else(|| GeometryError::UnknownModel(model.into()))?;
+        let model = DetectorModel::by_name(model).ok_or_else(|| GeometryError::UnknownModel(model.into()))?;
         if modules == 0 {
             return Err(GeometryError::NoModules);
         }
@@ -242,15 +183,9 @@ impl DetectorGeometry {
                 return Err(GeometryError::DuplicatePort(*p));
             }
         }
-        let geometry = DetectorGeometry {
-            model,
-            modules,
-            udp_ports,
-        };
+        let geometry = DetectorGeometry { model, modules, udp_ports };
         if geometry.packets_per_frame() > 1 << 20 {
-            return Err(GeometryError::TooManyPackets {
-                packets: geometry.packets_per_frame(),
-            });
+            return Err(GeometryError::TooManyPackets { packets: geometry.packets_per_frame() });
         }
         Ok(geometry)
     }
@@ -259,25 +194,13 @@ impl DetectorGeometry {
     ///
     /// # Errors
     /// As [`DetectorGeometry::new`], and when the ports would run past 65535.
-    pub fn with_consecutive_ports(
-        model: &str,
-        modules: usize,
-        first: u16,
-    ) -> Result<Self, GeometryError> {
-        let per = DetectorModel::by_name(model)
-            .ok_or_else(|| GeometryError::UnknownModel(model.into()))?
-            .ports_per_module;
+    pub fn with_consecutive_ports(model: &str, modules: usize, first: u16) -> Result<Self, GeometryError> {
+        let per =
+            DetectorModel::by_name(model).ok_or_else(|| GeometryError::UnknownModel(model.into()))?.ports_per_module;
         let need = modules * per;
-        let ports: Vec<u16> = (0..need)
-            .map_while(|i| first.checked_add(i as u16))
-            .collect();
+        let ports: Vec<u16> = (0..need).map_while(|i| first.checked_add(i as u16)).collect();
         if ports.len() != need || need > u16::MAX as usize {
-            return Err(GeometryError::PortCount {
-                modules,
-                ports: per,
-                need,
-                given: ports.len(),
-            });
+            return Err(GeometryError::PortCount { modules, ports: per, need, given: ports.len() });
         }
         Self::new(model, modules, ports)
     }
@@ -307,14 +230,23 @@ impl DetectorGeometry {
 
     /// Byte range in the frame buffer of packet `packet_number` of port `port_index`.
     pub fn packet_range(&self, port_index: usize, packet_number: usize) -> std::ops::Range<usize> {
-        let start =
-            (port_index * self.model.packets_per_port() + packet_number) * self.model.payload_bytes;
+        let start = (port_index * self.model.packets_per_port() + packet_number) * self.model.payload_bytes;
         start..start + self.model.payload_bytes
     }
 
     /// Index of a packet in the frame's packet mask.
     pub fn packet_index(&self, port_index: usize, packet_number: usize) -> usize {
         port_index * self.model.packets_per_port() + packet_number
+    }
+
+    /// The frame as equal panels laid one after the other: `(panels, rows, cols)`. A panel is a module
+    /// where ports stack rows, a port where they sit side by side; spots never cross a panel edge.
+    pub fn panels(&self) -> (usize, usize, usize) {
+        let m = self.model;
+        match m.arrangement {
+            PortArrangement::StackedRows => (self.modules, m.module_rows(), m.module_cols()),
+            PortArrangement::SideBySide => (self.ports(), m.port_rows, m.port_cols),
+        }
     }
 
     /// Byte range of one port's image in the frame buffer.
@@ -332,11 +264,7 @@ mod tests {
     fn every_model_divides_its_image_into_whole_packets() {
         for m in MODELS {
             assert_eq!(m.port_image_bytes() % m.payload_bytes, 0, "{}", m.name);
-            assert!(
-                m.packets_per_port() <= 512,
-                "{}: mask of 64 bytes per port",
-                m.name
-            );
+            assert!(m.packets_per_port() <= 512, "{}: mask of 64 bytes per port", m.name);
         }
     }
 
@@ -345,10 +273,7 @@ mod tests {
         let jf1 = DetectorModel::by_name("jungfrau-1if").unwrap();
         assert_eq!((jf1.packets_per_port(), jf1.packet_bytes()), (128, 8240));
         let jf2 = DetectorModel::by_name("jungfrau-2if").unwrap();
-        assert_eq!(
-            (jf2.packets_per_port(), jf2.module_rows(), jf2.module_cols()),
-            (64, 512, 1024)
-        );
+        assert_eq!((jf2.packets_per_port(), jf2.module_rows(), jf2.module_cols()), (64, 512, 1024));
         for bits in [4, 8, 12, 16, 32] {
             let ten = DetectorModel::by_name(&format!("eiger-10g-{bits}bit")).unwrap();
             assert_eq!(ten.packets_per_port(), 4 * bits);
@@ -356,10 +281,7 @@ mod tests {
             assert_eq!(one.packets_per_port(), 16 * bits);
         }
         let e16 = DetectorModel::by_name("eiger-10g-16bit").unwrap();
-        assert_eq!(
-            (e16.packet_bytes(), e16.module_rows(), e16.module_cols()),
-            (4144, 256, 1024)
-        );
+        assert_eq!((e16.packet_bytes(), e16.module_rows(), e16.module_cols()), (4144, 256, 1024));
     }
 
     #[test]
@@ -375,27 +297,13 @@ mod tests {
 
     #[test]
     fn bad_geometries_say_why() {
-        assert!(matches!(
-            DetectorGeometry::new("jungfrau-9if", 1, vec![1]),
-            Err(GeometryError::UnknownModel(_))
-        ));
+        assert!(matches!(DetectorGeometry::new("jungfrau-9if", 1, vec![1]), Err(GeometryError::UnknownModel(_))));
         assert_eq!(
             DetectorGeometry::new("jungfrau-2if", 1, vec![1]),
-            Err(GeometryError::PortCount {
-                modules: 1,
-                ports: 2,
-                need: 2,
-                given: 1
-            })
+            Err(GeometryError::PortCount { modules: 1, ports: 2, need: 2, given: 1 })
         );
-        assert_eq!(
-            DetectorGeometry::new("jungfrau-2if", 1, vec![7, 7]),
-            Err(GeometryError::DuplicatePort(7))
-        );
+        assert_eq!(DetectorGeometry::new("jungfrau-2if", 1, vec![7, 7]), Err(GeometryError::DuplicatePort(7)));
         assert!(DetectorGeometry::with_consecutive_ports("jungfrau-1if", 2, 65535).is_err());
-        assert_eq!(
-            DetectorGeometry::new("eiger-10g-16bit", 0, vec![]),
-            Err(GeometryError::NoModules)
-        );
+        assert_eq!(DetectorGeometry::new("eiger-10g-16bit", 0, vec![]), Err(GeometryError::NoModules));
     }
 }

@@ -67,8 +67,7 @@ impl SlsDetectorHeader {
     /// # Errors
     /// [`HeaderError::Truncated`] when the packet is shorter than the header.
     pub fn split(packet: &[u8]) -> Result<(&SlsDetectorHeader, &[u8]), HeaderError> {
-        SlsDetectorHeader::ref_from_prefix(packet)
-            .map_err(|_| HeaderError::Truncated { len: packet.len() })
+        SlsDetectorHeader::ref_from_prefix(packet).map_err(|_| HeaderError::Truncated { len: packet.len() })
     }
 
     /// JUNGFRAU's storage cell (bits 11–8 of `detSpec3`).
@@ -109,10 +108,7 @@ mod tests {
     fn short_packets_are_an_error_not_a_panic() {
         for len in 0..HEADER_BYTES {
             let bytes = vec![0u8; len];
-            assert_eq!(
-                SlsDetectorHeader::split(&bytes).unwrap_err(),
-                HeaderError::Truncated { len }
-            );
+            assert_eq!(SlsDetectorHeader::split(&bytes).unwrap_err(), HeaderError::Truncated { len });
         }
     }
 }

@@ -26,23 +26,14 @@ impl ImageLayout {
     /// Image row and column of module `m`'s first pixel.
     pub fn module_origin(&self, m: usize) -> (usize, usize) {
         let per = self.modules_per_row.max(1);
-        (
-            (m / per) * (self.module_rows + self.gap_rows_px),
-            (m % per) * (self.module_cols + self.gap_cols_px),
-        )
+        ((m / per) * (self.module_rows + self.gap_rows_px), (m % per) * (self.module_cols + self.gap_cols_px))
     }
 
     /// The module and pixel index inside it (row-major) of an image position, or `None` in a gap.
     pub fn locate(&self, row: usize, col: usize) -> Option<(usize, usize)> {
         let per = self.modules_per_row.max(1);
-        let (band, r) = (
-            row / (self.module_rows + self.gap_rows_px),
-            row % (self.module_rows + self.gap_rows_px),
-        );
-        let (across, c) = (
-            col / (self.module_cols + self.gap_cols_px),
-            col % (self.module_cols + self.gap_cols_px),
-        );
+        let (band, r) = (row / (self.module_rows + self.gap_rows_px), row % (self.module_rows + self.gap_rows_px));
+        let (across, c) = (col / (self.module_cols + self.gap_cols_px), col % (self.module_cols + self.gap_cols_px));
         let m = band * per + across;
         (r < self.module_rows && c < self.module_cols && across < per && m < self.modules)
             .then_some((m, r * self.module_cols + c))
@@ -63,16 +54,10 @@ mod tests {
             gap_rows_px: 36,
             gap_cols_px: 8,
         };
-        assert_eq!(
-            (l.image_rows(), l.image_cols()),
-            (4 * 512 + 3 * 36, 2048 + 8)
-        );
+        assert_eq!((l.image_rows(), l.image_cols()), (4 * 512 + 3 * 36, 2048 + 8));
         assert_eq!(l.module_origin(3), (548, 1032));
         assert_eq!(l.locate(548, 1032), Some((3, 0)));
-        assert_eq!(
-            l.locate(548 + 511, 1032 + 1023),
-            Some((3, 511 * 1024 + 1023))
-        );
+        assert_eq!(l.locate(548 + 511, 1032 + 1023), Some((3, 511 * 1024 + 1023)));
         assert_eq!(l.locate(520, 0), None, "vertical gap");
         assert_eq!(l.locate(0, 1030), None, "horizontal gap");
     }

@@ -179,11 +179,7 @@ pub struct Assembler {
 
 impl Assembler {
     /// An assembler for `geometry` that takes its slots from `pool`. All its memory is allocated here.
-    pub fn new(
-        geometry: DetectorGeometry,
-        config: AssemblerConfig,
-        pool: Arc<FramePool>,
-    ) -> Assembler {
+    pub fn new(geometry: DetectorGeometry, config: AssemblerConfig, pool: Arc<FramePool>) -> Assembler {
         let mut port_lookup = vec![u16::MAX; 1 << 16].into_boxed_slice();
         for (index, &udp) in geometry.udp_ports.iter().enumerate() {
             port_lookup[udp as usize] = index as u16;
@@ -194,10 +190,7 @@ impl Assembler {
             packets_per_port: geometry.model.packets_per_port(),
             det_type: geometry.model.det_type.code(),
             geometry,
-            config: AssemblerConfig {
-                window_frames: window,
-                ..config
-            },
+            config: AssemblerConfig { window_frames: window, ..config },
             pool,
             port_lookup,
             in_flight: Vec::with_capacity(window),
@@ -254,11 +247,7 @@ impl Assembler {
         if frame_number == 0 || packet_number >= self.packets_per_port {
             return self.drop_packet(PacketDrop::BadHeader);
         }
-        let slot = match self
-            .in_flight
-            .iter()
-            .position(|f| f.handle.meta().frame_number == frame_number)
-        {
+        let slot = match self.in_flight.iter().position(|f| f.handle.meta().frame_number == frame_number) {
             Some(slot) => slot,
             None => match self.open_frame(frame_number, header, now_ns) {
                 Ok(slot) => slot,
@@ -284,12 +273,7 @@ impl Assembler {
     }
 
     /// Finds room for a frame not seen assembling, or says why its packet is dropped.
-    fn open_frame(
-        &mut self,
-        frame_number: u64,
-        header: &SlsDetectorHeader,
-        now_ns: u64,
-    ) -> Result<usize, PacketDrop> {
+    fn open_frame(&mut self, frame_number: u64, header: &SlsDetectorHeader, now_ns: u64) -> Result<usize, PacketDrop> {
         if let Some(gone) = self.recently_gone(frame_number) {
             return Err(match gone {
                 Gone::Complete => PacketDrop::Duplicate,
@@ -309,18 +293,15 @@ impl Assembler {
         if frame_number > self.newest {
             self.newest = frame_number;
             // The window moved on: frames that fell out of it will not complete any more.
-            while let Some(old) = self
-                .in_flight
-                .iter()
-                .position(|f| f.handle.meta().frame_number.saturating_add(window) <= frame_number)
+            while let Some(old) =
+                self.in_flight.iter().position(|f| f.handle.meta().frame_number.saturating_add(window) <= frame_number)
             {
                 self.finish(old);
             }
         }
         if self.in_flight.len() == self.config.window_frames {
-            let oldest = (0..self.in_flight.len())
-                .min_by_key(|&i| self.in_flight[i].handle.meta().frame_number)
-                .unwrap_or(0);
+            let oldest =
+                (0..self.in_flight.len()).min_by_key(|&i| self.in_flight[i].handle.meta().frame_number).unwrap_or(0);
             self.finish(oldest);
         }
         let Some(mut handle) = self.pool.try_acquire() else {
@@ -333,18 +314,12 @@ impl Assembler {
         meta.bunch_id = header.bunch_id.get();
         meta.detector_timestamp = header.timestamp.get();
         meta.first_packet_ns = now_ns;
-        self.in_flight.push(InFlight {
-            handle,
-            deadline_ns: now_ns.saturating_add(self.config.frame_timeout_ns),
-        });
+        self.in_flight.push(InFlight { handle, deadline_ns: now_ns.saturating_add(self.config.frame_timeout_ns) });
         Ok(self.in_flight.len() - 1)
     }
 
     fn recently_gone(&self, frame_number: u64) -> Option<Gone> {
-        self.recent
-            .iter()
-            .find(|(f, _)| *f == frame_number)
-            .map(|(_, g)| *g)
+        self.recent.iter().find(|(f, _)| *f == frame_number).map(|(_, g)| *g)
     }
 
     fn remember(&mut self, frame_number: u64, gone: Gone) {
@@ -370,8 +345,7 @@ impl Assembler {
             // The slot still holds an older frame where packets are missing: blank those places.
             for index in 0..self.geometry.packets_per_frame() {
                 if !handle.has_packet(index) {
-                    let (port, packet) =
-                        (index / self.packets_per_port, index % self.packets_per_port);
+                    let (port, packet) = (index / self.packets_per_port, index % self.packets_per_port);
                     let range = self.geometry.packet_range(port, packet);
                     handle.data_mut()[range].fill(0);
                 }
@@ -392,9 +366,8 @@ impl Assembler {
     /// Ends the stream: every frame still assembling leaves.
     pub fn flush(&mut self) {
         while !self.in_flight.is_empty() {
-            let oldest = (0..self.in_flight.len())
-                .min_by_key(|&i| self.in_flight[i].handle.meta().frame_number)
-                .unwrap_or(0);
+            let oldest =
+                (0..self.in_flight.len()).min_by_key(|&i| self.in_flight[i].handle.meta().frame_number).unwrap_or(0);
             self.finish(oldest);
         }
     }
@@ -426,12 +399,8 @@ mod tests {
 
     fn jf2() -> (Assembler, Arc<FramePool>) {
         let g = DetectorGeometry::new("jungfrau-2if", 1, vec![50001, 50002]).unwrap();
-        let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 4).unwrap();
-        let config = AssemblerConfig {
-            window_frames: 2,
-            frame_timeout_ns: 1000,
-            ..Default::default()
-        };
+        let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 4, 0).unwrap();
+        let config = AssemblerConfig { window_frames: 2, frame_timeout_ns: 1000, ..Default::default() };
         (Assembler::new(g, config, Arc::clone(&pool)), pool)
     }
 
@@ -439,12 +408,7 @@ mod tests {
         for port in [50001, 50002] {
             for n in 0..64 {
                 if !(port == 50002 && skip.contains(&n)) {
-                    a.push(
-                        port,
-                        &packet(frame, n, (frame + n as u64) as u8),
-                        frame * 100,
-                    )
-                    .unwrap();
+                    a.push(port, &packet(frame, n, (frame + n as u64) as u8), frame * 100).unwrap();
                 }
             }
         }
@@ -477,15 +441,8 @@ mod tests {
         let f = a.pop_ready().expect("timed out");
         assert_eq!(f.meta().packets_received, 126);
         assert!(!f.has_packet(64 + 5) && f.has_packet(64 + 7));
-        assert!(
-            f.data()[(64 + 5) * 8192..(64 + 7) * 8192]
-                .iter()
-                .all(|&b| b == 0)
-        );
-        assert_eq!(
-            (a.counters().frames_partial, a.counters().packets_lost),
-            (1, 2)
-        );
+        assert!(f.data()[(64 + 5) * 8192..(64 + 7) * 8192].iter().all(|&b| b == 0));
+        assert_eq!((a.counters().frames_partial, a.counters().packets_lost), (1, 2));
         a.push(50002, &packet(8, 5, 1), 2000).unwrap_err();
         assert_eq!(a.counters().dropped(PacketDrop::Late), 1);
     }
@@ -497,14 +454,8 @@ mod tests {
         send_frame(&mut a, 2, &[]);
         assert_eq!(a.pop_ready().unwrap().meta().frame_number, 2);
         send_frame(&mut a, 3, &[]);
-        let out: Vec<u64> = std::iter::from_fn(|| a.pop_ready())
-            .map(|f| f.meta().frame_number)
-            .collect();
-        assert_eq!(
-            out,
-            vec![1, 3],
-            "frame 1 left when frame 3 moved the 2-frame window"
-        );
+        let out: Vec<u64> = std::iter::from_fn(|| a.pop_ready()).map(|f| f.meta().frame_number).collect();
+        assert_eq!(out, vec![1, 3], "frame 1 left when frame 3 moved the 2-frame window");
     }
 
     #[test]
@@ -520,24 +471,12 @@ mod tests {
         let mut eiger = good.clone();
         eiger[46] = DetectorType::Eiger.code();
         assert_eq!(a.push(50001, &eiger, 0), Err(PacketDrop::Foreign));
-        assert_eq!(
-            a.push(50001, &packet(0, 0, 0), 0),
-            Err(PacketDrop::BadHeader)
-        );
-        assert_eq!(
-            a.push(50001, &packet(1, 64, 0), 0),
-            Err(PacketDrop::BadHeader)
-        );
+        assert_eq!(a.push(50001, &packet(0, 0, 0), 0), Err(PacketDrop::BadHeader));
+        assert_eq!(a.push(50001, &packet(1, 64, 0), 0), Err(PacketDrop::BadHeader));
         assert_eq!(a.push(50001, &good, 0), Ok(()));
         assert_eq!(a.push(50001, &good, 0), Err(PacketDrop::Duplicate));
-        assert_eq!(
-            a.push(50001, &packet(5_000_000, 0, 0), 0),
-            Err(PacketDrop::OutOfWindow)
-        );
-        assert_eq!(
-            a.push(50001, &packet(u64::MAX, 0, 0), 0),
-            Err(PacketDrop::OutOfWindow)
-        );
+        assert_eq!(a.push(50001, &packet(5_000_000, 0, 0), 0), Err(PacketDrop::OutOfWindow));
+        assert_eq!(a.push(50001, &packet(u64::MAX, 0, 0), 0), Err(PacketDrop::OutOfWindow));
         assert_eq!(a.counters().packets_offered(), 11);
     }
 
@@ -560,22 +499,13 @@ mod tests {
     #[test]
     fn drop_policy_gives_partial_slots_back() {
         let g = DetectorGeometry::new("jungfrau-2if", 1, vec![50001, 50002]).unwrap();
-        let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 2).unwrap();
-        let config = AssemblerConfig {
-            partial_policy: PartialPolicy::Drop,
-            ..Default::default()
-        };
+        let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 2, 0).unwrap();
+        let config = AssemblerConfig { partial_policy: PartialPolicy::Drop, ..Default::default() };
         let mut a = Assembler::new(g, config, Arc::clone(&pool));
         send_frame(&mut a, 1, &[9]);
         a.flush();
         assert!(a.pop_ready().is_none());
-        assert_eq!(
-            (
-                a.counters().frames_partial_dropped,
-                a.counters().packets_lost
-            ),
-            (1, 1)
-        );
+        assert_eq!((a.counters().frames_partial_dropped, a.counters().packets_lost), (1, 1));
         assert_eq!(pool.free_slots(), 2);
     }
 
@@ -592,7 +522,7 @@ mod tests {
                 ops in proptest::collection::vec((0u64..12, 0u32..70, 0u8..8, 0u64..3000), 0..600)
             ) {
                 let g = DetectorGeometry::new("jungfrau-2if", 1, vec![50001, 50002]).unwrap();
-                let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 3).unwrap();
+                let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), 3, 0).unwrap();
                 let config = AssemblerConfig { window_frames: 3, frame_timeout_ns: 500, max_frame_jump: 6, ..Default::default() };
                 let mut a = Assembler::new(g, config, Arc::clone(&pool));
                 let mut now = 0;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 use memmap2::MmapMut;
 
+use crate::features::FrameFeatures;
+
 /// What is known about a frame besides its pixels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameMeta {
@@ -36,6 +38,8 @@ pub struct FrameSlot {
     /// One bit per packet of the frame, set when it arrived.
     mask: Box<[u64]>,
     pub meta: FrameMeta,
+    /// Filled by the reducer; its spot list is preallocated with the slot.
+    features: FrameFeatures,
 }
 
 /// Failure to set the pool up.
@@ -44,11 +48,7 @@ pub enum PoolError {
     #[error("frame pool needs at least one slot")]
     Empty,
     #[error("cannot map {bytes} bytes for frame slot {slot}: {source}")]
-    Map {
-        slot: usize,
-        bytes: usize,
-        source: std::io::Error,
-    },
+    Map { slot: usize, bytes: usize, source: std::io::Error },
 }
 
 /// Fixed set of frame buffers shared by all stages.
@@ -60,7 +60,7 @@ pub struct FramePool {
 }
 
 impl FramePool {
-    /// Maps `slots` buffers of `frame_bytes` each.
+    /// Maps `slots` buffers of `frame_bytes` each, each with room for `spots_per_frame` spots.
     ///
     /// # Errors
     /// Zero slots, or the memory cannot be mapped.
@@ -68,6 +68,7 @@ impl FramePool {
         frame_bytes: usize,
         packets_per_frame: usize,
         slots: usize,
+        spots_per_frame: usize,
     ) -> Result<Arc<FramePool>, PoolError> {
         if slots == 0 {
             return Err(PoolError::Empty);
@@ -84,29 +85,20 @@ impl FramePool {
                 data,
                 mask,
                 meta: FrameMeta::default(),
+                features: FrameFeatures::with_capacity(spots_per_frame),
             }));
             debug_assert!(pushed.is_ok(), "queue sized for every slot");
         }
-        Ok(Arc::new(FramePool {
-            free,
-            capacity: slots,
-            frame_bytes,
-            packets_per_frame,
-        }))
+        Ok(Arc::new(FramePool { free, capacity: slots, frame_bytes, packets_per_frame }))
     }
 
     /// Takes a free slot, cleared of its previous frame's mask and metadata; `None` when all are in use.
     pub fn try_acquire(self: &Arc<Self>) -> Option<FrameHandle> {
         let mut slot = self.free.pop()?;
         slot.mask.fill(0);
-        slot.meta = FrameMeta {
-            packets_expected: self.packets_per_frame as u32,
-            ..FrameMeta::default()
-        };
-        Some(FrameHandle {
-            slot: Some(slot),
-            pool: Arc::clone(self),
-        })
+        slot.features.clear();
+        slot.meta = FrameMeta { packets_expected: self.packets_per_frame as u32, ..FrameMeta::default() };
+        Some(FrameHandle { slot: Some(slot), pool: Arc::clone(self) })
     }
 
     pub fn capacity(&self) -> usize {
@@ -165,6 +157,18 @@ impl FrameHandle {
         zerocopy::FromBytes::ref_from_bytes(self.data()).unwrap_or(&[])
     }
 
+    pub fn features(&self) -> &FrameFeatures {
+        &self.slot().features
+    }
+
+    /// The pixels to read and the features to fill, borrowed together.
+    pub fn pixels_and_features(&mut self) -> (&[u16], &mut FrameFeatures) {
+        let n = self.pool.frame_bytes;
+        let slot = self.slot.as_mut().expect("slot present until drop");
+        let pixels = zerocopy::FromBytes::ref_from_bytes(&slot.data[..n]).unwrap_or(&[][..]);
+        (pixels, &mut slot.features)
+    }
+
     /// One bit per packet, set where the packet arrived.
     pub fn packet_mask(&self) -> &[u64] {
         &self.slot().mask
@@ -200,7 +204,7 @@ mod tests {
 
     #[test]
     fn slots_come_back_when_handles_drop() {
-        let pool = FramePool::new(8192, 130, 2).unwrap();
+        let pool = FramePool::new(8192, 130, 2, 4).unwrap();
         let mut a = pool.try_acquire().unwrap();
         let b = pool.try_acquire().unwrap();
         assert!(pool.try_acquire().is_none());
@@ -220,7 +224,7 @@ mod tests {
 
     #[test]
     fn handles_cross_threads() {
-        let pool = FramePool::new(64, 1, 4).unwrap();
+        let pool = FramePool::new(64, 1, 4, 0).unwrap();
         let handles: Vec<_> = (0..4).map(|_| pool.try_acquire().unwrap()).collect();
         std::thread::spawn(move || drop(handles)).join().unwrap();
         assert_eq!(pool.free_slots(), 4);

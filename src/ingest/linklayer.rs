@@ -110,14 +110,12 @@ pub fn decode_udp(link: LinkType, frame: &[u8]) -> Result<UdpDatagram<'_>, SkipR
             }
             (ethertype, frame.get(at + 2..).ok_or(SkipReason::Truncated)?)
         }
-        LinkType::LinuxSll => (
-            be16(frame, 14).ok_or(SkipReason::Truncated)?,
-            frame.get(16..).ok_or(SkipReason::Truncated)?,
-        ),
-        LinkType::LinuxSll2 => (
-            be16(frame, 0).ok_or(SkipReason::Truncated)?,
-            frame.get(20..).ok_or(SkipReason::Truncated)?,
-        ),
+        LinkType::LinuxSll => {
+            (be16(frame, 14).ok_or(SkipReason::Truncated)?, frame.get(16..).ok_or(SkipReason::Truncated)?)
+        }
+        LinkType::LinuxSll2 => {
+            (be16(frame, 0).ok_or(SkipReason::Truncated)?, frame.get(20..).ok_or(SkipReason::Truncated)?)
+        }
         LinkType::Null => {
             // BSD loopback: the address family in host byte order; 2 is AF_INET everywhere, the
             // IPv6 values differ per OS, so the IP version nibble decides.
@@ -142,11 +140,7 @@ pub fn decode_udp(link: LinkType, frame: &[u8]) -> Result<UdpDatagram<'_>, SkipR
     }
     // Ethernet may pad short frames: the UDP length says where the payload ends.
     let payload = udp.get(8..udp_len).ok_or(SkipReason::Truncated)?;
-    Ok(UdpDatagram {
-        src_port,
-        dst_port,
-        payload,
-    })
+    Ok(UdpDatagram { src_port, dst_port, payload })
 }
 
 fn ip_version_ethertype(l3: &[u8]) -> Result<u16, SkipReason> {
@@ -203,20 +197,7 @@ mod tests {
 
     fn ipv4_udp_packet(dst_port: u16, payload: &[u8]) -> Vec<u8> {
         let total = 20 + 8 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ];
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
         p.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
         p.extend_from_slice(&1234u16.to_be_bytes());
         p.extend_from_slice(&dst_port.to_be_bytes());
@@ -233,10 +214,7 @@ mod tests {
         f.extend(ipv4_udp_packet(50001, b"abc"));
         f.extend_from_slice(&[0u8; 20]); // Ethernet padding
         let d = decode_udp(LinkType::Ethernet, &f).unwrap();
-        assert_eq!(
-            (d.src_port, d.dst_port, d.payload),
-            (1234, 50001, &b"abc"[..])
-        );
+        assert_eq!((d.src_port, d.dst_port, d.payload), (1234, 50001, &b"abc"[..]));
     }
 
     #[test]
@@ -249,10 +227,7 @@ mod tests {
         let mut v2 = vec![0x08, 0x00];
         v2.extend_from_slice(&[0u8; 18]);
         v2.extend_from_slice(&ip);
-        assert_eq!(
-            decode_udp(LinkType::LinuxSll2, &v2).unwrap().payload,
-            b"xyz"
-        );
+        assert_eq!(decode_udp(LinkType::LinuxSll2, &v2).unwrap().payload, b"xyz");
         assert_eq!(decode_udp(LinkType::Raw, &ip).unwrap().payload, b"xyz");
     }
 
@@ -262,10 +237,7 @@ mod tests {
         f.extend_from_slice(&[0x08, 0x00]);
         f.extend(ipv4_udp_packet(50001, &[7u8; 40]));
         for cut in 0..f.len() {
-            assert!(
-                decode_udp(LinkType::Ethernet, &f[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(decode_udp(LinkType::Ethernet, &f[..cut]).is_err(), "cut at {cut}");
         }
         assert!(decode_udp(LinkType::Ethernet, &f).is_ok());
     }
@@ -280,13 +252,7 @@ mod tests {
         assert_eq!(decode_udp(LinkType::Raw, &tcp), Err(SkipReason::NotUdp));
         let mut frag = ipv4_udp_packet(1, b"");
         frag[6] = 0x20;
-        assert_eq!(
-            decode_udp(LinkType::Raw, &frag),
-            Err(SkipReason::IpFragment)
-        );
-        assert_eq!(
-            decode_udp(LinkType::Other(147), &frag),
-            Err(SkipReason::UnknownLinkType)
-        );
+        assert_eq!(decode_udp(LinkType::Raw, &frag), Err(SkipReason::IpFragment));
+        assert_eq!(decode_udp(LinkType::Other(147), &frag), Err(SkipReason::UnknownLinkType));
     }
 }

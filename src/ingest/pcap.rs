@@ -13,10 +13,7 @@ use super::linklayer::{LinkType, SkipReason, UdpDatagram, decode_udp};
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
     #[error("cannot open capture {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("not a pcap or pcapng file (first bytes {magic:02x?})")]
     BadMagic { magic: Vec<u8> },
     #[error("capture truncated at byte {offset}: {what}")]
@@ -84,10 +81,7 @@ impl Capture {
     /// # Errors
     /// The file cannot be opened or mapped, or is not a pcap/pcapng file.
     pub fn open(path: &Path) -> Result<Capture, PcapError> {
-        let open_err = |source| PcapError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |source| PcapError::Open { path: path.to_owned(), source };
         let file = std::fs::File::open(path).map_err(open_err)?;
         let len = file.metadata().map_err(open_err)?.len();
         if len == 0 {
@@ -115,42 +109,23 @@ impl Capture {
         let magic: [u8; 4] = match bytes.get(..4) {
             Some(m) => m.try_into().expect("4 bytes"),
             None => {
-                return Err(PcapError::BadMagic {
-                    magic: bytes.to_vec(),
-                });
+                return Err(PcapError::BadMagic { magic: bytes.to_vec() });
             }
         };
         let format = match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
-            (PCAP_MICRO, _) => CaptureFormat::Pcap {
-                nanosecond: false,
-                big_endian: false,
-            },
-            (PCAP_NANO, _) => CaptureFormat::Pcap {
-                nanosecond: true,
-                big_endian: false,
-            },
-            (_, PCAP_MICRO) => CaptureFormat::Pcap {
-                nanosecond: false,
-                big_endian: true,
-            },
-            (_, PCAP_NANO) => CaptureFormat::Pcap {
-                nanosecond: true,
-                big_endian: true,
-            },
+            (PCAP_MICRO, _) => CaptureFormat::Pcap { nanosecond: false, big_endian: false },
+            (PCAP_NANO, _) => CaptureFormat::Pcap { nanosecond: true, big_endian: false },
+            (_, PCAP_MICRO) => CaptureFormat::Pcap { nanosecond: false, big_endian: true },
+            (_, PCAP_NANO) => CaptureFormat::Pcap { nanosecond: true, big_endian: true },
             (PCAPNG_SHB, _) => CaptureFormat::PcapNg,
             _ => {
-                return Err(PcapError::BadMagic {
-                    magic: magic.to_vec(),
-                });
+                return Err(PcapError::BadMagic { magic: magic.to_vec() });
             }
         };
         if let CaptureFormat::Pcap { .. } = format
             && bytes.len() < 24
         {
-            return Err(PcapError::Truncated {
-                offset: bytes.len(),
-                what: "pcap file header needs 24 bytes".into(),
-            });
+            return Err(PcapError::Truncated { offset: bytes.len(), what: "pcap file header needs 24 bytes".into() });
         }
         Ok(Capture { bytes, format })
     }
@@ -167,17 +142,10 @@ impl Capture {
     /// The captured frames in file order. After an error the iterator ends.
     pub fn records(&self) -> Records<'_> {
         let state = match self.format {
-            CaptureFormat::Pcap {
-                nanosecond,
-                big_endian,
-            } => {
+            CaptureFormat::Pcap { nanosecond, big_endian } => {
                 let e = Endian(big_endian);
                 let link = LinkType::from_code(e.u32(&self.bytes, 20).unwrap_or(0) & 0x03ff_ffff);
-                State::Pcap {
-                    nanosecond,
-                    endian: e,
-                    link,
-                }
+                State::Pcap { nanosecond, endian: e, link }
             }
             CaptureFormat::PcapNg => State::PcapNg {
                 endian: Endian(false),
@@ -185,17 +153,8 @@ impl Capture {
                 interface_count: 0,
             },
         };
-        let offset = if matches!(self.format, CaptureFormat::Pcap { .. }) {
-            24
-        } else {
-            0
-        };
-        Records {
-            bytes: &self.bytes,
-            offset,
-            state,
-            done: false,
-        }
+        let offset = if matches!(self.format, CaptureFormat::Pcap { .. }) { 24 } else { 0 };
+        Records { bytes: &self.bytes, offset, state, done: false }
     }
 }
 
@@ -205,19 +164,11 @@ struct Endian(bool);
 impl Endian {
     fn u32(self, b: &[u8], at: usize) -> Option<u32> {
         let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if self.0 {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
-        })
+        Some(if self.0 { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) })
     }
     fn u16(self, b: &[u8], at: usize) -> Option<u16> {
         let raw: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if self.0 {
-            u16::from_be_bytes(raw)
-        } else {
-            u16::from_le_bytes(raw)
-        })
+        Some(if self.0 { u16::from_be_bytes(raw) } else { u16::from_le_bytes(raw) })
     }
 }
 
@@ -234,25 +185,13 @@ struct Interface {
 
 impl Default for Interface {
     fn default() -> Self {
-        Interface {
-            link: LinkType::Other(u32::MAX),
-            snaplen: 0,
-            units_per_second: 1_000_000,
-        }
+        Interface { link: LinkType::Other(u32::MAX), snaplen: 0, units_per_second: 1_000_000 }
     }
 }
 
 enum State {
-    Pcap {
-        nanosecond: bool,
-        endian: Endian,
-        link: LinkType,
-    },
-    PcapNg {
-        endian: Endian,
-        interfaces: [Interface; MAX_INTERFACES],
-        interface_count: usize,
-    },
+    Pcap { nanosecond: bool, endian: Endian, link: LinkType },
+    PcapNg { endian: Endian, interfaces: [Interface; MAX_INTERFACES], interface_count: usize },
 }
 
 /// Iterator over a capture's frames.
@@ -286,10 +225,8 @@ impl<'a> Records<'a> {
             return None;
         }
         if left < 16 {
-            return self.fail(PcapError::Truncated {
-                offset: at,
-                what: format!("record header needs 16 bytes, {left} left"),
-            });
+            return self
+                .fail(PcapError::Truncated { offset: at, what: format!("record header needs 16 bytes, {left} left") });
         }
         let field = |i: usize| e.u32(self.bytes, at + 4 * i).unwrap_or(0);
         let (secs, frac, incl, orig) = (field(0), field(1), field(2) as usize, field(3) as usize);
@@ -303,18 +240,9 @@ impl<'a> Records<'a> {
             }
         };
         self.offset = at + 16 + incl;
-        let frac_ns = if nanosecond {
-            u64::from(frac)
-        } else {
-            u64::from(frac) * 1000
-        };
+        let frac_ns = if nanosecond { u64::from(frac) } else { u64::from(frac) * 1000 };
         let timestamp_ns = u64::from(secs) * 1_000_000_000 + frac_ns;
-        Some(Ok(CaptureRecord {
-            timestamp_ns,
-            link,
-            data,
-            original_len: orig.max(incl),
-        }))
+        Some(Ok(CaptureRecord { timestamp_ns, link, data, original_len: orig.max(incl) }))
     }
 
     fn next_pcapng(&mut self) -> Option<Result<CaptureRecord<'a>, PcapError>> {
@@ -334,16 +262,8 @@ impl<'a> Records<'a> {
             if raw_type == PCAPNG_SHB {
                 // A new section: its own byte order, its own interfaces.
                 let big = match self.bytes.get(at + 8..at + 12) {
-                    Some(b)
-                        if u32::from_le_bytes(b.try_into().expect("4")) == PCAPNG_BYTE_ORDER =>
-                    {
-                        false
-                    }
-                    Some(b)
-                        if u32::from_be_bytes(b.try_into().expect("4")) == PCAPNG_BYTE_ORDER =>
-                    {
-                        true
-                    }
+                    Some(b) if u32::from_le_bytes(b.try_into().expect("4")) == PCAPNG_BYTE_ORDER => false,
+                    Some(b) if u32::from_be_bytes(b.try_into().expect("4")) == PCAPNG_BYTE_ORDER => true,
                     _ => {
                         return self.fail(PcapError::Damaged {
                             offset: at,
@@ -357,12 +277,7 @@ impl<'a> Records<'a> {
                     interface_count: 0,
                 };
             }
-            let State::PcapNg {
-                endian,
-                interfaces,
-                interface_count,
-            } = &mut self.state
-            else {
+            let State::PcapNg { endian, interfaces, interface_count } = &mut self.state else {
                 return None;
             };
             let e = *endian;
@@ -375,10 +290,8 @@ impl<'a> Records<'a> {
                 });
             }
             if total > left {
-                return self.fail(PcapError::Truncated {
-                    offset: at,
-                    what: format!("block of {total} bytes, {left} left"),
-                });
+                return self
+                    .fail(PcapError::Truncated { offset: at, what: format!("block of {total} bytes, {left} left") });
             }
             let body = &self.bytes[at + 8..at + total - 4];
             self.offset = at + total;
@@ -392,18 +305,14 @@ impl<'a> Records<'a> {
                         });
                     }
                     let Some(link) = e.u16(body, 0) else {
-                        return self.fail(PcapError::Damaged {
-                            offset: at,
-                            what: "interface block too short".into(),
-                        });
+                        return self.fail(PcapError::Damaged { offset: at, what: "interface block too short".into() });
                     };
                     let mut iface = Interface {
                         link: LinkType::from_code(u32::from(link)),
                         snaplen: e.u32(body, 4).unwrap_or(0),
                         units_per_second: 1_000_000,
                     };
-                    if let Some(res) = find_option(body.get(8..).unwrap_or(&[]), e, 9)
-                        .and_then(|o| o.first().copied())
+                    if let Some(res) = find_option(body.get(8..).unwrap_or(&[]), e, 9).and_then(|o| o.first().copied())
                     {
                         let exp = u32::from(res & 0x7f);
                         let base: u64 = if res & 0x80 != 0 { 2 } else { 10 };
@@ -422,17 +331,10 @@ impl<'a> Records<'a> {
                 }
                 // Enhanced packet block.
                 6 => {
-                    let (Some(id), Some(hi), Some(lo), Some(cap), Some(orig)) = (
-                        e.u32(body, 0),
-                        e.u32(body, 4),
-                        e.u32(body, 8),
-                        e.u32(body, 12),
-                        e.u32(body, 16),
-                    ) else {
-                        return self.fail(PcapError::Damaged {
-                            offset: at,
-                            what: "packet block too short".into(),
-                        });
+                    let (Some(id), Some(hi), Some(lo), Some(cap), Some(orig)) =
+                        (e.u32(body, 0), e.u32(body, 4), e.u32(body, 8), e.u32(body, 12), e.u32(body, 16))
+                    else {
+                        return self.fail(PcapError::Damaged { offset: at, what: "packet block too short".into() });
                     };
                     let Some(iface) = interfaces[..*interface_count].get(id as usize) else {
                         return self.fail(PcapError::Damaged {
@@ -447,9 +349,7 @@ impl<'a> Records<'a> {
                         });
                     };
                     let ticks = (u64::from(hi) << 32) | u64::from(lo);
-                    let timestamp_ns = (u128::from(ticks) * 1_000_000_000
-                        / u128::from(iface.units_per_second))
-                        as u64;
+                    let timestamp_ns = (u128::from(ticks) * 1_000_000_000 / u128::from(iface.units_per_second)) as u64;
                     return Some(Ok(CaptureRecord {
                         timestamp_ns,
                         link: iface.link,
@@ -466,19 +366,10 @@ impl<'a> Records<'a> {
                         });
                     };
                     let orig = e.u32(body, 0).unwrap_or(0) as usize;
-                    let snap = if iface.snaplen == 0 {
-                        usize::MAX
-                    } else {
-                        iface.snaplen as usize
-                    };
+                    let snap = if iface.snaplen == 0 { usize::MAX } else { iface.snaplen as usize };
                     let cap = orig.min(snap).min(body.len().saturating_sub(4));
                     let data = &body[4..4 + cap];
-                    return Some(Ok(CaptureRecord {
-                        timestamp_ns: 0,
-                        link: iface.link,
-                        data,
-                        original_len: orig,
-                    }));
+                    return Some(Ok(CaptureRecord { timestamp_ns: 0, link: iface.link, data, original_len: orig }));
                 }
                 // Section header, statistics, name resolution, custom blocks: nothing to replay.
                 _ => {}
@@ -511,11 +402,7 @@ impl<'a> Iterator for Records<'a> {
             return None;
         }
         match self.state {
-            State::Pcap {
-                nanosecond,
-                endian,
-                link,
-            } => self.next_pcap(nanosecond, endian, link),
+            State::Pcap { nanosecond, endian, link } => self.next_pcap(nanosecond, endian, link),
             State::PcapNg { .. } => self.next_pcapng(),
         }
     }
@@ -541,18 +428,9 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_at_open() {
-        assert!(matches!(
-            Capture::from_vec(b"hello world, not a capture".to_vec()),
-            Err(PcapError::BadMagic { .. })
-        ));
-        assert!(matches!(
-            Capture::from_vec(vec![]),
-            Err(PcapError::BadMagic { .. })
-        ));
-        assert!(matches!(
-            Capture::from_vec(PCAP_MICRO.to_le_bytes().to_vec()),
-            Err(PcapError::Truncated { .. })
-        ));
+        assert!(matches!(Capture::from_vec(b"hello world, not a capture".to_vec()), Err(PcapError::BadMagic { .. })));
+        assert!(matches!(Capture::from_vec(vec![]), Err(PcapError::BadMagic { .. })));
+        assert!(matches!(Capture::from_vec(PCAP_MICRO.to_le_bytes().to_vec()), Err(PcapError::Truncated { .. })));
     }
 
     #[test]
@@ -563,10 +441,7 @@ mod tests {
         let out: Vec<_> = cap.records().collect();
         assert_eq!(out.len(), 2);
         let first = out[0].as_ref().unwrap();
-        assert_eq!(
-            (first.data, first.timestamp_ns),
-            (&b"first"[..], 10_000_005_000)
-        );
+        assert_eq!((first.data, first.timestamp_ns), (&b"first"[..], 10_000_005_000));
         let err = out[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("truncated at byte 45"), "{err}");
     }

@@ -54,11 +54,7 @@ impl<W: Write> CaptureWriter<W> {
     pub fn new(mut out: W, format: CaptureFileFormat, framing: LinkFraming) -> io::Result<Self> {
         match format {
             CaptureFileFormat::Pcap | CaptureFileFormat::PcapNs => {
-                let magic: u32 = if format == CaptureFileFormat::Pcap {
-                    0xa1b2_c3d4
-                } else {
-                    0xa1b2_3c4d
-                };
+                let magic: u32 = if format == CaptureFileFormat::Pcap { 0xa1b2_c3d4 } else { 0xa1b2_3c4d };
                 out.write_all(&magic.to_le_bytes())?;
                 out.write_all(&2u16.to_le_bytes())?;
                 out.write_all(&4u16.to_le_bytes())?;
@@ -86,26 +82,14 @@ impl<W: Write> CaptureWriter<W> {
                 write_block(&mut out, 1, &idb)?;
             }
         }
-        Ok(CaptureWriter {
-            out,
-            format,
-            framing,
-            ip_id: 0,
-            frame: Vec::with_capacity(9100),
-        })
+        Ok(CaptureWriter { out, format, framing, ip_id: 0, frame: Vec::with_capacity(9100) })
     }
 
     /// Records one UDP datagram from 127.0.0.1:`src_port` to 127.0.0.1:`dst_port` at `timestamp_ns`.
     ///
     /// # Errors
     /// Writing fails, or the payload does not fit one IPv4 datagram.
-    pub fn write_udp(
-        &mut self,
-        timestamp_ns: u64,
-        src_port: u16,
-        dst_port: u16,
-        payload: &[u8],
-    ) -> io::Result<()> {
+    pub fn write_udp(&mut self, timestamp_ns: u64, src_port: u16, dst_port: u16, payload: &[u8]) -> io::Result<()> {
         let ip_total = 20 + 8 + payload.len();
         if ip_total > usize::from(u16::MAX) {
             return Err(io::Error::new(
@@ -127,9 +111,7 @@ impl<W: Write> CaptureWriter<W> {
                 f.extend_from_slice(&[0, 0, 0, 1, 0, 6, 0x02, 0, 0, 0, 0, 0x02, 0, 0, 0x08, 0x00]);
             }
             LinkFraming::Sll2 => {
-                f.extend_from_slice(&[
-                    0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0x02, 0, 0, 0, 0, 0x02, 0, 0,
-                ]);
+                f.extend_from_slice(&[0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0x02, 0, 0, 0, 0, 0x02, 0, 0]);
             }
         }
         let ip_start = f.len();
@@ -150,11 +132,7 @@ impl<W: Write> CaptureWriter<W> {
             CaptureFileFormat::Pcap | CaptureFileFormat::PcapNs => {
                 let secs = (timestamp_ns / 1_000_000_000) as u32;
                 let sub = timestamp_ns % 1_000_000_000;
-                let frac = if self.format == CaptureFileFormat::Pcap {
-                    sub / 1000
-                } else {
-                    sub
-                } as u32;
+                let frac = if self.format == CaptureFileFormat::Pcap { sub / 1000 } else { sub } as u32;
                 for v in [secs, frac, len, len] {
                     self.out.write_all(&v.to_le_bytes())?;
                 }
@@ -194,10 +172,7 @@ fn write_block<W: Write>(out: &mut W, block_type: u32, body: &[u8]) -> io::Resul
 }
 
 fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let mut sum: u32 = header.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -211,31 +186,16 @@ mod tests {
 
     #[test]
     fn every_format_and_framing_reads_back() {
-        for format in [
-            CaptureFileFormat::Pcap,
-            CaptureFileFormat::PcapNs,
-            CaptureFileFormat::Pcapng,
-        ] {
-            for framing in [
-                LinkFraming::Ethernet,
-                LinkFraming::Vlan,
-                LinkFraming::Sll,
-                LinkFraming::Sll2,
-            ] {
+        for format in [CaptureFileFormat::Pcap, CaptureFileFormat::PcapNs, CaptureFileFormat::Pcapng] {
+            for framing in [LinkFraming::Ethernet, LinkFraming::Vlan, LinkFraming::Sll, LinkFraming::Sll2] {
                 let mut w = CaptureWriter::new(Vec::new(), format, framing).unwrap();
-                w.write_udp(1_700_000_000_123_456_789, 9, 50001, b"first")
-                    .unwrap();
-                w.write_udp(1_700_000_000_223_456_789, 9, 50002, b"second!")
-                    .unwrap();
+                w.write_udp(1_700_000_000_123_456_789, 9, 50001, b"first").unwrap();
+                w.write_udp(1_700_000_000_223_456_789, 9, 50002, b"second!").unwrap();
                 let cap = Capture::from_vec(w.finish().unwrap()).unwrap();
                 let recs: Vec<_> = cap.records().map(|r| r.unwrap()).collect();
                 assert_eq!(recs.len(), 2, "{format:?} {framing:?}");
                 let udp = recs[1].udp().unwrap();
-                assert_eq!(
-                    (udp.dst_port, udp.payload),
-                    (50002, &b"second!"[..]),
-                    "{format:?} {framing:?}"
-                );
+                assert_eq!((udp.dst_port, udp.payload), (50002, &b"second!"[..]), "{format:?} {framing:?}");
                 let want = if format == CaptureFileFormat::Pcap {
                     1_700_000_000_123_456_000
                 } else {
@@ -248,10 +208,7 @@ mod tests {
 
     #[test]
     fn ip_checksum_verifies() {
-        let h = [
-            0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0,
-            0xc7,
-        ];
+        let h = [0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7];
         assert_eq!(ipv4_checksum(&h), 0xb861);
     }
 }

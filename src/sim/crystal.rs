@@ -18,13 +18,7 @@ pub struct Crystal {
 impl Default for Crystal {
     /// A lysozyme-like tetragonal cell.
     fn default() -> Self {
-        Crystal {
-            cell_a: 79.1,
-            cell_b: 79.1,
-            cell_c: 37.9,
-            b_factor: 20.0,
-            rocking_width: 0.0012,
-        }
+        Crystal { cell_a: 79.1, cell_b: 79.1, cell_c: 37.9, b_factor: 20.0, rocking_width: 0.0012 }
     }
 }
 
@@ -55,28 +49,11 @@ pub fn random_rotation(rng: &mut Rng) -> [[f64; 3]; 3] {
     let (u1, u2, u3) = (rng.uniform(), rng.uniform(), rng.uniform());
     let (a, b) = ((1.0 - u1).sqrt(), u1.sqrt());
     let tau = std::f64::consts::TAU;
-    let (x, y, z, w) = (
-        a * (tau * u2).sin(),
-        a * (tau * u2).cos(),
-        b * (tau * u3).sin(),
-        b * (tau * u3).cos(),
-    );
+    let (x, y, z, w) = (a * (tau * u2).sin(), a * (tau * u2).cos(), b * (tau * u3).sin(), b * (tau * u3).cos());
     [
-        [
-            1.0 - 2.0 * (y * y + z * z),
-            2.0 * (x * y - z * w),
-            2.0 * (x * z + y * w),
-        ],
-        [
-            2.0 * (x * y + z * w),
-            1.0 - 2.0 * (x * x + z * z),
-            2.0 * (y * z - x * w),
-        ],
-        [
-            2.0 * (x * z - y * w),
-            2.0 * (y * z + x * w),
-            1.0 - 2.0 * (x * x + y * y),
-        ],
+        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - z * w), 2.0 * (x * z + y * w)],
+        [2.0 * (x * y + z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - x * w)],
+        [2.0 * (x * z - y * w), 2.0 * (y * z + x * w), 1.0 - 2.0 * (x * x + y * y)],
     ]
 }
 
@@ -105,11 +82,7 @@ pub fn reflections(
                 if h == 0 && kk == 0 && l == 0 {
                     continue;
                 }
-                let g0 = [
-                    f64::from(h) / crystal.cell_a,
-                    f64::from(kk) / crystal.cell_b,
-                    f64::from(l) / crystal.cell_c,
-                ];
+                let g0 = [f64::from(h) / crystal.cell_a, f64::from(kk) / crystal.cell_b, f64::from(l) / crystal.cell_c];
                 let g2 = g0[0] * g0[0] + g0[1] * g0[1] + g0[2] * g0[2];
                 if g2 > s_max * s_max {
                     continue;
@@ -131,12 +104,7 @@ pub fn reflections(
                 let partiality = (-0.5 * (excitation / crystal.rocking_width).powi(2)).exp();
                 let falloff = (-crystal.b_factor * g2 / 2.0).exp();
                 let photons = mean_photons * partiality * falloff * rng.exponential();
-                out.push(Reflection {
-                    row,
-                    col,
-                    photons,
-                    d_spacing_a: 1.0 / g2.sqrt(),
-                });
+                out.push(Reflection { row, col, photons, d_spacing_a: 1.0 / g2.sqrt() });
             }
         }
     }
@@ -159,26 +127,13 @@ mod tests {
         };
         let rot = random_rotation(&mut rng);
         let mut out = Vec::new();
-        reflections(
-            &Crystal {
-                rocking_width: 1e-5,
-                ..Crystal::default()
-            },
-            &exp,
-            &rot,
-            100.0,
-            &mut rng,
-            &mut out,
-        );
+        reflections(&Crystal { rocking_width: 1e-5, ..Crystal::default() }, &exp, &rot, 100.0, &mut rng, &mut out);
         assert!(out.len() >= 5, "{} reflections", out.len());
         for r in &out {
             let radius_mm = (r.row.hypot(r.col)) * exp.pixel_mm;
             let two_theta = (radius_mm / exp.distance_mm).atan();
             let bragg = 2.0 * (exp.wavelength_a / (2.0 * r.d_spacing_a)).asin();
-            assert!(
-                (two_theta - bragg).abs() < 2e-3,
-                "2θ {two_theta} vs Bragg {bragg}"
-            );
+            assert!((two_theta - bragg).abs() < 2e-3, "2θ {two_theta} vs Bragg {bragg}");
         }
     }
 

@@ -26,11 +26,7 @@ impl JungfrauResponse {
         let n = modules * rows * cols;
         let mut ped = Vec::with_capacity(3 * n);
         let mut gain = Vec::with_capacity(3 * n);
-        let typical = [
-            (3000.0, 150.0, 40.0, 1.0),
-            (14500.0, 300.0, -1.45, 0.04),
-            (14000.0, 300.0, -0.11, 0.004),
-        ];
+        let typical = [(3000.0, 150.0, 40.0, 1.0), (14500.0, 300.0, -1.45, 0.04), (14000.0, 300.0, -0.11, 0.004)];
         for (p0, p_sigma, g0, g_sigma) in typical {
             ped.extend((0..n).map(|_| (p0 + p_sigma * rng.normal()) as f32));
             gain.extend((0..n).map(|_| (g0 + g_sigma * rng.normal()) as f32));
@@ -70,23 +66,13 @@ mod tests {
         let mut rng = Rng::new(5, 5);
         let resp = JungfrauResponse::new(1, 4, 4, &mut rng);
         let conv = PhotonConverter::new(&resp.maps, 12.4);
-        for (photons, tolerance, code) in [
-            (1.0f32, 0.1, 0),
-            (10.0, 0.1, 0),
-            (200.0, 1.0, 1),
-            (5000.0, 40.0, 3),
-        ] {
-            let raw: Vec<u16> = (0..16)
-                .map(|i| resp.encode(i, photons * 12.4, &mut rng))
-                .collect();
+        for (photons, tolerance, code) in [(1.0f32, 0.1, 0), (10.0, 0.1, 0), (200.0, 1.0, 1), (5000.0, 40.0, 3)] {
+            let raw: Vec<u16> = (0..16).map(|i| resp.encode(i, photons * 12.4, &mut rng)).collect();
             let mut out = vec![0.0; 16];
             conv.jungfrau_photons(&raw, &mut out);
             for (r, o) in raw.iter().zip(&out) {
                 assert_eq!(r >> 14, code, "{photons} photons");
-                assert!(
-                    (o - photons).abs() < tolerance,
-                    "{photons} photons read back as {o}"
-                );
+                assert!((o - photons).abs() < tolerance, "{photons} photons read back as {o}");
             }
         }
     }

@@ -19,14 +19,7 @@ impl Rng {
     /// A generator for one stream; distinct `(seed, stream)` pairs give independent sequences.
     pub fn new(seed: u64, stream: u64) -> Rng {
         let mut st = seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03);
-        Rng {
-            s: [
-                splitmix(&mut st),
-                splitmix(&mut st),
-                splitmix(&mut st),
-                splitmix(&mut st),
-            ],
-        }
+        Rng { s: [splitmix(&mut st), splitmix(&mut st), splitmix(&mut st), splitmix(&mut st)] }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -88,9 +81,7 @@ impl Rng {
             }
             k
         } else {
-            (f64::from(mean) + f64::from(mean).sqrt() * self.normal())
-                .round()
-                .max(0.0) as u32
+            (f64::from(mean) + f64::from(mean).sqrt() * self.normal()).round().max(0.0) as u32
         }
     }
 }
@@ -108,10 +99,7 @@ mod tests {
         for mean in [0.05f32, 0.8, 6.0, 120.0] {
             let s: u64 = (0..n).map(|_| u64::from(a.poisson(mean))).sum();
             let m = s as f64 / n as f64;
-            assert!(
-                (m - f64::from(mean)).abs() < 0.02 * f64::from(mean) + 0.01,
-                "poisson({mean}) mean {m}"
-            );
+            assert!((m - f64::from(mean)).abs() < 0.02 * f64::from(mean) + 0.01, "poisson({mean}) mean {m}");
         }
         let v: f64 = (0..n).map(|_| a.normal().powi(2)).sum::<f64>() / n as f64;
         assert!((v - 1.0).abs() < 0.02, "normal variance {v}");

@@ -11,9 +11,7 @@ use super::capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
 use super::crystal::{Crystal, Experiment, Reflection, random_rotation, reflections};
 use super::response::JungfrauResponse;
 use super::rng::Rng;
-use crate::detector::{
-    DetectorGeometry, DetectorType, GeometryError, ImageLayout, SlsDetectorHeader,
-};
+use crate::detector::{DetectorGeometry, DetectorType, GeometryError, ImageLayout, SlsDetectorHeader};
 
 /// Damage done to the packet stream on its way, as fractions of packets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -125,14 +123,8 @@ impl RunTruth {
     /// # Errors
     /// Unreadable or not a truth file.
     pub fn load(path: &Path) -> Result<RunTruth, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SimError::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        serde_json::from_str(&text).map_err(|e| SimError::Truth {
-            path: path.into(),
-            reason: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path).map_err(|e| SimError::Io { path: path.into(), source: e })?;
+        serde_json::from_str(&text).map_err(|e| SimError::Truth { path: path.into(), reason: e.to_string() })
     }
 }
 
@@ -143,10 +135,7 @@ pub enum SimError {
     #[error(transparent)]
     Geometry(#[from] GeometryError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a truth file: {reason}")]
     Truth { path: PathBuf, reason: String },
     #[error("invalid simulation parameter: {0}")]
@@ -177,8 +166,7 @@ struct RunModel {
 
 impl RunModel {
     fn new(cfg: &SimConfig) -> Result<RunModel, SimError> {
-        let geometry =
-            DetectorGeometry::with_consecutive_ports(&cfg.model, cfg.modules, cfg.first_udp_port)?;
+        let geometry = DetectorGeometry::with_consecutive_ports(&cfg.model, cfg.modules, cfg.first_udp_port)?;
         if geometry.model.det_type != DetectorType::Jungfrau {
             return Err(SimError::NotJungfrau(cfg.model.clone()));
         }
@@ -192,19 +180,11 @@ impl RunModel {
             gap_cols_px: cfg.module_gap_cols_px,
         };
         let mut rng = Rng::new(cfg.seed, u64::MAX);
-        let response = JungfrauResponse::new(
-            cfg.modules,
-            layout.module_rows,
-            layout.module_cols,
-            &mut rng,
-        );
+        let response = JungfrauResponse::new(cfg.modules, layout.module_rows, layout.module_cols, &mut rng);
         let wavelength_a = 12.398_42 / cfg.photon_energy_kev;
         let pixel_mm = f64::from(m.pixel_size_um) / 1000.0;
         // Beam a little off the image centre, as it never sits exactly on it.
-        let (beam_row, beam_col) = (
-            layout.image_rows() as f64 * 0.5 + 3.3,
-            layout.image_cols() as f64 * 0.5 - 5.7,
-        );
+        let (beam_row, beam_col) = (layout.image_rows() as f64 * 0.5 + 3.3, layout.image_cols() as f64 * 0.5 - 5.7);
         let corner_mm = (beam_row.max(layout.image_rows() as f64 - beam_row))
             .hypot(beam_col.max(layout.image_cols() as f64 - beam_col))
             * pixel_mm;
@@ -223,10 +203,7 @@ impl RunModel {
             let (r0, c0) = layout.module_origin(module);
             for r in 0..layout.module_rows {
                 for c in 0..layout.module_cols {
-                    let (dy, dx) = (
-                        ((r0 + r) as f64 - beam_row) * pixel_mm,
-                        ((c0 + c) as f64 - beam_col) * pixel_mm,
-                    );
+                    let (dy, dx) = (((r0 + r) as f64 - beam_row) * pixel_mm, ((c0 + c) as f64 - beam_col) * pixel_mm);
                     let two_theta = dy.hypot(dx).atan2(cfg.distance_mm);
                     let s = 2.0 * (two_theta / 2.0).sin() / wavelength_a; // 1/d
                     let ring = (-0.5 * ((s - 1.0 / 3.2) / 0.035).powi(2)).exp();
@@ -240,24 +217,11 @@ impl RunModel {
             .flat_map(|m| (0..cfg.hot_pixels_per_module).map(move |_| m))
             .map(|m| m * module_pixels + rng.below(module_pixels))
             .collect();
-        Ok(RunModel {
-            geometry,
-            layout,
-            response,
-            background,
-            hot_pixels,
-            experiment,
-            crystal: Crystal::default(),
-        })
+        Ok(RunModel { geometry, layout, response, background, hot_pixels, experiment, crystal: Crystal::default() })
     }
 
     /// The raw image of frame `frame_number` and its truth.
-    fn frame(
-        &self,
-        cfg: &SimConfig,
-        frame_number: u64,
-        scratch: &mut Vec<Reflection>,
-    ) -> (Vec<u16>, FrameTruth) {
+    fn frame(&self, cfg: &SimConfig, frame_number: u64, scratch: &mut Vec<Reflection>) -> (Vec<u16>, FrameTruth) {
         let mut rng = Rng::new(cfg.seed, frame_number);
         let hit = rng.uniform() < cfg.hit_rate;
         let jet = rng.range(0.8, 1.2) as f32;
@@ -278,14 +242,7 @@ impl RunModel {
             let strength = (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform()).exp();
             truth.mean_reflection_photons = strength;
             let rotation = random_rotation(&mut rng);
-            reflections(
-                &self.crystal,
-                &self.experiment,
-                &rotation,
-                strength,
-                &mut rng,
-                scratch,
-            );
+            reflections(&self.crystal, &self.experiment, &rotation, strength, &mut rng, scratch);
             for r in scratch.iter() {
                 if self.add_spot(&mut expected, r, cfg.spot_sigma_px) {
                     truth.reflections_on_detector += 1;
@@ -298,10 +255,7 @@ impl RunModel {
         let raw = expected
             .iter()
             .enumerate()
-            .map(|(i, &mean)| {
-                self.response
-                    .encode(i, rng.poisson(mean) as f32 * e, &mut rng)
-            })
+            .map(|(i, &mean)| self.response.encode(i, rng.poisson(mean) as f32 * e, &mut rng))
             .collect();
         (raw, truth)
     }
@@ -340,11 +294,7 @@ impl RunModel {
 ///
 /// # Errors
 /// Bad parameters, a non-JUNGFRAU model, or a file that cannot be written.
-pub fn simulate(
-    cfg: &SimConfig,
-    out_dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> Result<SimOutputs, SimError> {
+pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<SimOutputs, SimError> {
     for (name, v) in [
         ("hit_rate", cfg.hit_rate),
         ("faults.loss", cfg.faults.loss),
@@ -352,26 +302,17 @@ pub fn simulate(
         ("faults.duplicate", cfg.faults.duplicate),
     ] {
         if !(0.0..=1.0).contains(&v) {
-            return Err(SimError::Parameter(format!(
-                "{name} = {v} is outside 0..=1"
-            )));
+            return Err(SimError::Parameter(format!("{name} = {v} is outside 0..=1")));
         }
     }
-    if cfg.frames == 0
-        || !(cfg.frame_rate_hz > 0.0)
-        || !(cfg.distance_mm > 0.0)
-        || !(cfg.photon_energy_kev > 1.0)
-    {
+    if cfg.frames == 0 || !(cfg.frame_rate_hz > 0.0) || !(cfg.distance_mm > 0.0) || !(cfg.photon_energy_kev > 1.0) {
         return Err(SimError::Parameter(
             "frames, frame_rate_hz, distance_mm and photon_energy_kev must be positive".into(),
         ));
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| SimError::Io {
-            path: path.clone(),
-            source,
-        }
+        move |source| SimError::Io { path: path.clone(), source }
     };
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let model = RunModel::new(cfg)?;
@@ -380,23 +321,12 @@ pub fn simulate(
         .response
         .maps
         .save(&calibration)
-        .map_err(|e| SimError::Io {
-            path: calibration.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let ext = if cfg.format == CaptureFileFormat::Pcapng {
-        "pcapng"
-    } else {
-        "pcap"
-    };
+        .map_err(|e| SimError::Io { path: calibration.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let ext = if cfg.format == CaptureFileFormat::Pcapng { "pcapng" } else { "pcap" };
     let capture = out_dir.join(format!("run.{ext}"));
     let file = std::fs::File::create(&capture).map_err(io(&capture))?;
-    let mut writer = CaptureWriter::new(
-        std::io::BufWriter::with_capacity(1 << 22, file),
-        cfg.format,
-        cfg.framing,
-    )
-    .map_err(io(&capture))?;
+    let mut writer = CaptureWriter::new(std::io::BufWriter::with_capacity(1 << 22, file), cfg.format, cfg.framing)
+        .map_err(io(&capture))?;
     let mut truth = RunTruth {
         config: cfg.clone(),
         packets_sent: 0,
@@ -405,9 +335,7 @@ pub fn simulate(
         packets_duplicated: 0,
         frames: Vec::new(),
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let mut next = 1u64;
     let mut packets = PacketEmitter::new(&model.geometry, cfg);
     while next <= cfg.frames {
@@ -420,22 +348,14 @@ pub fn simulate(
                     let model = &model;
                     s.spawn(move || {
                         let mut scratch = Vec::new();
-                        chunk
-                            .iter()
-                            .map(|&f| model.frame(cfg, f, &mut scratch))
-                            .collect::<Vec<_>>()
+                        chunk.iter().map(|&f| model.frame(cfg, f, &mut scratch)).collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            chunks
-                .into_iter()
-                .flat_map(|h| h.join().expect("simulation thread"))
-                .collect()
+            chunks.into_iter().flat_map(|h| h.join().expect("simulation thread")).collect()
         });
         for (raw, frame_truth) in frames {
-            packets
-                .emit(&mut writer, &raw, frame_truth.frame_number, &mut truth)
-                .map_err(io(&capture))?;
+            packets.emit(&mut writer, &raw, frame_truth.frame_number, &mut truth).map_err(io(&capture))?;
             progress(frame_truth.frame_number);
             truth.frames.push(frame_truth);
         }
@@ -446,13 +366,7 @@ pub fn simulate(
     std::fs::write(&truth_path, json).map_err(io(&truth_path))?;
     let replay_config = out_dir.join("replay.toml");
     std::fs::write(&replay_config, replay_toml(cfg)).map_err(io(&replay_config))?;
-    Ok(SimOutputs {
-        capture,
-        truth: truth_path,
-        calibration,
-        replay_config,
-        truth_summary: truth,
-    })
+    Ok(SimOutputs { capture, truth: truth_path, calibration, replay_config, truth_summary: truth })
 }
 
 /// Cuts frames into packets the way the modules send them: ports interleaved packet by packet, each
@@ -502,8 +416,7 @@ impl PacketEmitter {
                 truth.packets_reordered += 1;
             }
         }
-        let frame_start_ns = 1_700_000_000_000_000_000
-            + ((frame_number - 1) as f64 * 1e9 / self.frame_rate_hz) as u64;
+        let frame_start_ns = 1_700_000_000_000_000_000 + ((frame_number - 1) as f64 * 1e9 / self.frame_rate_hz) as u64;
         let wire_ns = (g.model.packet_bytes() + 42) as u64 * 8 / 10;
         let bytes = raw.as_bytes();
         let mut packet = vec![0u8; g.model.packet_bytes()];
@@ -519,11 +432,10 @@ impl PacketEmitter {
                 exp_length: 0.into(),
                 packet_number: (n as u32).into(),
                 bunch_id: frame_number.into(),
-                timestamp: (((frame_number as f64) * 1e7 / self.frame_rate_hz).round() as u64)
-                    .into(),
+                timestamp: (((frame_number as f64) * 1e7 / self.frame_rate_hz).round() as u64).into(),
                 mod_id: (module as u16).into(),
-                row: (((module / self.modules_per_row) * g.model.ports_per_module
-                    + port % g.model.ports_per_module) as u16)
+                row: (((module / self.modules_per_row) * g.model.ports_per_module + port % g.model.ports_per_module)
+                    as u16)
                     .into(),
                 column: ((module % self.modules_per_row) as u16).into(),
                 det_type: g.model.det_type.code(),
@@ -589,25 +501,15 @@ mod tests {
         let cfg = SimConfig {
             frames: 6,
             hit_rate: 0.5,
-            faults: PacketFaults {
-                loss: 0.01,
-                reorder: 0.01,
-                duplicate: 0.01,
-            },
+            faults: PacketFaults { loss: 0.01, reorder: 0.01, duplicate: 0.01 },
             ..SimConfig::default()
         };
         let ra = simulate(&cfg, a.path(), &mut |_| {}).unwrap();
         let rb = simulate(&cfg, b.path(), &mut |_| {}).unwrap();
-        assert_eq!(
-            std::fs::read(&ra.capture).unwrap(),
-            std::fs::read(&rb.capture).unwrap()
-        );
+        assert_eq!(std::fs::read(&ra.capture).unwrap(), std::fs::read(&rb.capture).unwrap());
         assert_eq!(ra.truth_summary, rb.truth_summary);
         let other = simulate(&SimConfig { seed: 2, ..cfg }, b.path(), &mut |_| {}).unwrap();
-        assert_ne!(
-            std::fs::read(&ra.capture).unwrap(),
-            std::fs::read(&other.capture).unwrap()
-        );
+        assert_ne!(std::fs::read(&ra.capture).unwrap(), std::fs::read(&other.capture).unwrap());
         assert_eq!(ra.truth_summary.packets_sent, 6 * 128);
         assert!(ra.truth_summary.packets_lost > 0);
     }

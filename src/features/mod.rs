@@ -1,0 +1,49 @@
+//! What the reducer extracts from a frame. [`FrameFeatures`] travels with the frame in its pool slot
+//! (its spot list is preallocated there), so reducing a frame allocates nothing.
+
+pub mod spots;
+
+pub use spots::{SpotFinder, SpotFinderParams};
+
+/// One spot: connected pixels above threshold, in the coordinates of its panel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Spot {
+    /// Panel (a module, or an EIGER port) the spot lies in.
+    pub panel: u16,
+    /// Photon-weighted centre, in pixels of the panel.
+    pub row: f32,
+    pub col: f32,
+    /// Summed photons.
+    pub photons: f32,
+    pub pixels: u32,
+    /// Brightest pixel, photons.
+    pub peak: f32,
+}
+
+/// A frame's features and the trigger's verdict on it.
+#[derive(Clone, Debug, Default)]
+pub struct FrameFeatures {
+    /// Spots recorded, up to the configured maximum.
+    pub spots: Vec<Spot>,
+    /// Spots found, recorded or not.
+    pub spots_found: u32,
+    pub score: f32,
+    pub accepted: bool,
+    /// Time the reducer spent on this frame.
+    pub reduce_ns: u64,
+}
+
+impl FrameFeatures {
+    /// Empty features whose spot list can hold `capacity` spots without allocating.
+    pub fn with_capacity(capacity: usize) -> FrameFeatures {
+        FrameFeatures { spots: Vec::with_capacity(capacity), ..FrameFeatures::default() }
+    }
+
+    pub fn clear(&mut self) {
+        self.spots.clear();
+        self.spots_found = 0;
+        self.score = 0.0;
+        self.accepted = false;
+        self.reduce_ns = 0;
+    }
+}

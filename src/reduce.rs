@@ -1,0 +1,99 @@
+//! One reducer's per-frame work, sans-IO: raw pixels → photons → spots → the trigger's verdict, all
+//! written into the frame's own feature record. A [`ReducerPlan`] is prepared once (calibration maps
+//! loaded and inverted) and shared; each worker thread owns a [`Reducer`] with its scratch buffers.
+
+use std::sync::Arc;
+
+use crate::calib::{CalibrationError, CalibrationMaps, PhotonConverter, counts_as_photons};
+use crate::config::Config;
+use crate::detector::{DetectorGeometry, DetectorType};
+use crate::features::{SpotFinder, SpotFinderParams};
+use crate::frame::FrameHandle;
+use crate::trigger::Trigger;
+
+/// How raw values become photons for this detector.
+pub enum Photons {
+    /// JUNGFRAU: gain stages, pedestals, gains.
+    Integrating(PhotonConverter),
+    /// EIGER: values are counts.
+    Counting,
+}
+
+/// Everything a reducer needs that is the same for every worker.
+pub struct ReducerPlan {
+    photons: Photons,
+    panels: (usize, usize, usize),
+    pixels: usize,
+    finder: SpotFinderParams,
+    trigger: Trigger,
+}
+
+impl ReducerPlan {
+    /// Prepares the reduction: loads and inverts the calibration maps.
+    ///
+    /// # Errors
+    /// The calibration file cannot be read or does not fit the detector.
+    pub fn new(config: &Config, geometry: &DetectorGeometry) -> Result<ReducerPlan, CalibrationError> {
+        let (panels, rows, cols) = geometry.panels();
+        let pixels = panels * rows * cols;
+        let c = &config.calibration;
+        let photons = match geometry.model.det_type {
+            DetectorType::Eiger => Photons::Counting,
+            DetectorType::Jungfrau => {
+                let maps = match &c.file {
+                    Some(file) => CalibrationMaps::load(file, pixels)?,
+                    None => CalibrationMaps::uniform(
+                        geometry.modules,
+                        geometry.model.module_rows(),
+                        geometry.model.module_cols(),
+                        c.pedestal_adu,
+                        c.gain_adu_per_kev,
+                    ),
+                };
+                Photons::Integrating(PhotonConverter::new(&maps, c.photon_energy_kev))
+            }
+        };
+        let s = &config.trigger.spots;
+        Ok(ReducerPlan {
+            photons,
+            panels: (panels, rows, cols),
+            pixels,
+            finder: SpotFinderParams {
+                threshold_photons: s.threshold_photons,
+                min_spot_pixels: s.min_spot_pixels,
+                max_spot_pixels: s.max_spot_pixels,
+                min_spot_photons: s.min_spot_photons,
+            },
+            trigger: Trigger::from_config(&config.trigger),
+        })
+    }
+}
+
+/// One worker's reducer: the shared plan plus its own scratch.
+pub struct Reducer {
+    plan: Arc<ReducerPlan>,
+    photons: Vec<f32>,
+    finder: SpotFinder,
+}
+
+impl Reducer {
+    pub fn new(plan: Arc<ReducerPlan>) -> Reducer {
+        let photons = vec![0.0; plan.pixels];
+        let finder = SpotFinder::new(plan.finder);
+        Reducer { plan, photons, finder }
+    }
+
+    /// Reduces one frame in place: its features and verdict are written into the frame.
+    pub fn reduce(&mut self, frame: &mut FrameHandle) {
+        let (raw, features) = frame.pixels_and_features();
+        match &self.plan.photons {
+            Photons::Integrating(conv) => conv.jungfrau_photons(raw, &mut self.photons),
+            Photons::Counting => counts_as_photons(raw, &mut self.photons),
+        }
+        let (panels, rows, cols) = self.plan.panels;
+        features.spots_found = self.finder.find(&mut self.photons, panels, rows, cols, &mut features.spots);
+        let decision = self.plan.trigger.decide(features.spots_found);
+        features.score = decision.score;
+        features.accepted = decision.accepted;
+    }
+}

@@ -7,8 +7,11 @@ pub mod detector;
 pub mod features;
 pub mod frame;
 pub mod ingest;
+pub mod pipeline;
 pub mod reduce;
+pub mod ring;
 pub mod sim;
+pub mod sink;
 pub mod trigger;
 
 #[cfg(not(target_endian = "little"))]

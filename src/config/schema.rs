@@ -364,7 +364,7 @@ impl Config {
             bad("calibration.file", format!("{} is not a readable file", file.display()));
         }
         let s = &self.trigger.spots;
-        if !(s.threshold_photons > 0.0) {
+        if s.threshold_photons.is_nan() || s.threshold_photons <= 0.0 {
             bad("trigger.spots.threshold_photons", format!("{} must be above 0", s.threshold_photons));
         }
         if s.min_spot_pixels == 0 {

@@ -149,7 +149,7 @@ impl Capture {
             }
             CaptureFormat::PcapNg => State::PcapNg {
                 endian: Endian(false),
-                interfaces: [Interface::default(); MAX_INTERFACES],
+                interfaces: Box::new([Interface::default(); MAX_INTERFACES]),
                 interface_count: 0,
             },
         };
@@ -191,7 +191,7 @@ impl Default for Interface {
 
 enum State {
     Pcap { nanosecond: bool, endian: Endian, link: LinkType },
-    PcapNg { endian: Endian, interfaces: [Interface; MAX_INTERFACES], interface_count: usize },
+    PcapNg { endian: Endian, interfaces: Box<[Interface; MAX_INTERFACES]>, interface_count: usize },
 }
 
 /// Iterator over a capture's frames.
@@ -273,7 +273,7 @@ impl<'a> Records<'a> {
                 };
                 self.state = State::PcapNg {
                     endian: Endian(big),
-                    interfaces: [Interface::default(); MAX_INTERFACES],
+                    interfaces: Box::new([Interface::default(); MAX_INTERFACES]),
                     interface_count: 0,
                 };
             }
@@ -283,7 +283,7 @@ impl<'a> Records<'a> {
             let e = *endian;
             let block_type = e.u32(self.bytes, at).unwrap_or(0);
             let total = e.u32(self.bytes, at + 4).unwrap_or(0) as usize;
-            if total < 12 || total % 4 != 0 {
+            if total < 12 || !total.is_multiple_of(4) {
                 return self.fail(PcapError::Damaged {
                     offset: at,
                     what: format!("block length {total} is not a multiple of 4 of at least 12"),

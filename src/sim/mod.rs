@@ -13,6 +13,8 @@ pub mod crystal;
 pub mod response;
 pub mod rng;
 pub mod run;
+pub mod score;
 
 pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
 pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, simulate};
+pub use score::TriggerScore;

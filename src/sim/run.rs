@@ -305,7 +305,12 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
             return Err(SimError::Parameter(format!("{name} = {v} is outside 0..=1")));
         }
     }
-    if cfg.frames == 0 || !(cfg.frame_rate_hz > 0.0) || !(cfg.distance_mm > 0.0) || !(cfg.photon_energy_kev > 1.0) {
+    let positive = |v: f64, floor: f64| v.is_finite() && v > floor;
+    if cfg.frames == 0
+        || !positive(cfg.frame_rate_hz, 0.0)
+        || !positive(cfg.distance_mm, 0.0)
+        || !positive(cfg.photon_energy_kev, 1.0)
+    {
         return Err(SimError::Parameter(
             "frames, frame_rate_hz, distance_mm and photon_energy_kev must be positive".into(),
         ));

@@ -1,0 +1,331 @@
+//! The operator's command line. Exit codes scripts can rely on: 0 done; 1 failed; 2 bad command
+//! line; 3 invalid config; 4 the input was damaged (everything before the damage was processed and
+//! stored).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use hitgate::config::{Config, ConfigError, SinkSection};
+use hitgate::ingest::Capture;
+use hitgate::ingest::inventory::inventory;
+use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
+use hitgate::sim::{CaptureFileFormat, LinkFraming, PacketFaults, RunTruth, SimConfig, TriggerScore, simulate};
+
+#[derive(Parser)]
+#[command(name = "hitgate", version, about = "Detector edge node: assemble, trigger and store X-ray detector frames")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Simulate a JUNGFRAU run with hits and replay it through the whole pipeline (the built-in default).
+    Demo {
+        /// Folder for the simulated run and the results.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        frames: u64,
+    },
+    /// Write a simulated run: capture, truth, calibration maps and a config that replays it.
+    Simulate(SimulateArgs),
+    /// Replay a capture through assembly, trigger and sinks.
+    Replay {
+        capture: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// Replay at the recorded pace times this factor instead of as fast as possible.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// A simulator truth file: report the trigger's efficiency and rejection against it.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Show what a capture holds: detectors, ports, frames, losses.
+    Inspect {
+        capture: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a config; list every problem with its key path.
+    Validate { config: PathBuf },
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    #[arg(long, default_value = "out/sim")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    frames: u64,
+    #[arg(long, default_value_t = 0.25)]
+    hit_rate: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// jungfrau-1if or jungfrau-2if.
+    #[arg(long, default_value = "jungfrau-1if")]
+    model: String,
+    /// Modules (8 makes a 4M, two modules across).
+    #[arg(long, default_value_t = 1)]
+    modules: usize,
+    #[arg(long, default_value_t = 50001)]
+    first_udp_port: u16,
+    #[arg(long, default_value_t = 1000.0)]
+    frame_rate_hz: f64,
+    /// Fractions of packets lost, reordered and duplicated on the way.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    #[arg(long, value_enum, default_value = "pcap")]
+    format: CaptureFileFormat,
+    #[arg(long, value_enum, default_value = "ethernet")]
+    link: LinkFraming,
+}
+
+/// An error with the exit code it stands for.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo { out, frames } => demo(&out, frames),
+        Command::Simulate(args) => {
+            let cfg = sim_config(&args);
+            let outputs = simulate_with_progress(&cfg, &args.out)?;
+            print_sim(&outputs);
+            Ok(())
+        }
+        Command::Replay { capture, config, speed, truth } => {
+            let config = load_config(&config)?;
+            let pace = match speed {
+                Some(s) if s > 0.0 && s.is_finite() => Pace::Recorded { speed: s },
+                Some(s) => anyhow::bail!("--speed {s}: must be a positive factor"),
+                None => Pace::AsFastAsPossible,
+            };
+            let summary = replay(config.clone(), &capture, pace)?;
+            print!("{summary}");
+            if let Some(truth) = truth {
+                report_truth(&config, &truth)?;
+            }
+            damaged_input(&summary)
+        }
+        Command::Inspect { capture, json } => {
+            let cap = Capture::open(&capture).map_err(|e| Exit { code: 4, message: e.to_string() })?;
+            let inv = inventory(&cap);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print_inventory(&capture, &inv);
+            }
+            match inv.error {
+                Some(e) => Err(Exit { code: 4, message: format!("{}: {e}", capture.display()) }.into()),
+                None => Ok(()),
+            }
+        }
+        Command::Validate { config } => {
+            let c = load_config(&config)?;
+            let g = c.geometry()?;
+            println!(
+                "{}: ok — {} × {} on UDP ports {:?}, {} packets of {} bytes per frame, trigger {:?}, {} sink(s)",
+                config.display(),
+                g.modules,
+                g.model.name,
+                g.udp_ports,
+                g.packets_per_frame(),
+                g.model.packet_bytes(),
+                c.trigger.kind,
+                c.sinks.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| {
+        let code = if matches!(e, ConfigError::Read { .. }) { 1 } else { 3 };
+        Exit { code, message: e.to_string() }.into()
+    })
+}
+
+fn damaged_input(summary: &RunSummary) -> Result<()> {
+    match &summary.input_error {
+        Some(e) => Err(Exit { code: 4, message: format!("input damaged: {e}") }.into()),
+        None => Ok(()),
+    }
+}
+
+fn sim_config(a: &SimulateArgs) -> SimConfig {
+    SimConfig {
+        model: a.model.clone(),
+        modules: a.modules,
+        modules_per_row: if a.modules >= 2 { 2 } else { 1 },
+        first_udp_port: a.first_udp_port,
+        frames: a.frames,
+        hit_rate: a.hit_rate,
+        seed: a.seed,
+        frame_rate_hz: a.frame_rate_hz,
+        faults: PacketFaults { loss: a.loss, reorder: a.reorder, duplicate: a.duplicate },
+        format: a.format,
+        framing: a.link,
+        ..SimConfig::default()
+    }
+}
+
+fn simulate_with_progress(cfg: &SimConfig, out: &Path) -> Result<hitgate::sim::SimOutputs> {
+    let tty = std::io::stderr().is_terminal();
+    let mut last = std::time::Instant::now();
+    let outputs = simulate(cfg, out, &mut |frame| {
+        if tty && last.elapsed() > Duration::from_millis(200) {
+            last = std::time::Instant::now();
+            eprint!("\r{} simulating frame {frame}/{}", bar(frame as f64 / cfg.frames as f64), cfg.frames);
+        }
+    })
+    .with_context(|| format!("simulating into {}", out.display()))?;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(outputs)
+}
+
+fn print_sim(o: &hitgate::sim::SimOutputs) {
+    let t = &o.truth_summary;
+    let hits = t.frames.iter().filter(|f| f.hit).count();
+    println!("simulated    {} frames ({} hits) of {} × {}", t.frames.len(), hits, t.config.modules, t.config.model);
+    println!(
+        "packets      {} sent, {} lost, {} reordered, {} duplicated",
+        t.packets_sent, t.packets_lost, t.packets_reordered, t.packets_duplicated
+    );
+    println!("capture      {}", o.capture.display());
+    println!("truth        {}", o.truth.display());
+    println!("calibration  {}", o.calibration.display());
+    println!(
+        "replay with  hitgate replay {} --config {} --truth {}",
+        o.capture.display(),
+        o.replay_config.display(),
+        o.truth.display()
+    );
+}
+
+fn bar(fraction: f64) -> String {
+    let n = (fraction.clamp(0.0, 1.0) * 30.0) as usize;
+    format!("[{}{}] {:>3.0}%", "#".repeat(n), ".".repeat(30 - n), fraction * 100.0)
+}
+
+fn replay(config: Config, capture: &Path, pace: Pace) -> Result<RunSummary> {
+    let cap = Capture::open(capture).map_err(|e| Exit { code: 4, message: e.to_string() })?;
+    let plan = Plan::new(config).context("preparing the pipeline")?;
+    let progress = Progress::default();
+    let tty = std::io::stderr().is_terminal();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summary = std::thread::scope(|s| {
+        if tty {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    eprint!(
+                        "\r{} {} frames, {} accepted",
+                        bar(progress.fraction()),
+                        progress.frames_done.load(Ordering::Relaxed),
+                        progress.frames_accepted.load(Ordering::Relaxed)
+                    );
+                }
+                eprint!("\r\x1b[2K");
+            });
+        }
+        let r = plan.replay(&cap, ReplayOptions { pace }, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    summary.with_context(|| format!("replaying {}", capture.display()))
+}
+
+fn report_truth(config: &Config, truth: &Path) -> Result<()> {
+    let truth = RunTruth::load(truth)?;
+    let features = config.sinks.iter().find_map(|s| match s {
+        SinkSection::Features { path } => Some(path.clone()),
+        _ => None,
+    });
+    let Some(features) = features else {
+        anyhow::bail!("--truth needs a features sink in the config to read the verdicts from");
+    };
+    let verdicts =
+        hitgate::sink::features::read_verdicts(&features).with_context(|| format!("reading {}", features.display()))?;
+    let clear = 2 * config.trigger.spots.min_spots;
+    println!("{}", TriggerScore::new(&truth, &verdicts, clear));
+    println!(
+        "             (clear hit: at least {clear} spots of ≥ {} photons on the detector)",
+        hitgate::sim::run::VISIBLE_SPOT_PHOTONS
+    );
+    Ok(())
+}
+
+fn demo(out: &Path, frames: u64) -> Result<()> {
+    let cfg = SimConfig {
+        frames,
+        faults: PacketFaults { loss: 0.0005, reorder: 0.001, duplicate: 0.0005 },
+        ..SimConfig::default()
+    };
+    println!("== simulating a JUNGFRAU run ({frames} frames, 25% hits, light packet damage) into {}", out.display());
+    let outputs = simulate_with_progress(&cfg, out)?;
+    print_sim(&outputs);
+    println!("\n== replaying it through assembly → calibration → spot finding → trigger → sinks");
+    let config = load_config(&outputs.replay_config)?;
+    let summary = replay(config.clone(), &outputs.capture, Pace::AsFastAsPossible)?;
+    print!("{summary}");
+    report_truth(&config, &outputs.truth)?;
+    damaged_input(&summary)
+}
+
+fn print_inventory(path: &Path, inv: &hitgate::ingest::inventory::CaptureInventory) {
+    let secs = (inv.last_timestamp_ns.saturating_sub(inv.first_timestamp_ns)) as f64 / 1e9;
+    println!(
+        "{}: {}, {:.1} MB, {} records over {:.3} s",
+        path.display(),
+        inv.format,
+        inv.bytes as f64 / 1e6,
+        inv.records,
+        secs
+    );
+    let skipped: Vec<String> = inv.skipped.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{n} {r}")).collect();
+    if !skipped.is_empty() {
+        println!("not UDP/usable: {}", skipped.join(", "));
+    }
+    println!(
+        "{:>6} {:>9} {:>7} {:>5} {:<18} {:>15} {:>7} {:>8} {:>8} {:>6} {:>9}",
+        "port", "datagrams", "size", "type", "model", "frames", "whole", "missing", "dup", "bad", ""
+    );
+    for p in &inv.ports {
+        let models = if p.models.is_empty() { "?".to_string() } else { p.models.join("|") };
+        println!(
+            "{:>6} {:>9} {:>7} {:>5} {:<18} {:>7}..{:<7} {:>7} {:>8} {:>8} {:>6}",
+            p.udp_port,
+            p.datagrams,
+            p.payload_bytes,
+            p.det_type,
+            models,
+            p.first_frame,
+            p.last_frame,
+            format!("{}/{}", p.frames_complete, p.frames),
+            p.packets_missing(),
+            p.packets_duplicate,
+            p.datagrams_malformed
+        );
+    }
+    if let Some(e) = &inv.error {
+        println!("damaged: {e}");
+    }
+}

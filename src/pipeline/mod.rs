@@ -1,0 +1,58 @@
+//! `Config → Plan → run`: a [`Plan`] does the expensive work once (geometry, calibration maps loaded
+//! and inverted, trigger prepared); running it starts named threads — one source with the assembler,
+//! N reducers, one sink thread — joined by bounded rings, and shuts them down in order: the source
+//! ends and closes its ring, reducers drain it and the last one closes theirs, the sink thread drains
+//! that, restores frame order, flushes and closes every sink. Nothing accepted is left behind.
+
+mod replay;
+mod summary;
+
+pub use replay::{Pace, ReplayOptions};
+pub use summary::{Progress, RunSummary};
+
+use std::sync::Arc;
+
+use crate::calib::CalibrationError;
+use crate::config::Config;
+use crate::detector::{DetectorGeometry, GeometryError};
+use crate::frame::PoolError;
+use crate::ingest::PcapError;
+use crate::reduce::ReducerPlan;
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("detector: {0}")]
+    Geometry(#[from] GeometryError),
+    #[error("calibration: {0}")]
+    Calibration(#[from] CalibrationError),
+    #[error("frame pool: {0}")]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Capture(#[from] PcapError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot start thread {name}: {source}")]
+    Thread { name: String, source: std::io::Error },
+    #[error("thread {0} panicked")]
+    Panicked(String),
+}
+
+/// A validated config with everything prepared that does not depend on the input.
+pub struct Plan {
+    pub config: Config,
+    pub geometry: DetectorGeometry,
+    reducer: Arc<ReducerPlan>,
+}
+
+impl Plan {
+    /// Prepares a run: builds the geometry and loads the calibration.
+    ///
+    /// # Errors
+    /// The geometry or the calibration is unusable.
+    pub fn new(config: Config) -> Result<Plan, PipelineError> {
+        let geometry = config.geometry()?;
+        let reducer = Arc::new(ReducerPlan::new(&config, &geometry)?);
+        Ok(Plan { config, geometry, reducer })
+    }
+}

@@ -1,0 +1,110 @@
+//! What a run did, for people (the summary printed at the end) and for scripts and tests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::frame::{AssemblyCounters, PacketDrop};
+use crate::ingest::SkipReason;
+use crate::sink::SinkReport;
+
+/// Live progress, updated per batch by the running threads and read by whoever shows it.
+#[derive(Default)]
+pub struct Progress {
+    pub input_bytes_read: AtomicU64,
+    pub input_bytes_total: AtomicU64,
+    pub frames_done: AtomicU64,
+    pub frames_accepted: AtomicU64,
+}
+
+impl Progress {
+    pub fn fraction(&self) -> f64 {
+        let total = self.input_bytes_total.load(Ordering::Relaxed);
+        if total == 0 { 0.0 } else { self.input_bytes_read.load(Ordering::Relaxed) as f64 / total as f64 }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub input_bytes: u64,
+    pub records: u64,
+    /// Captured frames without a usable UDP datagram, by reason.
+    pub skipped: Vec<(SkipReason, u64)>,
+    pub assembly: AssemblyCounters,
+    pub frames_accepted: u64,
+    pub frames_rejected: u64,
+    /// Accepted frames that were partial.
+    pub frames_accepted_partial: u64,
+    pub reduce_time: Duration,
+    pub sinks: Vec<SinkReport>,
+    pub elapsed: Duration,
+    /// The input ended in damage after what was processed (e.g. a truncated capture).
+    pub input_error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn frames_out(&self) -> u64 {
+        self.frames_accepted + self.frames_rejected
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let a = &self.assembly;
+        writeln!(
+            f,
+            "input        {:.3} GB in {:.3} s: {:.2} GB/s, {} records",
+            self.input_bytes as f64 / 1e9,
+            secs,
+            self.input_bytes as f64 / 1e9 / secs,
+            self.records
+        )?;
+        writeln!(
+            f,
+            "frames in    {} ({:.0} frames/s): {} complete, {} partial kept, {} partial dropped, {} dropped for want of a free slot",
+            self.frames_out(),
+            self.frames_out() as f64 / secs,
+            a.frames_complete,
+            a.frames_partial,
+            a.frames_partial_dropped,
+            a.frames_no_slot
+        )?;
+        let out = self.frames_out().max(1) as f64;
+        writeln!(
+            f,
+            "trigger      {} accepted ({:.1}%, {} of them partial), {} rejected",
+            self.frames_accepted,
+            100.0 * self.frames_accepted as f64 / out,
+            self.frames_accepted_partial,
+            self.frames_rejected
+        )?;
+        let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
+        writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
+        write!(f, "packets      {} placed, {} lost", a.packets_placed, a.packets_lost)?;
+        for reason in PacketDrop::ALL {
+            let n = a.dropped(reason);
+            if n > 0 {
+                write!(f, ", {n} {}", reason.label())?;
+            }
+        }
+        writeln!(f)?;
+        let skipped: Vec<String> =
+            self.skipped.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{n} {}", r.label())).collect();
+        if !skipped.is_empty() {
+            writeln!(f, "not detector {}", skipped.join(", "))?;
+        }
+        for s in &self.sinks {
+            let at = s.location.as_ref().map(|p| format!(" → {}", p.display())).unwrap_or_default();
+            writeln!(f, "sink {:<9}{} frames, {:.1} MB{at}", s.name, s.frames_written, s.bytes_written as f64 / 1e6)?;
+        }
+        if let Some(e) = &self.input_error {
+            writeln!(f, "input damaged: {e} (everything before it was processed)")?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}

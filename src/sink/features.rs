@@ -1,0 +1,130 @@
+//! One record per frame, accepted or not, as JSON lines (one object a line, append-only, loads
+//! straight into pandas/polars): frame number, order, verdict, score, packet accounting and the mask of
+//! missing packets, spot count and the recorded spots.
+//!
+//! ```json
+//! {"frame_number":12,"sequence":11,"accepted":true,"score":23.0,"complete":false,"packets_received":126,
+//!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
+//!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2}],"reduce_us":412.0}
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Sink, SinkError, SinkReport};
+use crate::features::Spot;
+use crate::frame::FrameHandle;
+
+#[derive(Serialize)]
+struct Record<'a> {
+    frame_number: u64,
+    sequence: u64,
+    accepted: bool,
+    score: f32,
+    complete: bool,
+    packets_received: u32,
+    packets_expected: u32,
+    missing_packets: &'a [u32],
+    spots_found: u32,
+    spots: &'a [Spot],
+    reduce_us: f64,
+}
+
+pub struct FeaturesSink {
+    path: PathBuf,
+    out: BufWriter<File>,
+    missing: Vec<u32>,
+    /// One line, reused so records cost no allocation once it has grown.
+    line: Vec<u8>,
+    written: u64,
+    bytes: u64,
+}
+
+impl FeaturesSink {
+    /// Creates (replaces) the file.
+    ///
+    /// # Errors
+    /// The file or its folder cannot be created.
+    pub fn create(path: &Path) -> Result<FeaturesSink, SinkError> {
+        let err = |source| SinkError::Io { sink: "features", path: path.into(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        let out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(err)?);
+        Ok(FeaturesSink {
+            path: path.into(),
+            out,
+            missing: Vec::new(),
+            line: Vec::with_capacity(4096),
+            written: 0,
+            bytes: 0,
+        })
+    }
+}
+
+impl Sink for FeaturesSink {
+    fn write(&mut self, frame: &FrameHandle) -> Result<(), SinkError> {
+        let meta = frame.meta();
+        let features = frame.features();
+        self.missing.clear();
+        if !meta.is_complete() {
+            let mask = frame.packet_mask();
+            self.missing.extend((0..meta.packets_expected).filter(|&i| mask[i as usize / 64] & (1 << (i % 64)) == 0));
+        }
+        let record = Record {
+            frame_number: meta.frame_number,
+            sequence: meta.sequence,
+            accepted: features.accepted,
+            score: features.score,
+            complete: meta.is_complete(),
+            packets_received: meta.packets_received,
+            packets_expected: meta.packets_expected,
+            missing_packets: &self.missing,
+            spots_found: features.spots_found,
+            spots: &features.spots,
+            reduce_us: features.reduce_ns as f64 / 1000.0,
+        };
+        let err = |source| SinkError::Io { sink: "features", path: self.path.clone(), source };
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &record).map_err(|e| err(std::io::Error::other(e)))?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).map_err(err)?;
+        self.bytes += self.line.len() as u64;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<SinkReport, SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io { sink: "features", path: self.path.clone(), source })?;
+        Ok(SinkReport {
+            name: "features",
+            frames_written: self.written,
+            bytes_written: self.bytes,
+            location: Some(self.path.clone()),
+        })
+    }
+}
+
+/// Reads the verdicts back from a features file: frame number → accepted.
+///
+/// # Errors
+/// The file cannot be read, or a line is not a record.
+pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u64, bool>> {
+    #[derive(serde::Deserialize)]
+    struct Verdict {
+        frame_number: u64,
+        accepted: bool,
+    }
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<Verdict>(line)
+                .map(|v| (v.frame_number, v.accepted))
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}

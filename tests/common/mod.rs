@@ -1,0 +1,24 @@
+//! Helpers shared by the integration tests: simulate a run into a temporary folder and replay it.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use hitgate::config::Config;
+use hitgate::ingest::Capture;
+use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
+use hitgate::sim::{SimConfig, SimOutputs, simulate};
+
+pub fn simulated(dir: &Path, cfg: &SimConfig) -> SimOutputs {
+    simulate(cfg, dir, &mut |_| {}).expect("simulation")
+}
+
+pub fn replay_config(outputs: &SimOutputs) -> Config {
+    Config::load(&outputs.replay_config).expect("the simulator's replay config loads")
+}
+
+pub fn replay(config: Config, capture: &Path) -> RunSummary {
+    let plan = Plan::new(config).expect("plan");
+    let cap = Capture::open(capture).expect("capture opens");
+    plan.replay(&cap, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).expect("replay")
+}

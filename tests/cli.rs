@@ -1,0 +1,189 @@
+//! The `hitgate` binary as operators and scripts use it: exit codes, messages, example configs.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn hitgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hitgate")).args(args).output().expect("hitgate runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_example_config_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let o = hitgate(&["validate", path.to_str().unwrap()]);
+            assert!(o.status.success(), "{}: {}", path.display(), text(&o));
+            assert!(text(&o).contains(": ok"));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "found {n} configs");
+}
+
+#[test]
+fn a_bad_config_exits_3_listing_every_problem_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[detector]\nmodel = \"jungfrau-2if\"\nudp_ports = [7, 7]\n[reducer]\nworkers = 0\n")
+        .unwrap();
+    let o = hitgate(&["validate", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let t = text(&o);
+    for key in ["detector.udp_ports[1]", "reducer.workers", "sink:"] {
+        assert!(t.contains(key), "{key} missing from: {t}");
+    }
+    std::fs::write(&path, "[detector]\nmodel = \"jungfrau-1if\"\nport = 5\n").unwrap();
+    let o = hitgate(&["validate", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).contains("detector.port: unknown field"), "{}", text(&o));
+    let o = hitgate(&["validate", "/nonexistent.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn garbage_input_exits_4_and_bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture at all").unwrap();
+    let cfg = repo().join("configs/jungfrau-module.toml");
+    let o = hitgate(&["replay", junk.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("not a pcap or pcapng file"));
+    assert_eq!(hitgate(&["inspect", junk.to_str().unwrap()]).status.code(), Some(4));
+    assert_eq!(hitgate(&["replay"]).status.code(), Some(2));
+}
+
+#[test]
+fn simulate_inspect_and_replay_with_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = hitgate(&[
+        "simulate",
+        "--out",
+        out.to_str().unwrap(),
+        "--frames",
+        "40",
+        "--model",
+        "jungfrau-2if",
+        "--seed",
+        "9",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let capture = out.join("run.pcap");
+
+    let o = hitgate(&["inspect", capture.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ports = inv["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2);
+    for p in ports {
+        assert_eq!(p["models"][0], "jungfrau-2if");
+        assert_eq!((p["frames"].as_u64(), p["frames_complete"].as_u64()), (Some(40), Some(40)));
+        assert_eq!(p["packets_unique"].as_u64(), Some(40 * 64));
+    }
+
+    let o = hitgate(&[
+        "replay",
+        capture.to_str().unwrap(),
+        "--config",
+        out.join("replay.toml").to_str().unwrap(),
+        "--truth",
+        out.join("truth.json").to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for line in ["frames in    40", "packets      5120 placed, 0 lost", "vs truth", "misses rejected"] {
+        assert!(t.contains(line), "{line:?} missing from:\n{t}");
+    }
+}
+
+#[test]
+fn inspect_names_the_vendor_captures_detectors() {
+    let dir = repo().join("../shared/captures");
+    if !dir.join("README.md").exists() {
+        eprintln!("SKIPPED: vendor captures not found at {}", dir.display());
+        return;
+    }
+    for (file, model, ports) in
+        [("jf1if.pcap", "jungfrau-1if", 1), ("jf2if.pcap", "jungfrau-2if", 2), ("eiger16.pcap", "eiger-10g-16bit", 2)]
+    {
+        let o = hitgate(&["inspect", dir.join(file).to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{file}: {}", text(&o));
+        let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let p = inv["ports"].as_array().unwrap();
+        assert_eq!(p.len(), ports, "{file}");
+        for port in p {
+            assert_eq!(port["models"][0], model, "{file}");
+            assert_eq!(port["packets_unique"], port["packets_expected"], "{file}: nothing missing");
+        }
+    }
+}
+
+/// tshark (Wireshark's decoder, independent of ours) must read the simulator's captures as UDP to the
+/// configured ports with the detector's payload size, in every container and framing we write.
+#[test]
+fn tshark_decodes_the_simulated_captures() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tshark is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (format, link) in [("pcap", "ethernet"), ("pcap-ns", "vlan"), ("pcapng", "sll"), ("pcapng", "sll2")] {
+        let out = dir.path().join(format!("{format}-{link}"));
+        let o = hitgate(&[
+            "simulate",
+            "--out",
+            out.to_str().unwrap(),
+            "--frames",
+            "3",
+            "--model",
+            "jungfrau-2if",
+            "--format",
+            format,
+            "--link",
+            link,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let capture = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_stem().is_some_and(|s| s == "run"))
+            .unwrap();
+        let o = Command::new("tshark")
+            .args([
+                "-n",
+                "-r",
+                capture.to_str().unwrap(),
+                "-T",
+                "fields",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "udp.length",
+                "-e",
+                "ip.checksum.status",
+            ])
+            .args(["-o", "ip.check_checksum:TRUE"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let lines: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 3 * 128, "{format}/{link}");
+        for line in &lines {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert!(f[0] == "50001" || f[0] == "50002", "{format}/{link}: {line}");
+            assert_eq!(f[1], "8248", "{format}/{link}: UDP length = 8 + 8240");
+            assert_eq!(f[2], "2", "{format}/{link}: IP checksum good");
+        }
+    }
+}

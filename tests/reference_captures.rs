@@ -48,10 +48,21 @@ fn receiver_frames(path: &PathBuf, image_bytes: usize) -> Vec<ReceiverFrame> {
 
 fn check(capture: &str, model: &str, ports: &[u16], expected_frames: usize) {
     let Some(dir) = captures_dir() else { return };
+    check_file(&dir, &dir.join(capture), capture, model, ports, expected_frames);
+}
+
+fn check_file(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    capture: &str,
+    model: &str,
+    ports: &[u16],
+    expected_frames: usize,
+) {
     let geometry = DetectorGeometry::new(model, 1, ports.to_vec()).unwrap();
     let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), 8, 0).unwrap();
     let mut assembler = Assembler::new(geometry.clone(), AssemblerConfig::default(), pool);
-    let cap = Capture::open(&dir.join(capture)).unwrap();
+    let cap = Capture::open(file).unwrap();
     let stem = capture.trim_end_matches(".pcap");
     let reference: Vec<Vec<ReceiverFrame>> = (0..ports.len())
         .map(|d| {
@@ -108,4 +119,25 @@ fn jungfrau_two_interfaces_match_slsreceiver() {
 #[test]
 fn eiger_half_module_16bit_matches_slsreceiver() {
     check("eiger16.pcap", "eiger-10g-16bit", &[50011, 50012], 8);
+}
+
+/// The same comparison on the vendor capture rewritten by Wireshark's editcap as pcapng and as
+/// nanosecond pcap: our reader must agree with a writer that is not ours.
+#[test]
+fn editcap_rewrites_assemble_identically() {
+    let Some(dir) = captures_dir() else { return };
+    if std::process::Command::new("editcap").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: editcap (Wireshark) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for format in ["pcapng", "nsecpcap"] {
+        let out = tmp.path().join(format!("jf2if.{format}"));
+        let status = std::process::Command::new("editcap")
+            .args(["-F", format, dir.join("jf2if.pcap").to_str().unwrap(), out.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "editcap -F {format}");
+        check_file(&dir, &out, "jf2if.pcap", "jungfrau-2if", &[50001, 50002], 8);
+    }
 }

@@ -39,11 +39,29 @@ impl PhotonConverter {
     }
 
     /// Photons of every pixel of `raw` (JUNGFRAU encoding) into `out`; both as long as the maps.
+    ///
+    /// Almost every pixel sits in G0, so each chunk is first converted as if it were all G0 — a straight
+    /// loop the compiler vectorises — and only a chunk that holds switched pixels is fixed up with the
+    /// per-stage lookup.
     pub fn jungfrau_photons(&self, raw: &[u16], out: &mut [f32]) {
+        const CHUNK: usize = 64;
         let n = self.pixels.min(raw.len()).min(out.len());
-        for (i, (o, &r)) in out[..n].iter_mut().zip(&raw[..n]).enumerate() {
-            let at = STAGE_OF_CODE[usize::from(r >> 14)] * self.pixels + i;
-            *o = (f32::from(r & 0x3fff) - self.pedestal_adu[at]) * self.photons_per_adu[at];
+        let (ped0, inv0) = (&self.pedestal_adu[..n], &self.photons_per_adu[..n]);
+        let chunks =
+            out[..n].chunks_mut(CHUNK).zip(raw[..n].chunks(CHUNK)).zip(ped0.chunks(CHUNK)).zip(inv0.chunks(CHUNK));
+        for (c, (((o, r), p), g)) in chunks.enumerate() {
+            let mut switched = 0u16;
+            for (((o, &r), &p), &g) in o.iter_mut().zip(r).zip(p).zip(g) {
+                switched |= r;
+                *o = (f32::from(r & 0x3fff) - p) * g;
+            }
+            if switched & 0xc000 != 0 {
+                let base = c * CHUNK;
+                for (k, (o, &r)) in o.iter_mut().zip(r).enumerate().filter(|(_, (_, r))| **r >> 14 != 0) {
+                    let at = STAGE_OF_CODE[usize::from(r >> 14)] * self.pixels + base + k;
+                    *o = (f32::from(r & 0x3fff) - self.pedestal_adu[at]) * self.photons_per_adu[at];
+                }
+            }
         }
     }
 }

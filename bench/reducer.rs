@@ -43,7 +43,7 @@ fn main() {
             });
             limit.push(t);
             black_box(&photons);
-            let (_, t) = common::time(|| conv.jungfrau_photons(raw, &mut photons));
+            let (_, t) = common::time(|| conv.jungfrau_photons(raw, 0, &mut photons));
             calib.push(t);
             let (n, t) = common::time(|| finder.find(&mut photons, 1, 512, 1024, &mut spots));
             find.push(t);
@@ -65,5 +65,32 @@ fn main() {
         "spot finding (threshold + components)     median {:7.1} µs  p99 {:7.1} µs  budget 250 µs",
         us(f50),
         us(f99)
+    );
+    whole_reducer_on_a_4m();
+}
+
+/// The reducer as the pipeline runs it (panel by panel) on JUNGFRAU 4M frames: 8 modules whose maps
+/// (48 MiB) do not fit in cache, so this is the figure that meets memory bandwidth.
+fn whole_reducer_on_a_4m() {
+    let n = 12;
+    let cfg = SimConfig { frames: n, hit_rate: 0.5, seed: 19, modules: 8, modules_per_row: 2, ..SimConfig::default() };
+    let (_dir, out) = simulated(&cfg);
+    let config = hitgate::config::Config::load(&out.replay_config).unwrap();
+    let geometry = config.geometry().unwrap();
+    let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config, &geometry).unwrap());
+    let mut reducer = hitgate::reduce::Reducer::new(plan);
+    let mut frames = assembled(&out.capture, &geometry, n as usize, 512);
+    let mut samples = Vec::new();
+    for _ in 0..8 {
+        for f in frames.iter_mut() {
+            samples.push(common::time(|| reducer.reduce(f)).1);
+        }
+    }
+    let (m50, m99) = percentiles(samples);
+    println!(
+        "whole reducer, JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
+        us(m50),
+        us(m99),
+        us(m50) / 8.0
     );
 }

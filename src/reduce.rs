@@ -23,7 +23,6 @@ pub enum Photons {
 pub struct ReducerPlan {
     photons: Photons,
     panels: (usize, usize, usize),
-    pixels: usize,
     finder: SpotFinderParams,
     trigger: Trigger,
 }
@@ -57,7 +56,6 @@ impl ReducerPlan {
         Ok(ReducerPlan {
             photons,
             panels: (panels, rows, cols),
-            pixels,
             finder: SpotFinderParams {
                 threshold_photons: s.threshold_photons,
                 min_spot_pixels: s.min_spot_pixels,
@@ -78,20 +76,30 @@ pub struct Reducer {
 
 impl Reducer {
     pub fn new(plan: Arc<ReducerPlan>) -> Reducer {
-        let photons = vec![0.0; plan.pixels];
+        let (_, rows, cols) = plan.panels;
+        // Written now, not merely reserved, so its pages are in place before the first frame.
+        let mut photons = Vec::with_capacity(rows * cols);
+        photons.resize(rows * cols, 0.0);
         let finder = SpotFinder::new(plan.finder);
         Reducer { plan, photons, finder }
     }
 
-    /// Reduces one frame in place: its features and verdict are written into the frame.
+    /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
+    /// calibrated and searched one at a time so the photon image stays in cache.
     pub fn reduce(&mut self, frame: &mut FrameHandle) {
         let (raw, features) = frame.pixels_and_features();
-        match &self.plan.photons {
-            Photons::Integrating(conv) => conv.jungfrau_photons(raw, &mut self.photons),
-            Photons::Counting => counts_as_photons(raw, &mut self.photons),
-        }
         let (panels, rows, cols) = self.plan.panels;
-        features.spots_found = self.finder.find(&mut self.photons, panels, rows, cols, &mut features.spots);
+        let panel_pixels = rows * cols;
+        features.spots.clear();
+        features.spots_found = 0;
+        for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
+            match &self.plan.photons {
+                Photons::Integrating(conv) => conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons),
+                Photons::Counting => counts_as_photons(raw, &mut self.photons),
+            }
+            features.spots_found +=
+                self.finder.find_in_panel(&mut self.photons, rows, cols, panel as u16, &mut features.spots);
+        }
         let decision = self.plan.trigger.decide(features.spots_found);
         features.score = decision.score;
         features.accepted = decision.accepted;

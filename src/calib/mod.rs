@@ -11,10 +11,17 @@ pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 const STAGE_OF_CODE: [usize; 4] = [0, 1, 3, 2];
 
 /// Converts raw frames to photons with a prepared calibration.
+///
+/// G0 — where almost every pixel sits — is stored compactly for the streaming pass: the pedestal as a
+/// `u16` in quarter ADU (0.25 ADU is 1/2000 of a 12 keV photon) and one `f32` factor, 6 bytes a pixel
+/// instead of 8, since on a multi-module detector this pass is bound by memory bandwidth. The switched
+/// stages keep `f32` maps and are read only for the pixels that need them.
 pub struct PhotonConverter {
-    /// Per stage (G0, G1, G2, invalid) then per pixel.
-    pedestal_adu: Vec<f32>,
-    photons_per_adu: Vec<f32>,
+    g0_pedestal_quarter_adu: Vec<u16>,
+    g0_photons_per_quarter_adu: Vec<f32>,
+    /// Stages G1, G2 and "invalid" (zeros), stage-major then pixel.
+    switched_pedestal_adu: Vec<f32>,
+    switched_photons_per_adu: Vec<f32>,
     pixels: usize,
 }
 
@@ -22,44 +29,54 @@ impl PhotonConverter {
     /// Prepares the conversion at one photon energy.
     pub fn new(maps: &CalibrationMaps, photon_energy_kev: f32) -> PhotonConverter {
         let pixels = maps.pixels();
-        let mut pedestal_adu = vec![0.0; 4 * pixels];
-        let mut photons_per_adu = vec![0.0; 4 * pixels];
-        for stage in 0..GAIN_STAGES {
-            let range = stage * pixels..(stage + 1) * pixels;
-            pedestal_adu[range.clone()].copy_from_slice(maps.pedestal(stage));
-            for (out, gain) in photons_per_adu[range].iter_mut().zip(maps.gain(stage)) {
+        let g0_pedestal_quarter_adu =
+            maps.pedestal(0).iter().map(|p| (p * 4.0).round().clamp(0.0, 65535.0) as u16).collect();
+        let g0_photons_per_quarter_adu = maps.gain(0).iter().map(|g| 0.25 / (g * photon_energy_kev)).collect();
+        let mut switched_pedestal_adu = vec![0.0; 3 * pixels];
+        let mut switched_photons_per_adu = vec![0.0; 3 * pixels];
+        for stage in 1..GAIN_STAGES {
+            let range = (stage - 1) * pixels..stage * pixels;
+            switched_pedestal_adu[range.clone()].copy_from_slice(maps.pedestal(stage));
+            for (out, gain) in switched_photons_per_adu[range].iter_mut().zip(maps.gain(stage)) {
                 *out = 1.0 / (gain * photon_energy_kev);
             }
         }
-        PhotonConverter { pedestal_adu, photons_per_adu, pixels }
+        PhotonConverter {
+            g0_pedestal_quarter_adu,
+            g0_photons_per_quarter_adu,
+            switched_pedestal_adu,
+            switched_photons_per_adu,
+            pixels,
+        }
     }
 
     pub fn pixels(&self) -> usize {
         self.pixels
     }
 
-    /// Photons of every pixel of `raw` (JUNGFRAU encoding) into `out`; both as long as the maps.
+    /// Photons of the pixels `raw` (JUNGFRAU encoding) into `out`, where `raw[0]` is pixel
+    /// `first_pixel` of the maps. Pixels beyond the maps or `out` are left alone.
     ///
-    /// Almost every pixel sits in G0, so each chunk is first converted as if it were all G0 — a straight
-    /// loop the compiler vectorises — and only a chunk that holds switched pixels is fixed up with the
-    /// per-stage lookup.
-    pub fn jungfrau_photons(&self, raw: &[u16], out: &mut [f32]) {
+    /// Each chunk is first converted as if it were all G0 — a straight loop the compiler vectorises —
+    /// and only a chunk that holds switched pixels is fixed up with the per-stage lookup.
+    pub fn jungfrau_photons(&self, raw: &[u16], first_pixel: usize, out: &mut [f32]) {
         const CHUNK: usize = 64;
-        let n = self.pixels.min(raw.len()).min(out.len());
-        let (ped0, inv0) = (&self.pedestal_adu[..n], &self.photons_per_adu[..n]);
+        let n = self.pixels.saturating_sub(first_pixel).min(raw.len()).min(out.len());
+        let ped0 = &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n];
+        let inv0 = &self.g0_photons_per_quarter_adu[first_pixel..first_pixel + n];
         let chunks =
             out[..n].chunks_mut(CHUNK).zip(raw[..n].chunks(CHUNK)).zip(ped0.chunks(CHUNK)).zip(inv0.chunks(CHUNK));
         for (c, (((o, r), p), g)) in chunks.enumerate() {
             let mut switched = 0u16;
             for (((o, &r), &p), &g) in o.iter_mut().zip(r).zip(p).zip(g) {
                 switched |= r;
-                *o = (f32::from(r & 0x3fff) - p) * g;
+                *o = (f32::from((r & 0x3fff) << 2) - f32::from(p)) * g;
             }
             if switched & 0xc000 != 0 {
-                let base = c * CHUNK;
+                let base = first_pixel + c * CHUNK;
                 for (k, (o, &r)) in o.iter_mut().zip(r).enumerate().filter(|(_, (_, r))| **r >> 14 != 0) {
-                    let at = STAGE_OF_CODE[usize::from(r >> 14)] * self.pixels + base + k;
-                    *o = (f32::from(r & 0x3fff) - self.pedestal_adu[at]) * self.photons_per_adu[at];
+                    let at = (STAGE_OF_CODE[usize::from(r >> 14)] - 1) * self.pixels + base + k;
+                    *o = (f32::from(r & 0x3fff) - self.switched_pedestal_adu[at]) * self.switched_photons_per_adu[at];
                 }
             }
         }
@@ -83,7 +100,7 @@ mod tests {
         let conv = PhotonConverter::new(&maps, 10.0);
         let raw = [3400u16, (1 << 14) | 14210, (3 << 14) | 13989, (2 << 14) | 5000];
         let mut out = [f32::NAN; 4];
-        conv.jungfrau_photons(&raw, &mut out);
+        conv.jungfrau_photons(&raw, 0, &mut out);
         assert!((out[0] - 1.0).abs() < 1e-6, "G0: 400 ADU at 40 ADU/keV = 10 keV = 1 photon");
         assert!((out[1] - 20.0).abs() < 1e-3, "G1: -290 ADU at -1.45 ADU/keV = 200 keV");
         assert!((out[2] - 10.0).abs() < 1e-3, "G2: -11 ADU at -0.11 ADU/keV = 100 keV");

@@ -28,33 +28,50 @@ impl SpotFinder {
     /// `photons`; records up to `out.capacity()` of them in `out` and returns how many there were.
     pub fn find(&mut self, photons: &mut [f32], panels: usize, rows: usize, cols: usize, out: &mut Vec<Spot>) -> u32 {
         out.clear();
+        let panel_pixels = (rows * cols).max(1);
+        photons
+            .chunks_exact_mut(panel_pixels)
+            .take(panels)
+            .enumerate()
+            .map(|(p, image)| self.find_in_panel(image, rows, cols, p as u16, out))
+            .sum()
+    }
+
+    /// Finds the spots of one panel; appends up to `out.capacity()` in total and returns how many
+    /// there were in this panel.
+    pub fn find_in_panel(
+        &mut self,
+        image: &mut [f32],
+        rows: usize,
+        cols: usize,
+        panel: u16,
+        out: &mut Vec<Spot>,
+    ) -> u32 {
         let limit = out.capacity();
         let t = self.params.threshold_photons;
+        let len = (rows * cols).min(image.len());
+        let image = &mut image[..len];
         let mut found = 0u32;
-        let panel_pixels = rows * cols;
-        for panel in 0..panels.min(photons.len() / panel_pixels.max(1)) {
-            let image = &mut photons[panel * panel_pixels..(panel + 1) * panel_pixels];
-            // Nearly all pixels are below threshold: a chunk is skipped after a branch-free count.
-            const CHUNK: usize = 64;
-            for chunk_start in (0..image.len()).step_by(CHUNK) {
-                let end = (chunk_start + CHUNK).min(image.len());
-                if image[chunk_start..end].iter().map(|&v| u32::from(v >= t)).sum::<u32>() == 0 {
+        // Nearly all pixels are below threshold: a chunk is skipped after a branch-free count.
+        const CHUNK: usize = 64;
+        for chunk_start in (0..image.len()).step_by(CHUNK) {
+            let end = (chunk_start + CHUNK).min(image.len());
+            if image[chunk_start..end].iter().map(|&v| u32::from(v >= t)).sum::<u32>() == 0 {
+                continue;
+            }
+            for start in chunk_start..end {
+                if image[start] < t {
                     continue;
                 }
-                for start in chunk_start..end {
-                    if image[start] < t {
-                        continue;
-                    }
-                    let spot = self.grow(image, rows, cols, start);
-                    let p = &self.params;
-                    if spot.pixels >= p.min_spot_pixels
-                        && spot.pixels <= p.max_spot_pixels
-                        && spot.photons >= p.min_spot_photons
-                    {
-                        found += 1;
-                        if out.len() < limit {
-                            out.push(Spot { panel: panel as u16, ..spot });
-                        }
+                let spot = self.grow(image, rows, cols, start);
+                let p = &self.params;
+                if spot.pixels >= p.min_spot_pixels
+                    && spot.pixels <= p.max_spot_pixels
+                    && spot.photons >= p.min_spot_photons
+                {
+                    found += 1;
+                    if out.len() < limit {
+                        out.push(Spot { panel, ..spot });
                     }
                 }
             }

@@ -1,12 +1,12 @@
-//! The one owner of frame memory. `FramePool::new` maps every slot up front (anonymous, page-aligned
-//! mappings); afterwards acquiring and releasing a slot is a lock-free queue operation with no
+//! The one owner of frame memory. `FramePool::new` maps and populates every slot up front (anonymous,
+//! page-aligned mappings); afterwards acquiring and releasing a slot is a lock-free queue operation with no
 //! allocation. A [`FrameHandle`] owns its slot exclusively — one stage at a time — and gives it back to
 //! the pool when dropped, so a slot cannot leak or be shared by accident.
 
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 
 use crate::features::FrameFeatures;
 
@@ -75,11 +75,12 @@ impl FramePool {
         }
         let free = ArrayQueue::new(slots);
         for slot in 0..slots {
-            let data = MmapMut::map_anon(frame_bytes.max(1)).map_err(|source| PoolError::Map {
-                slot,
-                bytes: frame_bytes,
-                source,
-            })?;
+            // Populated now: a page first touched on the hot path costs a fault and a clear.
+            let data = MmapOptions::new()
+                .len(frame_bytes.max(1))
+                .populate()
+                .map_anon()
+                .map_err(|source| PoolError::Map { slot, bytes: frame_bytes, source })?;
             let mask = vec![0u64; packets_per_frame.div_ceil(64)].into_boxed_slice();
             let pushed = free.push(Box::new(FrameSlot {
                 data,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::calib::CalibrationError;
 use crate::config::Config;
 use crate::detector::{DetectorGeometry, GeometryError};
-use crate::frame::PoolError;
+use crate::frame::{FramePool, PoolError};
 use crate::ingest::PcapError;
 use crate::reduce::ReducerPlan;
 use crate::sink::SinkError;
@@ -43,16 +43,24 @@ pub struct Plan {
     pub config: Config,
     pub geometry: DetectorGeometry,
     reducer: Arc<ReducerPlan>,
+    /// Every frame buffer of the run, mapped and populated here rather than on the first frame.
+    pool: Arc<FramePool>,
 }
 
 impl Plan {
-    /// Prepares a run: builds the geometry and loads the calibration.
+    /// Prepares a run: builds the geometry, loads the calibration and allocates the frame pool.
     ///
     /// # Errors
-    /// The geometry or the calibration is unusable.
+    /// The geometry or the calibration is unusable, or the pool cannot be allocated.
     pub fn new(config: Config) -> Result<Plan, PipelineError> {
         let geometry = config.geometry()?;
         let reducer = Arc::new(ReducerPlan::new(&config, &geometry)?);
-        Ok(Plan { config, geometry, reducer })
+        let pool = FramePool::new(
+            geometry.frame_bytes(),
+            geometry.packets_per_frame(),
+            config.assembler.pool_frames,
+            config.trigger.spots.max_spots_recorded,
+        )?;
+        Ok(Plan { config, geometry, reducer, pool })
     }
 }

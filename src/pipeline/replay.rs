@@ -59,13 +59,7 @@ impl Plan {
     ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         let cfg = &self.config;
-        let spots_per_frame = cfg.trigger.spots.max_spots_recorded;
-        let pool = FramePool::new(
-            self.geometry.frame_bytes(),
-            self.geometry.packets_per_frame(),
-            cfg.assembler.pool_frames,
-            spots_per_frame,
-        )?;
+        let pool = &self.pool;
         let mut sinks: Vec<Box<dyn Sink>> =
             cfg.sinks.iter().map(|s| sink::open(s, &self.geometry)).collect::<Result<_, _>>()?;
         let to_reducers: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
@@ -77,7 +71,7 @@ impl Plan {
         let (source, sink_result) = std::thread::scope(|s| -> Result<_, PipelineError> {
             let spawn = |name: String| std::thread::Builder::new().name(name);
             let source = spawn("hg-source".into())
-                .spawn_scoped(s, || self.run_source(capture, options, &pool, &to_reducers, &abort, progress))
+                .spawn_scoped(s, || self.run_source(capture, options, pool, &to_reducers, &abort, progress))
                 .map_err(|source| PipelineError::Thread { name: "hg-source".into(), source })?;
             let mut workers = Vec::new();
             for w in 0..cfg.reducer.workers {

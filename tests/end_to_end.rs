@@ -145,3 +145,21 @@ fn drop_policy_removes_partial_frames_but_counts_them() {
     assert_eq!(summary.frames_out(), a.frames_complete);
     assert_eq!(a.packets_lost, out.truth_summary.packets_lost);
 }
+
+#[test]
+fn paced_replay_takes_at_least_the_recorded_time_over_the_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 frames at 200 Hz: 145 ms between the first and the last packet.
+    let cfg = SimConfig { frames: 30, frame_rate_hz: 200.0, seed: 6, ..SimConfig::default() };
+    let out = common::simulated(dir.path(), &cfg);
+    let plan = hitgate::pipeline::Plan::new(common::replay_config(&out)).unwrap();
+    let cap = hitgate::ingest::Capture::open(&out.capture).unwrap();
+    for speed in [1.0, 4.0] {
+        let options = hitgate::pipeline::ReplayOptions { pace: hitgate::pipeline::Pace::Recorded { speed } };
+        let summary = plan.replay(&cap, options, &hitgate::pipeline::Progress::default()).unwrap();
+        let recorded = 29.0 / 200.0;
+        // Only a lower bound: a busy machine may be slower, never faster than the pace.
+        assert!(summary.elapsed.as_secs_f64() >= 0.95 * recorded / speed, "speed {speed}: {:?}", summary.elapsed);
+        assert_eq!(summary.frames_out(), 30);
+    }
+}

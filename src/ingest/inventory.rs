@@ -64,7 +64,7 @@ struct PortTally {
 /// Reads the whole capture and tallies it.
 pub fn inventory(capture: &Capture) -> CaptureInventory {
     let mut inv = CaptureInventory {
-        format: format!("{:?}", capture.format()),
+        format: capture.format().to_string(),
         bytes: capture.len_bytes() as u64,
         ..Default::default()
     };

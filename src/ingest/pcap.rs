@@ -29,6 +29,20 @@ pub enum CaptureFormat {
     PcapNg,
 }
 
+impl std::fmt::Display for CaptureFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaptureFormat::Pcap { nanosecond, big_endian } => write!(
+                f,
+                "pcap ({} timestamps, {})",
+                if *nanosecond { "ns" } else { "µs" },
+                if *big_endian { "big-endian" } else { "little-endian" }
+            ),
+            CaptureFormat::PcapNg => write!(f, "pcapng"),
+        }
+    }
+}
+
 /// One captured frame: its time, its link type and its bytes (borrowed from the mapping).
 #[derive(Clone, Copy, Debug)]
 pub struct CaptureRecord<'a> {

@@ -115,3 +115,32 @@ fn pcapng_damage_is_an_error_after_the_good_blocks() {
     assert_eq!(records.iter().filter(|r| r.is_ok()).count(), 2);
     assert!(records.last().unwrap().as_ref().is_err_and(|e| e.to_string().contains("block length 13")));
 }
+
+#[test]
+fn a_full_disk_ends_the_run_with_a_clear_error_not_a_hang() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full on this system");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::simulated(dir.path(), &SimConfig { frames: 20, hit_rate: 1.0, seed: 12, ..SimConfig::default() });
+    let mut config = common::replay_config(&out);
+    // The second features sink writes to a device that is always full: its writes fail at the latest
+    // when it flushes on closing, after every frame went through the first one.
+    config.trigger.kind = hitgate::config::TriggerKind::AcceptAll;
+    config.sinks = vec![
+        hitgate::config::SinkSection::Features { path: dir.path().join("features.jsonl") },
+        hitgate::config::SinkSection::Features { path: "/dev/full".into() },
+    ];
+    let plan = hitgate::pipeline::Plan::new(config).unwrap();
+    let cap = Capture::open(&out.capture).unwrap();
+    let err = plan
+        .replay(
+            &cap,
+            hitgate::pipeline::ReplayOptions { pace: hitgate::pipeline::Pace::AsFastAsPossible },
+            &Default::default(),
+        )
+        .expect_err("the sink's failure is the run's error")
+        .to_string();
+    assert!(err.contains("/dev/full") && err.contains("No space left"), "{err}");
+}

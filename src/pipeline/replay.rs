@@ -68,35 +68,52 @@ impl Plan {
         let reducers_running = AtomicUsize::new(cfg.reducer.workers);
         progress.input_bytes_total.store(capture.len_bytes() as u64, Ordering::Relaxed);
 
+        // Threads start downstream first, so a thread that fails to start leaves only threads that
+        // can drain: its input ring is closed and every started thread runs out and returns.
         let (source, sink_result) = std::thread::scope(|s| -> Result<_, PipelineError> {
-            let spawn = |name: String| std::thread::Builder::new().name(name);
-            let source = spawn("hg-source".into())
-                .spawn_scoped(s, || self.run_source(capture, options, pool, &to_reducers, &abort, progress))
-                .map_err(|source| PipelineError::Thread { name: "hg-source".into(), source })?;
+            let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
+            let failed = |name: &str| {
+                let name = name.to_string();
+                move |source| PipelineError::Thread { name, source }
+            };
+            let sink_thread = spawn("hg-sink")
+                .spawn_scoped(s, || run_sinks(&mut sinks, &to_sinks, pool.capacity(), &abort, progress))
+                .map_err(failed("hg-sink"))?;
             let mut workers = Vec::new();
             for w in 0..cfg.reducer.workers {
                 let (input, output, running) = (&to_reducers, &to_sinks, &reducers_running);
                 let mut reducer = Reducer::new(Arc::clone(&self.reducer));
                 let name = format!("hg-reduce-{w}");
-                let handle = spawn(name.clone())
-                    .spawn_scoped(s, move || {
-                        while let Some(mut frame) = input.pop_waiting() {
-                            let t0 = Instant::now();
-                            reducer.reduce(&mut frame);
-                            frame.pixels_and_features().1.reduce_ns = t0.elapsed().as_nanos() as u64;
-                            // The sink thread drains its ring even after a failure, so this wait ends.
-                            let _ = output.push_waiting(frame, || true);
+                let started = spawn(&name).spawn_scoped(s, move || {
+                    while let Some(mut frame) = input.pop_waiting() {
+                        let t0 = Instant::now();
+                        reducer.reduce(&mut frame);
+                        frame.pixels_and_features().1.reduce_ns = t0.elapsed().as_nanos() as u64;
+                        // The sink thread drains its ring even after a failure, so this wait ends.
+                        let _ = output.push_waiting(frame, || true);
+                    }
+                    if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        output.close();
+                    }
+                });
+                match started {
+                    Ok(handle) => workers.push(handle),
+                    Err(e) => {
+                        let never_started = cfg.reducer.workers - w;
+                        if reducers_running.fetch_sub(never_started, Ordering::AcqRel) == never_started {
+                            to_sinks.close();
                         }
-                        if running.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            output.close();
-                        }
-                    })
-                    .map_err(|source| PipelineError::Thread { name, source })?;
-                workers.push(handle);
+                        to_reducers.close();
+                        return Err(failed(&name)(e));
+                    }
+                }
             }
-            let sink_thread = spawn("hg-sink".into())
-                .spawn_scoped(s, || run_sinks(&mut sinks, &to_sinks, pool.capacity(), &abort, progress))
-                .map_err(|source| PipelineError::Thread { name: "hg-sink".into(), source })?;
+            let source = spawn("hg-source")
+                .spawn_scoped(s, || self.run_source(capture, options, pool, &to_reducers, &abort, progress))
+                .map_err(|e| {
+                    to_reducers.close();
+                    failed("hg-source")(e)
+                })?;
             let source = source.join().map_err(|_| PipelineError::Panicked("hg-source".into()))?;
             for w in workers {
                 w.join().map_err(|_| PipelineError::Panicked("hg-reduce".into()))?;

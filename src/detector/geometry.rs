@@ -6,7 +6,9 @@
 //! module, module-major then port, each port image being its packets' payloads in packet-number order —
 //! byte for byte what slsReceiver writes per port. For JUNGFRAU a module's ports stack rows, so a module
 //! image is contiguous; EIGER's two ports of a half-module sit side by side and are stored one after the
-//! other (see [`PortArrangement`]).
+//! other (see [`PortArrangement`]). An EIGER bottom half-module is mounted upside down and sends its rows
+//! in that order; like slsReceiver, frame memory keeps them as sent, and turning them over belongs to
+//! assembling the detector image, not to receiving.
 
 use super::header::DetectorType;
 

@@ -56,28 +56,56 @@ impl PhotonConverter {
 
     /// Photons of the pixels `raw` (JUNGFRAU encoding) into `out`, where `raw[0]` is pixel
     /// `first_pixel` of the maps. Pixels beyond the maps or `out` are left alone.
-    ///
-    /// Each chunk is first converted as if it were all G0 — a straight loop the compiler vectorises —
-    /// and only a chunk that holds switched pixels is fixed up with the per-stage lookup.
     pub fn jungfrau_photons(&self, raw: &[u16], first_pixel: usize, out: &mut [f32]) {
-        const CHUNK: usize = 64;
         let n = self.pixels.saturating_sub(first_pixel).min(raw.len()).min(out.len());
-        let ped0 = &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n];
-        let inv0 = &self.g0_photons_per_quarter_adu[first_pixel..first_pixel + n];
-        let chunks =
-            out[..n].chunks_mut(CHUNK).zip(raw[..n].chunks(CHUNK)).zip(ped0.chunks(CHUNK)).zip(inv0.chunks(CHUNK));
-        for (c, (((o, r), p), g)) in chunks.enumerate() {
-            let mut switched = 0u16;
-            for (((o, &r), &p), &g) in o.iter_mut().zip(r).zip(p).zip(g) {
-                switched |= r;
-                *o = (f32::from((r & 0x3fff) << 2) - f32::from(p)) * g;
-            }
-            if switched & 0xc000 != 0 {
-                let base = first_pixel + c * CHUNK;
-                for (k, (o, &r)) in o.iter_mut().zip(r).enumerate().filter(|(_, (_, r))| **r >> 14 != 0) {
-                    let at = (STAGE_OF_CODE[usize::from(r >> 14)] - 1) * self.pixels + base + k;
-                    *o = (f32::from(r & 0x3fff) - self.switched_pedestal_adu[at]) * self.switched_photons_per_adu[at];
-                }
+        let g0 = G0Maps {
+            pedestal_quarter_adu: &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n],
+            photons_per_quarter_adu: &self.g0_photons_per_quarter_adu[first_pixel..first_pixel + n],
+        };
+        let switched = SwitchedMaps {
+            pedestal_adu: &self.switched_pedestal_adu,
+            photons_per_adu: &self.switched_photons_per_adu,
+            pixels: self.pixels,
+            first_pixel,
+        };
+        convert_jungfrau(&raw[..n], &g0, &switched, &mut out[..n]);
+    }
+}
+
+struct G0Maps<'a> {
+    pedestal_quarter_adu: &'a [u16],
+    photons_per_quarter_adu: &'a [f32],
+}
+
+struct SwitchedMaps<'a> {
+    pedestal_adu: &'a [f32],
+    photons_per_adu: &'a [f32],
+    pixels: usize,
+    first_pixel: usize,
+}
+
+/// Each chunk is first converted as if it were all G0 — a straight loop the compiler vectorises — and
+/// only a chunk that holds switched pixels is fixed up with the per-stage lookup. Compiled for AVX2
+/// as well as the baseline and chosen at run time by the CPU's features.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
+fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m>, out: &mut [f32]) {
+    const CHUNK: usize = 64;
+    let chunks = out
+        .chunks_mut(CHUNK)
+        .zip(raw.chunks(CHUNK))
+        .zip(g0.pedestal_quarter_adu.chunks(CHUNK))
+        .zip(g0.photons_per_quarter_adu.chunks(CHUNK));
+    for (c, (((o, r), p), g)) in chunks.enumerate() {
+        let mut codes = 0u16;
+        for (((o, &r), &p), &g) in o.iter_mut().zip(r).zip(p).zip(g) {
+            codes |= r;
+            *o = (f32::from((r & 0x3fff) << 2) - f32::from(p)) * g;
+        }
+        if codes & 0xc000 != 0 {
+            let base = switched.first_pixel + c * CHUNK;
+            for (k, (o, &r)) in o.iter_mut().zip(r).enumerate().filter(|(_, (_, r))| **r >> 14 != 0) {
+                let at = (STAGE_OF_CODE[usize::from(r >> 14)] - 1) * switched.pixels + base + k;
+                *o = (f32::from(r & 0x3fff) - switched.pedestal_adu[at]) * switched.photons_per_adu[at];
             }
         }
     }

@@ -78,6 +78,11 @@ pub struct SimulateArgs {
     first_udp_port: u16,
     #[arg(long, default_value_t = 1000.0)]
     frame_rate_hz: f64,
+    #[arg(long, default_value_t = 12.4)]
+    photon_energy_kev: f64,
+    /// Sample-to-detector distance.
+    #[arg(long, default_value_t = 100.0)]
+    distance_mm: f64,
     /// Fractions of packets lost, reordered and duplicated on the way.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -123,7 +128,7 @@ pub fn run(cli: Cli) -> Result<()> {
             damaged_input(&summary)
         }
         Command::Inspect { capture, json } => {
-            let cap = Capture::open(&capture).map_err(|e| Exit { code: 4, message: e.to_string() })?;
+            let cap = Capture::open(&capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
             let inv = inventory(&cap);
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
@@ -139,13 +144,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let c = load_config(&config)?;
             let g = c.geometry()?;
             println!(
-                "{}: ok — {} × {} on UDP ports {:?}, {} packets of {} bytes per frame, trigger {:?}, {} sink(s)",
+                "{}: ok — {} × {} on UDP ports {:?}, {} packets of {} bytes per frame, pool {} × {} MiB, trigger {:?}, {} sink(s)",
                 config.display(),
                 g.modules,
                 g.model.name,
                 g.udp_ports,
                 g.packets_per_frame(),
                 g.model.packet_bytes(),
+                c.assembler.pool_frames,
+                g.frame_bytes() >> 20,
                 c.trigger.kind,
                 c.sinks.len()
             );
@@ -157,8 +164,20 @@ pub fn run(cli: Cli) -> Result<()> {
 fn load_config(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| {
         let code = if matches!(e, ConfigError::Read { .. }) { 1 } else { 3 };
-        Exit { code, message: e.to_string() }.into()
+        Exit { code, message: describe(&e) }.into()
     })
+}
+
+/// An error and every cause under it, as one line.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn damaged_input(summary: &RunSummary) -> Result<()> {
@@ -178,6 +197,8 @@ fn sim_config(a: &SimulateArgs) -> SimConfig {
         hit_rate: a.hit_rate,
         seed: a.seed,
         frame_rate_hz: a.frame_rate_hz,
+        photon_energy_kev: a.photon_energy_kev,
+        distance_mm: a.distance_mm,
         faults: PacketFaults { loss: a.loss, reorder: a.reorder, duplicate: a.duplicate },
         format: a.format,
         framing: a.link,
@@ -226,7 +247,7 @@ fn bar(fraction: f64) -> String {
 }
 
 fn replay(config: Config, capture: &Path, pace: Pace) -> Result<RunSummary> {
-    let cap = Capture::open(capture).map_err(|e| Exit { code: 4, message: e.to_string() })?;
+    let cap = Capture::open(capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
     let plan = Plan::new(config).context("preparing the pipeline")?;
     let progress = Progress::default();
     let tty = std::io::stderr().is_terminal();

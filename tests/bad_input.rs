@@ -140,7 +140,18 @@ fn a_full_disk_ends_the_run_with_a_clear_error_not_a_hang() {
             hitgate::pipeline::ReplayOptions { pace: hitgate::pipeline::Pace::AsFastAsPossible },
             &Default::default(),
         )
-        .expect_err("the sink's failure is the run's error")
-        .to_string();
+        .expect_err("the sink's failure is the run's error");
+    let err = chain(&err);
     assert!(err.contains("/dev/full") && err.contains("No space left"), "{err}");
+}
+
+/// An error with its causes, as the command line shows it.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }

@@ -30,9 +30,9 @@ struct FileHeader {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
-    #[error("cannot read calibration {path}: {source}")]
+    #[error("cannot read calibration {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write calibration {path}: {source}")]
+    #[error("cannot write calibration {path}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a calibration file ({reason})")]
     Format { path: PathBuf, reason: String },

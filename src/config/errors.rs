@@ -25,7 +25,7 @@ impl fmt::Display for ConfigProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}{}: {}", file_prefix(file), problem.key, problem.reason)]
     Parse { file: Option<PathBuf>, problem: ConfigProblem, line: usize },

@@ -47,9 +47,27 @@ pub struct FrameSlot {
 pub enum PoolError {
     #[error("frame pool needs at least one slot")]
     Empty,
-    #[error("cannot map {bytes} bytes for frame slot {slot}: {source}")]
+    #[error("cannot map {bytes} bytes for frame slot {slot}")]
     Map { slot: usize, bytes: usize, source: std::io::Error },
+    #[error(
+        "{slots} frame slots of {frame_bytes} bytes need {} MiB, but only {} MiB of memory is available; lower assembler.pool_frames",
+        slots.saturating_mul(*frame_bytes) >> 20,
+        available_bytes >> 20
+    )]
+    TooLarge { slots: usize, frame_bytes: usize, available_bytes: u64 },
 }
+
+/// Memory the kernel says is available for new allocations (`MemAvailable`), where it says so.
+pub fn available_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A pool may take at most this share of the available memory: the rest of the process and the
+/// page cache the sinks write through need room too.
+const MAX_SHARE_OF_AVAILABLE: f64 = 0.75;
 
 /// Fixed set of frame buffers shared by all stages.
 pub struct FramePool {
@@ -72,6 +90,13 @@ impl FramePool {
     ) -> Result<Arc<FramePool>, PoolError> {
         if slots == 0 {
             return Err(PoolError::Empty);
+        }
+        // Slots are populated at once: asking for more than there is would wake the OOM killer
+        // instead of returning an error.
+        if let Some(available_bytes) = available_memory_bytes()
+            && (slots as f64) * (frame_bytes as f64) > MAX_SHARE_OF_AVAILABLE * available_bytes as f64
+        {
+            return Err(PoolError::TooLarge { slots, frame_bytes, available_bytes });
         }
         let free = ArrayQueue::new(slots);
         for slot in 0..slots {
@@ -221,6 +246,16 @@ mod tests {
         assert_eq!(again.meta().packets_expected, 130);
         drop((b, again));
         assert_eq!(pool.free_slots(), 2);
+    }
+
+    #[test]
+    fn a_pool_larger_than_memory_is_refused_before_mapping() {
+        let Some(available) = available_memory_bytes() else { return };
+        let frame_bytes = 64 << 20;
+        let slots = (available / frame_bytes as u64) as usize + 1;
+        let err = FramePool::new(frame_bytes, 1, slots, 0).err().expect("refused");
+        assert!(matches!(err, PoolError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("lower assembler.pool_frames"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::linklayer::{LinkType, SkipReason, UdpDatagram, decode_udp};
 /// Errors in a capture's container structure (not in the packets it holds; those are counted).
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
-    #[error("cannot open capture {path}: {source}")]
+    #[error("cannot open capture {path}")]
     Open { path: PathBuf, source: std::io::Error },
     #[error("not a pcap or pcapng file (first bytes {magic:02x?})")]
     BadMagic { magic: Vec<u8> },

@@ -22,17 +22,17 @@ use crate::sink::SinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("detector: {0}")]
+    #[error("detector")]
     Geometry(#[from] GeometryError),
-    #[error("calibration: {0}")]
+    #[error("calibration")]
     Calibration(#[from] CalibrationError),
-    #[error("frame pool: {0}")]
+    #[error("frame pool")]
     Pool(#[from] PoolError),
     #[error(transparent)]
     Capture(#[from] PcapError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("cannot start thread {name}: {source}")]
+    #[error("cannot start thread {name}")]
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]
     Panicked(String),

@@ -123,7 +123,7 @@ impl RunTruth {
     /// # Errors
     /// Unreadable or not a truth file.
     pub fn load(path: &Path) -> Result<RunTruth, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SimError::Io { path: path.into(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read { path: path.into(), source })?;
         serde_json::from_str(&text).map_err(|e| SimError::Truth { path: path.into(), reason: e.to_string() })
     }
 }
@@ -134,7 +134,11 @@ pub enum SimError {
     NotJungfrau(String),
     #[error(transparent)]
     Geometry(#[from] GeometryError),
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Calibration(#[from] crate::calib::CalibrationError),
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a truth file: {reason}")]
     Truth { path: PathBuf, reason: String },
@@ -322,11 +326,7 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let model = RunModel::new(cfg)?;
     let calibration = out_dir.join("calibration.bin");
-    model
-        .response
-        .maps
-        .save(&calibration)
-        .map_err(|e| SimError::Io { path: calibration.clone(), source: std::io::Error::other(e.to_string()) })?;
+    model.response.maps.save(&calibration)?;
     let ext = if cfg.format == CaptureFileFormat::Pcapng { "pcapng" } else { "pcap" };
     let capture = out_dir.join(format!("run.{ext}"));
     let file = std::fs::File::create(&capture).map_err(io(&capture))?;

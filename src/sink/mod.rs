@@ -13,7 +13,7 @@ use crate::frame::FrameHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{sink} sink: cannot write {path}: {source}")]
+    #[error("{sink} sink: cannot write {path}")]
     Io { sink: &'static str, path: PathBuf, source: std::io::Error },
 }
 

@@ -326,8 +326,8 @@ fn print_inventory(path: &Path, inv: &hitgate::ingest::inventory::CaptureInvento
         println!("not UDP/usable: {}", skipped.join(", "));
     }
     println!(
-        "{:>6} {:>9} {:>7} {:>5} {:<18} {:>15} {:>7} {:>8} {:>8} {:>6} {:>9}",
-        "port", "datagrams", "size", "type", "model", "frames", "whole", "missing", "dup", "bad", ""
+        "{:>6} {:>9} {:>7} {:>5} {:<18} {:^16} {:>7} {:>8} {:>8} {:>6}",
+        "port", "datagrams", "size", "type", "model", "frames", "whole", "missing", "dup", "bad"
     );
     for p in &inv.ports {
         let models = if p.models.is_empty() { "?".to_string() } else { p.models.join("|") };

@@ -80,8 +80,8 @@ pub(super) fn parse_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let line = text[..start].matches('\n').count() + 1;
     let mut table = String::new();
     let mut array_counts: Vec<(String, usize)> = Vec::new();
+    // The table headers above the error's line say which table it is in.
     for l in text[..start].lines() {
-        // Lines up to the error's own line decide the table it is in.
         let t = l.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = name.trim().to_string();

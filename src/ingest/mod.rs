@@ -4,6 +4,7 @@
 pub mod inventory;
 pub mod linklayer;
 pub mod pcap;
+pub mod udp;
 
 pub use linklayer::{LinkType, SkipReason, UdpDatagram};
 pub use pcap::{Capture, CaptureFormat, CaptureRecord, PcapError};

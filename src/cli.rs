@@ -47,6 +47,17 @@ pub enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
+    /// Receive the detector live over UDP through the whole pipeline until SIGINT/SIGTERM (or
+    /// --duration-s), then drain every queue, close every sink and print the summary.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration_s: Option<f64>,
+    },
+    /// Send a capture's detector packets over UDP (sendmmsg), paced, looped, optionally damaged.
+    Send(SendArgs),
     /// Show what a capture holds: detectors, ports, frames, losses.
     Inspect {
         capture: PathBuf,
@@ -96,6 +107,43 @@ pub struct SimulateArgs {
     link: LinkFraming,
 }
 
+#[derive(Args)]
+pub struct SendArgs {
+    capture: PathBuf,
+    /// HOST, or HOST:PORT[,PORT…] — one port per destination port of the capture, in ascending order.
+    #[arg(long)]
+    to: String,
+    /// Send at the recorded pace times this factor (the default pace is the recorded one).
+    #[arg(long, conflicts_with_all = ["frame_rate_hz", "packet_rate", "fast"])]
+    speed: Option<f64>,
+    /// Send whole frames at this rate.
+    #[arg(long, conflicts_with_all = ["packet_rate", "fast"])]
+    frame_rate_hz: Option<f64>,
+    /// Send packets at this rate (per second).
+    #[arg(long, conflicts_with = "fast")]
+    packet_rate: Option<f64>,
+    /// As fast as the socket takes them.
+    #[arg(long)]
+    fast: bool,
+    /// Times through the capture; frame numbers carry on rising.
+    #[arg(long, default_value_t = 1)]
+    loops: u32,
+    /// Fractions of packets lost, reordered, duplicated, with a corrupted header.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    corrupt: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Datagrams per sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
 /// An error with the exit code it stands for.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -126,6 +174,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 report_truth(&config, &truth)?;
             }
             damaged_input(&summary)
+        }
+        Command::Run { config, duration_s } => {
+            let config = load_config(&config)?;
+            let summary = run_live(config, duration_s)?;
+            print!("{summary}");
+            Ok(())
+        }
+        Command::Send(args) => {
+            let summary = send(&args)?;
+            print!("{summary}");
+            Ok(())
         }
         Command::Inspect { capture, json } => {
             let cap = Capture::open(&capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
@@ -349,4 +408,130 @@ fn print_inventory(path: &Path, inv: &hitgate::ingest::inventory::CaptureInvento
     if let Some(e) = &inv.error {
         println!("damaged: {e}");
     }
+}
+
+/// A flag set by SIGINT or SIGTERM.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+fn run_live(config: Config, duration_s: Option<f64>) -> Result<RunSummary> {
+    let plan = Plan::new(config).context("preparing the pipeline")?;
+    let sources = plan.bind_udp().context("binding the detector's UDP ports")?;
+    for (port, report) in &sources.reports {
+        if report.is_short() {
+            eprintln!("hitgate: warning: UDP port {port}: {}", report.advice());
+        }
+    }
+    let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
+    eprintln!(
+        "receiving {} × {} on {} port(s) {} — Ctrl-C to stop",
+        plan.geometry.modules,
+        plan.geometry.model.name,
+        plan.config.udp.bind_address,
+        ports.join(",")
+    );
+    let stop = stop_on_signals()?;
+    let progress = Progress::default();
+    let tty = std::io::stderr().is_terminal();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summary = std::thread::scope(|s| {
+        if let Some(seconds) = duration_s {
+            let stop = std::sync::Arc::clone(&stop);
+            let done = &done;
+            s.spawn(move || {
+                let until = std::time::Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
+                while std::time::Instant::now() < until && !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        }
+        if tty {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    eprint!(
+                        "\r{:.3} GB received, {} frames, {} accepted",
+                        progress.input_bytes_read.load(Ordering::Relaxed) as f64 / 1e9,
+                        progress.frames_done.load(Ordering::Relaxed),
+                        progress.frames_accepted.load(Ordering::Relaxed)
+                    );
+                }
+                eprint!("\r\x1b[2K");
+            });
+        }
+        let r = plan.run_live(sources, &stop, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    summary.context("running live")
+}
+
+fn send(a: &SendArgs) -> Result<hitgate::send::SendSummary> {
+    use hitgate::send::{SendFaults, SendOptions, SendPace};
+    let (host, ports) = parse_destination(&a.to)?;
+    let pace = match (a.speed, a.frame_rate_hz, a.packet_rate, a.fast) {
+        (_, _, _, true) => SendPace::AsFastAsPossible,
+        (_, _, Some(per_second), _) => SendPace::PacketRate { per_second },
+        (_, Some(hz), _, _) => SendPace::FrameRate { hz },
+        (speed, _, _, _) => SendPace::Recorded { speed: speed.unwrap_or(1.0) },
+    };
+    let options = SendOptions {
+        host,
+        ports,
+        pace,
+        loops: a.loops,
+        faults: SendFaults {
+            loss: a.loss,
+            reorder: a.reorder,
+            duplicate: a.duplicate,
+            corrupt: a.corrupt,
+            seed: a.seed,
+        },
+        batch: a.batch,
+        send_buffer_bytes: 4 << 20,
+    };
+    let cap = Capture::open(&a.capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
+    let stop = stop_on_signals()?;
+    let summary = hitgate::send::send(&cap, &options, &stop).map_err(|e| match e {
+        hitgate::send::SendError::Option(_) | hitgate::send::SendError::PortCount { .. } => {
+            Exit { code: 2, message: describe(&e) }.into()
+        }
+        other => anyhow::Error::new(other).context(format!("sending {}", a.capture.display())),
+    })?;
+    Ok(summary)
+}
+
+/// `HOST` or `HOST:PORT[,PORT…]`, the host an address or a name (IPv6 in brackets).
+fn parse_destination(to: &str) -> Result<(std::net::IpAddr, Vec<u16>)> {
+    let (host, ports) = match to.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (h.starts_with('[') || !h.contains(':')) => (h, Some(p)),
+        _ => (to, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse() {
+        Ok(ip) => ip,
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip())
+            .ok_or_else(|| Exit { code: 2, message: format!("--to {to}: cannot resolve {host:?}") })?,
+    };
+    let ports = match ports {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .map_err(|_| Exit { code: 2, message: format!("--to {to}: {p:?} is not a UDP port") })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((addr, ports))
 }

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod reduce;
 pub mod ring;
+pub mod send;
 pub mod sim;
 pub mod sink;
 pub mod trigger;

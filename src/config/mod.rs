@@ -8,7 +8,7 @@ mod schema;
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, DetectorSection, ReducerSection, SinkSection, SpotsTriggerSection,
-    TriggerKind, TriggerSection,
+    TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

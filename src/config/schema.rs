@@ -19,6 +19,8 @@ pub struct Config {
     #[serde(default)]
     pub reducer: ReducerSection,
     #[serde(default)]
+    pub udp: UdpSection,
+    #[serde(default)]
     pub calibration: CalibrationSection,
     #[serde(default)]
     pub trigger: TriggerSection,
@@ -80,6 +82,36 @@ impl Default for AssemblerSection {
     }
 }
 
+/// Live reception (`hitgate run`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpSection {
+    /// Address the detector's packets arrive on (the receiving interface's address).
+    pub bind_address: std::net::IpAddr,
+    /// One address per module where modules arrive on different interfaces; overrides `bind_address`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub module_bind_addresses: Vec<std::net::IpAddr>,
+    /// Kernel receive buffer per socket (`SO_RCVBUF`).
+    pub recv_buffer_bytes: usize,
+    /// Datagrams taken per `recvmmsg` call.
+    pub batch_packets: usize,
+    /// CPU the receiver thread is pinned to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_cpu: Option<usize>,
+}
+
+impl Default for UdpSection {
+    fn default() -> Self {
+        UdpSection {
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
+            module_bind_addresses: Vec::new(),
+            recv_buffer_bytes: 256 << 20,
+            batch_packets: 64,
+            receiver_cpu: None,
+        }
+    }
+}
+
 /// The reducer stage: calibration, spot finding, trigger.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -88,11 +120,14 @@ pub struct ReducerSection {
     pub workers: usize,
     /// Capacity of the queues between stages, in frames.
     pub queue_frames: usize,
+    /// CPU for each worker, in order; workers past the list are not pinned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<usize>,
 }
 
 impl Default for ReducerSection {
     fn default() -> Self {
-        ReducerSection { workers: 1, queue_frames: 32 }
+        ReducerSection { workers: 1, queue_frames: 32, cpus: Vec::new() }
     }
 }
 
@@ -203,6 +238,7 @@ impl Config {
                 module_gap_cols_px: 0,
             },
             assembler: AssemblerSection::default(),
+            udp: UdpSection::default(),
             reducer: ReducerSection::default(),
             calibration: CalibrationSection::default(),
             trigger: TriggerSection::default(),
@@ -348,6 +384,37 @@ impl Config {
         }
         if r.queue_frames == 0 || r.queue_frames > 4096 {
             bad("reducer.queue_frames", format!("{} is outside 1..=4096", r.queue_frames));
+        }
+        let u = &self.udp;
+        if !u.module_bind_addresses.is_empty() && u.module_bind_addresses.len() != d.modules {
+            bad(
+                "udp.module_bind_addresses",
+                format!("{} addresses for {} modules", u.module_bind_addresses.len(), d.modules),
+            );
+        }
+        if u.recv_buffer_bytes > 1 << 31 {
+            bad("udp.recv_buffer_bytes", format!("{} is above 2 GiB", u.recv_buffer_bytes));
+        }
+        if u.batch_packets == 0 || u.batch_packets > 1024 {
+            bad("udp.batch_packets", format!("{} is outside 1..=1024", u.batch_packets));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (key, cpu) in u
+            .receiver_cpu
+            .iter()
+            .map(|c| ("udp.receiver_cpu".to_string(), *c))
+            .chain(r.cpus.iter().enumerate().map(|(i, c)| (format!("reducer.cpus[{i}]"), *c)))
+        {
+            if cpu >= cpus {
+                bad(&key, format!("CPU {cpu} does not exist here (0..{cpus})"));
+            }
+        }
+        for (i, cpu) in r.cpus.iter().enumerate() {
+            if u.receiver_cpu == Some(*cpu) {
+                bad(&format!("reducer.cpus[{i}]"), format!("CPU {cpu} is already the receiver's (udp.receiver_cpu)"));
+            } else if let Some(j) = r.cpus[..i].iter().position(|c| c == cpu) {
+                bad(&format!("reducer.cpus[{i}]"), format!("CPU {cpu} is already claimed by reducer.cpus[{j}]"));
+            }
         }
         let c = &self.calibration;
         if !(1.0..=200.0).contains(&c.photon_energy_kev) {

@@ -148,6 +148,11 @@ impl Capture {
         self.format
     }
 
+    /// The whole file; records borrow from it.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Size of the file in bytes.
     pub fn len_bytes(&self) -> usize {
         self.bytes.len()

@@ -4,9 +4,12 @@
 //! ends and closes its ring, reducers drain it and the last one closes theirs, the sink thread drains
 //! that, restores frame order, flushes and closes every sink. Nothing accepted is left behind.
 
+mod live;
 mod replay;
+mod stages;
 mod summary;
 
+pub use live::{LiveOptions, UdpSources};
 pub use replay::{Pace, ReplayOptions};
 pub use summary::{Progress, RunSummary};
 
@@ -32,6 +35,8 @@ pub enum PipelineError {
     Capture(#[from] PcapError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Udp(#[from] crate::ingest::udp::UdpError),
     #[error("cannot start thread {name}")]
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]

@@ -31,6 +31,8 @@ pub struct RunSummary {
     /// Captured frames without a usable UDP datagram, by reason.
     pub skipped: Vec<(SkipReason, u64)>,
     pub assembly: AssemblyCounters,
+    /// Frames assembled but dropped because the reducers' queue was full (live sources only).
+    pub frames_dropped_queue_full: u64,
     pub frames_accepted: u64,
     pub frames_rejected: u64,
     /// Accepted frames that were partial.
@@ -70,6 +72,13 @@ impl fmt::Display for RunSummary {
             a.frames_partial_dropped,
             a.frames_no_slot
         )?;
+        if self.frames_dropped_queue_full > 0 {
+            writeln!(
+                f,
+                "             {} frames dropped: the reducers' queue was full",
+                self.frames_dropped_queue_full
+            )?;
+        }
         let out = self.frames_out().max(1) as f64;
         writeln!(
             f,

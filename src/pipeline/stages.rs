@@ -1,0 +1,234 @@
+//! The stages every run shares, whatever its source: N reducer workers and one sink thread joined to
+//! the source by bounded rings, started downstream first and shut down in order. A source is a
+//! function run on its own named thread with a [`SourceContext`]; when it returns, its ring is closed
+//! and everything it handed on is reduced, ordered and written before the run returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::summary::{Progress, RunSummary, add};
+use super::{PipelineError, Plan};
+use crate::frame::{Assembler, AssemblyCounters, FrameHandle, FramePool};
+use crate::ingest::SkipReason;
+use crate::reduce::Reducer;
+use crate::ring::Ring;
+use crate::sink::{self, Sink, SinkReport};
+
+/// What a source thread has to work with.
+pub(super) struct SourceContext<'a> {
+    pub plan: &'a Plan,
+    pub pool: &'a Arc<FramePool>,
+    out: &'a Ring<FrameHandle>,
+    /// Set when a later stage failed: the source should stop.
+    pub abort: &'a AtomicBool,
+    pub progress: &'a Progress,
+}
+
+impl SourceContext<'_> {
+    pub fn assembler(&self) -> Assembler {
+        Assembler::new(self.plan.geometry.clone(), self.plan.config.assembler_config(), Arc::clone(self.pool))
+    }
+
+    /// Hands on every ready frame, waiting while the ring is full (a file can wait).
+    pub fn forward_waiting(&self, assembler: &mut Assembler) {
+        while let Some(frame) = assembler.pop_ready() {
+            let _ = self.out.push_waiting(frame, || !self.abort.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Hands on every ready frame without waiting; a frame that finds the ring full is dropped (its
+    /// slot goes back to the pool) and counted. Returns how many were dropped.
+    pub fn forward_or_drop(&self, assembler: &mut Assembler) -> u64 {
+        let mut dropped = 0;
+        while let Some(frame) = assembler.pop_ready() {
+            if self.out.try_push(frame).is_err() {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+}
+
+/// What a source reports when it ends.
+#[derive(Default)]
+pub(super) struct SourceOutcome {
+    pub records: u64,
+    pub input_bytes: u64,
+    pub skipped: [u64; SkipReason::ALL.len()],
+    pub assembly: AssemblyCounters,
+    /// Frames assembled but dropped because the reducers' ring was full.
+    pub frames_dropped_queue_full: u64,
+    pub input_error: Option<String>,
+}
+
+struct SinkOutcome {
+    accepted: u64,
+    rejected: u64,
+    accepted_partial: u64,
+    reduce_time: Duration,
+    reports: Vec<SinkReport>,
+}
+
+impl Plan {
+    /// Runs `source` on its own thread, with the reducers and sinks behind it.
+    pub(super) fn run_stages<F>(&self, source: F, progress: &Progress) -> Result<RunSummary, PipelineError>
+    where
+        F: FnOnce(&SourceContext<'_>) -> SourceOutcome + Send,
+    {
+        let started = Instant::now();
+        let cfg = &self.config;
+        let pool = &self.pool;
+        let mut sinks: Vec<Box<dyn Sink>> =
+            cfg.sinks.iter().map(|s| sink::open(s, &self.geometry)).collect::<Result<_, _>>()?;
+        let to_reducers: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
+        let to_sinks: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
+        let abort = AtomicBool::new(false);
+        let reducers_running = AtomicUsize::new(cfg.reducer.workers);
+
+        // Threads start downstream first, so a thread that fails to start leaves only threads that
+        // can drain: its input ring is closed and every started thread runs out and returns.
+        let (outcome, sink_result) = std::thread::scope(|s| -> Result<_, PipelineError> {
+            let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
+            let failed = |name: &str| {
+                let name = name.to_string();
+                move |source| PipelineError::Thread { name, source }
+            };
+            let sink_thread = spawn("hg-sink")
+                .spawn_scoped(s, || run_sinks(&mut sinks, &to_sinks, pool.capacity(), &abort, progress))
+                .map_err(failed("hg-sink"))?;
+            let mut workers = Vec::new();
+            for w in 0..cfg.reducer.workers {
+                let (input, output, running) = (&to_reducers, &to_sinks, &reducers_running);
+                let mut reducer = Reducer::new(Arc::clone(&self.reducer));
+                let cpu = cfg.reducer.cpus.get(w).copied();
+                let name = format!("hg-reduce-{w}");
+                let started = spawn(&name).spawn_scoped(s, move || {
+                    pin_to(cpu);
+                    while let Some(mut frame) = input.pop_waiting() {
+                        let t0 = Instant::now();
+                        reducer.reduce(&mut frame);
+                        frame.pixels_and_features().1.reduce_ns = t0.elapsed().as_nanos() as u64;
+                        // The sink thread drains its ring even after a failure, so this wait ends.
+                        let _ = output.push_waiting(frame, || true);
+                    }
+                    if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        output.close();
+                    }
+                });
+                match started {
+                    Ok(handle) => workers.push(handle),
+                    Err(e) => {
+                        let never_started = cfg.reducer.workers - w;
+                        if reducers_running.fetch_sub(never_started, Ordering::AcqRel) == never_started {
+                            to_sinks.close();
+                        }
+                        to_reducers.close();
+                        return Err(failed(&name)(e));
+                    }
+                }
+            }
+            let (to_reducers, abort) = (&to_reducers, &abort);
+            let source = spawn("hg-source")
+                .spawn_scoped(s, move || {
+                    let context = SourceContext { plan: self, pool, out: to_reducers, abort, progress };
+                    let outcome = source(&context);
+                    to_reducers.close();
+                    outcome
+                })
+                .map_err(|e| {
+                    to_reducers.close();
+                    failed("hg-source")(e)
+                })?;
+            let outcome = source.join().map_err(|_| PipelineError::Panicked("hg-source".into()))?;
+            for w in workers {
+                w.join().map_err(|_| PipelineError::Panicked("hg-reduce".into()))?;
+            }
+            let sink_result = sink_thread.join().map_err(|_| PipelineError::Panicked("hg-sink".into()))?;
+            Ok((outcome, sink_result))
+        })?;
+        let sinks = sink_result?;
+        Ok(RunSummary {
+            input_bytes: outcome.input_bytes,
+            records: outcome.records,
+            skipped: SkipReason::ALL.iter().copied().zip(outcome.skipped).collect(),
+            assembly: outcome.assembly,
+            frames_dropped_queue_full: outcome.frames_dropped_queue_full,
+            frames_accepted: sinks.accepted,
+            frames_rejected: sinks.rejected,
+            frames_accepted_partial: sinks.accepted_partial,
+            reduce_time: sinks.reduce_time,
+            sinks: sinks.reports,
+            elapsed: started.elapsed(),
+            input_error: outcome.input_error,
+        })
+    }
+}
+
+/// Pins the calling thread to `cpu` when one is configured; a CPU that does not exist is ignored.
+pub(super) fn pin_to(cpu: Option<usize>) {
+    if let Some(id) = cpu {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+}
+
+/// The sink thread: restores the order frames left assembly, then hands each to every sink.
+fn run_sinks(
+    sinks: &mut [Box<dyn Sink>],
+    input: &Ring<FrameHandle>,
+    pool_capacity: usize,
+    abort: &AtomicBool,
+    progress: &Progress,
+) -> Result<SinkOutcome, PipelineError> {
+    // At most `pool_capacity` frames exist, so their sequence numbers are distinct modulo it.
+    let mut pending: Vec<Option<FrameHandle>> = (0..pool_capacity).map(|_| None).collect();
+    let mut next = 0u64;
+    let mut outcome =
+        SinkOutcome { accepted: 0, rejected: 0, accepted_partial: 0, reduce_time: Duration::ZERO, reports: Vec::new() };
+    let mut failure: Option<PipelineError> = None;
+    let mut deliver = |frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
+        let f = frame.features();
+        if f.accepted {
+            outcome.accepted += 1;
+            outcome.accepted_partial += u64::from(!frame.meta().is_complete());
+            add(&progress.frames_accepted, 1);
+        } else {
+            outcome.rejected += 1;
+        }
+        outcome.reduce_time += Duration::from_nanos(f.reduce_ns);
+        add(&progress.frames_done, 1);
+        if failure.is_none() {
+            for s in sinks.iter_mut() {
+                if let Err(e) = s.write(&frame) {
+                    *failure = Some(e.into());
+                    abort.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    };
+    while let Some(frame) = input.pop_waiting() {
+        let at = (frame.meta().sequence % pool_capacity as u64) as usize;
+        pending[at] = Some(frame);
+        while let Some(frame) = pending[(next % pool_capacity as u64) as usize].take() {
+            deliver(frame, &mut outcome, &mut failure);
+            next += 1;
+        }
+    }
+    // Anything left (only if a sequence never came) still goes out, in order.
+    let mut rest: Vec<FrameHandle> = pending.into_iter().flatten().collect();
+    rest.sort_by_key(|f| f.meta().sequence);
+    for frame in rest {
+        deliver(frame, &mut outcome, &mut failure);
+    }
+    for s in sinks.iter_mut() {
+        match s.finish() {
+            Ok(report) => outcome.reports.push(report),
+            Err(e) => failure = failure.or(Some(e.into())),
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
+}

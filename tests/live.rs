@@ -1,0 +1,253 @@
+//! The live path as operators run it, over loopback: `hitgate run` receives while `hitgate send`
+//! replays a simulated capture; SIGTERM ends the run, which must drain, close its sinks and exit 0.
+//! Every test is bounded in time and traffic (127.0.0.1 only, a few hundred frames at modest rates).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hitgate::sim::SimConfig;
+use hitgate::sink::features::read_verdicts;
+
+/// The live tests assert zero loss, so they take turns rather than share the two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hitgate")
+}
+
+/// `n` UDP ports free right now (bound and released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<_> = (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    sockets.iter().map(|s| s.local_addr().unwrap().port()).collect()
+}
+
+struct LiveRun {
+    child: Child,
+    out: PathBuf,
+}
+
+impl LiveRun {
+    /// Starts `hitgate run` for a simulated run's detector on `ports` and waits until it receives.
+    fn start(sim_dir: &Path, model: &str, ports: &[u16], out: &Path, extra: &str) -> LiveRun {
+        let config = out.join("live.toml");
+        std::fs::create_dir_all(out).unwrap();
+        let ports_list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        std::fs::write(
+            &config,
+            format!(
+                r#"[detector]
+model = "{model}"
+modules = 1
+udp_ports = [{ports}]
+
+[assembler]
+frame_timeout_us = 200000
+{extra}
+
+[udp]
+bind_address = "127.0.0.1"
+recv_buffer_bytes = 67108864
+
+[calibration]
+file = "{calibration}"
+
+[[sink]]
+kind = "raw"
+dir = "raw"
+
+[[sink]]
+kind = "features"
+path = "features.jsonl"
+"#,
+                ports = ports_list.join(", "),
+                calibration = sim_dir.join("calibration.bin").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "--config", config.to_str().unwrap(), "--duration-s", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let started = Instant::now();
+        while !line.contains("receiving") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "hitgate run exited before receiving");
+            assert!(started.elapsed() < Duration::from_secs(20), "hitgate run did not start");
+        }
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        LiveRun { child, out: out.to_path_buf() }
+    }
+
+    /// SIGTERM, then the exit status and the summary it printed.
+    fn terminate(mut self) -> (Output, String) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "hitgate run did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = self.child.wait_with_output().unwrap();
+        let summary = String::from_utf8_lossy(&output.stdout).to_string();
+        (output, summary)
+    }
+}
+
+fn send(capture: &Path, ports: &[u16], args: &[&str]) -> String {
+    let to = format!("127.0.0.1:{}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+    let o = Command::new(bin()).args(["send", capture.to_str().unwrap(), "--to", &to]).args(args).output().unwrap();
+    assert!(o.status.success(), "send: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The number just before the first `word` in `text`, e.g. 710 in `710 placed`.
+fn number_before(text: &str, word: &str) -> u64 {
+    let at = text.find(word).unwrap_or_else(|| panic!("{word:?} not in:\n{text}"));
+    let head = text[..at].trim_end();
+    head.rsplit(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn live_reception_matches_the_offline_replay_frame_for_frame() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 150, hit_rate: 0.3, seed: 23, model: "jungfrau-2if".into(), ..SimConfig::default() },
+    );
+    let ports = free_ports(2);
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-2if", &ports, &dir.path().join("live"), "");
+    send(&sim.capture, &ports, &["--frame-rate-hz", "300"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("packets      19200 placed, 0 lost"), "zero loss at a modest rate:\n{summary}");
+
+    common::replay(common::replay_config(&sim), &sim.capture);
+    let offline = read_verdicts(&dir.path().join("sim/replay/features.jsonl")).unwrap();
+    let live_verdicts = read_verdicts(&out.join("features.jsonl")).unwrap();
+    assert_eq!(live_verdicts.len(), 150);
+    assert_eq!(live_verdicts, offline, "same verdict for every frame");
+    let raw_live = std::fs::read(out.join("raw/frames.raw")).unwrap();
+    let raw_offline = std::fs::read(dir.path().join("sim/replay/raw/frames.raw")).unwrap();
+    assert!(raw_live == raw_offline, "the same frames stored, byte for byte");
+}
+
+#[test]
+fn damaged_traffic_is_counted_datagram_by_datagram() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(&dir.path().join("sim"), &SimConfig { frames: 80, seed: 29, ..SimConfig::default() });
+    let ports = free_ports(1);
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "");
+    let sent = send(
+        &sim.capture,
+        &ports,
+        &[
+            "--frame-rate-hz",
+            "400",
+            "--loss",
+            "0.01",
+            "--reorder",
+            "0.02",
+            "--duplicate",
+            "0.01",
+            "--corrupt",
+            "0.005",
+            "--seed",
+            "5",
+        ],
+    );
+    // Foreign traffic on the detector's port: short, long and plausible-looking junk.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let junk_sizes = [1usize, 47, 48, 100, 8239, 8241, 9000];
+    for size in junk_sizes {
+        junk.send_to(&vec![0xa5; size], ("127.0.0.1", ports[0])).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    let datagrams = number_before(&sent, "datagrams,");
+    let lost = number_before(&sent, "lost,");
+    assert!(lost > 0 && number_before(&sent, "corrupted") > 0, "{sent}");
+    // Every datagram that left the sender (plus the junk) arrived and was counted once.
+    assert_eq!(number_before(&summary, "records"), datagrams + junk_sizes.len() as u64, "{summary}\n{sent}");
+    let placed = number_before(&summary, "placed");
+    let dropped: u64 = ["duplicate", "foreign", "truncated", "oversized", "bad_header", "late", "out_of_window"]
+        .iter()
+        .filter(|w| summary.contains(&format!(" {w}")))
+        .map(|w| number_before(&summary, &format!(" {w}")))
+        .sum();
+    assert_eq!(placed + dropped, datagrams + junk_sizes.len() as u64, "{summary}");
+    assert!(summary.contains("truncated") && summary.contains("oversized"), "{summary}");
+}
+
+#[test]
+fn a_sender_stopping_mid_frame_leaves_a_flagged_partial_frame() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(&dir.path().join("sim"), &SimConfig { frames: 10, seed: 31, ..SimConfig::default() });
+    let bytes = std::fs::read(&sim.capture).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    // 24-byte file header, then records of 16 + 8282 bytes: stop after 5 frames and 70 packets.
+    std::fs::write(&cut, &bytes[..24 + (5 * 128 + 70) * (16 + 8282)]).unwrap();
+    let ports = free_ports(1);
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "");
+    send(&cut, &ports, &["--frame-rate-hz", "200"]);
+    // The partial frame leaves on its timeout (200 ms), before the stop.
+    std::thread::sleep(Duration::from_millis(700));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("5 complete, 1 partial kept"), "{summary}");
+    assert!(summary.contains("710 placed, 58 lost"), "5 × 128 + 70 placed, 58 missing:\n{summary}");
+    let verdicts = read_verdicts(&out.join("features.jsonl")).unwrap();
+    assert_eq!(verdicts.len(), 6);
+}
+
+#[test]
+fn sigterm_mid_run_drains_and_closes_every_sink() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 400, hit_rate: 1.0, seed: 37, ..SimConfig::default() },
+    );
+    let ports = free_ports(1);
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "");
+    let capture = sim.capture.clone();
+    let sender = std::thread::spawn(move || send(&capture, &ports, &["--frame-rate-hz", "100"]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "exit 0 on SIGTERM:\n{summary}");
+    let _ = sender.join();
+    let frames_line = summary.lines().find(|l| l.starts_with("frames in")).unwrap();
+    let frames: u64 = frames_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(frames > 20 && frames < 400, "stopped mid-run: {summary}");
+    // Every frame that left assembly has its record, and every accepted one its raw frame and index.
+    let verdicts: HashMap<u64, bool> = read_verdicts(&out.join("features.jsonl")).unwrap();
+    assert_eq!(verdicts.len() as u64, frames);
+    let accepted = verdicts.values().filter(|a| **a).count() as u64;
+    let index = hitgate::sink::raw::read_index(&out.join("raw/frames.idx")).unwrap();
+    assert_eq!(index.len() as u64, accepted);
+    assert_eq!(std::fs::metadata(out.join("raw/frames.raw")).unwrap().len(), accepted << 20);
+}

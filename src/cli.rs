@@ -175,9 +175,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             damaged_input(&summary)
         }
-        Command::Run { config, duration_s } => {
-            let config = load_config(&config)?;
-            let summary = run_live(config, duration_s)?;
+        Command::Run { config: path, duration_s } => {
+            let config = load_config(&path)?;
+            let summary = run_live(config, &path, duration_s)?;
             print!("{summary}");
             Ok(())
         }
@@ -419,7 +419,9 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(stop)
 }
 
-fn run_live(config: Config, duration_s: Option<f64>) -> Result<RunSummary> {
+fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Result<RunSummary> {
+    // Installed before any stage starts: metrics recorded earlier would be lost.
+    let _ = hitgate::control::prometheus();
     let plan = Plan::new(config).context("preparing the pipeline")?;
     let sources = plan.bind_udp().context("binding the detector's UDP ports")?;
     for (port, report) in &sources.reports {
@@ -427,7 +429,12 @@ fn run_live(config: Config, duration_s: Option<f64>) -> Result<RunSummary> {
             eprintln!("hitgate: warning: UDP port {port}: {}", report.advice());
         }
     }
+    let control = &plan.config.control;
+    let listener = if control.enabled { Some(hitgate::control::bind(control.listen_address)?) } else { None };
     let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
+    if let Some(l) = &listener {
+        eprintln!("control plane on http://{} (/metrics, /status, POST /retune?min_spots=N)", l.local_addr()?);
+    }
     eprintln!(
         "receiving {} × {} on {} port(s) {} — Ctrl-C to stop",
         plan.geometry.modules,
@@ -436,10 +443,31 @@ fn run_live(config: Config, duration_s: Option<f64>) -> Result<RunSummary> {
         ports.join(",")
     );
     let stop = stop_on_signals()?;
+    let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::clone(&reload))
+        .context("installing the SIGHUP handler")?;
     let progress = Progress::default();
     let tty = std::io::stderr().is_terminal();
     let done = std::sync::atomic::AtomicBool::new(false);
-    let summary = std::thread::scope(|s| {
+    let state = hitgate::control::ControlState {
+        plan: &plan,
+        progress: &progress,
+        config_path: Some(config_path.to_path_buf()),
+        reload,
+        started: std::time::Instant::now(),
+    };
+    std::thread::scope(|s| {
+        if let Some(listener) = listener {
+            let (state, done) = (&state, &done);
+            let started = std::thread::Builder::new().name("hg-control".into()).spawn_scoped(s, move || {
+                if let Err(e) = hitgate::control::serve(listener, state, done) {
+                    eprintln!("hitgate: control plane stopped: {}", describe(&e));
+                }
+            });
+            if let Err(e) = started {
+                eprintln!("hitgate: warning: running without a control plane: {e}");
+            }
+        }
         if let Some(seconds) = duration_s {
             let stop = std::sync::Arc::clone(&stop);
             let done = &done;
@@ -467,9 +495,8 @@ fn run_live(config: Config, duration_s: Option<f64>) -> Result<RunSummary> {
         }
         let r = plan.run_live(sources, &stop, &progress);
         done.store(true, Ordering::Relaxed);
-        r
-    });
-    summary.context("running live")
+        r.context("running live")
+    })
 }
 
 fn send(a: &SendArgs) -> Result<hitgate::send::SendSummary> {

@@ -3,6 +3,7 @@
 
 pub mod calib;
 pub mod config;
+pub mod control;
 pub mod detector;
 pub mod features;
 pub mod frame;
@@ -13,6 +14,7 @@ pub mod ring;
 pub mod send;
 pub mod sim;
 pub mod sink;
+pub mod telemetry;
 pub mod trigger;
 
 #[cfg(not(target_endian = "little"))]

@@ -67,6 +67,13 @@ impl ReducerPlan {
     }
 }
 
+impl ReducerPlan {
+    /// The trigger every worker consults, for tuning it while running.
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+}
+
 /// One worker's reducer: the shared plan plus its own scratch.
 pub struct Reducer {
     plan: Arc<ReducerPlan>,

@@ -33,6 +33,11 @@ fn free_ports(n: usize) -> Vec<u16> {
 struct LiveRun {
     child: Child,
     out: PathBuf,
+    config: PathBuf,
+    /// Where the control plane listens.
+    control: String,
+    /// Everything the run has written to stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl LiveRun {
@@ -56,6 +61,9 @@ frame_timeout_us = 200000
 [udp]
 bind_address = "127.0.0.1"
 recv_buffer_bytes = 67108864
+
+[control]
+listen_address = "127.0.0.1:0"
 
 [calibration]
 file = "{calibration}"
@@ -81,15 +89,27 @@ path = "features.jsonl"
             .unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
+        let mut control = String::new();
         let started = Instant::now();
         while !line.contains("receiving") {
             line.clear();
             assert!(stderr.read_line(&mut line).unwrap() > 0, "hitgate run exited before receiving");
             assert!(started.elapsed() < Duration::from_secs(20), "hitgate run did not start");
+            if let Some(rest) = line.strip_prefix("control plane on http://") {
+                control = rest.split_whitespace().next().unwrap().to_string();
+            }
         }
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        LiveRun { child, out: out.to_path_buf() }
+        // Keep draining stderr so the child never blocks on a full pipe, and keep what it says.
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&said);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        LiveRun { child, out: out.to_path_buf(), config, control, stderr: said }
     }
 
     /// SIGTERM, then the exit status and the summary it printed.
@@ -250,4 +270,84 @@ fn sigterm_mid_run_drains_and_closes_every_sink() {
     let index = hitgate::sink::raw::read_index(&out.join("raw/frames.idx")).unwrap();
     assert_eq!(index.len() as u64, accepted);
     assert_eq!(std::fs::metadata(out.join("raw/frames.raw")).unwrap().len(), accepted << 20);
+}
+
+/// One HTTP/1.1 request to the control plane; the status code and body.
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let code = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn the_control_plane_reports_retunes_and_reloads() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 60, hit_rate: 0.5, seed: 41, ..SimConfig::default() },
+    );
+    let ports = free_ports(1);
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "");
+    assert!(live.control.starts_with("127.0.0.1:"), "loopback by default: {}", live.control);
+
+    // A cut no frame reaches: every frame received from now on must be rejected.
+    let (code, body) = http(&live.control, "POST", "/retune?min_spots=100000");
+    assert_eq!((code, body.trim()), (200, r#"{"min_spots":100000}"#));
+    let (code, _) = http(&live.control, "POST", "/retune?min_spots=0");
+    assert_eq!(code, 409, "zero would accept everything");
+    let (code, _) = http(&live.control, "POST", "/retune?min_spots=many");
+    assert_eq!(code, 400);
+    assert_eq!(http(&live.control, "GET", "/nowhere").0, 404);
+
+    send(&sim.capture, &ports, &["--frame-rate-hz", "400"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let (code, status) = http(&live.control, "GET", "/status");
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["frames_done"], 60, "{status}");
+    assert_eq!(status["frames_accepted"], 0, "{status}");
+    assert_eq!(status["trigger"]["min_spots"], 100000);
+    assert_eq!(status["pool"]["free"], status["pool"]["slots"], "every slot back in the pool when idle");
+    let (code, metrics) = http(&live.control, "GET", "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "hitgate_packets_placed_total 7680",
+        "hitgate_frames_total{outcome=\"complete\"} 60",
+        "hitgate_frames_rejected_total 60",
+        "hitgate_trigger_min_spots 100000",
+        "hitgate_packet_to_verdict_seconds_count 60",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} missing from /metrics:\n{metrics}");
+    }
+
+    // SIGHUP: the file's cut comes back; a change that needs a restart is named, not applied.
+    let text = std::fs::read_to_string(&live.config)
+        .unwrap()
+        .replace("frame_timeout_us = 200000", "frame_timeout_us = 300000");
+    std::fs::write(&live.config, text + "\n[trigger.spots]\nmin_spots = 9\n").unwrap();
+    Command::new("kill").args(["-HUP", &live.child.id().to_string()]).status().unwrap();
+    let started = Instant::now();
+    while !live.stderr.lock().unwrap().contains("reloaded") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no reload message");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = live.stderr.lock().unwrap().clone();
+    assert!(
+        said.contains("applied [trigger.spots.min_spots = 9]") && said.contains("needs a restart: [assembler]"),
+        "{said}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&http(&live.control, "GET", "/status").1).unwrap()["trigger"]["min_spots"],
+        9
+    );
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("latency      first packet to verdict"), "{summary}");
 }

@@ -21,6 +21,8 @@ pub struct Config {
     #[serde(default)]
     pub udp: UdpSection,
     #[serde(default)]
+    pub control: ControlSection,
+    #[serde(default)]
     pub calibration: CalibrationSection,
     #[serde(default)]
     pub trigger: TriggerSection,
@@ -79,6 +81,21 @@ impl Default for AssemblerSection {
             partial_frames: PartialPolicy::KeepFlagged,
             pool_frames: 64,
         }
+    }
+}
+
+/// The control plane of a live run: metrics, status, retune.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    pub enabled: bool,
+    /// Where `/metrics`, `/status` and `/retune` are served; loopback unless you mean otherwise.
+    pub listen_address: std::net::SocketAddr,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection { enabled: true, listen_address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)) }
     }
 }
 
@@ -239,6 +256,7 @@ impl Config {
             },
             assembler: AssemblerSection::default(),
             udp: UdpSection::default(),
+            control: ControlSection::default(),
             reducer: ReducerSection::default(),
             calibration: CalibrationSection::default(),
             trigger: TriggerSection::default(),

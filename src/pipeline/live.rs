@@ -5,12 +5,12 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use super::stages::{SourceContext, SourceOutcome, pin_to};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, pollfd, wait_readable};
+use crate::telemetry::{self, AssemblyFlusher};
 
 /// How long the receiver sleeps in `poll` when nothing arrives; also how often partial frames are
 /// checked for their timeout when the detector is silent.
@@ -54,7 +54,7 @@ impl Plan {
         stop: &AtomicBool,
         progress: &Progress,
     ) -> Result<RunSummary, PipelineError> {
-        self.run_stages(|ctx| udp_source(ctx, &sources, stop), progress)
+        self.run_stages(|ctx| udp_source(ctx, &sources, stop), true, progress)
     }
 }
 
@@ -66,7 +66,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     let slot = (ctx.plan.geometry.model.packet_bytes() + 64).max(9216);
     let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot);
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
-    let clock = Instant::now();
+    let mut flusher = AssemblyFlusher::new();
     let mut stopping = false;
     loop {
         let mut received = 0;
@@ -82,7 +82,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
                 continue;
             }
             received += n;
-            let now_ns = clock.elapsed().as_nanos() as u64;
+            let now_ns = telemetry::now_ns();
             for (datagram, _truncated) in batch.datagrams() {
                 // A cut datagram is longer than the slot and so longer than any packet: the
                 // assembler counts it as oversized.
@@ -92,10 +92,10 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             outcome.records += n as u64;
             outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
         }
-        let now_ns = clock.elapsed().as_nanos() as u64;
-        assembler.poll_timeouts(now_ns);
+        assembler.poll_timeouts(telemetry::now_ns());
         outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
         ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
+        flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
         if received == 0 {
             if stopping || ctx.abort.load(Ordering::Relaxed) {
                 break;
@@ -110,6 +110,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     }
     assembler.flush();
     ctx.forward_waiting(&mut assembler);
+    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
     outcome.assembly = *assembler.counters();
     outcome
 }

@@ -53,6 +53,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The trigger shared by the running workers (for the control plane's retune).
+    pub fn trigger(&self) -> &crate::trigger::Trigger {
+        self.reducer.trigger()
+    }
+
+    pub fn pool(&self) -> &Arc<FramePool> {
+        &self.pool
+    }
+
     /// Prepares a run: builds the geometry, loads the calibration and allocates the frame pool.
     ///
     /// # Errors

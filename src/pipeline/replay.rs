@@ -7,6 +7,7 @@ use super::stages::{SourceContext, SourceOutcome};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::{Capture, SkipReason};
+use crate::telemetry::AssemblyFlusher;
 
 /// How fast to replay.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,12 +40,13 @@ impl Plan {
         progress: &Progress,
     ) -> Result<RunSummary, PipelineError> {
         progress.input_bytes_total.store(capture.len_bytes() as u64, Ordering::Relaxed);
-        self.run_stages(|ctx| replay_source(ctx, capture, options), progress)
+        self.run_stages(|ctx| replay_source(ctx, capture, options), false, progress)
     }
 }
 
 fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOptions) -> SourceOutcome {
     let mut assembler = ctx.assembler();
+    let mut flusher = AssemblyFlusher::new();
     let mut outcome = SourceOutcome { input_bytes: capture.len_bytes() as u64, ..SourceOutcome::default() };
     let lossless = options.pace == Pace::AsFastAsPossible;
     let wall_start = Instant::now();
@@ -93,6 +95,7 @@ fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOpti
         if outcome.records.is_multiple_of(BATCH_RECORDS) {
             assembler.poll_timeouts(last_ts);
             ctx.progress.input_bytes_read.store(records.offset() as u64, Ordering::Relaxed);
+            flusher.flush(assembler.counters(), outcome.records, records.offset() as u64);
             if ctx.abort.load(Ordering::Relaxed) {
                 break;
             }
@@ -102,6 +105,7 @@ fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOpti
     assembler.flush();
     ctx.forward_waiting(&mut assembler);
     ctx.progress.input_bytes_read.store(records.offset() as u64, Ordering::Relaxed);
+    flusher.flush(assembler.counters(), outcome.records, records.offset() as u64);
     outcome.assembly = *assembler.counters();
     outcome
 }

@@ -14,6 +14,8 @@ use crate::ingest::SkipReason;
 use crate::reduce::Reducer;
 use crate::ring::Ring;
 use crate::sink::{self, Sink, SinkReport};
+use crate::telemetry::{self, latency::LatencyHistogram};
+use metrics::{counter, gauge, histogram};
 
 /// What a source thread has to work with.
 pub(super) struct SourceContext<'a> {
@@ -68,11 +70,32 @@ struct SinkOutcome {
     accepted_partial: u64,
     reduce_time: Duration,
     reports: Vec<SinkReport>,
+    latency: LatencyHistogram,
+}
+
+/// What the sink thread keeps an eye on besides its own work: queue and pool levels for the metrics.
+struct Watch<'a> {
+    to_reducers: &'a Ring<FrameHandle>,
+    to_sinks: &'a Ring<FrameHandle>,
+    pool: &'a Arc<FramePool>,
+    live: bool,
+}
+
+impl Watch<'_> {
+    fn publish(&self) {
+        for (name, ring) in [("reduce", self.to_reducers), ("sink", self.to_sinks)] {
+            counter!(telemetry::QUEUE_PUSHED, "queue" => name).absolute(ring.pushed());
+            counter!(telemetry::QUEUE_POPPED, "queue" => name).absolute(ring.popped());
+        }
+        gauge!(telemetry::POOL_FREE_SLOTS).set(self.pool.free_slots() as f64);
+    }
 }
 
 impl Plan {
     /// Runs `source` on its own thread, with the reducers and sinks behind it.
-    pub(super) fn run_stages<F>(&self, source: F, progress: &Progress) -> Result<RunSummary, PipelineError>
+    /// With `live`, frame times are on [`telemetry::now_ns`]'s clock and packet-to-verdict latency is
+    /// measured.
+    pub(super) fn run_stages<F>(&self, source: F, live: bool, progress: &Progress) -> Result<RunSummary, PipelineError>
     where
         F: FnOnce(&SourceContext<'_>) -> SourceOutcome + Send,
     {
@@ -95,7 +118,10 @@ impl Plan {
                 move |source| PipelineError::Thread { name, source }
             };
             let sink_thread = spawn("hg-sink")
-                .spawn_scoped(s, || run_sinks(&mut sinks, &to_sinks, pool.capacity(), &abort, progress))
+                .spawn_scoped(s, || {
+                    let watch = Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live };
+                    run_sinks(&mut sinks, &to_sinks, &watch, &abort, progress)
+                })
                 .map_err(failed("hg-sink"))?;
             let mut workers = Vec::new();
             for w in 0..cfg.reducer.workers {
@@ -161,6 +187,8 @@ impl Plan {
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,
+            latency_p50_us: sinks.latency.quantile_us(0.5),
+            latency_p99_us: sinks.latency.quantile_us(0.99),
         })
     }
 }
@@ -172,19 +200,32 @@ pub(super) fn pin_to(cpu: Option<usize>) {
     }
 }
 
+/// How often the sink thread publishes queue and pool levels.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
 /// The sink thread: restores the order frames left assembly, then hands each to every sink.
 fn run_sinks(
     sinks: &mut [Box<dyn Sink>],
     input: &Ring<FrameHandle>,
-    pool_capacity: usize,
+    watch: &Watch<'_>,
     abort: &AtomicBool,
     progress: &Progress,
 ) -> Result<SinkOutcome, PipelineError> {
+    telemetry::describe();
+    let pool_capacity = watch.pool.capacity();
     // At most `pool_capacity` frames exist, so their sequence numbers are distinct modulo it.
     let mut pending: Vec<Option<FrameHandle>> = (0..pool_capacity).map(|_| None).collect();
     let mut next = 0u64;
-    let mut outcome =
-        SinkOutcome { accepted: 0, rejected: 0, accepted_partial: 0, reduce_time: Duration::ZERO, reports: Vec::new() };
+    let mut outcome = SinkOutcome {
+        accepted: 0,
+        rejected: 0,
+        accepted_partial: 0,
+        reduce_time: Duration::ZERO,
+        reports: Vec::new(),
+        latency: LatencyHistogram::default(),
+    };
+    let (accepted, rejected) = (counter!(telemetry::FRAMES_ACCEPTED), counter!(telemetry::FRAMES_REJECTED));
+    let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
     let mut failure: Option<PipelineError> = None;
     let mut deliver = |frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
         let f = frame.features();
@@ -192,10 +233,13 @@ fn run_sinks(
             outcome.accepted += 1;
             outcome.accepted_partial += u64::from(!frame.meta().is_complete());
             add(&progress.frames_accepted, 1);
+            accepted.increment(1);
         } else {
             outcome.rejected += 1;
+            rejected.increment(1);
         }
         outcome.reduce_time += Duration::from_nanos(f.reduce_ns);
+        reduce_time.record(f.reduce_ns as f64 * 1e-9);
         add(&progress.frames_done, 1);
         if failure.is_none() {
             for s in sinks.iter_mut() {
@@ -206,13 +250,24 @@ fn run_sinks(
                 }
             }
         }
+        if watch.live {
+            // The verdict is written: from the frame's first packet to here is what an operator waits.
+            let ns = telemetry::now_ns().saturating_sub(frame.meta().first_packet_ns);
+            outcome.latency.record_ns(ns);
+            to_verdict.record(ns as f64 * 1e-9);
+        }
     };
+    let mut published = Instant::now();
     while let Some(frame) = input.pop_waiting() {
         let at = (frame.meta().sequence % pool_capacity as u64) as usize;
         pending[at] = Some(frame);
         while let Some(frame) = pending[(next % pool_capacity as u64) as usize].take() {
             deliver(frame, &mut outcome, &mut failure);
             next += 1;
+        }
+        if published.elapsed() >= PUBLISH_EVERY {
+            watch.publish();
+            published = Instant::now();
         }
     }
     // Anything left (only if a sequence never came) still goes out, in order.
@@ -227,6 +282,7 @@ fn run_sinks(
             Err(e) => failure = failure.or(Some(e.into())),
         }
     }
+    watch.publish();
     match failure {
         Some(e) => Err(e),
         None => Ok(outcome),

@@ -42,6 +42,9 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
     pub input_error: Option<String>,
+    /// From a frame's first packet received to its verdict written (live runs).
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
 }
 
 impl RunSummary {
@@ -90,6 +93,9 @@ impl fmt::Display for RunSummary {
         )?;
         let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
         writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
+        if let (Some(p50), Some(p99)) = (self.latency_p50_us, self.latency_p99_us) {
+            writeln!(f, "latency      first packet to verdict: p50 ≤ {p50} µs, p99 ≤ {p99} µs")?;
+        }
         write!(f, "packets      {} placed, {} lost", a.packets_placed, a.packets_lost)?;
         for reason in PacketDrop::ALL {
             let n = a.dropped(reason);

@@ -8,7 +8,7 @@ pub use spots::SpotsTrigger;
 use crate::config::{TriggerKind, TriggerSection};
 
 /// The configured trigger, prepared once and shared by every reducer worker.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Trigger {
     Spots(SpotsTrigger),
     AcceptAll,
@@ -21,10 +21,19 @@ pub struct Decision {
     pub accepted: bool,
 }
 
+/// A retune the trigger cannot take.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RetuneError {
+    #[error("the {0} trigger has no threshold to tune")]
+    NoThreshold(&'static str),
+    #[error("min_spots must be at least 1 (use trigger.kind = \"accept_all\" to keep everything)")]
+    ZeroSpots,
+}
+
 impl Trigger {
     pub fn from_config(section: &TriggerSection) -> Trigger {
         match section.kind {
-            TriggerKind::Spots => Trigger::Spots(SpotsTrigger { min_spots: section.spots.min_spots }),
+            TriggerKind::Spots => Trigger::Spots(SpotsTrigger::new(section.spots.min_spots)),
             TriggerKind::AcceptAll => Trigger::AcceptAll,
         }
     }
@@ -34,6 +43,30 @@ impl Trigger {
         match self {
             Trigger::Spots(t) => t.decide(spots_found),
             Trigger::AcceptAll => Decision { score: spots_found as f32, accepted: true },
+        }
+    }
+
+    /// The current cut, where the trigger has one.
+    pub fn min_spots(&self) -> Option<u32> {
+        match self {
+            Trigger::Spots(t) => Some(t.min_spots()),
+            Trigger::AcceptAll => None,
+        }
+    }
+
+    /// Moves the cut while running.
+    ///
+    /// # Errors
+    /// The trigger has no cut, or the value would accept everything.
+    pub fn set_min_spots(&self, min_spots: u32) -> Result<(), RetuneError> {
+        match self {
+            Trigger::Spots(_) if min_spots == 0 => Err(RetuneError::ZeroSpots),
+            Trigger::Spots(t) => {
+                t.set_min_spots(min_spots);
+                metrics::gauge!(crate::telemetry::TRIGGER_MIN_SPOTS).set(f64::from(min_spots));
+                Ok(())
+            }
+            Trigger::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
     }
 }

@@ -1,0 +1,70 @@
+//! Just enough HTTP/1.1 for a control plane: one request per connection, a request line and headers
+//! of at most 8 KiB, answers with a length and `Connection: close`.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::{ControlState, status};
+
+const MAX_HEAD: usize = 8192;
+
+pub(super) async fn handle(
+    mut stream: TcpStream,
+    state: &ControlState<'_>,
+    prometheus: &PrometheusHandle,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return respond(&mut stream, 400, "text/plain", "bad request\n").await;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut words = text.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    match (method, path) {
+        ("GET", "/metrics") => respond(&mut stream, 200, "text/plain; version=0.0.4", &prometheus.render()).await,
+        ("GET", "/status") => respond(&mut stream, 200, "application/json", &format!("{}\n", status(state))).await,
+        ("POST", "/retune") | ("PUT", "/retune") => {
+            let value = query.split('&').find_map(|kv| kv.strip_prefix("min_spots=")).map(str::parse::<u32>);
+            let (code, body) = match value {
+                Some(Ok(n)) => match state.plan.trigger().set_min_spots(n) {
+                    Ok(()) => {
+                        eprintln!("hitgate: trigger retuned: min_spots = {n}");
+                        (200, serde_json::json!({ "min_spots": n }))
+                    }
+                    Err(e) => (409, serde_json::json!({ "error": e.to_string() })),
+                },
+                _ => (400, serde_json::json!({ "error": "expected ?min_spots=N with N a whole number" })),
+            };
+            respond(&mut stream, code, "application/json", &format!("{body}\n")).await
+        }
+        ("GET", "/") => {
+            respond(&mut stream, 200, "text/plain", "GET /metrics\nGET /status\nPOST /retune?min_spots=N\n").await
+        }
+        _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        409 => "Conflict",
+        _ => "Error",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

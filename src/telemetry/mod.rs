@@ -1,0 +1,120 @@
+//! Metric names as constants, described once, and the per-batch flushing of counts kept locally on
+//! the hot path. Nothing here runs per packet: stages count in plain integers and call a flusher per
+//! batch, which turns the difference since the last flush into counter increments.
+
+pub mod latency;
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics::{Counter, counter, describe_counter, describe_gauge, describe_histogram};
+
+use crate::frame::{AssemblyCounters, PacketDrop};
+
+pub const PACKETS_RECEIVED: &str = "hitgate_packets_received_total";
+pub const BYTES_RECEIVED: &str = "hitgate_bytes_received_total";
+pub const PACKETS_PLACED: &str = "hitgate_packets_placed_total";
+pub const PACKETS_DROPPED: &str = "hitgate_packets_dropped_total";
+pub const PACKETS_LOST: &str = "hitgate_packets_lost_total";
+pub const FRAMES: &str = "hitgate_frames_total";
+pub const FRAMES_ACCEPTED: &str = "hitgate_frames_accepted_total";
+pub const FRAMES_REJECTED: &str = "hitgate_frames_rejected_total";
+pub const QUEUE_PUSHED: &str = "hitgate_queue_pushed_total";
+pub const QUEUE_POPPED: &str = "hitgate_queue_popped_total";
+pub const POOL_FREE_SLOTS: &str = "hitgate_pool_free_slots";
+pub const PACKET_TO_VERDICT: &str = "hitgate_packet_to_verdict_seconds";
+pub const REDUCE_TIME: &str = "hitgate_reduce_seconds";
+pub const TRIGGER_MIN_SPOTS: &str = "hitgate_trigger_min_spots";
+
+/// Describes every metric once (help text for the exporter).
+pub fn describe() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        describe_counter!(PACKETS_RECEIVED, "Datagrams taken from the source");
+        describe_counter!(BYTES_RECEIVED, "Bytes of datagrams taken from the source");
+        describe_counter!(PACKETS_PLACED, "Detector packets placed in their frame");
+        describe_counter!(PACKETS_DROPPED, "Datagrams not placed, by reason");
+        describe_counter!(PACKETS_LOST, "Packets that never arrived, counted when their frame left assembly");
+        describe_counter!(FRAMES, "Frames leaving assembly, by outcome");
+        describe_counter!(FRAMES_ACCEPTED, "Frames the trigger accepted");
+        describe_counter!(FRAMES_REJECTED, "Frames the trigger rejected");
+        describe_counter!(QUEUE_PUSHED, "Frames pushed into a queue between stages");
+        describe_counter!(QUEUE_POPPED, "Frames popped from a queue between stages");
+        describe_gauge!(POOL_FREE_SLOTS, "Frame slots free in the pool");
+        describe_histogram!(
+            PACKET_TO_VERDICT,
+            metrics::Unit::Seconds,
+            "First packet of a frame received to its verdict written"
+        );
+        describe_histogram!(REDUCE_TIME, metrics::Unit::Seconds, "Reducer time per frame");
+        describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
+    });
+}
+
+/// Nanoseconds on one monotonic clock shared by every thread of the process, so a time taken by the
+/// receiver can be compared with one taken by the sink.
+pub fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Turns an assembler's running counts into metric increments, once per batch.
+pub struct AssemblyFlusher {
+    last: AssemblyCounters,
+    last_records: u64,
+    last_bytes: u64,
+    received: Counter,
+    bytes: Counter,
+    placed: Counter,
+    lost: Counter,
+    dropped: Vec<Counter>,
+    complete: Counter,
+    partial: Counter,
+    partial_dropped: Counter,
+    no_slot: Counter,
+}
+
+impl Default for AssemblyFlusher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AssemblyFlusher {
+    pub fn new() -> AssemblyFlusher {
+        describe();
+        AssemblyFlusher {
+            last: AssemblyCounters::default(),
+            last_records: 0,
+            last_bytes: 0,
+            received: counter!(PACKETS_RECEIVED),
+            bytes: counter!(BYTES_RECEIVED),
+            placed: counter!(PACKETS_PLACED),
+            lost: counter!(PACKETS_LOST),
+            dropped: PacketDrop::ALL.iter().map(|r| counter!(PACKETS_DROPPED, "reason" => r.label())).collect(),
+            complete: counter!(FRAMES, "outcome" => "complete"),
+            partial: counter!(FRAMES, "outcome" => "partial"),
+            partial_dropped: counter!(FRAMES, "outcome" => "partial_dropped"),
+            no_slot: counter!(FRAMES, "outcome" => "dropped_no_slot"),
+        }
+    }
+
+    /// Adds what changed since the last flush.
+    pub fn flush(&mut self, now: &AssemblyCounters, records: u64, bytes: u64) {
+        let l = &self.last;
+        self.received.increment(records - self.last_records);
+        self.bytes.increment(bytes - self.last_bytes);
+        self.placed.increment(now.packets_placed - l.packets_placed);
+        self.lost.increment(now.packets_lost - l.packets_lost);
+        for (i, c) in self.dropped.iter().enumerate() {
+            c.increment(now.packets_dropped[i] - l.packets_dropped[i]);
+        }
+        self.complete.increment(now.frames_complete - l.frames_complete);
+        self.partial.increment(now.frames_partial - l.frames_partial);
+        self.partial_dropped.increment(now.frames_partial_dropped - l.frames_partial_dropped);
+        self.no_slot.increment(now.frames_no_slot - l.frames_no_slot);
+        self.last = *now;
+        self.last_records = records;
+        self.last_bytes = bytes;
+    }
+}

@@ -62,6 +62,8 @@ pub(super) struct SourceOutcome {
     /// Frames assembled but dropped because the reducers' ring was full.
     pub frames_dropped_queue_full: u64,
     pub input_error: Option<String>,
+    /// CPU time of the source thread (receiving, assembling).
+    pub cpu_seconds: f64,
 }
 
 struct SinkOutcome {
@@ -158,7 +160,9 @@ impl Plan {
             let source = spawn("hg-source")
                 .spawn_scoped(s, move || {
                     let context = SourceContext { plan: self, pool, out: to_reducers, abort, progress };
-                    let outcome = source(&context);
+                    let cpu0 = telemetry::thread_cpu_seconds();
+                    let mut outcome = source(&context);
+                    outcome.cpu_seconds = telemetry::thread_cpu_seconds() - cpu0;
                     to_reducers.close();
                     outcome
                 })
@@ -187,6 +191,7 @@ impl Plan {
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,
+            source_cpu_seconds: outcome.cpu_seconds,
             latency_p50_us: sinks.latency.quantile_us(0.5),
             latency_p99_us: sinks.latency.quantile_us(0.99),
         })

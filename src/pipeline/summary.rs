@@ -42,6 +42,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
     pub input_error: Option<String>,
+    /// CPU time the source thread (receive or read, assemble) used.
+    pub source_cpu_seconds: f64,
     /// From a frame's first packet received to its verdict written (live runs).
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,

@@ -58,6 +58,16 @@ pub fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// CPU seconds (user + system) the calling thread has used so far, from `/proc/thread-self/stat`
+/// (10 ms resolution); 0 where that is not available.
+pub fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Turns an assembler's running counts into metric increments, once per batch.
 pub struct AssemblyFlusher {
     last: AssemblyCounters,

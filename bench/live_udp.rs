@@ -1,0 +1,206 @@
+//! Live reception over loopback at rising frame rates: the highest JUNGFRAU frame rate `hitgate`'s
+//! live pipeline (receive, assemble, calibrate, find spots, trigger, null sink) takes with zero loss,
+//! beside the highest rate a bare `recvmmsg` drain of the same stream takes in the same run — the
+//! machine's limit. Also the receiver's CPU per GB received and packet-to-verdict latency.
+//!
+//! The sender is `hitgate send`, a separate process, so this process's CPU time is the receiver's.
+//! `cargo bench --bench live_udp`
+
+#[path = "common.rs"]
+mod common;
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hitgate::config::{Config, SinkSection};
+use hitgate::ingest::udp::{RecvBatch, UdpBatchSocket, pollfd, wait_readable};
+use hitgate::pipeline::{Plan, Progress};
+use hitgate::sim::SimConfig;
+
+const FRAMES: u64 = 200;
+const LOOPS: u32 = 4;
+const RECV_BUFFER: usize = 16 << 20;
+const RATES_HZ: [f64; 13] =
+    [250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0];
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct Trial {
+    /// Frame rate the sender actually reached.
+    sent_hz: f64,
+    received: u64,
+    expected: u64,
+    bytes: u64,
+    /// CPU of the whole receiving process (hitgate: receive, assemble, reduce, sink).
+    cpu_s: f64,
+    /// CPU of the receiving thread alone (hitgate: receive and place into frames).
+    receive_cpu_s: f64,
+    latency: Option<(u64, u64)>,
+}
+
+/// Sends the capture at `hz`; the packets sent and the frame rate reached.
+fn send(capture: &std::path::Path, port: u16, hz: f64) -> (u64, f64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args([
+            "send",
+            capture.to_str().unwrap(),
+            "--to",
+            &format!("127.0.0.1:{port}"),
+            "--frame-rate-hz",
+            &hz.to_string(),
+            "--loops",
+            &LOOPS.to_string(),
+        ])
+        .output()
+        .expect("hitgate send");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "sent  N datagrams, X GB in T s: R datagrams/s, ..."
+    let per_second: f64 =
+        text.split("s: ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (u64::from(LOOPS) * FRAMES * 128, per_second / 128.0)
+}
+
+fn bare_drain(capture: &std::path::Path, port: u16, hz: f64) -> Trial {
+    let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+    let (socket, _) = UdpBatchSocket::bind(localhost, port, RECV_BUFFER).unwrap();
+    let stop = AtomicBool::new(false);
+    let cpu0 = cpu_seconds();
+    let (received, bytes, expected) = std::thread::scope(|s| {
+        let drain = s.spawn(|| {
+            let cpu0 = hitgate::telemetry::thread_cpu_seconds();
+            let mut batch = RecvBatch::new(64, 9216);
+            let mut fds = [pollfd(socket.raw_fd())];
+            let (mut n, mut bytes) = (0u64, 0u64);
+            loop {
+                let got = socket.recv_batch(&mut batch).unwrap();
+                bytes += batch.datagrams().map(|(d, _)| d.len() as u64).sum::<u64>();
+                n += got as u64;
+                if got == 0 {
+                    if stop.load(Ordering::Relaxed) {
+                        return (n, bytes, hitgate::telemetry::thread_cpu_seconds() - cpu0);
+                    }
+                    let _ = wait_readable(&mut fds, 2);
+                }
+            }
+        });
+        let (expected, sent_hz) = send(capture, port, hz);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let (n, bytes, thread_cpu) = drain.join().unwrap();
+        (n, bytes, (expected, sent_hz, thread_cpu))
+    });
+    let (expected, sent_hz, receive_cpu_s) = expected;
+    Trial { sent_hz, received, expected, bytes, cpu_s: cpu_seconds() - cpu0, receive_cpu_s, latency: None }
+}
+
+fn hitgate_live(plan: &Plan, capture: &std::path::Path, port: u16, hz: f64) -> Trial {
+    let sources = plan.bind_udp().unwrap();
+    let stop = AtomicBool::new(false);
+    let progress = Progress::default();
+    let cpu0 = cpu_seconds();
+    let (summary, expected) = std::thread::scope(|s| {
+        let run = s.spawn(|| plan.run_live(sources, &stop, &progress).unwrap());
+        let sent = send(capture, port, hz);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        (run.join().unwrap(), sent)
+    });
+    let (expected, sent_hz) = expected;
+    let a = &summary.assembly;
+    let clean =
+        a.packets_offered() == a.packets_placed && summary.frames_dropped_queue_full == 0 && a.frames_no_slot == 0;
+    let received = if clean { a.packets_placed } else { a.packets_placed.min(expected.saturating_sub(1)) };
+    let latency = summary.latency_p50_us.zip(summary.latency_p99_us);
+    Trial {
+        sent_hz,
+        received,
+        expected,
+        bytes: summary.input_bytes,
+        cpu_s: cpu_seconds() - cpu0,
+        receive_cpu_s: summary.source_cpu_seconds,
+        latency,
+    }
+}
+
+fn main() {
+    let (dir, out) = common::simulated(&SimConfig { frames: FRAMES, hit_rate: 0.25, seed: 5, ..SimConfig::default() });
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = Config::load(&out.replay_config).unwrap();
+    config.detector.first_udp_port = Some(port);
+    config.udp.bind_address = "127.0.0.1".parse().unwrap();
+    config.udp.recv_buffer_bytes = RECV_BUFFER;
+    config.control.enabled = false;
+    config.sinks = vec![SinkSection::Null];
+    let plan = Plan::new(config).unwrap();
+    let _ = hitgate::control::prometheus();
+    println!(
+        "live UDP over loopback, JUNGFRAU module (128 × 8240 B per frame), {} frames per trial, {RECV_BUFFER} B receive buffer",
+        FRAMES * u64::from(LOOPS)
+    );
+    // Both receivers at each rate in turn, so every comparison is at the same rate in the same run.
+    let mut last_both: Option<(f64, Trial, Trial)> = None;
+    for hz in RATES_HZ {
+        let started = Instant::now();
+        let bare = bare_drain(&out.capture, port, hz);
+        let ours = hitgate_live(&plan, &out.capture, port, hz);
+        for (name, t) in [("bare recvmmsg drain", &bare), ("hitgate run", &ours)] {
+            println!(
+                "  {name:<20} asked {hz:6.0} Hz, sent {:6.0} Hz ({:5.2} GB/s): {} of {} packets{}  CPU {:.2} s/GB (receiving thread {:.2}){}",
+                t.sent_hz,
+                t.sent_hz * 128.0 * 8240.0 / 1e9,
+                t.received,
+                t.expected,
+                if t.received == t.expected { ", no loss" } else { ", LOSS" },
+                t.cpu_s / (t.bytes.max(1) as f64 / 1e9),
+                t.receive_cpu_s / (t.bytes.max(1) as f64 / 1e9),
+                t.latency.map(|(a, b)| format!(", packet→verdict p50 ≤ {a} µs p99 ≤ {b} µs")).unwrap_or_default(),
+            );
+        }
+        println!("  ({:.1} s)", started.elapsed().as_secs_f64());
+        let lossless = bare.received == bare.expected && ours.received == ours.expected;
+        let topped = bare.sent_hz < 0.9 * hz || ours.sent_hz < 0.9 * hz;
+        if !lossless {
+            println!(
+                "  loss at {hz:.0} Hz: {} by the bare drain, {} by hitgate",
+                bare.expected - bare.received,
+                ours.expected - ours.received
+            );
+            break;
+        }
+        last_both = Some((hz, bare, ours));
+        if topped {
+            println!("  the sender cannot go faster beside the receiver on this machine: stopping here");
+            break;
+        }
+    }
+    if let Some((hz, bare, ours)) = last_both {
+        let per_gb = |t: &Trial, cpu: f64| cpu / (t.bytes as f64 / 1e9);
+        println!(
+            "highest rate asked with zero loss by both: {hz:.0} Hz (sent: bare {:.0} Hz, hitgate {:.0} Hz; ratio of rates reached {:.2}, target ≥ 0.9)",
+            bare.sent_hz,
+            ours.sent_hz,
+            ours.sent_hz / bare.sent_hz
+        );
+        println!(
+            "receive + place CPU per GB: hitgate's receiving thread {:.2} s vs bare drain {:.2} s, ratio {:.2} (budget ≤ 1.1); whole hitgate process {:.2} s/GB",
+            per_gb(&ours, ours.receive_cpu_s),
+            per_gb(&bare, bare.receive_cpu_s),
+            per_gb(&ours, ours.receive_cpu_s) / per_gb(&bare, bare.receive_cpu_s),
+            per_gb(&ours, ours.cpu_s)
+        );
+        if let Some((p50, p99)) = ours.latency {
+            println!("packet-to-verdict latency at that rate: p50 ≤ {p50} µs, p99 ≤ {p99} µs");
+        }
+    }
+    drop(dir);
+}

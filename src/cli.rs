@@ -110,9 +110,14 @@ pub struct SimulateArgs {
 #[derive(Args)]
 pub struct SendArgs {
     capture: PathBuf,
-    /// HOST, or HOST:PORT[,PORT…] — one port per destination port of the capture, in ascending order.
+    /// HOST, or HOST:PORT[,PORT…] — one port per destination port of the capture, in ascending
+    /// order; or dma:PATH to write into a DMA ring as the card would.
     #[arg(long)]
     to: String,
+    /// With dma:PATH, drop (and count) a payload when the host holds every buffer, as a card does,
+    /// instead of waiting.
+    #[arg(long)]
+    dma_drop_when_full: bool,
     /// Send at the recorded pace times this factor (the default pace is the recorded one).
     #[arg(long, conflicts_with_all = ["frame_rate_hz", "packet_rate", "fast"])]
     speed: Option<f64>,
@@ -410,6 +415,12 @@ fn print_inventory(path: &Path, inv: &hitgate::ingest::inventory::CaptureInvento
     }
 }
 
+/// Where a live run's packets come from.
+enum LiveSource {
+    Udp(hitgate::pipeline::UdpSources),
+    Dma(hitgate::ingest::dma::DmaRing),
+}
+
 /// A flag set by SIGINT or SIGTERM.
 fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -423,25 +434,35 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
     // Installed before any stage starts: metrics recorded earlier would be lost.
     let _ = hitgate::control::prometheus();
     let plan = Plan::new(config).context("preparing the pipeline")?;
-    let sources = plan.bind_udp().context("binding the detector's UDP ports")?;
-    for (port, report) in &sources.reports {
-        if report.is_short() {
-            eprintln!("hitgate: warning: UDP port {port}: {}", report.advice());
+    let source = if plan.config.dma.device.is_some() {
+        LiveSource::Dma(plan.open_dma().context("opening the DMA ring")?)
+    } else {
+        let sources = plan.bind_udp().context("binding the detector's UDP ports")?;
+        for (port, report) in &sources.reports {
+            if report.is_short() {
+                eprintln!("hitgate: warning: UDP port {port}: {}", report.advice());
+            }
         }
-    }
+        LiveSource::Udp(sources)
+    };
     let control = &plan.config.control;
     let listener = if control.enabled { Some(hitgate::control::bind(control.listen_address)?) } else { None };
-    let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
     if let Some(l) = &listener {
         eprintln!("control plane on http://{} (/metrics, /status, POST /retune?min_spots=N)", l.local_addr()?);
     }
-    eprintln!(
-        "receiving {} × {} on {} port(s) {} — Ctrl-C to stop",
-        plan.geometry.modules,
-        plan.geometry.model.name,
-        plan.config.udp.bind_address,
-        ports.join(",")
-    );
+    let from = match &source {
+        LiveSource::Udp(sources) => {
+            let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
+            format!("on {} port(s) {}", plan.config.udp.bind_address, ports.join(","))
+        }
+        LiveSource::Dma(ring) => format!(
+            "from DMA ring {} ({} buffers of {} bytes)",
+            plan.config.dma.device.as_deref().unwrap_or(Path::new("?")).display(),
+            ring.buffer_count(),
+            ring.buffer_bytes()
+        ),
+    };
+    eprintln!("receiving {} × {} {from} — Ctrl-C to stop", plan.geometry.modules, plan.geometry.model.name);
     let stop = stop_on_signals()?;
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::clone(&reload))
@@ -493,7 +514,10 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
                 eprint!("\r\x1b[2K");
             });
         }
-        let r = plan.run_live(sources, &stop, &progress);
+        let r = match source {
+            LiveSource::Udp(sources) => plan.run_live(sources, &stop, &progress),
+            LiveSource::Dma(ring) => plan.run_dma(ring, &stop, &progress),
+        };
         done.store(true, Ordering::Relaxed);
         r.context("running live")
     })
@@ -501,7 +525,15 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
 
 fn send(a: &SendArgs) -> Result<hitgate::send::SendSummary> {
     use hitgate::send::{SendFaults, SendOptions, SendPace};
-    let (host, ports) = parse_destination(&a.to)?;
+    let (target, ports) = match a.to.strip_prefix("dma:") {
+        Some(path) => {
+            (hitgate::send::SendTarget::Dma { path: path.into(), drop_when_full: a.dma_drop_when_full }, Vec::new())
+        }
+        None => {
+            let (host, ports) = parse_destination(&a.to)?;
+            (hitgate::send::SendTarget::Udp(host), ports)
+        }
+    };
     let pace = match (a.speed, a.frame_rate_hz, a.packet_rate, a.fast) {
         (_, _, _, true) => SendPace::AsFastAsPossible,
         (_, _, Some(per_second), _) => SendPace::PacketRate { per_second },
@@ -509,7 +541,7 @@ fn send(a: &SendArgs) -> Result<hitgate::send::SendSummary> {
         (speed, _, _, _) => SendPace::Recorded { speed: speed.unwrap_or(1.0) },
     };
     let options = SendOptions {
-        host,
+        target,
         ports,
         pace,
         loops: a.loops,

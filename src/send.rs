@@ -41,9 +41,19 @@ pub struct SendFaults {
     pub seed: u64,
 }
 
+/// Where the datagrams go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SendTarget {
+    /// UDP to this host.
+    Udp(IpAddr),
+    /// Into a DMA ring, as the card would write it; `drop_when_full` drops (and counts) a payload that
+    /// finds no free buffer instead of waiting for the host.
+    Dma { path: std::path::PathBuf, drop_when_full: bool },
+}
+
 #[derive(Clone, Debug)]
 pub struct SendOptions {
-    pub host: IpAddr,
+    pub target: SendTarget,
     /// Destination ports, in the order of the capture's own destination ports (ascending); one port
     /// per capture port. Empty keeps the capture's ports.
     pub ports: Vec<u16>,
@@ -73,6 +83,8 @@ pub struct SendSummary {
     pub input_error: Option<String>,
     /// Sending stopped early on request.
     pub interrupted: bool,
+    /// Payloads a DMA card dropped because the host held every buffer.
+    pub dma_dropped: u64,
 }
 
 impl std::fmt::Display for SendSummary {
@@ -99,6 +111,9 @@ impl std::fmt::Display for SendSummary {
         if self.interrupted {
             writeln!(f, "interrupted before the end")?;
         }
+        if self.dma_dropped > 0 {
+            writeln!(f, "dma          {} payloads dropped: every buffer was held by the host", self.dma_dropped)?;
+        }
         Ok(())
     }
 }
@@ -109,6 +124,8 @@ pub enum SendError {
     Capture(#[from] PcapError),
     #[error(transparent)]
     Socket(#[from] UdpError),
+    #[error(transparent)]
+    Dma(#[from] crate::ingest::dma::DmaError),
     #[error("sending failed")]
     Send(#[source] std::io::Error),
     #[error("{given} destination ports given for the capture's {needed} ports {ports:?}")]
@@ -185,12 +202,17 @@ pub fn send(capture: &Capture, options: &SendOptions, stop: &AtomicBool) -> Resu
     // Capture ports map onto the given ports in ascending order.
     let mut sorted = capture_ports.clone();
     sorted.sort_unstable();
+    let host = match &options.target {
+        SendTarget::Udp(host) => *host,
+        // A DMA card addresses by port only; the host part is unused.
+        SendTarget::Dma { .. } => IpAddr::from([127, 0, 0, 1]),
+    };
     let destinations: Vec<SocketAddr> = if options.ports.is_empty() {
-        capture_ports.iter().map(|&p| SocketAddr::new(options.host, p)).collect()
+        capture_ports.iter().map(|&p| SocketAddr::new(host, p)).collect()
     } else if options.ports.len() == sorted.len() {
         capture_ports
             .iter()
-            .map(|p| SocketAddr::new(options.host, options.ports[sorted.iter().position(|q| q == p).unwrap_or(0)]))
+            .map(|p| SocketAddr::new(host, options.ports[sorted.iter().position(|q| q == p).unwrap_or(0)]))
             .collect()
     } else {
         return Err(SendError::PortCount { given: options.ports.len(), needed: sorted.len(), ports: sorted });
@@ -201,19 +223,32 @@ pub fn send(capture: &Capture, options: &SendOptions, stop: &AtomicBool) -> Resu
     let t0 = plan[0].timestamp_ns;
     let duration_ns = plan.iter().map(|p| p.timestamp_ns.saturating_sub(t0)).max().unwrap_or(0);
 
-    let socket = UdpBatchSocket::for_sending(destinations[0], options.send_buffer_bytes)?;
     let slot = payload_at.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-    let mut batch = SendBatch::new(options.batch.max(1), slot);
-    let mut rng = Rng::new(options.faults.seed, 0x5e4d);
+    let out = match &options.target {
+        SendTarget::Udp(_) => Out::Udp {
+            socket: UdpBatchSocket::for_sending(destinations[0], options.send_buffer_bytes)?,
+            batch: SendBatch::new(options.batch.max(1), slot),
+        },
+        SendTarget::Dma { path, drop_when_full } => {
+            Out::Dma { ring: crate::ingest::dma::DmaRing::open(path)?, drop_when_full: *drop_when_full }
+        }
+    };
+    summary.first_frame = u64::MAX;
+    let mut w = Writer {
+        capture,
+        out,
+        rng: Rng::new(options.faults.seed, 0x5e4d),
+        corrupt: options.faults.corrupt,
+        scratch: vec![0u8; slot],
+        summary,
+    };
     let mut held: Vec<(usize, u64, usize)> = Vec::new();
-    let mut scratch = vec![0u8; slot];
     let started = Instant::now();
     let mut sequence = 0u64;
-    summary.first_frame = u64::MAX;
     'passes: for pass in 0..u64::from(options.loops) {
         for (i, p) in plan.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
-                summary.interrupted = true;
+                w.summary.interrupted = true;
                 break 'passes;
             }
             let frame_offset = pass * span;
@@ -228,56 +263,33 @@ pub fn send(capture: &Capture, options: &SendOptions, stop: &AtomicBool) -> Resu
                 SendPace::AsFastAsPossible => None,
             };
             sequence += 1;
-            if let Some(due) = due {
-                let now = started.elapsed();
-                if due > now {
-                    flush(&socket, &mut batch)?;
-                    wait_until(started, due);
-                }
+            if let Some(due) = due
+                && due > started.elapsed()
+            {
+                w.flush()?;
+                wait_until(started, due);
             }
-            if rng.uniform() < options.faults.loss {
-                summary.lost += 1;
+            if w.rng.uniform() < options.faults.loss {
+                w.summary.lost += 1;
                 continue;
             }
-            let copies = if rng.uniform() < options.faults.duplicate { 2 } else { 1 };
-            summary.duplicated += copies - 1;
-            if rng.uniform() < options.faults.reorder {
+            let copies = if w.rng.uniform() < options.faults.duplicate { 2 } else { 1 };
+            w.summary.duplicated += copies - 1;
+            if w.rng.uniform() < options.faults.reorder {
                 // Held back and released a few datagrams later.
-                held.push((i, frame_offset, 1 + rng.below(8)));
-                summary.reordered += 1;
+                held.push((i, frame_offset, 1 + w.rng.below(8)));
+                w.summary.reordered += 1;
                 continue;
             }
             for _ in 0..copies {
-                queue(
-                    capture,
-                    &payload_at[i],
-                    destinations[p.port_index],
-                    frame_offset,
-                    &mut rng,
-                    options.faults.corrupt,
-                    &mut scratch,
-                    &mut batch,
-                    &socket,
-                    &mut summary,
-                )?;
+                w.queue(payload_at[i], destinations[p.port_index], frame_offset, stop)?;
             }
             let mut k = 0;
             while k < held.len() {
                 held[k].2 -= 1;
                 if held[k].2 == 0 {
                     let (j, offset, _) = held.swap_remove(k);
-                    queue(
-                        capture,
-                        &payload_at[j],
-                        destinations[plan[j].port_index],
-                        offset,
-                        &mut rng,
-                        options.faults.corrupt,
-                        &mut scratch,
-                        &mut batch,
-                        &socket,
-                        &mut summary,
-                    )?;
+                    w.queue(payload_at[j], destinations[plan[j].port_index], offset, stop)?;
                 } else {
                     k += 1;
                 }
@@ -285,20 +297,10 @@ pub fn send(capture: &Capture, options: &SendOptions, stop: &AtomicBool) -> Resu
         }
     }
     for (j, offset, _) in std::mem::take(&mut held) {
-        queue(
-            capture,
-            &payload_at[j],
-            destinations[plan[j].port_index],
-            offset,
-            &mut rng,
-            options.faults.corrupt,
-            &mut scratch,
-            &mut batch,
-            &socket,
-            &mut summary,
-        )?;
+        w.queue(payload_at[j], destinations[plan[j].port_index], offset, stop)?;
     }
-    flush(&socket, &mut batch)?;
+    w.flush()?;
+    let mut summary = w.summary;
     summary.elapsed = started.elapsed();
     if summary.first_frame == u64::MAX {
         summary.first_frame = 0;
@@ -310,45 +312,82 @@ fn frame_number_of(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
-/// Copies one datagram into the batch (frame number moved on by `frame_offset`, maybe corrupted),
-/// sending the batch first when it is full.
-#[allow(clippy::too_many_arguments)]
-fn queue(
-    capture: &Capture,
-    at: &(usize, usize),
-    to: SocketAddr,
-    frame_offset: u64,
-    rng: &mut Rng,
+/// Where the sender's datagrams go.
+enum Out {
+    Udp { socket: UdpBatchSocket, batch: SendBatch },
+    Dma { ring: crate::ingest::dma::DmaRing, drop_when_full: bool },
+}
+
+/// The sending side of one run: output, damage and account.
+struct Writer<'a> {
+    capture: &'a Capture,
+    out: Out,
+    rng: Rng,
     corrupt: f64,
-    scratch: &mut [u8],
-    batch: &mut SendBatch,
-    socket: &UdpBatchSocket,
-    summary: &mut SendSummary,
-) -> Result<(), SendError> {
-    let payload = &capture.bytes()[at.0..at.0 + at.1];
-    let out = &mut scratch[..payload.len()];
-    out.copy_from_slice(payload);
-    if let Some(frame) = frame_number_of(out).filter(|_| out.len() >= HEADER_BYTES) {
-        let frame = frame + frame_offset;
-        out[..8].copy_from_slice(&frame.to_le_bytes());
-        summary.first_frame = summary.first_frame.min(frame);
-        summary.last_frame = summary.last_frame.max(frame);
-        if rng.uniform() < corrupt {
-            out[rng.below(HEADER_BYTES)] ^= 1 + rng.below(255) as u8;
-            summary.corrupted += 1;
+    scratch: Vec<u8>,
+    summary: SendSummary,
+}
+
+impl Writer<'_> {
+    /// Sends one datagram of the capture (frame number moved on by `frame_offset`, maybe corrupted).
+    fn queue(
+        &mut self,
+        at: (usize, usize),
+        to: SocketAddr,
+        frame_offset: u64,
+        stop: &AtomicBool,
+    ) -> Result<(), SendError> {
+        let payload = &self.capture.bytes()[at.0..at.0 + at.1];
+        let data = &mut self.scratch[..payload.len()];
+        data.copy_from_slice(payload);
+        if let Some(frame) = frame_number_of(data).filter(|_| data.len() >= HEADER_BYTES) {
+            let frame = frame + frame_offset;
+            data[..8].copy_from_slice(&frame.to_le_bytes());
+            self.summary.first_frame = self.summary.first_frame.min(frame);
+            self.summary.last_frame = self.summary.last_frame.max(frame);
+            if self.rng.uniform() < self.corrupt {
+                data[self.rng.below(HEADER_BYTES)] ^= 1 + self.rng.below(255) as u8;
+                self.summary.corrupted += 1;
+            }
+        }
+        let data = &self.scratch[..payload.len()];
+        match &mut self.out {
+            Out::Udp { socket, batch } => {
+                if batch.is_full() {
+                    flush_udp(socket, batch)?;
+                }
+                batch.push(to, data);
+            }
+            Out::Dma { ring, drop_when_full } => {
+                // A card waits for the host to return a buffer, or drops the payload and counts it.
+                while !ring.produce(to.port(), data) {
+                    if *drop_when_full {
+                        ring.count_drop();
+                        self.summary.dma_dropped += 1;
+                        return Ok(());
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
+        self.summary.datagrams_sent += 1;
+        self.summary.bytes_sent += data.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SendError> {
+        match &mut self.out {
+            Out::Udp { socket, batch } => flush_udp(socket, batch),
+            Out::Dma { .. } => Ok(()),
         }
     }
-    if batch.is_full() {
-        flush(socket, batch)?;
-    }
-    batch.push(to, out);
-    summary.datagrams_sent += 1;
-    summary.bytes_sent += out.len() as u64;
-    Ok(())
 }
 
 /// Sends everything queued, retrying while the kernel's send buffer is full.
-fn flush(socket: &UdpBatchSocket, batch: &mut SendBatch) -> Result<(), SendError> {
+fn flush_udp(socket: &UdpBatchSocket, batch: &mut SendBatch) -> Result<(), SendError> {
     while !batch.is_empty() {
         let n = socket.send_batch(batch).map_err(SendError::Send)?;
         if n == 0 {

@@ -42,6 +42,7 @@ struct LiveRun {
 
 impl LiveRun {
     /// Starts `hitgate run` for a simulated run's detector on `ports` and waits until it receives.
+    /// `extra` is added to the config's `[assembler]` section (and may open new sections).
     fn start(sim_dir: &Path, model: &str, ports: &[u16], out: &Path, extra: &str) -> LiveRun {
         let config = out.join("live.toml");
         std::fs::create_dir_all(out).unwrap();
@@ -132,7 +133,11 @@ path = "features.jsonl"
 
 fn send(capture: &Path, ports: &[u16], args: &[&str]) -> String {
     let to = format!("127.0.0.1:{}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
-    let o = Command::new(bin()).args(["send", capture.to_str().unwrap(), "--to", &to]).args(args).output().unwrap();
+    send_to(capture, &to, args)
+}
+
+fn send_to(capture: &Path, to: &str, args: &[&str]) -> String {
+    let o = Command::new(bin()).args(["send", capture.to_str().unwrap(), "--to", to]).args(args).output().unwrap();
     assert!(o.status.success(), "send: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).to_string()
 }
@@ -350,4 +355,62 @@ fn the_control_plane_reports_retunes_and_reloads() {
     let (status, summary) = live.terminate();
     assert!(status.status.success(), "{summary}");
     assert!(summary.contains("latency      first packet to verdict"), "{summary}");
+}
+
+/// A DMA ring as the source: the host creates it, `hitgate send --to dma:` fills it as the card.
+fn dma_section(ring: &Path, buffers: u32) -> String {
+    format!("\n[dma]\ndevice = \"{}\"\ncreate_buffers = {buffers}\n", ring.display())
+}
+
+#[test]
+fn a_dma_ring_delivers_what_the_udp_path_does() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 120, hit_rate: 0.3, seed: 43, model: "jungfrau-2if".into(), ..SimConfig::default() },
+    );
+    let ring = dir.path().join("ring");
+    let live = LiveRun::start(
+        &dir.path().join("sim"),
+        "jungfrau-2if",
+        &[50001, 50002],
+        &dir.path().join("live"),
+        &dma_section(&ring, 64),
+    );
+    // 64 buffers for 15360 packets: the ring wraps 240 times; the card waits for buffers.
+    send_to(&sim.capture, &format!("dma:{}", ring.display()), &["--frame-rate-hz", "400"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("packets      15360 placed, 0 lost"), "{summary}");
+    common::replay(common::replay_config(&sim), &sim.capture);
+    let offline = read_verdicts(&dir.path().join("sim/replay/features.jsonl")).unwrap();
+    assert_eq!(read_verdicts(&out.join("features.jsonl")).unwrap(), offline);
+}
+
+#[test]
+fn a_slow_host_makes_the_card_drop_and_every_drop_is_accounted() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(&dir.path().join("sim"), &SimConfig { frames: 60, seed: 47, ..SimConfig::default() });
+    let ring = dir.path().join("ring");
+    // A tiny ring and a host that sleeps 20 ms whenever it finds it empty: the card outruns it.
+    let extra = dma_section(&ring, 16) + "idle_sleep_us = 20000\n";
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &[50001], &dir.path().join("live"), &extra);
+    let sent = send_to(&sim.capture, &format!("dma:{}", ring.display()), &["--fast", "--dma-drop-when-full"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    let delivered = number_before(&sent, "datagrams,");
+    let dropped = number_before(&sent, "payloads dropped");
+    assert!(dropped > 0, "{sent}");
+    assert_eq!(delivered + dropped, 60 * 128, "{sent}");
+    // Everything the card delivered was placed; what it dropped shows up as lost packets, or as
+    // frames that never reached the host at all.
+    let placed = number_before(&summary, "placed");
+    let lost = number_before(&summary, "lost");
+    assert_eq!(placed, delivered, "{summary}");
+    assert!(lost <= dropped && lost > 0, "{summary}\n{sent}");
 }

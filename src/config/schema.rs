@@ -23,6 +23,8 @@ pub struct Config {
     #[serde(default)]
     pub control: ControlSection,
     #[serde(default)]
+    pub dma: DmaSection,
+    #[serde(default)]
     pub calibration: CalibrationSection,
     #[serde(default)]
     pub trigger: TriggerSection,
@@ -96,6 +98,28 @@ pub struct ControlSection {
 impl Default for ControlSection {
     fn default() -> Self {
         ControlSection { enabled: true, listen_address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
+}
+
+/// A DMA ring as source for `hitgate run` instead of UDP (see `ingest::dma` for the layout).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DmaSection {
+    /// The ring: a `/dev` node exposing the layout, or a file shared with an emulated card. When set,
+    /// `hitgate run` reads it instead of the UDP ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<PathBuf>,
+    /// How long the source sleeps when the ring is empty.
+    pub idle_sleep_us: u64,
+    /// For a file-backed ring: create it at start with this many buffers (a power of two), as a
+    /// driver allocates its DMA buffers. 0 opens an existing ring (a device node).
+    pub create_buffers: u32,
+    pub create_buffer_bytes: u32,
+}
+
+impl Default for DmaSection {
+    fn default() -> Self {
+        DmaSection { device: None, idle_sleep_us: 50, create_buffers: 0, create_buffer_bytes: 9216 }
     }
 }
 
@@ -257,6 +281,7 @@ impl Config {
             assembler: AssemblerSection::default(),
             udp: UdpSection::default(),
             control: ControlSection::default(),
+            dma: DmaSection::default(),
             reducer: ReducerSection::default(),
             calibration: CalibrationSection::default(),
             trigger: TriggerSection::default(),
@@ -276,6 +301,9 @@ impl Config {
         };
         if let Some(f) = self.calibration.file.as_mut() {
             fix(f);
+        }
+        if let Some(d) = self.dma.device.as_mut() {
+            fix(d);
         }
         for sink in &mut self.sinks {
             match sink {
@@ -433,6 +461,27 @@ impl Config {
             } else if let Some(j) = r.cpus[..i].iter().position(|c| c == cpu) {
                 bad(&format!("reducer.cpus[{i}]"), format!("CPU {cpu} is already claimed by reducer.cpus[{j}]"));
             }
+        }
+        let dma = &self.dma;
+        if dma.idle_sleep_us > 100_000 {
+            bad("dma.idle_sleep_us", format!("{} is above 100000", dma.idle_sleep_us));
+        }
+        if dma.create_buffers != 0 && !dma.create_buffers.is_power_of_two() {
+            bad("dma.create_buffers", format!("{} is not a power of two", dma.create_buffers));
+        }
+        if let Some(model) = DetectorModel::by_name(&d.model)
+            && dma.create_buffers != 0
+            && (dma.create_buffer_bytes as usize) < model.packet_bytes()
+        {
+            bad(
+                "dma.create_buffer_bytes",
+                format!(
+                    "{} is smaller than a {} packet ({} bytes)",
+                    dma.create_buffer_bytes,
+                    model.name,
+                    model.packet_bytes()
+                ),
+            );
         }
         let c = &self.calibration;
         if !(1.0..=200.0).contains(&c.photon_energy_kev) {

@@ -221,6 +221,12 @@ impl Assembler {
         Err(reason)
     }
 
+    /// Counts a packet its source already knows is bad (e.g. cut short by a DMA engine), so that
+    /// every packet offered is still counted exactly once.
+    pub fn count_drop(&mut self, reason: PacketDrop) {
+        let _ = self.drop_packet(reason);
+    }
+
     /// Offers one UDP payload that arrived on `udp_port` at `now_ns`.
     ///
     /// # Errors

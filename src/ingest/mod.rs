@@ -1,6 +1,7 @@
 //! Packet sources. Each reads packets from its medium and hands them on without copying them more
 //! than once; the assembler takes them from there.
 
+pub mod dma;
 pub mod inventory;
 pub mod linklayer;
 pub mod pcap;

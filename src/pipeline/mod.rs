@@ -37,6 +37,10 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Udp(#[from] crate::ingest::udp::UdpError),
+    #[error(transparent)]
+    Dma(#[from] crate::ingest::dma::DmaError),
+    #[error("no DMA device configured (dma.device)")]
+    NoDmaDevice,
     #[error("cannot start thread {name}")]
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]

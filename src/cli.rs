@@ -453,7 +453,8 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
     let from = match &source {
         LiveSource::Udp(sources) => {
             let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
-            format!("on {} port(s) {}", plan.config.udp.bind_address, ports.join(","))
+            let threads = plan.config.udp.receiver_threads.clamp(1, ports.len().max(1));
+            format!("on {} port(s) {} with {threads} receiver thread(s)", plan.config.udp.bind_address, ports.join(","))
         }
         LiveSource::Dma(ring) => format!(
             "from DMA ring {} ({} buffers of {} bytes)",

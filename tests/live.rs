@@ -44,6 +44,11 @@ impl LiveRun {
     /// Starts `hitgate run` for a simulated run's detector on `ports` and waits until it receives.
     /// `extra` is added to the config's `[assembler]` section (and may open new sections).
     fn start(sim_dir: &Path, model: &str, ports: &[u16], out: &Path, extra: &str) -> LiveRun {
+        Self::start_with(sim_dir, model, ports, out, extra, "")
+    }
+
+    /// As [`LiveRun::start`], with `udp_extra` added to the `[udp]` section.
+    fn start_with(sim_dir: &Path, model: &str, ports: &[u16], out: &Path, extra: &str, udp_extra: &str) -> LiveRun {
         let config = out.join("live.toml");
         std::fs::create_dir_all(out).unwrap();
         let ports_list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -62,6 +67,7 @@ frame_timeout_us = 200000
 [udp]
 bind_address = "127.0.0.1"
 recv_buffer_bytes = 67108864
+{udp_extra}
 
 [control]
 listen_address = "127.0.0.1:0"
@@ -91,6 +97,7 @@ path = "features.jsonl"
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         let mut control = String::new();
+        let mut receiving = String::new();
         let started = Instant::now();
         while !line.contains("receiving") {
             line.clear();
@@ -99,6 +106,7 @@ path = "features.jsonl"
             if let Some(rest) = line.strip_prefix("control plane on http://") {
                 control = rest.split_whitespace().next().unwrap().to_string();
             }
+            receiving.clone_from(&line);
         }
         // Keep draining stderr so the child never blocks on a full pipe, and keep what it says.
         let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -110,6 +118,7 @@ path = "features.jsonl"
                 line.clear();
             }
         });
+        said.lock().unwrap().push_str(&receiving);
         LiveRun { child, out: out.to_path_buf(), config, control, stderr: said }
     }
 
@@ -152,13 +161,24 @@ fn number_before(text: &str, word: &str) -> u64 {
 #[test]
 fn live_reception_matches_the_offline_replay_frame_for_frame() {
     let _turn = turn();
+    live_matches_offline("");
+}
+
+#[test]
+fn several_receiver_threads_deliver_the_same_frames() {
+    let _turn = turn();
+    live_matches_offline("receiver_threads = 2");
+}
+
+fn live_matches_offline(udp_extra: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(
         &dir.path().join("sim"),
         &SimConfig { frames: 150, hit_rate: 0.3, seed: 23, model: "jungfrau-2if".into(), ..SimConfig::default() },
     );
     let ports = free_ports(2);
-    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-2if", &ports, &dir.path().join("live"), "");
+    let live =
+        LiveRun::start_with(&dir.path().join("sim"), "jungfrau-2if", &ports, &dir.path().join("live"), "", udp_extra);
     send(&sim.capture, &ports, &["--frame-rate-hz", "300"]);
     std::thread::sleep(Duration::from_millis(300));
     let out = live.out.clone();

@@ -136,9 +136,17 @@ pub struct UdpSection {
     pub recv_buffer_bytes: usize,
     /// Datagrams taken per `recvmmsg` call.
     pub batch_packets: usize,
-    /// CPU the receiver thread is pinned to.
+    /// CPU the receiving (assembling) thread is pinned to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiver_cpu: Option<usize>,
+    /// Threads calling `recvmmsg`, the detector's ports shared among them round-robin. With 1 the
+    /// assembling thread receives itself; with more, receivers hand whole batches to it.
+    pub receiver_threads: usize,
+    /// CPU for each receiver thread, in order (with `receiver_threads` above 1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub receiver_cpus: Vec<usize>,
+    /// Batches in circulation between receiver threads and the assembling thread.
+    pub handoff_batches: usize,
 }
 
 impl Default for UdpSection {
@@ -149,6 +157,9 @@ impl Default for UdpSection {
             recv_buffer_bytes: 256 << 20,
             batch_packets: 64,
             receiver_cpu: None,
+            receiver_threads: 1,
+            receiver_cpus: Vec::new(),
+            handoff_batches: 32,
         }
     }
 }
@@ -444,22 +455,33 @@ impl Config {
         if u.batch_packets == 0 || u.batch_packets > 1024 {
             bad("udp.batch_packets", format!("{} is outside 1..=1024", u.batch_packets));
         }
+        if u.receiver_threads == 0 || u.receiver_threads > 64 {
+            bad("udp.receiver_threads", format!("{} is outside 1..=64", u.receiver_threads));
+        }
+        if u.handoff_batches < u.receiver_threads * 2 || u.handoff_batches > 4096 {
+            bad(
+                "udp.handoff_batches",
+                format!(
+                    "{} is outside {}..=4096 (two per receiver thread at least)",
+                    u.handoff_batches,
+                    u.receiver_threads * 2
+                ),
+            );
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for (key, cpu) in u
+        // Every pinned thread: its key and CPU. Two threads pinned to one CPU is a clash.
+        let pinned: Vec<(String, usize)> = u
             .receiver_cpu
             .iter()
             .map(|c| ("udp.receiver_cpu".to_string(), *c))
+            .chain(u.receiver_cpus.iter().enumerate().map(|(i, c)| (format!("udp.receiver_cpus[{i}]"), *c)))
             .chain(r.cpus.iter().enumerate().map(|(i, c)| (format!("reducer.cpus[{i}]"), *c)))
-        {
-            if cpu >= cpus {
-                bad(&key, format!("CPU {cpu} does not exist here (0..{cpus})"));
-            }
-        }
-        for (i, cpu) in r.cpus.iter().enumerate() {
-            if u.receiver_cpu == Some(*cpu) {
-                bad(&format!("reducer.cpus[{i}]"), format!("CPU {cpu} is already the receiver's (udp.receiver_cpu)"));
-            } else if let Some(j) = r.cpus[..i].iter().position(|c| c == cpu) {
-                bad(&format!("reducer.cpus[{i}]"), format!("CPU {cpu} is already claimed by reducer.cpus[{j}]"));
+            .collect();
+        for (i, (key, cpu)) in pinned.iter().enumerate() {
+            if *cpu >= cpus {
+                bad(key, format!("CPU {cpu} does not exist here (0..{cpus})"));
+            } else if let Some((other, _)) = pinned[..i].iter().find(|(_, c)| c == cpu) {
+                bad(key, format!("CPU {cpu} is already claimed by {other}"));
             }
         }
         let dma = &self.dma;

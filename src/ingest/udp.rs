@@ -199,6 +199,8 @@ pub fn pollfd(fd: RawFd) -> libc::pollfd {
 
 /// Caller-owned buffers for one `recvmmsg` call: `batch` datagrams of up to `slot_bytes` each.
 pub struct RecvBatch {
+    /// The UDP port the batch was received on, for a batch handed to another thread.
+    pub port: u16,
     buffers: Vec<u8>,
     slot_bytes: usize,
     iovecs: Vec<libc::iovec>,
@@ -220,6 +222,7 @@ impl RecvBatch {
         // SAFETY: as above.
         let zero_header: libc::mmsghdr = unsafe { std::mem::zeroed() };
         RecvBatch {
+            port: 0,
             buffers: vec![0; batch * slot_bytes],
             slot_bytes,
             iovecs: vec![zero_iovec; batch],

@@ -1,15 +1,19 @@
-//! The live source: the detector's UDP ports received on one named (optionally pinned) thread with
-//! batched `recvmmsg`, each payload copied once into its frame slot by the assembler. Receiving never
+//! The live sources. UDP: the detector's ports received with batched `recvmmsg` on one named
+//! (optionally pinned) thread, or on several receiver threads that hand whole batches to the
+//! assembling thread; each payload is copied once into its frame slot by the assembler. DMA: a
+//! mapped descriptor ring read in batches. Receiving never
 //! waits on later stages: a frame that finds no free slot or a full queue is dropped and counted. On
 //! stop, what the kernel already queued is still read and assembled before the source ends.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::stages::{SourceContext, SourceOutcome, pin_to};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, pollfd, wait_readable};
+use crate::ring::Ring;
 use crate::telemetry::{self, AssemblyFlusher};
 
 /// How long the receiver sleeps in `poll` when nothing arrives; also how often partial frames are
@@ -60,11 +64,12 @@ impl Plan {
 
 fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
     pin_to(ctx.plan.config.udp.receiver_cpu);
+    if ctx.plan.config.udp.receiver_threads > 1 && sources.sockets.len() > 1 {
+        return handoff_udp_source(ctx, sources, stop);
+    }
     let mut assembler = ctx.assembler();
     let mut outcome = SourceOutcome::default();
-    // Room for the largest jumbo datagram: anything longer is cut, flagged and counted as oversized.
-    let slot = (ctx.plan.geometry.model.packet_bytes() + 64).max(9216);
-    let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot);
+    let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot_bytes(ctx));
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
     let mut flusher = AssemblyFlusher::new();
     let mut stopping = false;
@@ -113,6 +118,155 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
     outcome.assembly = *assembler.counters();
     outcome
+}
+
+/// Largest datagram a receive buffer takes: anything longer is cut, flagged and, being longer than
+/// any packet, counted as oversized by the assembler.
+fn slot_bytes(ctx: &SourceContext<'_>) -> usize {
+    (ctx.plan.geometry.model.packet_bytes() + 64).max(9216)
+}
+
+/// Several receiver threads, each with its share of the ports, fill batches and hand them whole to
+/// this thread, which assembles. Batches circulate between two bounded rings and are never
+/// allocated after start; a receiver with no free batch waits (the kernel's buffer holds meanwhile)
+/// rather than drop what the kernel delivered.
+fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
+    let u = &ctx.plan.config.udp;
+    let threads = u.receiver_threads.min(sources.sockets.len());
+    let free: Ring<Box<RecvBatch>> = Ring::new(u.handoff_batches);
+    let full: Ring<Box<RecvBatch>> = Ring::new(u.handoff_batches);
+    for _ in 0..u.handoff_batches {
+        let _ = free.try_push(Box::new(RecvBatch::new(u.batch_packets, slot_bytes(ctx))));
+    }
+    let receivers_left = AtomicUsize::new(threads);
+    let receive_error: Mutex<Option<String>> = Mutex::new(None);
+    let mut assembler = ctx.assembler();
+    let mut outcome = SourceOutcome::default();
+    let mut flusher = AssemblyFlusher::new();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let mine: Vec<&(u16, UdpBatchSocket)> = sources.sockets.iter().skip(t).step_by(threads).collect();
+            let cpu = u.receiver_cpus.get(t).copied();
+            let (free, full, left, error, abort) = (&free, &full, &receivers_left, &receive_error, ctx.abort);
+            let spawned = std::thread::Builder::new().name(format!("hg-recv-{t}")).spawn_scoped(s, move || {
+                pin_to(cpu);
+                receive_batches(&mine, free, full, stop, abort, error);
+                if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    full.close();
+                }
+            });
+            if let Err(e) = spawned {
+                receive_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(format!("cannot start receiver thread {t}: {e}"));
+                if receivers_left.fetch_sub(threads - t, Ordering::AcqRel) == threads - t {
+                    full.close();
+                }
+                break;
+            }
+        }
+        let backoff = crossbeam::utils::Backoff::new();
+        loop {
+            match full.try_pop() {
+                Some(batch) => {
+                    backoff.reset();
+                    let now_ns = telemetry::now_ns();
+                    for (datagram, _truncated) in batch.datagrams() {
+                        outcome.input_bytes += datagram.len() as u64;
+                        outcome.records += 1;
+                        let _ = assembler.push(batch.port, datagram, now_ns);
+                    }
+                    // Every batch came from `free`, so there is always room to give it back.
+                    let _ = free.try_push(batch);
+                    outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
+                }
+                None if full.is_drained() => break,
+                None => {
+                    assembler.poll_timeouts(telemetry::now_ns());
+                    outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
+                    ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
+                    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+                    if backoff.is_completed() {
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    } else {
+                        backoff.snooze();
+                    }
+                }
+            }
+        }
+    });
+    assembler.flush();
+    ctx.forward_waiting(&mut assembler);
+    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+    outcome.assembly = *assembler.counters();
+    outcome.input_error = receive_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcome
+}
+
+/// One receiver thread: `recvmmsg` on its sockets into free batches, full ones handed on. On stop it
+/// reads what the kernel queued, then returns.
+fn receive_batches(
+    sockets: &[&(u16, UdpBatchSocket)],
+    free: &Ring<Box<RecvBatch>>,
+    full: &Ring<Box<RecvBatch>>,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+    error: &Mutex<Option<String>>,
+) {
+    let mut fds: Vec<libc::pollfd> = sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
+    let mut stopping = false;
+    loop {
+        let mut received = 0;
+        for (port, socket) in sockets {
+            let Some(mut batch) = wait_for(free, abort) else { return };
+            match socket.recv_batch(&mut batch) {
+                Ok(n) if n > 0 => {
+                    received += n;
+                    batch.port = *port;
+                    let _ = full.push_waiting(batch, || true);
+                }
+                Ok(_) => {
+                    let _ = free.try_push(batch);
+                }
+                Err(e) => {
+                    let _ = free.try_push(batch);
+                    error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(format!("receiving on UDP port {port}: {e}"));
+                }
+            }
+        }
+        if received == 0 {
+            if stopping || abort.load(Ordering::Relaxed) {
+                return;
+            }
+            if stop.load(Ordering::Relaxed) {
+                stopping = true;
+                continue;
+            }
+            let _ = wait_readable(&mut fds, IDLE_POLL_MS);
+        }
+    }
+}
+
+/// A free batch, waiting for the assembling thread to return one; `None` if the run is aborted.
+fn wait_for(free: &Ring<Box<RecvBatch>>, abort: &AtomicBool) -> Option<Box<RecvBatch>> {
+    let backoff = crossbeam::utils::Backoff::new();
+    loop {
+        if let Some(b) = free.try_pop() {
+            return Some(b);
+        }
+        if abort.load(Ordering::Relaxed) {
+            return None;
+        }
+        if backoff.is_completed() {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        } else {
+            backoff.snooze();
+        }
+    }
 }
 
 impl Plan {

@@ -132,6 +132,104 @@ fn hitgate_live(plan: &Plan, capture: &std::path::Path, port: u16, hz: f64) -> T
     }
 }
 
+/// Receive buffer for the backlog measurement: room for the whole stream, queued before reading.
+const BACKLOG_BUFFER: usize = (2 << 30) - (1 << 20);
+const BACKLOG_FRAMES: u64 = 800;
+const BACKLOG_ROUNDS: usize = 3;
+
+/// Queues `frames` frames of the stream in the socket's buffer with nothing reading, then returns
+/// the number of datagrams sent.
+fn queue_backlog(capture: &std::path::Path, port: u16) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args([
+            "send",
+            capture.to_str().unwrap(),
+            "--to",
+            &format!("127.0.0.1:{port}"),
+            "--fast",
+            "--loops",
+            &(BACKLOG_FRAMES / FRAMES).to_string(),
+        ])
+        .output()
+        .expect("hitgate send");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    BACKLOG_FRAMES * 128
+}
+
+/// How fast each receiver empties the same backlog: its own capacity, with no sender sharing the cores.
+/// Returns the ratio of rates (hitgate / bare drain), or `None` when the buffer could not be had.
+fn backlog_drain(plan_for: &dyn Fn(u16) -> Plan, capture: &std::path::Path) -> Option<f64> {
+    let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+    // Bare drain.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (socket, report) = UdpBatchSocket::bind(localhost, port, BACKLOG_BUFFER).unwrap();
+    if report.is_short() {
+        println!("backlog drain skipped: {}", report.advice());
+        return None;
+    }
+    let sent = queue_backlog(capture, port);
+    let mut batch = RecvBatch::new(64, 9216);
+    let cpu0 = hitgate::telemetry::thread_cpu_seconds();
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    while let Ok(n) = socket.recv_batch(&mut batch) {
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    let bare_s = t0.elapsed().as_secs_f64();
+    let bare_cpu = hitgate::telemetry::thread_cpu_seconds() - cpu0;
+    drop(socket);
+    // hitgate: the same backlog queued on its bound socket before the pipeline starts.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let plan = plan_for(port);
+    let sources = plan.bind_udp().unwrap();
+    let sent_again = queue_backlog(capture, port);
+    let stop = AtomicBool::new(false);
+    let progress = Progress::default();
+    let bytes = sent_again * 8240;
+    let t0 = Instant::now();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| plan.run_live(sources, &stop, &progress).unwrap());
+        // Done when every datagram has been read and every frame has a verdict.
+        // Sleeping, not spinning: this thread must not take a core from the pipeline it measures.
+        while progress.frames_done.load(Ordering::Relaxed) < BACKLOG_FRAMES && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        stop.store(true, Ordering::Relaxed);
+        run.join().unwrap()
+    });
+    let ours_s = t0.elapsed().as_secs_f64();
+    let placed = summary.assembly.packets_placed;
+    println!(
+        "backlog of {BACKLOG_FRAMES} frames ({:.2} GB) queued in a {} MiB receive buffer, then drained:",
+        bytes as f64 / 1e9,
+        BACKLOG_BUFFER >> 20
+    );
+    println!(
+        "  bare recvmmsg drain  {got} of {sent} datagrams in {bare_s:.3} s: {:.0} frames/s, {:.2} GB/s, thread CPU {:.2} s/GB",
+        got as f64 / 128.0 / bare_s,
+        got as f64 * 8240.0 / 1e9 / bare_s,
+        bare_cpu / (got as f64 * 8240.0 / 1e9)
+    );
+    println!(
+        "  hitgate run          {placed} of {sent_again} placed, {} verdicts in {ours_s:.3} s: {:.0} frames/s, {:.2} GB/s (receiving thread CPU {:.2} s/GB)",
+        summary.frames_out(),
+        summary.frames_out() as f64 / ours_s,
+        placed as f64 * 8240.0 / 1e9 / ours_s,
+        summary.source_cpu_seconds / (placed.max(1) as f64 * 8240.0 / 1e9)
+    );
+    let ratio = (summary.frames_out() as f64 / ours_s) / (got as f64 / 128.0 / bare_s);
+    let caveat = if got == sent && placed == sent_again {
+        ""
+    } else {
+        " — the kernel dropped part of the backlog: figures are for what was queued"
+    };
+    println!("  ratio of rates (hitgate / bare drain): {ratio:.2}{caveat}");
+    Some(ratio)
+}
+
 fn main() {
     let (dir, out) = common::simulated(&SimConfig { frames: FRAMES, hit_rate: 0.25, seed: 5, ..SimConfig::default() });
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -201,6 +299,25 @@ fn main() {
         if let Some((p50, p99)) = ours.latency {
             println!("packet-to-verdict latency at that rate: p50 ≤ {p50} µs, p99 ≤ {p99} µs");
         }
+    }
+    let base = plan.config.clone();
+    drop(plan);
+    let plan_for = |port| {
+        let mut c = base.clone();
+        c.detector.first_udp_port = Some(port);
+        c.udp.recv_buffer_bytes = BACKLOG_BUFFER;
+        c.assembler.pool_frames = 256;
+        c.reducer.queue_frames = 128;
+        Plan::new(c).unwrap()
+    };
+    let mut ratios: Vec<f64> = (0..BACKLOG_ROUNDS).filter_map(|_| backlog_drain(&plan_for, &out.capture)).collect();
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        println!(
+            "backlog drain, hitgate / bare drain over {} rounds: {:?}, median {median:.2} (target ≥ 0.9)",
+            ratios.len(),
+            ratios.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>()
+        );
     }
     drop(dir);
 }

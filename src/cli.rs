@@ -453,8 +453,11 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
     let from = match &source {
         LiveSource::Udp(sources) => {
             let ports: Vec<String> = sources.reports.iter().map(|(p, _)| p.to_string()).collect();
-            let threads = plan.config.udp.receiver_threads.clamp(1, ports.len().max(1));
-            format!("on {} port(s) {} with {threads} receiver thread(s)", plan.config.udp.bind_address, ports.join(","))
+            let receivers = match plan.config.udp.receiver_threads {
+                0 => "receiving on the assembling thread".to_string(),
+                n => format!("with {} receiver thread(s)", n.min(ports.len())),
+            };
+            format!("on {} port(s) {} {receivers}", plan.config.udp.bind_address, ports.join(","))
         }
         LiveSource::Dma(ring) => format!(
             "from DMA ring {} ({} buffers of {} bytes)",

@@ -139,8 +139,9 @@ pub struct UdpSection {
     /// CPU the receiving (assembling) thread is pinned to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiver_cpu: Option<usize>,
-    /// Threads calling `recvmmsg`, the detector's ports shared among them round-robin. With 1 the
-    /// assembling thread receives itself; with more, receivers hand whole batches to it.
+    /// Threads calling `recvmmsg`, the detector's ports shared among them round-robin, handing whole
+    /// batches to the assembling thread. 0: the assembling thread receives itself (one thread less,
+    /// but receiving and copying into frames then share one core).
     pub receiver_threads: usize,
     /// CPU for each receiver thread, in order (with `receiver_threads` above 1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -157,7 +158,7 @@ impl Default for UdpSection {
             recv_buffer_bytes: 256 << 20,
             batch_packets: 64,
             receiver_cpu: None,
-            receiver_threads: 1,
+            receiver_threads: 0,
             receiver_cpus: Vec::new(),
             handoff_batches: 32,
         }
@@ -455,8 +456,8 @@ impl Config {
         if u.batch_packets == 0 || u.batch_packets > 1024 {
             bad("udp.batch_packets", format!("{} is outside 1..=1024", u.batch_packets));
         }
-        if u.receiver_threads == 0 || u.receiver_threads > 64 {
-            bad("udp.receiver_threads", format!("{} is outside 1..=64", u.receiver_threads));
+        if u.receiver_threads > 64 {
+            bad("udp.receiver_threads", format!("{} is above 64", u.receiver_threads));
         }
         if u.handoff_batches < u.receiver_threads * 2 || u.handoff_batches > 4096 {
             bad(

@@ -117,6 +117,7 @@ fn status(state: &ControlState<'_>) -> serde_json::Value {
         "input_bytes": p.input_bytes_read.load(Ordering::Relaxed),
         "frames_done": p.frames_done.load(Ordering::Relaxed),
         "frames_accepted": p.frames_accepted.load(Ordering::Relaxed),
+        "frames_dropped": p.frames_dropped.load(Ordering::Relaxed),
         "pool": { "slots": pool.capacity(), "free": pool.free_slots() },
         "trigger": { "kind": format!("{:?}", state.plan.config.trigger.kind).to_lowercase(), "min_spots": state.plan.trigger().min_spots() },
     })

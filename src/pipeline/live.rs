@@ -64,7 +64,7 @@ impl Plan {
 
 fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
     pin_to(ctx.plan.config.udp.receiver_cpu);
-    if ctx.plan.config.udp.receiver_threads > 1 && sources.sockets.len() > 1 {
+    if ctx.plan.config.udp.receiver_threads > 0 {
         return handoff_udp_source(ctx, sources, stop);
     }
     let mut assembler = ctx.assembler();
@@ -101,6 +101,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
         outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
         ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
         flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+        ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
         if received == 0 {
             if stopping || ctx.abort.load(Ordering::Relaxed) {
                 break;
@@ -116,6 +117,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     assembler.flush();
     ctx.forward_waiting(&mut assembler);
     flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
     outcome.assembly = *assembler.counters();
     outcome
 }
@@ -132,7 +134,7 @@ fn slot_bytes(ctx: &SourceContext<'_>) -> usize {
 /// rather than drop what the kernel delivered.
 fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
     let u = &ctx.plan.config.udp;
-    let threads = u.receiver_threads.min(sources.sockets.len());
+    let threads = u.receiver_threads.clamp(1, sources.sockets.len().max(1));
     let free: Ring<Box<RecvBatch>> = Ring::new(u.handoff_batches);
     let full: Ring<Box<RecvBatch>> = Ring::new(u.handoff_batches);
     for _ in 0..u.handoff_batches {
@@ -187,6 +189,7 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
                     outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
                     ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
                     flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+                    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
                     if backoff.is_completed() {
                         std::thread::sleep(std::time::Duration::from_micros(50));
                     } else {
@@ -199,6 +202,7 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
     assembler.flush();
     ctx.forward_waiting(&mut assembler);
     flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
     outcome.assembly = *assembler.counters();
     outcome.input_error = receive_error.into_inner().unwrap_or_else(|p| p.into_inner());
     outcome
@@ -327,6 +331,7 @@ fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, s
         outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
         ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
         flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+        ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
         if n == 0 {
             if stopping || ctx.abort.load(Ordering::Relaxed) {
                 break;
@@ -341,6 +346,7 @@ fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, s
     assembler.flush();
     ctx.forward_waiting(&mut assembler);
     flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
+    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
     outcome.assembly = *assembler.counters();
     outcome
 }

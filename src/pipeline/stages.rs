@@ -39,6 +39,13 @@ impl SourceContext<'_> {
         }
     }
 
+    /// Publishes how many frames were dropped so far (for progress and `/status`).
+    pub fn report_drops(&self, assembler: &Assembler, dropped_queue_full: u64) {
+        let c = assembler.counters();
+        let dropped = c.frames_no_slot + c.frames_partial_dropped + dropped_queue_full;
+        self.progress.frames_dropped.store(dropped, Ordering::Relaxed);
+    }
+
     /// Hands on every ready frame without waiting; a frame that finds the ring full is dropped (its
     /// slot goes back to the pool) and counted. Returns how many were dropped.
     pub fn forward_or_drop(&self, assembler: &mut Assembler) -> u64 {

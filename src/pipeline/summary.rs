@@ -15,6 +15,8 @@ pub struct Progress {
     pub input_bytes_total: AtomicU64,
     pub frames_done: AtomicU64,
     pub frames_accepted: AtomicU64,
+    /// Frames that left assembly but were dropped (no slot, full queue, partial by policy).
+    pub frames_dropped: AtomicU64,
 }
 
 impl Progress {

@@ -94,17 +94,26 @@ pub struct SimulateArgs {
     /// Sample-to-detector distance.
     #[arg(long, default_value_t = 100.0)]
     distance_mm: f64,
-    /// Fractions of packets lost, reordered and duplicated on the way.
-    #[arg(long, default_value_t = 0.0)]
-    loss: f64,
-    #[arg(long, default_value_t = 0.0)]
-    reorder: f64,
-    #[arg(long, default_value_t = 0.0)]
-    duplicate: f64,
+    #[command(flatten)]
+    faults: FaultArgs,
     #[arg(long, value_enum, default_value = "pcap")]
     format: CaptureFileFormat,
     #[arg(long, value_enum, default_value = "ethernet")]
     link: LinkFraming,
+}
+
+/// Damage to the packet stream, as fractions of packets.
+#[derive(Args)]
+pub struct FaultArgs {
+    /// Fraction of packets lost on the way.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Fraction of packets arriving a few places late.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Fraction of packets arriving twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
 }
 
 #[derive(Args)]
@@ -133,13 +142,9 @@ pub struct SendArgs {
     /// Times through the capture; frame numbers carry on rising.
     #[arg(long, default_value_t = 1)]
     loops: u32,
-    /// Fractions of packets lost, reordered, duplicated, with a corrupted header.
-    #[arg(long, default_value_t = 0.0)]
-    loss: f64,
-    #[arg(long, default_value_t = 0.0)]
-    reorder: f64,
-    #[arg(long, default_value_t = 0.0)]
-    duplicate: f64,
+    #[command(flatten)]
+    faults: FaultArgs,
+    /// Fraction of packets with a corrupted header.
     #[arg(long, default_value_t = 0.0)]
     corrupt: f64,
     #[arg(long, default_value_t = 1)]
@@ -263,7 +268,7 @@ fn sim_config(a: &SimulateArgs) -> SimConfig {
         frame_rate_hz: a.frame_rate_hz,
         photon_energy_kev: a.photon_energy_kev,
         distance_mm: a.distance_mm,
-        faults: PacketFaults { loss: a.loss, reorder: a.reorder, duplicate: a.duplicate },
+        faults: PacketFaults { loss: a.faults.loss, reorder: a.faults.reorder, duplicate: a.faults.duplicate },
         format: a.format,
         framing: a.link,
         ..SimConfig::default()
@@ -550,9 +555,9 @@ fn send(a: &SendArgs) -> Result<hitgate::send::SendSummary> {
         pace,
         loops: a.loops,
         faults: SendFaults {
-            loss: a.loss,
-            reorder: a.reorder,
-            duplicate: a.duplicate,
+            loss: a.faults.loss,
+            reorder: a.faults.reorder,
+            duplicate: a.faults.duplicate,
             corrupt: a.corrupt,
             seed: a.seed,
         },

@@ -23,6 +23,48 @@ const IDLE_POLL_MS: i32 = 2;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LiveOptions {}
 
+/// What every live source keeps: its assembler, its account and its metric flusher, with the
+/// bookkeeping done after each batch and at the end.
+struct LiveAssembly {
+    assembler: crate::frame::Assembler,
+    outcome: SourceOutcome,
+    flusher: AssemblyFlusher,
+}
+
+impl LiveAssembly {
+    fn new(ctx: &SourceContext<'_>) -> LiveAssembly {
+        LiveAssembly { assembler: ctx.assembler(), outcome: SourceOutcome::default(), flusher: AssemblyFlusher::new() }
+    }
+
+    /// Hands on what is ready; a frame that finds the reducers' queue full is dropped and counted.
+    fn forward(&mut self, ctx: &SourceContext<'_>) {
+        self.outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut self.assembler);
+    }
+
+    /// After a batch (or an idle wait): timed-out frames leave, progress and metrics are published.
+    fn after_batch(&mut self, ctx: &SourceContext<'_>) {
+        self.assembler.poll_timeouts(telemetry::now_ns());
+        self.forward(ctx);
+        self.publish(ctx);
+    }
+
+    fn publish(&mut self, ctx: &SourceContext<'_>) {
+        let o = &self.outcome;
+        ctx.progress.input_bytes_read.store(o.input_bytes, Ordering::Relaxed);
+        self.flusher.flush(self.assembler.counters(), o.records, o.input_bytes);
+        ctx.report_drops(&self.assembler, o.frames_dropped_queue_full);
+    }
+
+    /// The source is done: every frame still assembling leaves, waiting for room this time.
+    fn finish(mut self, ctx: &SourceContext<'_>) -> SourceOutcome {
+        self.assembler.flush();
+        ctx.forward_waiting(&mut self.assembler);
+        self.publish(ctx);
+        self.outcome.assembly = *self.assembler.counters();
+        self.outcome
+    }
+}
+
 /// The detector's sockets, bound when the run is prepared.
 pub struct UdpSources {
     sockets: Vec<(u16, UdpBatchSocket)>,
@@ -67,11 +109,9 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     if ctx.plan.config.udp.receiver_threads > 0 {
         return handoff_udp_source(ctx, sources, stop);
     }
-    let mut assembler = ctx.assembler();
-    let mut outcome = SourceOutcome::default();
+    let mut live = LiveAssembly::new(ctx);
     let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot_bytes(ctx));
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
-    let mut flusher = AssemblyFlusher::new();
     let mut stopping = false;
     loop {
         let mut received = 0;
@@ -79,7 +119,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             let n = match socket.recv_batch(&mut batch) {
                 Ok(n) => n,
                 Err(e) => {
-                    outcome.input_error.get_or_insert_with(|| format!("receiving on UDP port {port}: {e}"));
+                    live.outcome.input_error.get_or_insert_with(|| format!("receiving on UDP port {port}: {e}"));
                     0
                 }
             };
@@ -91,17 +131,13 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             for (datagram, _truncated) in batch.datagrams() {
                 // A cut datagram is longer than the slot and so longer than any packet: the
                 // assembler counts it as oversized.
-                outcome.input_bytes += datagram.len() as u64;
-                let _ = assembler.push(*port, datagram, now_ns);
+                live.outcome.input_bytes += datagram.len() as u64;
+                let _ = live.assembler.push(*port, datagram, now_ns);
             }
-            outcome.records += n as u64;
-            outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
+            live.outcome.records += n as u64;
+            live.forward(ctx);
         }
-        assembler.poll_timeouts(telemetry::now_ns());
-        outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
-        ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
-        flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-        ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
+        live.after_batch(ctx);
         if received == 0 {
             if stopping || ctx.abort.load(Ordering::Relaxed) {
                 break;
@@ -114,12 +150,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             let _ = wait_readable(&mut fds, IDLE_POLL_MS);
         }
     }
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
-    outcome.assembly = *assembler.counters();
-    outcome
+    live.finish(ctx)
 }
 
 /// Largest datagram a receive buffer takes: anything longer is cut, flagged and, being longer than
@@ -142,9 +173,7 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
     }
     let receivers_left = AtomicUsize::new(threads);
     let receive_error: Mutex<Option<String>> = Mutex::new(None);
-    let mut assembler = ctx.assembler();
-    let mut outcome = SourceOutcome::default();
-    let mut flusher = AssemblyFlusher::new();
+    let mut live = LiveAssembly::new(ctx);
     std::thread::scope(|s| {
         for t in 0..threads {
             let mine: Vec<&(u16, UdpBatchSocket)> = sources.sockets.iter().skip(t).step_by(threads).collect();
@@ -175,21 +204,17 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
                     backoff.reset();
                     let now_ns = telemetry::now_ns();
                     for (datagram, _truncated) in batch.datagrams() {
-                        outcome.input_bytes += datagram.len() as u64;
-                        outcome.records += 1;
-                        let _ = assembler.push(batch.port, datagram, now_ns);
+                        live.outcome.input_bytes += datagram.len() as u64;
+                        live.outcome.records += 1;
+                        let _ = live.assembler.push(batch.port, datagram, now_ns);
                     }
                     // Every batch came from `free`, so there is always room to give it back.
                     let _ = free.try_push(batch);
-                    outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
+                    live.forward(ctx);
                 }
                 None if full.is_drained() => break,
                 None => {
-                    assembler.poll_timeouts(telemetry::now_ns());
-                    outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
-                    ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
-                    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-                    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
+                    live.after_batch(ctx);
                     if backoff.is_completed() {
                         std::thread::sleep(std::time::Duration::from_micros(50));
                     } else {
@@ -199,11 +224,7 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
             }
         }
     });
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
-    outcome.assembly = *assembler.counters();
+    let mut outcome = live.finish(ctx);
     outcome.input_error = receive_error.into_inner().unwrap_or_else(|p| p.into_inner());
     outcome
 }
@@ -308,30 +329,22 @@ const DMA_BATCH: usize = 256;
 
 fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, stop: &AtomicBool) -> SourceOutcome {
     pin_to(ctx.plan.config.udp.receiver_cpu);
-    let mut assembler = ctx.assembler();
-    let mut outcome = SourceOutcome::default();
-    let mut flusher = AssemblyFlusher::new();
+    let mut live = LiveAssembly::new(ctx);
     let idle = std::time::Duration::from_micros(ctx.plan.config.dma.idle_sleep_us);
     let mut stopping = false;
     loop {
         let now_ns = telemetry::now_ns();
-        let (mut records, mut bytes) = (0u64, 0u64);
+        let LiveAssembly { assembler, outcome, .. } = &mut live;
         let n = ring.consume(DMA_BATCH, |destination, payload, truncated| {
-            records += 1;
-            bytes += payload.len() as u64;
+            outcome.records += 1;
+            outcome.input_bytes += payload.len() as u64;
             if truncated {
                 assembler.count_drop(crate::frame::PacketDrop::Oversized);
             } else {
                 let _ = assembler.push(destination, payload, now_ns);
             }
         });
-        outcome.records += records;
-        outcome.input_bytes += bytes;
-        assembler.poll_timeouts(telemetry::now_ns());
-        outcome.frames_dropped_queue_full += ctx.forward_or_drop(&mut assembler);
-        ctx.progress.input_bytes_read.store(outcome.input_bytes, Ordering::Relaxed);
-        flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-        ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
+        live.after_batch(ctx);
         if n == 0 {
             if stopping || ctx.abort.load(Ordering::Relaxed) {
                 break;
@@ -343,10 +356,5 @@ fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, s
             std::thread::sleep(idle);
         }
     }
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    flusher.flush(assembler.counters(), outcome.records, outcome.input_bytes);
-    ctx.report_drops(&assembler, outcome.frames_dropped_queue_full);
-    outcome.assembly = *assembler.counters();
-    outcome
+    live.finish(ctx)
 }

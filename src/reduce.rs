@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::calib::{CalibrationError, CalibrationMaps, PhotonConverter, counts_as_photons};
-use crate::config::Config;
+use crate::config::{Config, FinderKind};
 use crate::detector::{DetectorGeometry, DetectorType};
-use crate::features::{SpotFinder, SpotFinderParams};
+use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
 use crate::trigger::Trigger;
 
@@ -19,11 +19,17 @@ pub enum Photons {
     Counting,
 }
 
+/// The spot finder, prepared.
+enum FinderPlan {
+    Threshold(SpotFinderParams),
+    Peakfinder8(Peakfinder8Params, RadialMap),
+}
+
 /// Everything a reducer needs that is the same for every worker.
 pub struct ReducerPlan {
     photons: Photons,
     panels: (usize, usize, usize),
-    finder: SpotFinderParams,
+    finder: FinderPlan,
     trigger: Trigger,
 }
 
@@ -53,15 +59,31 @@ impl ReducerPlan {
             }
         };
         let s = &config.trigger.spots;
-        Ok(ReducerPlan {
-            photons,
-            panels: (panels, rows, cols),
-            finder: SpotFinderParams {
+        let finder = match config.features.finder {
+            FinderKind::Threshold => FinderPlan::Threshold(SpotFinderParams {
                 threshold_photons: s.threshold_photons,
                 min_spot_pixels: s.min_spot_pixels,
                 max_spot_pixels: s.max_spot_pixels,
                 min_spot_photons: s.min_spot_photons,
-            },
+            }),
+            FinderKind::Peakfinder8 => {
+                let p = config.features.peakfinder8;
+                let layout = config.image_layout().unwrap_or(crate::detector::ImageLayout {
+                    modules: geometry.modules,
+                    module_rows: geometry.model.module_rows(),
+                    module_cols: geometry.model.module_cols(),
+                    modules_per_row: 1,
+                    gap_rows_px: 0,
+                    gap_cols_px: 0,
+                });
+                let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
+                FinderPlan::Peakfinder8(p, RadialMap::new(&origins, rows, cols, config.beam_center_px(), &p))
+            }
+        };
+        Ok(ReducerPlan {
+            photons,
+            panels: (panels, rows, cols),
+            finder,
             trigger: Trigger::from_config(&config.trigger),
         })
     }
@@ -74,11 +96,18 @@ impl ReducerPlan {
     }
 }
 
+/// A worker's spot finder with its scratch.
+enum Finder {
+    Threshold(SpotFinder),
+    /// Boxed: its scratch is larger than the threshold finder's.
+    Peakfinder8(Box<Peakfinder8>),
+}
+
 /// One worker's reducer: the shared plan plus its own scratch.
 pub struct Reducer {
     plan: Arc<ReducerPlan>,
     photons: Vec<f32>,
-    finder: SpotFinder,
+    finder: Finder,
 }
 
 impl Reducer {
@@ -87,7 +116,10 @@ impl Reducer {
         // Written now, not merely reserved, so its pages are in place before the first frame.
         let mut photons = Vec::with_capacity(rows * cols);
         photons.resize(rows * cols, 0.0);
-        let finder = SpotFinder::new(plan.finder);
+        let finder = match &plan.finder {
+            FinderPlan::Threshold(p) => Finder::Threshold(SpotFinder::new(*p)),
+            FinderPlan::Peakfinder8(p, map) => Finder::Peakfinder8(Box::new(Peakfinder8::new(*p, map.rings))),
+        };
         Reducer { plan, photons, finder }
     }
 
@@ -104,8 +136,16 @@ impl Reducer {
                 Photons::Integrating(conv) => conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons),
                 Photons::Counting => counts_as_photons(raw, &mut self.photons),
             }
-            features.spots_found +=
-                self.finder.find_in_panel(&mut self.photons, rows, cols, panel as u16, &mut features.spots);
+            let (photons, spots, id) = (&mut self.photons, &mut features.spots, panel as u16);
+            features.spots_found += match (&mut self.finder, &self.plan.finder) {
+                (Finder::Peakfinder8(f), FinderPlan::Peakfinder8(_, map)) => {
+                    let rings = &map.ring_of_pixel[panel * panel_pixels..(panel + 1) * panel_pixels];
+                    f.find_in_panel(photons, rings, rows, cols, id, spots)
+                }
+                (Finder::Threshold(f), _) => f.find_in_panel(photons, rows, cols, id, spots),
+                // A worker's finder is built from its plan's, so the two always agree.
+                (Finder::Peakfinder8(_), FinderPlan::Threshold(_)) => 0,
+            };
         }
         let decision = self.plan.trigger.decide(features.spots_found);
         features.score = decision.score;

@@ -163,3 +163,32 @@ fn paced_replay_takes_at_least_the_recorded_time_over_the_speed() {
         assert_eq!(summary.frames_out(), 30);
     }
 }
+
+#[test]
+fn peakfinder8_keeps_clear_hits_and_rejects_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig { frames: 160, hit_rate: 0.3, seed: 11, ..SimConfig::default() };
+    let out = common::simulated(dir.path(), &cfg);
+    let mut config = common::replay_config(&out);
+    config.features.finder = hitgate::config::FinderKind::Peakfinder8;
+    let min_spots = config.trigger.spots.min_spots;
+    let summary = common::replay(config, &out.capture);
+    assert_eq!(summary.frames_out(), 160);
+    let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();
+    let score = TriggerScore::new(&out.truth_summary, &verdicts, 2 * min_spots);
+    println!("{score}");
+    assert!(score.clear_hit_efficiency() >= 0.95, "{score}");
+    assert!(score.rejection() >= 0.98, "{score}");
+    assert!(score.efficiency() >= 0.5, "{score}");
+    // Every recorded spot carries its SNR, at or above the configured minimum.
+    let text = std::fs::read_to_string(dir.path().join("replay/features.jsonl")).unwrap();
+    let mut spots = 0;
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        for spot in record["spots"].as_array().unwrap() {
+            assert!(spot["snr"].as_f64().unwrap() >= 7.0, "{spot}");
+            spots += 1;
+        }
+    }
+    assert!(spots > 100, "{spots} spots recorded");
+}

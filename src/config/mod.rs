@@ -7,8 +7,8 @@ mod schema;
 
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
-    AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, ReducerSection, SinkSection,
-    SpotsTriggerSection, TriggerKind, TriggerSection, UdpSection,
+    AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
+    FinderKind, ReducerSection, SinkSection, SpotsTriggerSection, TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

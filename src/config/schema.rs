@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub calibration: CalibrationSection,
     #[serde(default)]
+    pub features: FeaturesSection,
+    #[serde(default)]
     pub trigger: TriggerSection,
     /// Where results go; each entry is one sink.
     #[serde(default, rename = "sink")]
@@ -56,6 +58,11 @@ pub struct DetectorSection {
     pub module_gap_rows_px: usize,
     #[serde(default)]
     pub module_gap_cols_px: usize,
+    /// Where the direct beam meets the assembled image (pixels); the image centre when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam_center_row_px: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam_center_col_px: Option<f64>,
 }
 
 /// Frame assembly.
@@ -210,6 +217,25 @@ impl Default for CalibrationSection {
     }
 }
 
+/// Which spot finder the reducer runs.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesSection {
+    pub finder: FinderKind,
+    /// Parameters of the peakfinder8 finder (see `features::peakfinder8`).
+    pub peakfinder8: crate::features::Peakfinder8Params,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FinderKind {
+    /// Connected pixels above a fixed photon threshold (`trigger.spots` parameters).
+    #[default]
+    Threshold,
+    /// Per-ring background by sigma clipping, SNR against a local background.
+    Peakfinder8,
+}
+
 /// Which trigger decides, and its parameters.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -289,6 +315,8 @@ impl Config {
                 modules_per_row: 1,
                 module_gap_rows_px: 0,
                 module_gap_cols_px: 0,
+                beam_center_row_px: None,
+                beam_center_col_px: None,
             },
             assembler: AssemblerSection::default(),
             udp: UdpSection::default(),
@@ -296,6 +324,7 @@ impl Config {
             dma: DmaSection::default(),
             reducer: ReducerSection::default(),
             calibration: CalibrationSection::default(),
+            features: FeaturesSection::default(),
             trigger: TriggerSection::default(),
             sinks: vec![
                 SinkSection::Raw { dir: out.join("raw") },
@@ -337,6 +366,27 @@ impl Config {
             (Some(ports), _) => DetectorGeometry::new(&d.model, d.modules, ports.clone()),
             (None, first) => DetectorGeometry::with_consecutive_ports(&d.model, d.modules, first.unwrap_or(50001)),
         }
+    }
+
+    /// How modules sit in the assembled image.
+    pub fn image_layout(&self) -> Option<crate::detector::ImageLayout> {
+        let d = &self.detector;
+        let model = DetectorModel::by_name(&d.model)?;
+        Some(crate::detector::ImageLayout {
+            modules: d.modules,
+            module_rows: model.module_rows(),
+            module_cols: model.module_cols(),
+            modules_per_row: d.modules_per_row.clamp(1, d.modules.max(1)),
+            gap_rows_px: d.module_gap_rows_px,
+            gap_cols_px: d.module_gap_cols_px,
+        })
+    }
+
+    /// The beam centre in image pixels (row, column).
+    pub fn beam_center_px(&self) -> (f64, f64) {
+        let layout = self.image_layout();
+        let (rows, cols) = layout.map_or((0.0, 0.0), |l| (l.image_rows() as f64, l.image_cols() as f64));
+        (self.detector.beam_center_row_px.unwrap_or(rows / 2.0), self.detector.beam_center_col_px.unwrap_or(cols / 2.0))
     }
 
     pub fn assembler_config(&self) -> AssemblerConfig {
@@ -519,6 +569,41 @@ impl Config {
             && !file.is_file()
         {
             bad("calibration.file", format!("{} is not a readable file", file.display()));
+        }
+        let pf = &self.features.peakfinder8;
+        let pf_key = |k: &str| format!("features.peakfinder8.{k}");
+        if pf.ring_width_px.is_nan() || pf.ring_width_px <= 0.0 {
+            bad(&pf_key("ring_width_px"), format!("{} must be above 0", pf.ring_width_px));
+        }
+        if pf.min_photons.is_nan() || pf.min_photons <= 0.0 {
+            bad(&pf_key("min_photons"), format!("{} must be above 0", pf.min_photons));
+        }
+        if pf.min_pixels == 0 || pf.max_pixels < pf.min_pixels {
+            bad(
+                &pf_key("max_pixels"),
+                format!("pixels must satisfy 1 <= min_pixels ({}) <= max_pixels ({})", pf.min_pixels, pf.max_pixels),
+            );
+        }
+        if pf.clip_iterations == 0 || pf.clip_iterations > 20 {
+            bad(&pf_key("clip_iterations"), format!("{} is outside 1..=20", pf.clip_iterations));
+        }
+        if pf.background_sample_stride == 0 {
+            bad(&pf_key("background_sample_stride"), "must be at least 1".into());
+        }
+        if pf.local_bg_outer_px <= pf.local_bg_inner_px || pf.local_bg_outer_px > 32 {
+            bad(
+                &pf_key("local_bg_outer_px"),
+                format!(
+                    "{} must exceed local_bg_inner_px ({}) and be at most 32",
+                    pf.local_bg_outer_px, pf.local_bg_inner_px
+                ),
+            );
+        }
+        if pf.max_radius_px.is_nan() || pf.min_radius_px.is_nan() || pf.max_radius_px <= pf.min_radius_px {
+            bad(
+                &pf_key("max_radius_px"),
+                format!("{} must exceed min_radius_px ({})", pf.max_radius_px, pf.min_radius_px),
+            );
         }
         let s = &self.trigger.spots;
         if s.threshold_photons.is_nan() || s.threshold_photons <= 0.0 {

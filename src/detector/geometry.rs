@@ -251,6 +251,19 @@ impl DetectorGeometry {
         }
     }
 
+    /// Image row and column of panel `panel`'s first pixel, modules placed by `layout`.
+    pub fn panel_origin(&self, panel: usize, layout: &super::ImageLayout) -> (usize, usize) {
+        let m = self.model;
+        match m.arrangement {
+            PortArrangement::StackedRows => layout.module_origin(panel),
+            PortArrangement::SideBySide => {
+                let (module, port) = (panel / m.ports_per_module, panel % m.ports_per_module);
+                let (row, col) = layout.module_origin(module);
+                (row, col + port * m.port_cols)
+            }
+        }
+    }
+
     /// Byte range of one port's image in the frame buffer.
     pub fn port_range(&self, port_index: usize) -> std::ops::Range<usize> {
         let n = self.model.port_image_bytes();

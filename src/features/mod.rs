@@ -1,8 +1,10 @@
 //! What the reducer extracts from a frame. [`FrameFeatures`] travels with the frame in its pool slot
 //! (its spot list is preallocated there), so reducing a frame allocates nothing.
 
+pub mod peakfinder8;
 pub mod spots;
 
+pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
 pub use spots::{SpotFinder, SpotFinderParams};
 
 /// One spot: connected pixels above threshold, in the coordinates of its panel.
@@ -18,6 +20,8 @@ pub struct Spot {
     pub pixels: u32,
     /// Brightest pixel, photons.
     pub peak: f32,
+    /// Integrated intensity over the local background's noise (peakfinder8; 0 where not measured).
+    pub snr: f32,
 }
 
 /// A frame's features and the trigger's verdict on it.

@@ -370,7 +370,8 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     let json = serde_json::to_vec_pretty(&truth).map_err(|e| SimError::Parameter(e.to_string()))?;
     std::fs::write(&truth_path, json).map_err(io(&truth_path))?;
     let replay_config = out_dir.join("replay.toml");
-    std::fs::write(&replay_config, replay_toml(cfg)).map_err(io(&replay_config))?;
+    std::fs::write(&replay_config, replay_toml(cfg, (model.experiment.beam_row, model.experiment.beam_col)))
+        .map_err(io(&replay_config))?;
     Ok(SimOutputs { capture, truth: truth_path, calibration, replay_config, truth_summary: truth })
 }
 
@@ -460,7 +461,7 @@ impl PacketEmitter {
     }
 }
 
-fn replay_toml(cfg: &SimConfig) -> String {
+fn replay_toml(cfg: &SimConfig, beam: (f64, f64)) -> String {
     format!(
         r#"# Replays the simulated run in this folder (written by `hitgate simulate`).
 [detector]
@@ -470,6 +471,8 @@ first_udp_port = {port}
 modules_per_row = {per_row}
 module_gap_rows_px = {gap_rows}
 module_gap_cols_px = {gap_cols}
+beam_center_row_px = {beam_row}
+beam_center_col_px = {beam_col}
 
 [calibration]
 file = "calibration.bin"
@@ -493,6 +496,8 @@ path = "replay/features.jsonl"
         gap_rows = cfg.module_gap_rows_px,
         gap_cols = cfg.module_gap_cols_px,
         energy = cfg.photon_energy_kev,
+        beam_row = beam.0,
+        beam_col = beam.1,
     )
 }
 

@@ -191,4 +191,14 @@ fn peakfinder8_keeps_clear_hits_and_rejects_misses() {
         }
     }
     assert!(spots > 100, "{spots} spots recorded");
+
+    // Spot by spot against the simulated reflections: strong ones found, found ones real, centres close.
+    let found = hitgate::sink::features::read_spots(&dir.path().join("replay/features.jsonl")).unwrap();
+    let in_image = found.into_iter().map(|(f, list)| (f, list.into_iter().map(|(_, r, c)| (r, c)).collect())).collect();
+    let quality = hitgate::sim::SpotScore::new(&out.truth_summary, &in_image, 2.0);
+    println!("{quality}");
+    let (n, hit) = quality.recall[2];
+    assert!(n > 500 && hit as f64 >= 0.95 * n as f64, "reflections of 25–100 photons: {hit} of {n}");
+    assert!(quality.precision() >= 0.95, "{quality}");
+    assert!(quality.error_px(0.5).unwrap() < 0.3, "{quality}");
 }

@@ -17,4 +17,4 @@ pub mod score;
 
 pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
 pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, simulate};
-pub use score::TriggerScore;
+pub use score::{SpotScore, TriggerScore};

@@ -101,6 +101,9 @@ pub struct FrameTruth {
     /// Those with at least [`VISIBLE_SPOT_PHOTONS`] photons: what a spot finder can be expected to see.
     pub visible_spots: u32,
     pub bragg_photons: f64,
+    /// Every reflection centred on a module with at least one photon: image row, column, photons.
+    #[serde(default)]
+    pub reflections: Vec<[f32; 3]>,
 }
 
 /// A reflection with this many photons puts a few photons in each of its central pixels.
@@ -240,6 +243,7 @@ impl RunModel {
             reflections_on_detector: 0,
             visible_spots: 0,
             bragg_photons: 0.0,
+            reflections: Vec::new(),
         };
         if hit {
             let [lo, hi] = cfg.mean_reflection_photons;
@@ -252,6 +256,9 @@ impl RunModel {
                     truth.reflections_on_detector += 1;
                     truth.bragg_photons += r.photons;
                     truth.visible_spots += u32::from(r.photons >= VISIBLE_SPOT_PHOTONS);
+                    if r.photons >= 1.0 {
+                        truth.reflections.push([r.row as f32, r.col as f32, r.photons as f32]);
+                    }
                 }
             }
         }

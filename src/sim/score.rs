@@ -86,3 +86,90 @@ impl std::fmt::Display for TriggerScore {
         Ok(())
     }
 }
+
+/// Reflection strength bins for recall, in photons.
+pub const STRENGTH_BINS: [(f32, f32); 5] =
+    [(1.0, 10.0), (10.0, 25.0), (25.0, 100.0), (100.0, 1000.0), (1000.0, f32::INFINITY)];
+
+/// How a spot finder did against the simulator's reflections.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpotScore {
+    /// Per strength bin: reflections, and those with a found spot within the match radius.
+    pub recall: [(u64, u64); STRENGTH_BINS.len()],
+    /// Found spots, and those with a reflection (≥ 1 photon) within the match radius.
+    pub found: u64,
+    pub found_matched: u64,
+    /// Distance from each matched reflection of at least 25 photons to its nearest found spot, pixels.
+    pub errors_px: Vec<f32>,
+    pub match_radius_px: f32,
+}
+
+impl SpotScore {
+    /// Compares found spots (frame number → image row and column) with the truth's reflections,
+    /// frame by frame, counting a match within `match_radius_px`.
+    pub fn new(truth: &RunTruth, found: &HashMap<u64, Vec<(f32, f32)>>, match_radius_px: f32) -> SpotScore {
+        let mut s = SpotScore { match_radius_px, ..SpotScore::default() };
+        let r2 = match_radius_px * match_radius_px;
+        let none = Vec::new();
+        for frame in &truth.frames {
+            let spots = found.get(&frame.frame_number).unwrap_or(&none);
+            let nearest = |row: f32, col: f32, points: &mut dyn Iterator<Item = (f32, f32)>| {
+                points.map(|(r, c)| (r - row).powi(2) + (c - col).powi(2)).fold(f32::INFINITY, f32::min)
+            };
+            for &[row, col, photons] in &frame.reflections {
+                let Some(bin) = STRENGTH_BINS.iter().position(|(lo, hi)| photons >= *lo && photons < *hi) else {
+                    continue;
+                };
+                let d2 = nearest(row, col, &mut spots.iter().copied());
+                s.recall[bin].0 += 1;
+                if d2 <= r2 {
+                    s.recall[bin].1 += 1;
+                    if photons >= 25.0 {
+                        s.errors_px.push(d2.sqrt());
+                    }
+                }
+            }
+            for &(row, col) in spots {
+                s.found += 1;
+                let d2 = nearest(row, col, &mut frame.reflections.iter().map(|r| (r[0], r[1])));
+                s.found_matched += u64::from(d2 <= r2);
+            }
+        }
+        s.errors_px.sort_by(f32::total_cmp);
+        s
+    }
+
+    pub fn precision(&self) -> f64 {
+        ratio(self.found_matched, self.found)
+    }
+
+    /// Localisation error at quantile `q` (pixels), of matched reflections of at least 25 photons.
+    pub fn error_px(&self, q: f64) -> Option<f32> {
+        let n = self.errors_px.len();
+        (n > 0).then(|| self.errors_px[(((n - 1) as f64) * q).round() as usize])
+    }
+}
+
+impl std::fmt::Display for SpotScore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "spots        recall by reflection strength (a found spot within {} px):", self.match_radius_px)?;
+        for ((lo, hi), (n, hit)) in STRENGTH_BINS.iter().zip(&self.recall) {
+            let range = if hi.is_finite() { format!("{lo:>5}–{hi:<5}") } else { format!("{lo:>5}+     ") };
+            writeln!(f, "             {range} photons: {hit:>6} of {n:>6} ({:5.1}%)", 100.0 * ratio(*hit, *n))?;
+        }
+        write!(
+            f,
+            "             precision {} of {} found spots on a reflection ({:.1}%)",
+            self.found_matched,
+            self.found,
+            100.0 * self.precision()
+        )?;
+        if let (Some(median), Some(p95)) = (self.error_px(0.5), self.error_px(0.95)) {
+            write!(
+                f,
+                "\n             centre of mass error (reflections ≥ 25 photons): median {median:.2} px, 95th percentile {p95:.2} px"
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -128,3 +128,33 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
         })
         .collect()
 }
+
+/// Recorded spots per frame number: (panel, row, column).
+pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(u16, f32, f32)>>;
+
+/// Reads the recorded spots back from a features file.
+///
+/// # Errors
+/// The file cannot be read, or a line is not a record.
+pub fn read_spots(path: &Path) -> std::io::Result<SpotsByFrame> {
+    #[derive(serde::Deserialize)]
+    struct Found {
+        panel: u16,
+        row: f32,
+        col: f32,
+    }
+    #[derive(serde::Deserialize)]
+    struct Record {
+        frame_number: u64,
+        spots: Vec<Found>,
+    }
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<Record>(line)
+                .map(|r| (r.frame_number, r.spots.into_iter().map(|s| (s.panel, s.row, s.col)).collect()))
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}

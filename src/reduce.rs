@@ -4,12 +4,21 @@
 
 use std::sync::Arc;
 
-use crate::calib::{CalibrationError, CalibrationMaps, PhotonConverter, counts_as_photons};
+use crate::calib::{CalibrationMaps, PhotonConverter, PixelMask, counts_as_photons};
 use crate::config::{Config, FinderKind};
 use crate::detector::{DetectorGeometry, DetectorType};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
 use crate::trigger::Trigger;
+
+/// Why a reduction could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Calibration(#[from] crate::calib::CalibrationError),
+    #[error(transparent)]
+    Mask(#[from] crate::calib::MaskError),
+}
 
 /// How raw values become photons for this detector.
 pub enum Photons {
@@ -28,6 +37,8 @@ enum FinderPlan {
 /// Everything a reducer needs that is the same for every worker.
 pub struct ReducerPlan {
     photons: Photons,
+    /// Flags per pixel, empty when nothing is masked.
+    mask: Vec<u8>,
     panels: (usize, usize, usize),
     finder: FinderPlan,
     trigger: Trigger,
@@ -37,11 +48,15 @@ impl ReducerPlan {
     /// Prepares the reduction: loads and inverts the calibration maps.
     ///
     /// # Errors
-    /// The calibration file cannot be read or does not fit the detector.
-    pub fn new(config: &Config, geometry: &DetectorGeometry) -> Result<ReducerPlan, CalibrationError> {
+    /// The calibration or mask file cannot be read or does not fit the detector.
+    pub fn new(config: &Config, geometry: &DetectorGeometry) -> Result<ReducerPlan, PlanError> {
         let (panels, rows, cols) = geometry.panels();
         let pixels = panels * rows * cols;
         let c = &config.calibration;
+        let mask = match &c.mask_file {
+            Some(file) => Some(PixelMask::load(file, pixels)?),
+            None => None,
+        };
         let photons = match geometry.model.det_type {
             DetectorType::Eiger => Photons::Counting,
             DetectorType::Jungfrau => {
@@ -55,7 +70,10 @@ impl ReducerPlan {
                         c.gain_adu_per_kev,
                     ),
                 };
-                Photons::Integrating(PhotonConverter::new(&maps, c.photon_energy_kev))
+                match &mask {
+                    Some(mask) => Photons::Integrating(PhotonConverter::with_mask(&maps, c.photon_energy_kev, mask)),
+                    None => Photons::Integrating(PhotonConverter::new(&maps, c.photon_energy_kev)),
+                }
             }
         };
         let s = &config.trigger.spots;
@@ -77,11 +95,16 @@ impl ReducerPlan {
                     gap_cols_px: 0,
                 });
                 let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
-                FinderPlan::Peakfinder8(p, RadialMap::new(&origins, rows, cols, config.beam_center_px(), &p))
+                let mut map = RadialMap::new(&origins, rows, cols, config.beam_center_px(), &p);
+                if let Some(mask) = &mask {
+                    map.exclude(mask.flags());
+                }
+                FinderPlan::Peakfinder8(p, map)
             }
         };
         Ok(ReducerPlan {
             photons,
+            mask: mask.map(|m| m.flags().to_vec()).unwrap_or_default(),
             panels: (panels, rows, cols),
             finder,
             trigger: Trigger::from_config(&config.trigger),
@@ -134,7 +157,10 @@ impl Reducer {
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             match &self.plan.photons {
                 Photons::Integrating(conv) => conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons),
-                Photons::Counting => counts_as_photons(raw, &mut self.photons),
+                Photons::Counting => {
+                    let mask = self.plan.mask.get(panel * panel_pixels..(panel + 1) * panel_pixels).unwrap_or(&[]);
+                    counts_as_photons(raw, mask, &mut self.photons)
+                }
             }
             let (photons, spots, id) = (&mut self.photons, &mut features.spots, panel as u16);
             features.spots_found += match (&mut self.finder, &self.plan.finder) {

@@ -3,8 +3,10 @@
 //! EIGER counts photons in the detector, so its values pass through.
 
 pub mod maps;
+pub mod mask;
 
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
+pub use mask::{MaskError, PixelMask};
 
 /// Gain-stage code in bits 15–14 → stage index; code 2 is invalid and maps to stage 3, whose
 /// pedestal and gain are zero so such pixels read as 0 photons without a branch.
@@ -26,6 +28,21 @@ pub struct PhotonConverter {
 }
 
 impl PhotonConverter {
+    /// Prepares the conversion at one photon energy, masked pixels reading 0 photons: their factors
+    /// are 0, so the mask costs nothing per frame.
+    pub fn with_mask(maps: &CalibrationMaps, photon_energy_kev: f32, mask: &PixelMask) -> PhotonConverter {
+        let mut conv = Self::new(maps, photon_energy_kev);
+        for (i, &flag) in mask.flags().iter().enumerate().take(conv.pixels) {
+            if flag != 0 {
+                conv.g0_photons_per_quarter_adu[i] = 0.0;
+                for stage in 0..3 {
+                    conv.switched_photons_per_adu[stage * conv.pixels + i] = 0.0;
+                }
+            }
+        }
+        conv
+    }
+
     /// Prepares the conversion at one photon energy.
     pub fn new(maps: &CalibrationMaps, photon_energy_kev: f32) -> PhotonConverter {
         let pixels = maps.pixels();
@@ -111,16 +128,34 @@ fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m
     }
 }
 
-/// Photon-counting detectors: values are counts already.
-pub fn counts_as_photons(raw: &[u16], out: &mut [f32]) {
+/// Photon-counting detectors: values are counts already; masked pixels (`mask` from this panel's
+/// first pixel on, empty for none) read 0.
+pub fn counts_as_photons(raw: &[u16], mask: &[u8], out: &mut [f32]) {
     for (o, &r) in out.iter_mut().zip(raw) {
         *o = f32::from(r);
+    }
+    for (o, _) in out.iter_mut().zip(mask).filter(|(_, m)| **m != 0) {
+        *o = 0.0;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_pixels_read_zero_in_every_stage() {
+        let maps = CalibrationMaps::uniform(1, 1, 4, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
+        let mut mask = PixelMask::none(4);
+        mask.set(0, mask::HOT);
+        mask.set(1, mask::DEAD);
+        let conv = PhotonConverter::with_mask(&maps, 10.0, &mask);
+        let raw = [3400u16, (1 << 14) | 14210, 3400, (1 << 14) | 14210];
+        let mut out = [f32::NAN; 4];
+        conv.jungfrau_photons(&raw, 0, &mut out);
+        assert_eq!(&out[..2], &[0.0, 0.0]);
+        assert!((out[2] - 1.0).abs() < 1e-6 && (out[3] - 20.0).abs() < 1e-3);
+    }
 
     #[test]
     fn gain_stages_convert_with_their_own_maps_and_code_2_reads_zero() {

@@ -199,6 +199,10 @@ pub struct CalibrationSection {
     /// Without one, the per-gain-stage constants below apply to every pixel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// Pixels not to trust (dead, hot, user-flagged; the format `hitgate simulate` writes, see
+    /// docs/formats.md): they read 0 photons and are never part of a spot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_file: Option<PathBuf>,
     pub photon_energy_kev: f32,
     /// Pedestal of gain stages G0, G1, G2 where no file is given.
     pub pedestal_adu: [f32; 3],
@@ -210,6 +214,7 @@ impl Default for CalibrationSection {
     fn default() -> Self {
         CalibrationSection {
             file: None,
+            mask_file: None,
             photon_energy_kev: 12.4,
             pedestal_adu: [3000.0, 14500.0, 14000.0],
             gain_adu_per_kev: [40.0, -1.45, -0.11],
@@ -341,6 +346,9 @@ impl Config {
             }
         };
         if let Some(f) = self.calibration.file.as_mut() {
+            fix(f);
+        }
+        if let Some(f) = self.calibration.mask_file.as_mut() {
             fix(f);
         }
         if let Some(d) = self.dma.device.as_mut() {
@@ -569,6 +577,11 @@ impl Config {
             && !file.is_file()
         {
             bad("calibration.file", format!("{} is not a readable file", file.display()));
+        }
+        if let Some(file) = &c.mask_file
+            && !file.is_file()
+        {
+            bad("calibration.mask_file", format!("{} is not a readable file", file.display()));
         }
         let pf = &self.features.peakfinder8;
         let pf_key = |k: &str| format!("features.peakfinder8.{k}");

@@ -101,6 +101,17 @@ impl RadialMap {
     }
 }
 
+impl RadialMap {
+    /// Takes masked pixels (non-zero flags, frame order) out of every ring.
+    pub fn exclude(&mut self, mask: &[u8]) {
+        for (ring, &flag) in self.ring_of_pixel.iter_mut().zip(mask) {
+            if flag != 0 {
+                *ring = NO_RING;
+            }
+        }
+    }
+}
+
 /// One worker's peakfinder8 with its scratch.
 pub struct Peakfinder8 {
     p: Peakfinder8Params,

@@ -15,7 +15,6 @@ pub use summary::{Progress, RunSummary};
 
 use std::sync::Arc;
 
-use crate::calib::CalibrationError;
 use crate::config::Config;
 use crate::detector::{DetectorGeometry, GeometryError};
 use crate::frame::{FramePool, PoolError};
@@ -28,7 +27,7 @@ pub enum PipelineError {
     #[error("detector")]
     Geometry(#[from] GeometryError),
     #[error("calibration")]
-    Calibration(#[from] CalibrationError),
+    Calibration(#[from] crate::reduce::PlanError),
     #[error("frame pool")]
     Pool(#[from] PoolError),
     #[error(transparent)]

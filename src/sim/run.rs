@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub solvent_ring_photons: f64,
     pub air_photons: f64,
     pub hot_pixels_per_module: usize,
+    /// Pixels that never respond (stuck at their pedestal).
+    #[serde(default)]
+    pub dead_pixels_per_module: usize,
     pub faults: PacketFaults,
     #[serde(skip, default = "default_format")]
     pub format: CaptureFileFormat,
@@ -82,6 +85,7 @@ impl Default for SimConfig {
             solvent_ring_photons: 0.15,
             air_photons: 0.01,
             hot_pixels_per_module: 5,
+            dead_pixels_per_module: 5,
             faults: PacketFaults::default(),
             format: CaptureFileFormat::Pcap,
             framing: LinkFraming::Ethernet,
@@ -167,6 +171,7 @@ struct RunModel {
     /// Background photons per pixel (frame order), before the per-frame jet fluctuation.
     background: Vec<f32>,
     hot_pixels: Vec<usize>,
+    dead_pixels: Vec<usize>,
     experiment: Experiment,
     crystal: Crystal,
 }
@@ -224,7 +229,20 @@ impl RunModel {
             .flat_map(|m| (0..cfg.hot_pixels_per_module).map(move |_| m))
             .map(|m| m * module_pixels + rng.below(module_pixels))
             .collect();
-        Ok(RunModel { geometry, layout, response, background, hot_pixels, experiment, crystal: Crystal::default() })
+        let dead_pixels = (0..cfg.modules)
+            .flat_map(|m| (0..cfg.dead_pixels_per_module).map(move |_| m))
+            .map(|m| m * module_pixels + rng.below(module_pixels))
+            .collect();
+        Ok(RunModel {
+            geometry,
+            layout,
+            response,
+            background,
+            hot_pixels,
+            dead_pixels,
+            experiment,
+            crystal: Crystal::default(),
+        })
     }
 
     /// The raw image of frame `frame_number` and its truth.
@@ -334,6 +352,16 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     let model = RunModel::new(cfg)?;
     let calibration = out_dir.join("calibration.bin");
     model.response.maps.save(&calibration)?;
+    let mut mask = crate::calib::PixelMask::none(model.background.len());
+    for &p in &model.hot_pixels {
+        mask.set(p, crate::calib::mask::HOT);
+    }
+    for &p in &model.dead_pixels {
+        mask.set(p, crate::calib::mask::DEAD);
+    }
+    let mask_path = out_dir.join("mask.bin");
+    mask.save(&mask_path)
+        .map_err(|e| SimError::Io { path: mask_path.clone(), source: std::io::Error::other(e.to_string()) })?;
     let ext = if cfg.format == CaptureFileFormat::Pcapng { "pcapng" } else { "pcap" };
     let capture = out_dir.join(format!("run.{ext}"));
     let file = std::fs::File::create(&capture).map_err(io(&capture))?;
@@ -483,6 +511,7 @@ beam_center_col_px = {beam_col}
 
 [calibration]
 file = "calibration.bin"
+mask_file = "mask.bin"
 photon_energy_kev = {energy}
 
 [trigger]

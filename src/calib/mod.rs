@@ -4,9 +4,11 @@
 
 pub mod maps;
 pub mod mask;
+pub mod pedestal;
 
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
+pub use pedestal::PedestalTracker;
 
 /// Gain-stage code in bits 15–14 → stage index; code 2 is invalid and maps to stage 3, whose
 /// pedestal and gain are zero so such pixels read as 0 photons without a branch.
@@ -18,12 +20,14 @@ const STAGE_OF_CODE: [usize; 4] = [0, 1, 3, 2];
 /// `u16` in quarter ADU (0.25 ADU is 1/2000 of a 12 keV photon) and one `f32` factor, 6 bytes a pixel
 /// instead of 8, since on a multi-module detector this pass is bound by memory bandwidth. The switched
 /// stages keep `f32` maps and are read only for the pixels that need them.
+#[derive(Clone)]
 pub struct PhotonConverter {
     g0_pedestal_quarter_adu: Vec<u16>,
-    g0_photons_per_quarter_adu: Vec<f32>,
+    /// Shared between converters that differ only in their G0 pedestal (pedestal tracking).
+    g0_photons_per_quarter_adu: std::sync::Arc<[f32]>,
     /// Stages G1, G2 and "invalid" (zeros), stage-major then pixel.
-    switched_pedestal_adu: Vec<f32>,
-    switched_photons_per_adu: Vec<f32>,
+    switched_pedestal_adu: std::sync::Arc<[f32]>,
+    switched_photons_per_adu: std::sync::Arc<[f32]>,
     pixels: usize,
 }
 
@@ -31,16 +35,23 @@ impl PhotonConverter {
     /// Prepares the conversion at one photon energy, masked pixels reading 0 photons: their factors
     /// are 0, so the mask costs nothing per frame.
     pub fn with_mask(maps: &CalibrationMaps, photon_energy_kev: f32, mask: &PixelMask) -> PhotonConverter {
-        let mut conv = Self::new(maps, photon_energy_kev);
-        for (i, &flag) in mask.flags().iter().enumerate().take(conv.pixels) {
+        let conv = Self::new(maps, photon_energy_kev);
+        let (n, mut g0, mut switched) =
+            (conv.pixels, conv.g0_photons_per_quarter_adu.to_vec(), conv.switched_photons_per_adu.to_vec());
+        for (i, &flag) in mask.flags().iter().enumerate().take(n) {
             if flag != 0 {
-                conv.g0_photons_per_quarter_adu[i] = 0.0;
+                g0[i] = 0.0;
                 for stage in 0..3 {
-                    conv.switched_photons_per_adu[stage * conv.pixels + i] = 0.0;
+                    switched[stage * n + i] = 0.0;
                 }
             }
         }
-        conv
+        PhotonConverter { g0_photons_per_quarter_adu: g0.into(), switched_photons_per_adu: switched.into(), ..conv }
+    }
+
+    /// The same conversion with another G0 pedestal (ADU per pixel); the rest is shared, not copied.
+    pub fn with_g0_pedestal(&self, pedestal_adu: &[f32]) -> PhotonConverter {
+        PhotonConverter { g0_pedestal_quarter_adu: quarter_adu(pedestal_adu), ..self.clone() }
     }
 
     /// Prepares the conversion at one photon energy.
@@ -61,8 +72,8 @@ impl PhotonConverter {
         PhotonConverter {
             g0_pedestal_quarter_adu,
             g0_photons_per_quarter_adu,
-            switched_pedestal_adu,
-            switched_photons_per_adu,
+            switched_pedestal_adu: switched_pedestal_adu.into(),
+            switched_photons_per_adu: switched_photons_per_adu.into(),
             pixels,
         }
     }
@@ -87,6 +98,11 @@ impl PhotonConverter {
         };
         convert_jungfrau(&raw[..n], &g0, &switched, &mut out[..n]);
     }
+}
+
+/// Pedestals in quarter ADU, as the G0 pass stores them.
+fn quarter_adu(pedestal_adu: &[f32]) -> Vec<u16> {
+    pedestal_adu.iter().map(|p| (p * 4.0).round().clamp(0.0, 65535.0) as u16).collect()
 }
 
 struct G0Maps<'a> {

@@ -89,6 +89,9 @@ pub struct SimulateArgs {
     first_udp_port: u16,
     #[arg(long, default_value_t = 1000.0)]
     frame_rate_hz: f64,
+    /// Frames without beam at the start, for measuring pedestals (replay.toml then measures them).
+    #[arg(long, default_value_t = 0)]
+    dark_frames: u64,
     #[arg(long, default_value_t = 12.4)]
     photon_energy_kev: f64,
     /// Sample-to-detector distance.
@@ -268,6 +271,7 @@ fn sim_config(a: &SimulateArgs) -> SimConfig {
         frame_rate_hz: a.frame_rate_hz,
         photon_energy_kev: a.photon_energy_kev,
         distance_mm: a.distance_mm,
+        dark_frames: a.dark_frames,
         faults: PacketFaults { loss: a.faults.loss, reorder: a.faults.reorder, duplicate: a.faults.duplicate },
         format: a.format,
         framing: a.link,

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::calib::{CalibrationMaps, PhotonConverter, PixelMask, counts_as_photons};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::calib::{CalibrationMaps, PedestalTracker, PhotonConverter, PixelMask, counts_as_photons};
 use crate::config::{Config, FinderKind};
 use crate::detector::{DetectorGeometry, DetectorType};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
@@ -20,10 +23,41 @@ pub enum PlanError {
     Mask(#[from] crate::calib::MaskError),
 }
 
+/// The current converter, replaced while running when the pedestal is measured or has moved.
+/// Workers read an epoch counter per frame and take the lock only when it changed.
+pub struct SharedConverter {
+    epoch: AtomicU64,
+    current: Mutex<Arc<PhotonConverter>>,
+    /// The converter as prepared, from which tracked ones derive.
+    pub base: Arc<PhotonConverter>,
+}
+
+impl SharedConverter {
+    fn new(base: PhotonConverter) -> SharedConverter {
+        let base = Arc::new(base);
+        SharedConverter { epoch: AtomicU64::new(0), current: Mutex::new(Arc::clone(&base)), base }
+    }
+
+    /// Installs a converter for every frame reduced from now on.
+    pub fn publish(&self, converter: PhotonConverter) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(converter);
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Times a converter has been published.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> Arc<PhotonConverter> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// How raw values become photons for this detector.
 pub enum Photons {
     /// JUNGFRAU: gain stages, pedestals, gains.
-    Integrating(PhotonConverter),
+    Integrating(SharedConverter),
     /// EIGER: values are counts.
     Counting,
 }
@@ -37,6 +71,9 @@ enum FinderPlan {
 /// Everything a reducer needs that is the same for every worker.
 pub struct ReducerPlan {
     photons: Photons,
+    /// G0 gains (ADU/keV per pixel) for the pedestal tracker; empty for photon counters.
+    gains_g0: Vec<f32>,
+    dark_frames: usize,
     /// Flags per pixel, empty when nothing is masked.
     mask: Vec<u8>,
     panels: (usize, usize, usize),
@@ -57,6 +94,7 @@ impl ReducerPlan {
             Some(file) => Some(PixelMask::load(file, pixels)?),
             None => None,
         };
+        let mut gains_g0 = Vec::new();
         let photons = match geometry.model.det_type {
             DetectorType::Eiger => Photons::Counting,
             DetectorType::Jungfrau => {
@@ -70,10 +108,12 @@ impl ReducerPlan {
                         c.gain_adu_per_kev,
                     ),
                 };
-                match &mask {
-                    Some(mask) => Photons::Integrating(PhotonConverter::with_mask(&maps, c.photon_energy_kev, mask)),
-                    None => Photons::Integrating(PhotonConverter::new(&maps, c.photon_energy_kev)),
-                }
+                let converter = match &mask {
+                    Some(mask) => PhotonConverter::with_mask(&maps, c.photon_energy_kev, mask),
+                    None => PhotonConverter::new(&maps, c.photon_energy_kev),
+                };
+                gains_g0 = maps.gain(0).to_vec();
+                Photons::Integrating(SharedConverter::new(converter))
             }
         };
         let s = &config.trigger.spots;
@@ -104,6 +144,8 @@ impl ReducerPlan {
         };
         Ok(ReducerPlan {
             photons,
+            gains_g0,
+            dark_frames: if matches!(geometry.model.det_type, DetectorType::Jungfrau) { c.dark_frames } else { 0 },
             mask: mask.map(|m| m.flags().to_vec()).unwrap_or_default(),
             panels: (panels, rows, cols),
             finder,
@@ -116,6 +158,22 @@ impl ReducerPlan {
     /// The trigger every worker consults, for tuning it while running.
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
+    }
+
+    /// The shared converter, for pedestal tracking (integrating detectors only).
+    pub fn converter(&self) -> Option<&SharedConverter> {
+        match &self.photons {
+            Photons::Integrating(c) => Some(c),
+            Photons::Counting => None,
+        }
+    }
+
+    /// A tracker for this detector's pedestals, when the run measures them on dark frames.
+    pub fn pedestal_tracker(&self, config: &Config) -> Option<PedestalTracker> {
+        let c = &config.calibration;
+        (self.dark_frames > 0 && !self.gains_g0.is_empty()).then(|| {
+            PedestalTracker::new(&self.gains_g0, c.photon_energy_kev, self.dark_frames, c.pedestal_window_frames)
+        })
     }
 }
 
@@ -131,6 +189,8 @@ pub struct Reducer {
     plan: Arc<ReducerPlan>,
     photons: Vec<f32>,
     finder: Finder,
+    /// The converter in use and the epoch it was published at.
+    converter: Option<(u64, Arc<PhotonConverter>)>,
 }
 
 impl Reducer {
@@ -143,12 +203,33 @@ impl Reducer {
             FinderPlan::Threshold(p) => Finder::Threshold(SpotFinder::new(*p)),
             FinderPlan::Peakfinder8(p, map) => Finder::Peakfinder8(Box::new(Peakfinder8::new(*p, map.rings))),
         };
-        Reducer { plan, photons, finder }
+        Reducer { plan, photons, finder, converter: None }
     }
 
     /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
     /// calibrated and searched one at a time so the photon image stays in cache.
     pub fn reduce(&mut self, frame: &mut FrameHandle) {
+        let sequence = frame.meta().sequence;
+        let dark_frames = self.plan.dark_frames as u64;
+        if sequence < dark_frames {
+            // The pedestal is measured on this frame (by the sink thread, in order); nothing to judge.
+            let features = frame.pixels_and_features().1;
+            features.dark = true;
+            features.spots.clear();
+            features.spots_found = 0;
+            return;
+        }
+        if let Photons::Integrating(shared) = &self.plan.photons {
+            // After dark frames, no frame is converted before their pedestal is in place. The dark
+            // frames left the queue before this one, so the sink thread is already on them.
+            while dark_frames > 0 && shared.epoch() == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            let epoch = shared.epoch();
+            if self.converter.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                self.converter = Some((epoch, shared.current()));
+            }
+        }
         let (raw, features) = frame.pixels_and_features();
         let (panels, rows, cols) = self.plan.panels;
         let panel_pixels = rows * cols;
@@ -156,7 +237,10 @@ impl Reducer {
         features.spots_found = 0;
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             match &self.plan.photons {
-                Photons::Integrating(conv) => conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons),
+                Photons::Integrating(shared) => {
+                    let conv = self.converter.as_ref().map_or(&shared.base, |(_, c)| c);
+                    conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons)
+                }
                 Photons::Counting => {
                     let mask = self.plan.mask.get(panel * panel_pixels..(panel + 1) * panel_pixels).unwrap_or(&[]);
                     counts_as_photons(raw, mask, &mut self.photons)

@@ -227,3 +227,36 @@ fn masked_pixels_never_make_spots_with_either_finder() {
         assert!(all.iter().all(|&row| row >= 255.5), "{finder:?}: a spot in the masked half");
     }
 }
+
+#[test]
+fn pedestals_measured_on_dark_frames_replace_wrong_constants() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig { frames: 140, dark_frames: 20, hit_rate: 0.3, seed: 17, ..SimConfig::default() };
+    let out = common::simulated(dir.path(), &cfg);
+    assert!(out.truth_summary.frames[..20].iter().all(|f| !f.hit));
+    let run = |dark_frames: usize| {
+        let mut config = common::replay_config(&out);
+        // No pedestal file, and constants 500 ADU (a photon) too low: without dark frames every pixel
+        // reads a photon more than it holds.
+        config.calibration.file = None;
+        config.calibration.pedestal_adu[0] = 2500.0;
+        config.calibration.dark_frames = dark_frames;
+        let min_spots = config.trigger.spots.min_spots;
+        common::replay(config, &out.capture);
+        let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();
+        TriggerScore::new(&out.truth_summary, &verdicts, 2 * min_spots)
+    };
+    let measured = run(20);
+    println!("with dark frames: {measured}");
+    assert!(measured.clear_hit_efficiency() >= 0.95 && measured.rejection() >= 0.98, "{measured}");
+    let text = std::fs::read_to_string(dir.path().join("replay/features.jsonl")).unwrap();
+    let dark: Vec<bool> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dark"].as_bool().unwrap())
+        .collect();
+    assert!(dark[..20].iter().all(|&d| d) && dark[20..].iter().all(|&d| !d), "the first 20 frames are dark");
+    let constants = run(0);
+    println!("with the wrong constants: {constants}");
+    // The same wrong constants without dark frames must do clearly worse, or this test shows nothing.
+    assert!(constants.rejection() < measured.rejection() - 0.2, "dark frames: {measured}\nconstants: {constants}");
+}

@@ -204,6 +204,13 @@ pub struct CalibrationSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask_file: Option<PathBuf>,
     pub photon_energy_kev: f32,
+    /// Frames at the start of the run that are dark (no beam): the G0 pedestal is measured on them,
+    /// then followed on frames without signal. 0 keeps the pedestals of the file (or constants).
+    pub dark_frames: usize,
+    /// The tracked pedestal's memory, in frames without signal.
+    pub pedestal_window_frames: usize,
+    /// Track on every n-th frame without signal (tracking a module frame costs ~0.5 ms).
+    pub pedestal_track_every: usize,
     /// Pedestal of gain stages G0, G1, G2 where no file is given.
     pub pedestal_adu: [f32; 3],
     /// Gain of G0, G1, G2 where no file is given (G1 and G2 count down, hence negative).
@@ -216,6 +223,9 @@ impl Default for CalibrationSection {
             file: None,
             mask_file: None,
             photon_energy_kev: 12.4,
+            dark_frames: 0,
+            pedestal_window_frames: 1000,
+            pedestal_track_every: 10,
             pedestal_adu: [3000.0, 14500.0, 14000.0],
             gain_adu_per_kev: [40.0, -1.45, -0.11],
         }
@@ -567,6 +577,15 @@ impl Config {
         let c = &self.calibration;
         if !(1.0..=200.0).contains(&c.photon_energy_kev) {
             bad("calibration.photon_energy_kev", format!("{} is outside 1..=200 keV", c.photon_energy_kev));
+        }
+        if c.dark_frames > 100_000 {
+            bad("calibration.dark_frames", format!("{} is above 100000", c.dark_frames));
+        }
+        if c.pedestal_window_frames == 0 {
+            bad("calibration.pedestal_window_frames", "must be at least 1".into());
+        }
+        if c.pedestal_track_every == 0 {
+            bad("calibration.pedestal_track_every", "must be at least 1".into());
         }
         for (i, g) in c.gain_adu_per_kev.iter().enumerate() {
             if *g == 0.0 || !g.is_finite() {

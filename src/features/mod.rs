@@ -33,6 +33,8 @@ pub struct FrameFeatures {
     pub spots_found: u32,
     pub score: f32,
     pub accepted: bool,
+    /// A dark frame of the run's start, used for the pedestal, not judged.
+    pub dark: bool,
     /// Time the reducer spent on this frame.
     pub reduce_ns: u64,
 }
@@ -48,6 +50,7 @@ impl FrameFeatures {
         self.spots_found = 0;
         self.score = 0.0;
         self.accepted = false;
+        self.dark = false;
         self.reduce_ns = 0;
     }
 }

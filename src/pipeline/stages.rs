@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::summary::{Progress, RunSummary, add};
 use super::{PipelineError, Plan};
+use crate::calib::PedestalTracker;
 use crate::frame::{Assembler, AssemblyCounters, FrameHandle, FramePool};
 use crate::ingest::SkipReason;
 use crate::reduce::Reducer;
+use crate::reduce::SharedConverter;
 use crate::ring::Ring;
 use crate::sink::{self, Sink, SinkReport};
 use crate::telemetry::{self, latency::LatencyHistogram};
@@ -22,6 +24,10 @@ pub(super) struct SourceContext<'a> {
     pub plan: &'a Plan,
     pub pool: &'a Arc<FramePool>,
     out: &'a Ring<FrameHandle>,
+    /// Sequence number of the next frame handed on. Frames are numbered here, as they enter the
+    /// reducers' queue, not when they leave assembly: a frame dropped in between must not leave a
+    /// hole that the sink thread, restoring order, would wait on.
+    next_sequence: std::cell::Cell<u64>,
     /// Set when a later stage failed: the source should stop.
     pub abort: &'a AtomicBool,
     pub progress: &'a Progress,
@@ -34,8 +40,11 @@ impl SourceContext<'_> {
 
     /// Hands on every ready frame, waiting while the ring is full (a file can wait).
     pub fn forward_waiting(&self, assembler: &mut Assembler) {
-        while let Some(frame) = assembler.pop_ready() {
-            let _ = self.out.push_waiting(frame, || !self.abort.load(Ordering::Relaxed));
+        while let Some(mut frame) = assembler.pop_ready() {
+            frame.meta_mut().sequence = self.next_sequence.get();
+            if self.out.push_waiting(frame, || !self.abort.load(Ordering::Relaxed)).is_ok() {
+                self.next_sequence.set(self.next_sequence.get() + 1);
+            }
         }
     }
 
@@ -50,9 +59,11 @@ impl SourceContext<'_> {
     /// slot goes back to the pool) and counted. Returns how many were dropped.
     pub fn forward_or_drop(&self, assembler: &mut Assembler) -> u64 {
         let mut dropped = 0;
-        while let Some(frame) = assembler.pop_ready() {
-            if self.out.try_push(frame).is_err() {
-                dropped += 1;
+        while let Some(mut frame) = assembler.pop_ready() {
+            frame.meta_mut().sequence = self.next_sequence.get();
+            match self.out.try_push(frame) {
+                Ok(()) => self.next_sequence.set(self.next_sequence.get() + 1),
+                Err(_) => dropped += 1,
             }
         }
         dropped
@@ -88,7 +99,12 @@ struct Watch<'a> {
     to_sinks: &'a Ring<FrameHandle>,
     pool: &'a Arc<FramePool>,
     live: bool,
+    /// Pedestal measurement and tracking, when the run does them, with the converter to update.
+    pedestal: Option<(PedestalTracker, &'a SharedConverter, usize)>,
 }
+
+/// Tracked frames between two publications of a new converter.
+const PUBLISH_PEDESTAL_EVERY: u64 = 10;
 
 impl Watch<'_> {
     fn publish(&self) {
@@ -128,8 +144,13 @@ impl Plan {
             };
             let sink_thread = spawn("hg-sink")
                 .spawn_scoped(s, || {
-                    let watch = Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live };
-                    run_sinks(&mut sinks, &to_sinks, &watch, &abort, progress)
+                    let pedestal = self
+                        .reducer
+                        .pedestal_tracker(&self.config)
+                        .zip(self.reducer.converter())
+                        .map(|(t, c)| (t, c, self.config.calibration.pedestal_track_every));
+                    let mut watch = Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live, pedestal };
+                    run_sinks(&mut sinks, &to_sinks, &mut watch, &abort, progress)
                 })
                 .map_err(failed("hg-sink"))?;
             let mut workers = Vec::new();
@@ -166,7 +187,14 @@ impl Plan {
             let (to_reducers, abort) = (&to_reducers, &abort);
             let source = spawn("hg-source")
                 .spawn_scoped(s, move || {
-                    let context = SourceContext { plan: self, pool, out: to_reducers, abort, progress };
+                    let context = SourceContext {
+                        plan: self,
+                        pool,
+                        out: to_reducers,
+                        next_sequence: std::cell::Cell::new(0),
+                        abort,
+                        progress,
+                    };
                     let cpu0 = telemetry::thread_cpu_seconds();
                     let mut outcome = source(&context);
                     outcome.cpu_seconds = telemetry::thread_cpu_seconds() - cpu0;
@@ -219,7 +247,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 fn run_sinks(
     sinks: &mut [Box<dyn Sink>],
     input: &Ring<FrameHandle>,
-    watch: &Watch<'_>,
+    watch: &mut Watch<'_>,
     abort: &AtomicBool,
     progress: &Progress,
 ) -> Result<SinkOutcome, PipelineError> {
@@ -239,8 +267,27 @@ fn run_sinks(
     let (accepted, rejected) = (counter!(telemetry::FRAMES_ACCEPTED), counter!(telemetry::FRAMES_REJECTED));
     let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
     let mut failure: Option<PipelineError> = None;
+    let live = watch.live;
+    let (mut tracked, mut pedestal) = (0u64, watch.pedestal.take());
     let mut deliver = |frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
         let f = frame.features();
+        if let Some((tracker, converter, every)) = pedestal.as_mut() {
+            // Frames arrive here in order: dark frames first, then the run.
+            if f.dark {
+                tracker.add_dark(frame.pixels_u16());
+                if tracker.has_pedestal() {
+                    converter.publish(converter.base.with_g0_pedestal(tracker.pedestal()));
+                }
+            } else if !f.accepted && f.spots_found == 0 && frame.meta().is_complete() {
+                tracked += 1;
+                if tracked.is_multiple_of(*every as u64) {
+                    tracker.track(frame.pixels_u16());
+                    if (tracked / *every as u64).is_multiple_of(PUBLISH_PEDESTAL_EVERY) {
+                        converter.publish(converter.base.with_g0_pedestal(tracker.pedestal()));
+                    }
+                }
+            }
+        }
         if f.accepted {
             outcome.accepted += 1;
             outcome.accepted_partial += u64::from(!frame.meta().is_complete());
@@ -262,7 +309,7 @@ fn run_sinks(
                 }
             }
         }
-        if watch.live {
+        if live {
             // The verdict is written: from the frame's first packet to here is what an operator waits.
             let ns = telemetry::now_ns().saturating_sub(frame.meta().first_packet_ns);
             outcome.latency.record_ns(ns);

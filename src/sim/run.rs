@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// Pixels that never respond (stuck at their pedestal).
     #[serde(default)]
     pub dead_pixels_per_module: usize,
+    /// Frames at the start without beam (for measuring pedestals), as a pedestal run takes them.
+    #[serde(default)]
+    pub dark_frames: u64,
     pub faults: PacketFaults,
     #[serde(skip, default = "default_format")]
     pub format: CaptureFileFormat,
@@ -86,6 +89,7 @@ impl Default for SimConfig {
             air_photons: 0.01,
             hot_pixels_per_module: 5,
             dead_pixels_per_module: 5,
+            dark_frames: 0,
             faults: PacketFaults::default(),
             format: CaptureFileFormat::Pcap,
             framing: LinkFraming::Ethernet,
@@ -248,8 +252,10 @@ impl RunModel {
     /// The raw image of frame `frame_number` and its truth.
     fn frame(&self, cfg: &SimConfig, frame_number: u64, scratch: &mut Vec<Reflection>) -> (Vec<u16>, FrameTruth) {
         let mut rng = Rng::new(cfg.seed, frame_number);
-        let hit = rng.uniform() < cfg.hit_rate;
-        let jet = rng.range(0.8, 1.2) as f32;
+        let dark = frame_number <= cfg.dark_frames;
+        let hit = !dark && rng.uniform() < cfg.hit_rate;
+        // No beam in a dark frame: no scatter, only what the pixels do by themselves.
+        let jet = if dark { 0.0 } else { rng.range(0.8, 1.2) as f32 };
         let mut expected: Vec<f32> = self.background.iter().map(|b| b * jet).collect();
         for &p in &self.hot_pixels {
             expected[p] += 50.0;
@@ -513,6 +519,7 @@ beam_center_col_px = {beam_col}
 file = "calibration.bin"
 mask_file = "mask.bin"
 photon_energy_kev = {energy}
+dark_frames = {dark}
 
 [trigger]
 kind = "spots"
@@ -534,6 +541,7 @@ path = "replay/features.jsonl"
         energy = cfg.photon_energy_kev,
         beam_row = beam.0,
         beam_col = beam.1,
+        dark = cfg.dark_frames,
     )
 }
 

@@ -173,7 +173,6 @@ pub struct Assembler {
     recent: Box<[(u64, Gone)]>,
     recent_next: usize,
     newest: u64,
-    next_sequence: u64,
     counters: AssemblyCounters,
 }
 
@@ -198,7 +197,6 @@ impl Assembler {
             recent: vec![(0, Gone::Complete); RECENT].into_boxed_slice(),
             recent_next: 0,
             newest: 0,
-            next_sequence: 0,
             counters: AssemblyCounters::default(),
         }
     }
@@ -357,8 +355,6 @@ impl Assembler {
                 }
             }
         }
-        handle.meta_mut().sequence = self.next_sequence;
-        self.next_sequence += 1;
         self.ready.push_back(handle);
     }
 

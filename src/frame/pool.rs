@@ -14,7 +14,8 @@ use crate::features::FrameFeatures;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameMeta {
     pub frame_number: u64,
-    /// Order in which the assembler handed frames out; sinks restore it.
+    /// Order in which the source handed frames on to the reducers (numbered there, so without
+    /// holes); the sink thread restores it.
     pub sequence: u64,
     pub bunch_id: u64,
     /// Detector clock (10 MHz) of the first packet that arrived.

@@ -2,10 +2,12 @@
 //! (bits 13–0); with per-pixel, per-stage pedestal and gain maps they become energy, then photons.
 //! EIGER counts photons in the detector, so its values pass through.
 
+pub mod image;
 pub mod maps;
 pub mod mask;
 pub mod pedestal;
 
+pub use image::assemble_image;
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
 pub use pedestal::PedestalTracker;

@@ -365,24 +365,8 @@ fn report_truth(config: &Config, truth: &Path) -> Result<()> {
         hitgate::sim::run::VISIBLE_SPOT_PHOTONS
     );
     if truth.frames.iter().any(|f| !f.reflections.is_empty()) {
-        let spots = hitgate::sink::features::read_spots(&features)
+        let in_image = hitgate::sink::features::read_spots(&features)
             .with_context(|| format!("reading {}", features.display()))?;
-        let geometry = config.geometry()?;
-        let layout = config.image_layout().context("the config's detector model")?;
-        // Found spots are in panel pixels; the truth is in the assembled image.
-        let in_image: std::collections::HashMap<u64, Vec<(f32, f32)>> = spots
-            .into_iter()
-            .map(|(frame, list)| {
-                let placed = list
-                    .into_iter()
-                    .map(|(panel, row, col)| {
-                        let (r0, c0) = geometry.panel_origin(usize::from(panel), &layout);
-                        (r0 as f32 + row, c0 as f32 + col)
-                    })
-                    .collect();
-                (frame, placed)
-            })
-            .collect();
         println!("{}", hitgate::sim::SpotScore::new(&truth, &in_image, 2.0));
         println!(
             "             (at most trigger.spots.max_spots_recorded = {} spots are recorded per frame)",

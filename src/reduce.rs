@@ -71,6 +71,8 @@ enum FinderPlan {
 /// Everything a reducer needs that is the same for every worker.
 pub struct ReducerPlan {
     photons: Photons,
+    /// Image row and column of every panel's first pixel.
+    origins: Vec<(usize, usize)>,
     /// G0 gains (ADU/keV per pixel) for the pedestal tracker; empty for photon counters.
     gains_g0: Vec<f32>,
     dark_frames: usize,
@@ -116,6 +118,15 @@ impl ReducerPlan {
                 Photons::Integrating(SharedConverter::new(converter))
             }
         };
+        let layout = config.image_layout().unwrap_or(crate::detector::ImageLayout {
+            modules: geometry.modules,
+            module_rows: geometry.model.module_rows(),
+            module_cols: geometry.model.module_cols(),
+            modules_per_row: 1,
+            gap_rows_px: 0,
+            gap_cols_px: 0,
+        });
+        let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
         let s = &config.trigger.spots;
         let finder = match config.features.finder {
             FinderKind::Threshold => FinderPlan::Threshold(SpotFinderParams {
@@ -126,15 +137,6 @@ impl ReducerPlan {
             }),
             FinderKind::Peakfinder8 => {
                 let p = config.features.peakfinder8;
-                let layout = config.image_layout().unwrap_or(crate::detector::ImageLayout {
-                    modules: geometry.modules,
-                    module_rows: geometry.model.module_rows(),
-                    module_cols: geometry.model.module_cols(),
-                    modules_per_row: 1,
-                    gap_rows_px: 0,
-                    gap_cols_px: 0,
-                });
-                let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
                 let mut map = RadialMap::new(&origins, rows, cols, config.beam_center_px(), &p);
                 if let Some(mask) = &mask {
                     map.exclude(mask.flags());
@@ -144,6 +146,7 @@ impl ReducerPlan {
         };
         Ok(ReducerPlan {
             photons,
+            origins,
             gains_g0,
             dark_frames: if matches!(geometry.model.det_type, DetectorType::Jungfrau) { c.dark_frames } else { 0 },
             mask: mask.map(|m| m.flags().to_vec()).unwrap_or_default(),
@@ -256,6 +259,11 @@ impl Reducer {
                 // A worker's finder is built from its plan's, so the two always agree.
                 (Finder::Peakfinder8(_), FinderPlan::Threshold(_)) => 0,
             };
+        }
+        for spot in features.spots.iter_mut() {
+            let (r0, c0) = self.plan.origins.get(usize::from(spot.panel)).copied().unwrap_or((0, 0));
+            spot.image_row = r0 as f32 + spot.row;
+            spot.image_col = c0 as f32 + spot.col;
         }
         let decision = self.plan.trigger.decide(features.spots_found);
         features.score = decision.score;

@@ -22,6 +22,9 @@ pub struct Spot {
     pub peak: f32,
     /// Integrated intensity over the local background's noise (peakfinder8; 0 where not measured).
     pub snr: f32,
+    /// The centre in the assembled detector image (modules placed with their gaps), pixels.
+    pub image_row: f32,
+    pub image_col: f32,
 }
 
 /// A frame's features and the trigger's verdict on it.

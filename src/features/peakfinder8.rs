@@ -322,7 +322,7 @@ impl Peakfinder8 {
         let weight: f64 = self.component.iter().map(|&(_, v)| f64::from((v - bg).max(0.0))).sum();
         let (row, col) =
             if weight > 0.0 { ((sum_r / weight) as f32, (sum_c / weight) as f32) } else { (pr as f32, pc as f32) };
-        Some(Spot { panel: 0, row, col, photons: intensity as f32, pixels, peak, snr })
+        Some(Spot { panel: 0, row, col, photons: intensity as f32, pixels, peak, snr, ..Spot::default() })
     }
 }
 

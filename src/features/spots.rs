@@ -101,7 +101,7 @@ impl SpotFinder {
             }
         }
         let (row, col) = if sum > 0.0 { ((sum_r / sum) as f32, (sum_c / sum) as f32) } else { (0.0, 0.0) };
-        Spot { panel: 0, row, col, photons: sum as f32, pixels, peak, snr: 0.0 }
+        Spot { panel: 0, row, col, photons: sum as f32, pixels, peak, snr: 0.0, ..Spot::default() }
     }
 }
 
@@ -152,7 +152,10 @@ mod tests {
         let mut out = Vec::with_capacity(8);
         let n = finder().find(&mut img, 2, rows, cols, &mut out);
         assert_eq!(n, 2);
-        assert_eq!(out[0], Spot { panel: 0, row: 2.5, col: 3.5, photons: 20.0, pixels: 4, peak: 5.0, snr: 0.0 });
+        assert_eq!(
+            out[0],
+            Spot { panel: 0, row: 2.5, col: 3.5, photons: 20.0, pixels: 4, peak: 5.0, ..Spot::default() }
+        );
         assert_eq!((out[1].panel, out[1].pixels, out[1].photons), (1, 2, 10.0));
         assert!((out[1].row - 6.6).abs() < 1e-5 && (out[1].col - 0.4).abs() < 1e-5);
     }

@@ -5,7 +5,8 @@
 //! ```json
 //! {"frame_number":12,"sequence":11,"accepted":true,"score":23.0,"complete":false,"packets_received":126,
 //!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
-//!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2}],"reduce_us":412.0}
+//!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2,"snr":41.0,
+//!  "image_row":101.2,"image_col":77.9}],"reduce_us":412.0}
 //! ```
 
 use std::fs::File;
@@ -131,8 +132,8 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
         .collect()
 }
 
-/// Recorded spots per frame number: (panel, row, column).
-pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(u16, f32, f32)>>;
+/// Recorded spots per frame number: (image row, image column), in the assembled detector image.
+pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(f32, f32)>>;
 
 /// Reads the recorded spots back from a features file.
 ///
@@ -141,9 +142,8 @@ pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(u16, f32, f32)>>;
 pub fn read_spots(path: &Path) -> std::io::Result<SpotsByFrame> {
     #[derive(serde::Deserialize)]
     struct Found {
-        panel: u16,
-        row: f32,
-        col: f32,
+        image_row: f32,
+        image_col: f32,
     }
     #[derive(serde::Deserialize)]
     struct Record {
@@ -155,7 +155,7 @@ pub fn read_spots(path: &Path) -> std::io::Result<SpotsByFrame> {
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str::<Record>(line)
-                .map(|r| (r.frame_number, r.spots.into_iter().map(|s| (s.panel, s.row, s.col)).collect()))
+                .map(|r| (r.frame_number, r.spots.into_iter().map(|s| (s.image_row, s.image_col)).collect()))
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
         })
         .collect()

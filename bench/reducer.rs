@@ -82,16 +82,18 @@ fn main() {
         us(p50),
         us(p99)
     );
-    whole_reducer_on_a_4m();
+    whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold);
+    whole_reducer_on_a_4m(hitgate::config::FinderKind::Peakfinder8);
 }
 
 /// The reducer as the pipeline runs it (panel by panel) on JUNGFRAU 4M frames: 8 modules whose maps
 /// (48 MiB) do not fit in cache, so this is the figure that meets memory bandwidth.
-fn whole_reducer_on_a_4m() {
+fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind) {
     let n = 12;
     let cfg = SimConfig { frames: n, hit_rate: 0.5, seed: 19, modules: 8, modules_per_row: 2, ..SimConfig::default() };
     let (_dir, out) = simulated(&cfg);
-    let config = hitgate::config::Config::load(&out.replay_config).unwrap();
+    let mut config = hitgate::config::Config::load(&out.replay_config).unwrap();
+    config.features.finder = finder;
     let geometry = config.geometry().unwrap();
     let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config, &geometry).unwrap());
     let mut reducer = hitgate::reduce::Reducer::new(plan);
@@ -104,7 +106,7 @@ fn whole_reducer_on_a_4m() {
     }
     let (m50, m99) = percentiles(samples);
     println!(
-        "whole reducer, JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
+        "whole reducer ({finder:?}), JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
         us(m50),
         us(m99),
         us(m50) / 8.0

@@ -268,3 +268,38 @@ fn pedestals_measured_on_dark_frames_replace_wrong_constants() {
     // The same wrong constants without dark frames must do clearly worse, or this test shows nothing.
     assert!(constants.rejection() < measured.rejection() - 0.2, "dark frames: {measured}\nconstants: {constants}");
 }
+
+#[test]
+fn tracking_follows_a_drifting_pedestal_that_the_calibration_file_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2.5 ADU a frame over 600 frames: by the end every pixel sits ~3 photons above the file's
+    // pedestal. Reducers run up to a queue ahead of the sink thread that tracks, so the queue is short.
+    let cfg = SimConfig {
+        frames: 600,
+        dark_frames: 20,
+        pedestal_drift_adu_per_frame: 2.5,
+        hit_rate: 0.3,
+        seed: 19,
+        ..SimConfig::default()
+    };
+    let out = common::simulated(dir.path(), &cfg);
+    let run = |dark_frames: usize| {
+        let mut config = common::replay_config(&out);
+        config.calibration.dark_frames = dark_frames;
+        config.calibration.pedestal_window_frames = 10;
+        config.calibration.pedestal_track_every = 1;
+        config.reducer.queue_frames = 8;
+        let min_spots = config.trigger.spots.min_spots;
+        common::replay(config, &out.capture);
+        let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();
+        TriggerScore::new(&out.truth_summary, &verdicts, 2 * min_spots)
+    };
+    let tracked = run(20);
+    let file_only = run(0);
+    println!("tracked: {tracked}\nfile only: {file_only}");
+    assert!(tracked.clear_hit_efficiency() >= 0.95 && tracked.rejection() >= 0.98, "{tracked}");
+    assert!(
+        file_only.rejection() < tracked.rejection() - 0.2,
+        "the drift must hurt without tracking:\ntracked: {tracked}\nfile only: {file_only}"
+    );
+}

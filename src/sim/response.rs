@@ -39,11 +39,12 @@ impl JungfrauResponse {
         }
     }
 
-    /// The word pixel `i` sends for `energy_kev` deposited.
-    pub fn encode(&self, i: usize, energy_kev: f32, rng: &mut Rng) -> u16 {
+    /// The word pixel `i` sends for `energy_kev` deposited, its G0 pedestal moved by `drift_adu`
+    /// (temperature drifts the pedestal over a run; the calibration maps keep the starting value).
+    pub fn encode(&self, i: usize, energy_kev: f32, drift_adu: f32, rng: &mut Rng) -> u16 {
         let noise = self.noise_table[rng.below(self.noise_table.len())] * self.noise_kev;
         let e = energy_kev + noise;
-        let adc0 = self.maps.pedestal(0)[i] + self.maps.gain(0)[i] * e;
+        let adc0 = self.maps.pedestal(0)[i] + drift_adu + self.maps.gain(0)[i] * e;
         if adc0 <= G0_CEILING_ADU {
             return adc0.round().clamp(0.0, 16383.0) as u16;
         }
@@ -67,7 +68,7 @@ mod tests {
         let resp = JungfrauResponse::new(1, 4, 4, &mut rng);
         let conv = PhotonConverter::new(&resp.maps, 12.4);
         for (photons, tolerance, code) in [(1.0f32, 0.1, 0), (10.0, 0.1, 0), (200.0, 1.0, 1), (5000.0, 40.0, 3)] {
-            let raw: Vec<u16> = (0..16).map(|i| resp.encode(i, photons * 12.4, &mut rng)).collect();
+            let raw: Vec<u16> = (0..16).map(|i| resp.encode(i, photons * 12.4, 0.0, &mut rng)).collect();
             let mut out = vec![0.0; 16];
             conv.jungfrau_photons(&raw, 0, &mut out);
             for (r, o) in raw.iter().zip(&out) {

@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Frames at the start without beam (for measuring pedestals), as a pedestal run takes them.
     #[serde(default)]
     pub dark_frames: u64,
+    /// G0 pedestal drift per frame, ADU (the calibration file keeps the pedestal of frame 1).
+    #[serde(default)]
+    pub pedestal_drift_adu_per_frame: f64,
     pub faults: PacketFaults,
     #[serde(skip, default = "default_format")]
     pub format: CaptureFileFormat,
@@ -90,6 +93,7 @@ impl Default for SimConfig {
             hot_pixels_per_module: 5,
             dead_pixels_per_module: 5,
             dark_frames: 0,
+            pedestal_drift_adu_per_frame: 0.0,
             faults: PacketFaults::default(),
             format: CaptureFileFormat::Pcap,
             framing: LinkFraming::Ethernet,
@@ -287,11 +291,16 @@ impl RunModel {
             }
         }
         let e = cfg.photon_energy_kev as f32;
-        let raw = expected
+        let drift = (cfg.pedestal_drift_adu_per_frame * (frame_number - 1) as f64) as f32;
+        let mut raw: Vec<u16> = expected
             .iter()
             .enumerate()
-            .map(|(i, &mean)| self.response.encode(i, rng.poisson(mean) as f32 * e, &mut rng))
+            .map(|(i, &mean)| self.response.encode(i, rng.poisson(mean) as f32 * e, drift, &mut rng))
             .collect();
+        // A dead pixel answers its pedestal whatever it is given.
+        for &p in &self.dead_pixels {
+            raw[p] = self.response.maps.pedestal(0)[p].round().clamp(0.0, 16383.0) as u16;
+        }
         (raw, truth)
     }
 

@@ -20,8 +20,38 @@ use crate::telemetry::{self, AssemblyFlusher};
 /// checked for their timeout when the detector is silent.
 const IDLE_POLL_MS: i32 = 2;
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LiveOptions {}
+/// What a live source does after a pass over its input that found nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhenIdle {
+    /// Nothing queued: wait a little for more.
+    Wait,
+    /// Stop was just asked: one more pass, so what was queued before the stop is still read.
+    PassAgain,
+    /// The pass after the stop found nothing too (or the run aborted): the source ends.
+    End,
+}
+
+/// The stopping protocol shared by every live source, as a small state machine.
+struct Stopping {
+    asked: bool,
+}
+
+impl Stopping {
+    fn new() -> Stopping {
+        Stopping { asked: false }
+    }
+
+    fn when_idle(&mut self, stop: &AtomicBool, abort: &AtomicBool) -> WhenIdle {
+        if self.asked || abort.load(Ordering::Relaxed) {
+            WhenIdle::End
+        } else if stop.load(Ordering::Relaxed) {
+            self.asked = true;
+            WhenIdle::PassAgain
+        } else {
+            WhenIdle::Wait
+        }
+    }
+}
 
 /// What every live source keeps: its assembler, its account and its metric flusher, with the
 /// bookkeeping done after each batch and at the end.
@@ -112,7 +142,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     let mut live = LiveAssembly::new(ctx);
     let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot_bytes(ctx));
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
-    let mut stopping = false;
+    let mut stopping = Stopping::new();
     loop {
         let mut received = 0;
         for (port, socket) in &sources.sockets {
@@ -139,15 +169,13 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
         }
         live.after_batch(ctx);
         if received == 0 {
-            if stopping || ctx.abort.load(Ordering::Relaxed) {
-                break;
+            match stopping.when_idle(stop, ctx.abort) {
+                WhenIdle::End => break,
+                WhenIdle::PassAgain => continue,
+                WhenIdle::Wait => {
+                    let _ = wait_readable(&mut fds, IDLE_POLL_MS);
+                }
             }
-            if stop.load(Ordering::Relaxed) {
-                // One more pass over every socket: what the kernel queued before the stop is read.
-                stopping = true;
-                continue;
-            }
-            let _ = wait_readable(&mut fds, IDLE_POLL_MS);
         }
     }
     live.finish(ctx)
@@ -240,7 +268,7 @@ fn receive_batches(
     error: &Mutex<Option<String>>,
 ) {
     let mut fds: Vec<libc::pollfd> = sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
-    let mut stopping = false;
+    let mut stopping = Stopping::new();
     loop {
         let mut received = 0;
         for (port, socket) in sockets {
@@ -264,14 +292,13 @@ fn receive_batches(
             }
         }
         if received == 0 {
-            if stopping || abort.load(Ordering::Relaxed) {
-                return;
+            match stopping.when_idle(stop, abort) {
+                WhenIdle::End => return,
+                WhenIdle::PassAgain => continue,
+                WhenIdle::Wait => {
+                    let _ = wait_readable(&mut fds, IDLE_POLL_MS);
+                }
             }
-            if stop.load(Ordering::Relaxed) {
-                stopping = true;
-                continue;
-            }
-            let _ = wait_readable(&mut fds, IDLE_POLL_MS);
         }
     }
 }
@@ -331,7 +358,7 @@ fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, s
     pin_to(ctx.plan.config.udp.receiver_cpu);
     let mut live = LiveAssembly::new(ctx);
     let idle = std::time::Duration::from_micros(ctx.plan.config.dma.idle_sleep_us);
-    let mut stopping = false;
+    let mut stopping = Stopping::new();
     loop {
         let now_ns = telemetry::now_ns();
         let LiveAssembly { assembler, outcome, .. } = &mut live;
@@ -346,15 +373,30 @@ fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, s
         });
         live.after_batch(ctx);
         if n == 0 {
-            if stopping || ctx.abort.load(Ordering::Relaxed) {
-                break;
+            match stopping.when_idle(stop, ctx.abort) {
+                WhenIdle::End => break,
+                WhenIdle::PassAgain => continue,
+                WhenIdle::Wait => std::thread::sleep(idle),
             }
-            if stop.load(Ordering::Relaxed) {
-                stopping = true;
-                continue;
-            }
-            std::thread::sleep(idle);
         }
     }
     live.finish(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_gets_one_more_pass_and_an_abort_none() {
+        let (stop, abort) = (AtomicBool::new(false), AtomicBool::new(false));
+        let mut s = Stopping::new();
+        assert!(s.when_idle(&stop, &abort) == WhenIdle::Wait);
+        stop.store(true, Ordering::Relaxed);
+        assert!(s.when_idle(&stop, &abort) == WhenIdle::PassAgain);
+        assert!(s.when_idle(&stop, &abort) == WhenIdle::End);
+        let mut s = Stopping::new();
+        abort.store(true, Ordering::Relaxed);
+        assert!(s.when_idle(&stop, &abort) == WhenIdle::End);
+    }
 }

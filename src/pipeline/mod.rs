@@ -9,7 +9,7 @@ mod replay;
 mod stages;
 mod summary;
 
-pub use live::{LiveOptions, UdpSources};
+pub use live::UdpSources;
 pub use replay::{Pace, ReplayOptions};
 pub use summary::{Progress, RunSummary};
 

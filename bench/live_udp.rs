@@ -47,23 +47,21 @@ struct Trial {
     latency: Option<(u64, u64)>,
 }
 
-/// Sends the capture at `hz`; the packets sent and the frame rate reached.
-fn send(capture: &std::path::Path, port: u16, hz: f64) -> (u64, f64) {
+/// Runs `hitgate send` on the capture to 127.0.0.1:`port` with `pace` arguments and `loops` passes;
+/// returns what it printed.
+fn hitgate_send(capture: &std::path::Path, port: u16, pace: &[&str], loops: u64) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .args([
-            "send",
-            capture.to_str().unwrap(),
-            "--to",
-            &format!("127.0.0.1:{port}"),
-            "--frame-rate-hz",
-            &hz.to_string(),
-            "--loops",
-            &LOOPS.to_string(),
-        ])
+        .args(["send", capture.to_str().unwrap(), "--to", &format!("127.0.0.1:{port}"), "--loops", &loops.to_string()])
+        .args(pace)
         .output()
         .expect("hitgate send");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends the capture at `hz`; the packets sent and the frame rate reached.
+fn send(capture: &std::path::Path, port: u16, hz: f64) -> (u64, f64) {
+    let text = hitgate_send(capture, port, &["--frame-rate-hz", &hz.to_string()], u64::from(LOOPS));
     // "sent  N datagrams, X GB in T s: R datagrams/s, ..."
     let per_second: f64 =
         text.split("s: ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
@@ -137,22 +135,9 @@ const BACKLOG_BUFFER: usize = 1 << 30;
 const BACKLOG_FRAMES: u64 = 400;
 const BACKLOG_ROUNDS: usize = 3;
 
-/// Queues `frames` frames of the stream in the socket's buffer with nothing reading, then returns
-/// the number of datagrams sent.
+/// Queues the backlog in the socket's buffer with nothing reading; returns the datagrams sent.
 fn queue_backlog(capture: &std::path::Path, port: u16) -> u64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .args([
-            "send",
-            capture.to_str().unwrap(),
-            "--to",
-            &format!("127.0.0.1:{port}"),
-            "--fast",
-            "--loops",
-            &(BACKLOG_FRAMES / FRAMES).to_string(),
-        ])
-        .output()
-        .expect("hitgate send");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    hitgate_send(capture, port, &["--fast"], BACKLOG_FRAMES / FRAMES);
     BACKLOG_FRAMES * 128
 }
 

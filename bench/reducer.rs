@@ -1,6 +1,7 @@
-//! Reducer steps on one JUNGFRAU module frame (512 × 1024), one core: calibration (raw → photons) and
-//! spot finding, each as median and p99 per frame, beside the limit measured in the same run: one pass
-//! that reads the frame's 1 MiB of raw pixels and writes 2 MiB of f32 (what calibration must at least do).
+//! Reducer steps on one JUNGFRAU module frame (512 × 1024), one core: calibration (raw → photons),
+//! spot finding and learned peak localisation, each as median and p99 per frame, beside the limit
+//! measured in the same run: one pass that reads the frame's 1 MiB of raw pixels and writes 2 MiB of f32
+//! (what calibration must at least do). Then the whole reducer on a JUNGFRAU 4M frame.
 //!
 //! `cargo bench --bench reducer`
 
@@ -82,21 +83,99 @@ fn main() {
         us(p50),
         us(p99)
     );
-    whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold);
-    whole_reducer_on_a_4m(hitgate::config::FinderKind::Peakfinder8);
+    whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold, false);
+    whole_reducer_on_a_4m(hitgate::config::FinderKind::Peakfinder8, false);
+    whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold, true);
+    peak_localisation(&frames, &conv, &mut finder);
+}
+
+/// The learned localiser on every spot of hit module frames: patch cutting plus model runs, per frame
+/// and per spot, at several batch sizes (the model's cost is the reason to batch).
+fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConverter, finder: &mut SpotFinder) {
+    use hitgate::features::patch::{PATCH_PIXELS, extract_patch, patch_centre};
+    use hitgate::features::peaks::{ModelSource, PeakModel};
+    let mut photons = vec![0f32; 512 * 1024];
+    let mut spots = Vec::with_capacity(512);
+    // Hit frames (at least 8 spots) with their spots, as the trigger would pass them on.
+    let mut hits: Vec<(&hitgate::frame::FrameHandle, Vec<hitgate::features::Spot>)> = Vec::new();
+    for f in frames {
+        conv.jungfrau_photons(f.pixels_u16(), 0, &mut photons);
+        finder.find(&mut photons, 1, 512, 1024, &mut spots);
+        if spots.len() >= 8 {
+            hits.push((f, spots.clone()));
+        }
+    }
+    let total_spots: usize = hits.iter().map(|(_, s)| s.len()).sum();
+    println!(
+        "peak localisation, {} hit module frames, {:.0} spots a frame on average:",
+        hits.len(),
+        total_spots as f64 / hits.len().max(1) as f64
+    );
+    let braggnn = ModelSource::File(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/braggnn.onnx"));
+    let runs = [1usize, 8, 16, 32, 64]
+        .map(|b| ("built-in (dense)", ModelSource::Builtin, b))
+        .into_iter()
+        .chain([1usize, 16].map(|b| ("braggnn (conv + attention)", braggnn.clone(), b)));
+    for (name, source, batch) in runs {
+        let model = PeakModel::load(&source, batch).unwrap();
+        let mut loc = model.localiser().unwrap();
+        let mut patches = vec![0f32; batch * PATCH_PIXELS];
+        let mut centres = vec![[0f32; 2]; batch];
+        let (mut frame_times, mut cut_times) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            for (f, spots) in &hits {
+                let raw = f.pixels_u16();
+                let mut cut = std::time::Duration::ZERO;
+                let (_, t) = common::time(|| {
+                    for chunk in spots.chunks(batch) {
+                        let (_, c) = common::time(|| {
+                            for (k, spot) in chunk.iter().enumerate() {
+                                extract_patch(
+                                    raw,
+                                    512,
+                                    1024,
+                                    patch_centre(spot),
+                                    &mut |seg: &[u16], at: usize, o: &mut [f32]| conv.jungfrau_photons(seg, at, o),
+                                    &mut patches[k * PATCH_PIXELS..(k + 1) * PATCH_PIXELS],
+                                );
+                            }
+                        });
+                        cut += c;
+                        loc.locate(&patches[..chunk.len() * PATCH_PIXELS], &mut centres).unwrap();
+                    }
+                });
+                frame_times.push(t);
+                cut_times.push(cut);
+                black_box(&centres);
+            }
+        }
+        let spots_timed = 3 * total_spots;
+        let sum: f64 = frame_times.iter().map(|t| t.as_secs_f64()).sum();
+        let cut: f64 = cut_times.iter().map(|t| t.as_secs_f64()).sum();
+        let (m50, m99) = percentiles(frame_times);
+        println!(
+            "  {name:<27} batch {batch:>2}: per frame median {:7.1} µs  p99 {:7.1} µs   per spot {:5.1} µs (cutting patches {:4.2} µs)",
+            us(m50),
+            us(m99),
+            sum * 1e6 / spots_timed as f64,
+            cut * 1e6 / spots_timed as f64
+        );
+    }
 }
 
 /// The reducer as the pipeline runs it (panel by panel) on JUNGFRAU 4M frames: 8 modules whose maps
 /// (48 MiB) do not fit in cache, so this is the figure that meets memory bandwidth.
-fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind) {
+fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind, localise: bool) {
     let n = 12;
     let cfg = SimConfig { frames: n, hit_rate: 0.5, seed: 19, modules: 8, modules_per_row: 2, ..SimConfig::default() };
     let (_dir, out) = simulated(&cfg);
     let mut config = hitgate::config::Config::load(&out.replay_config).unwrap();
     config.features.finder = finder;
+    config.features.localiser.model = localise.then(|| "builtin".to_string());
+    config.features.localiser.frames = hitgate::config::LocaliseFrames::Accepted;
     let geometry = config.geometry().unwrap();
     let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config, &geometry).unwrap());
-    let mut reducer = hitgate::reduce::Reducer::new(plan);
+    let mut reducer = hitgate::reduce::Reducer::new(plan).unwrap();
     let mut frames = assembled(&out.capture, &geometry, n as usize, 512);
     let mut samples = Vec::new();
     for _ in 0..8 {
@@ -105,8 +184,9 @@ fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind) {
         }
     }
     let (m50, m99) = percentiles(samples);
+    let with = if localise { " + learned peaks on accepted frames" } else { "" };
     println!(
-        "whole reducer ({finder:?}), JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
+        "whole reducer ({finder:?}{with}), JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
         us(m50),
         us(m99),
         us(m50) / 8.0

@@ -67,6 +67,27 @@ pub enum Command {
     },
     /// Check a config; list every problem with its key path.
     Validate { config: PathBuf },
+    /// Write training data for the learned models from simulated frames (NumPy .npy files).
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// Spot patches (11 × 11 photons, cut as the reducer cuts them) with their true centres.
+    Peaks {
+        #[arg(long, default_value = "out/dataset/peaks")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        frames: u64,
+        #[arg(long, default_value_t = 1.0)]
+        hit_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A found spot is an example when a reflection lies within this distance.
+        #[arg(long, default_value_t = 2.0)]
+        match_radius_px: f32,
+    },
 }
 
 #[derive(Args)]
@@ -211,6 +232,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 Some(e) => Err(Exit { code: 4, message: format!("{}: {e}", capture.display()) }.into()),
                 None => Ok(()),
             }
+        }
+        Command::Dataset(DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px }) => {
+            let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
+            let s = hitgate::config::SpotsTriggerSection::default();
+            let finder = hitgate::features::SpotFinderParams {
+                threshold_photons: s.threshold_photons,
+                min_spot_pixels: s.min_spot_pixels,
+                max_spot_pixels: s.max_spot_pixels,
+                min_spot_photons: s.min_spot_photons,
+            };
+            let data = hitgate::sim::dataset::peak_dataset(&cfg, finder, match_radius_px, &|_| {})
+                .context("simulating frames for the peak dataset")?;
+            data.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} spot patches from {frames} frames (seed {seed}) in {}", data.len(), out.display());
+            Ok(())
         }
         Command::Validate { config } => {
             let c = load_config(&config)?;

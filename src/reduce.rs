@@ -8,8 +8,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::calib::{CalibrationMaps, PedestalTracker, PhotonConverter, PixelMask, counts_as_photons};
-use crate::config::{Config, FinderKind};
+use crate::config::{Config, FinderKind, LocaliseFrames};
 use crate::detector::{DetectorGeometry, DetectorType};
+use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
+use crate::features::peaks::{PeakLocaliser, PeakModel, PeakModelError};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
 use crate::trigger::Trigger;
@@ -21,6 +23,8 @@ pub enum PlanError {
     Calibration(#[from] crate::calib::CalibrationError),
     #[error(transparent)]
     Mask(#[from] crate::calib::MaskError),
+    #[error(transparent)]
+    PeakModel(#[from] PeakModelError),
 }
 
 /// The current converter, replaced while running when the pedestal is measured or has moved.
@@ -81,13 +85,17 @@ pub struct ReducerPlan {
     panels: (usize, usize, usize),
     finder: FinderPlan,
     trigger: Trigger,
+    /// The learned localiser and the frames it refines, when configured.
+    peaks: Option<(PeakModel, LocaliseFrames)>,
 }
 
 impl ReducerPlan {
-    /// Prepares the reduction: loads and inverts the calibration maps.
+    /// Prepares the reduction: loads and inverts the calibration maps, loads and optimises the peak
+    /// model.
     ///
     /// # Errors
-    /// The calibration or mask file cannot be read or does not fit the detector.
+    /// The calibration or mask file cannot be read or does not fit the detector; the peak model cannot
+    /// be loaded or does not follow its contract.
     pub fn new(config: &Config, geometry: &DetectorGeometry) -> Result<ReducerPlan, PlanError> {
         let (panels, rows, cols) = geometry.panels();
         let pixels = panels * rows * cols;
@@ -153,6 +161,13 @@ impl ReducerPlan {
             panels: (panels, rows, cols),
             finder,
             trigger: Trigger::from_config(&config.trigger),
+            peaks: match config.features.localiser.source() {
+                Some(source) => Some((
+                    PeakModel::load(&source, config.features.localiser.batch_patches)?,
+                    config.features.localiser.frames,
+                )),
+                None => None,
+            },
         })
     }
 }
@@ -187,6 +202,15 @@ enum Finder {
     Peakfinder8(Box<Peakfinder8>),
 }
 
+/// A worker's localiser with its batch of patches.
+struct Refiner {
+    localiser: PeakLocaliser,
+    patches: Vec<f32>,
+    /// Which spot each patch of the batch belongs to, and the patch centre in the image.
+    owners: Vec<(usize, [f32; 2])>,
+    centres: Vec<[f32; 2]>,
+}
+
 /// One worker's reducer: the shared plan plus its own scratch.
 pub struct Reducer {
     plan: Arc<ReducerPlan>,
@@ -194,10 +218,15 @@ pub struct Reducer {
     finder: Finder,
     /// The converter in use and the epoch it was published at.
     converter: Option<(u64, Arc<PhotonConverter>)>,
+    refiner: Option<Refiner>,
 }
 
 impl Reducer {
-    pub fn new(plan: Arc<ReducerPlan>) -> Reducer {
+    /// A worker's reducer, with its scratch allocated now.
+    ///
+    /// # Errors
+    /// The peak model's state for this worker cannot be made.
+    pub fn new(plan: Arc<ReducerPlan>) -> Result<Reducer, PlanError> {
         let (_, rows, cols) = plan.panels;
         // Written now, not merely reserved, so its pages are in place before the first frame.
         let mut photons = Vec::with_capacity(rows * cols);
@@ -206,7 +235,19 @@ impl Reducer {
             FinderPlan::Threshold(p) => Finder::Threshold(SpotFinder::new(*p)),
             FinderPlan::Peakfinder8(p, map) => Finder::Peakfinder8(Box::new(Peakfinder8::new(*p, map.rings))),
         };
-        Reducer { plan, photons, finder, converter: None }
+        let refiner = match &plan.peaks {
+            Some((model, _)) => {
+                let batch = model.batch();
+                Some(Refiner {
+                    localiser: model.localiser()?,
+                    patches: vec![0.0; batch * PATCH_PIXELS],
+                    owners: Vec::with_capacity(batch),
+                    centres: vec![[0.0; 2]; batch],
+                })
+            }
+            None => None,
+        };
+        Ok(Reducer { plan, photons, finder, converter: None, refiner })
     }
 
     /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
@@ -238,6 +279,8 @@ impl Reducer {
         let panel_pixels = rows * cols;
         features.spots.clear();
         features.spots_found = 0;
+        features.spots_refined = 0;
+        features.peak_batches_failed = 0;
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             match &self.plan.photons {
                 Photons::Integrating(shared) => {
@@ -268,5 +311,91 @@ impl Reducer {
         let decision = self.plan.trigger.decide(features.spots_found);
         features.score = decision.score;
         features.accepted = decision.accepted;
+        let refine = match &self.plan.peaks {
+            Some((_, LocaliseFrames::All)) => true,
+            Some((_, LocaliseFrames::Accepted)) => decision.accepted,
+            None => false,
+        };
+        if refine {
+            self.refine_spots(frame);
+        }
+    }
+
+    /// Gives every recorded spot of the frame the learned localiser's centre, a batch of patches at a
+    /// time. A batch the model fails on leaves its spots unrefined and is counted.
+    fn refine_spots(&mut self, frame: &mut FrameHandle) {
+        let Some(refiner) = self.refiner.as_mut() else { return };
+        let conv = match (&self.plan.photons, &self.converter) {
+            (Photons::Integrating(_), Some((_, c))) => Some(Arc::clone(c)),
+            (Photons::Integrating(shared), None) => Some(Arc::clone(&shared.base)),
+            (Photons::Counting, _) => None,
+        };
+        let (panels, rows, cols) = self.plan.panels;
+        let panel_pixels = rows * cols;
+        let batch = refiner.centres.len();
+        let (raw, features) = frame.pixels_and_features();
+        let spot_count = features.spots.len();
+        let mut next = 0;
+        while next < spot_count {
+            refiner.owners.clear();
+            while next < spot_count && refiner.owners.len() < batch {
+                let spot = features.spots[next];
+                let panel = usize::from(spot.panel);
+                let Some(panel_raw) =
+                    raw.get(panel * panel_pixels..(panel + 1) * panel_pixels).filter(|_| panel < panels)
+                else {
+                    next += 1;
+                    continue;
+                };
+                let first = panel * panel_pixels;
+                let centre = patch_centre(&spot);
+                let k = refiner.owners.len();
+                let out = &mut refiner.patches[k * PATCH_PIXELS..(k + 1) * PATCH_PIXELS];
+                match &conv {
+                    Some(c) => extract_patch(
+                        panel_raw,
+                        rows,
+                        cols,
+                        centre,
+                        &mut |seg: &[u16], at: usize, o: &mut [f32]| c.jungfrau_photons(seg, first + at, o),
+                        out,
+                    ),
+                    None => {
+                        let mask = &self.plan.mask;
+                        extract_patch(
+                            panel_raw,
+                            rows,
+                            cols,
+                            centre,
+                            &mut |seg: &[u16], at: usize, o: &mut [f32]| {
+                                let m = mask.get(first + at..first + at + seg.len()).unwrap_or(&[]);
+                                counts_as_photons(seg, m, o)
+                            },
+                            out,
+                        )
+                    }
+                }
+                let (r0, c0) = self.plan.origins.get(panel).copied().unwrap_or((0, 0));
+                refiner.owners.push((next, [(r0 as i64 + centre.0) as f32, (c0 as i64 + centre.1) as f32]));
+                next += 1;
+            }
+            let n = refiner.owners.len();
+            if n == 0 {
+                break;
+            }
+            match refiner.localiser.locate(&refiner.patches[..n * PATCH_PIXELS], &mut refiner.centres) {
+                Ok(()) => {
+                    // A centre off its own patch is no refinement (a patch unlike any the model knows).
+                    let on_patch = |d: f32| d.is_finite() && d.abs() <= (PATCH_SIDE / 2) as f32;
+                    for (&(i, [pr, pc]), [dr, dc]) in refiner.owners.iter().zip(&refiner.centres) {
+                        if on_patch(*dr) && on_patch(*dc) {
+                            features.spots[i].refined = Some([pr + dr, pc + dc]);
+                            features.spots_refined += 1;
+                        }
+                    }
+                }
+                Err(_) => features.peak_batches_failed += 1,
+            }
+        }
     }
 }

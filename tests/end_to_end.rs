@@ -230,7 +230,7 @@ fn masked_pixels_never_make_spots_with_either_finder() {
         config.calibration.mask_file = Some(masked.clone());
         common::replay(config, &out.capture);
         let spots = hitgate::sink::features::read_spots(&dir.path().join("replay/features.jsonl")).unwrap();
-        let all: Vec<f32> = spots.values().flatten().map(|&(row, _)| row).collect();
+        let all: Vec<f32> = spots.values().flatten().map(|s| s.row).collect();
         assert!(all.len() > 200, "{finder:?}: {} spots", all.len());
         assert!(all.iter().all(|&row| row >= 255.5), "{finder:?}: a spot in the masked half");
     }
@@ -302,4 +302,59 @@ fn tracking_follows_a_drifting_pedestal_that_the_calibration_file_does_not() {
         file_only.rejection() < tracked.rejection() - 0.2,
         "the drift must hurt without tracking:\ntracked: {tracked}\nfile only: {file_only}"
     );
+}
+
+#[test]
+fn learned_peak_centres_beat_the_centre_of_mass_on_accepted_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::simulated(dir.path(), &SimConfig { frames: 60, hit_rate: 0.5, seed: 23, ..SimConfig::default() });
+    let features = dir.path().join("replay/features.jsonl");
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&features).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+
+    // The simulator's config refines the spots of accepted frames with the built-in model.
+    let config = common::replay_config(&out);
+    assert_eq!(config.features.localiser.model.as_deref(), Some("builtin"));
+    let summary = common::replay(config.clone(), &out.capture);
+    let (mut refined_in_accepted, mut refined_in_rejected) = (0u64, 0u64);
+    for r in records() {
+        let refined = r["spots"].as_array().unwrap().iter().filter(|s| !s["refined"].is_null()).count() as u64;
+        if r["accepted"].as_bool().unwrap() {
+            assert_eq!(refined, r["spots"].as_array().unwrap().len() as u64, "every spot of an accepted frame");
+            refined_in_accepted += refined;
+        } else {
+            refined_in_rejected += refined;
+        }
+    }
+    assert!(refined_in_accepted > 500, "{refined_in_accepted} spots refined");
+    assert_eq!(refined_in_rejected, 0);
+    assert_eq!(summary.spots_refined, refined_in_accepted);
+    assert_eq!(summary.peak_batches_failed, 0);
+
+    // Against the truth, on the same spots: the learned centre is closer than the centre of mass for
+    // weak and medium reflections, where the centre of mass is noisy, and no worse for strong ones.
+    let quality =
+        hitgate::sim::SpotScore::new(&out.truth_summary, &hitgate::sink::features::read_spots(&features).unwrap(), 2.0);
+    println!("{quality}");
+    let median = |v: &[f32]| hitgate::sim::score::quantile(v, 0.5).unwrap();
+    for bin in [1, 2] {
+        let l = &quality.localisation[bin];
+        assert!(l.learned.len() > 100, "bin {bin}: {} spots", l.learned.len());
+        assert!(median(&l.learned) < 0.95 * median(&l.centre_of_mass), "bin {bin}\n{quality}");
+    }
+    let strong = &quality.localisation[3];
+    assert!(median(&strong.learned) <= 1.1 * median(&strong.centre_of_mass) + 0.005, "{quality}");
+
+    // Asked to, the localiser refines every judged frame's spots.
+    let mut config = config;
+    config.features.localiser.frames = hitgate::config::LocaliseFrames::All;
+    common::replay(config, &out.capture);
+    let rejected_with_refined = records()
+        .iter()
+        .filter(|r| !r["accepted"].as_bool().unwrap())
+        .flat_map(|r| r["spots"].as_array().unwrap().clone())
+        .filter(|s| !s["refined"].is_null())
+        .count();
+    assert!(rejected_with_refined > 0, "rejected frames' spots are refined too");
 }

@@ -239,6 +239,48 @@ pub struct FeaturesSection {
     pub finder: FinderKind,
     /// Parameters of the peakfinder8 finder (see `features::peakfinder8`).
     pub peakfinder8: crate::features::Peakfinder8Params,
+    /// The learned peak localiser (see `features::peaks`).
+    pub localiser: LocaliserSection,
+}
+
+/// The learned peak localiser: refines the centre of each recorded spot from its 11 × 11 patch.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocaliserSection {
+    /// `"builtin"` (the model compiled into hitgate), the path of an ONNX model that follows the same
+    /// contract, or absent for no refinement.
+    pub model: Option<String>,
+    /// Patches per model run: a frame's spots go in batches of this size, the last one padded.
+    pub batch_patches: usize,
+    /// Which frames' spots are refined.
+    pub frames: LocaliseFrames,
+}
+
+impl Default for LocaliserSection {
+    fn default() -> Self {
+        LocaliserSection { model: None, batch_patches: 16, frames: LocaliseFrames::Accepted }
+    }
+}
+
+impl LocaliserSection {
+    /// Where the model comes from, if one is configured.
+    pub fn source(&self) -> Option<crate::features::peaks::ModelSource> {
+        use crate::features::peaks::{BUILTIN_MODEL_NAME, ModelSource};
+        self.model.as_ref().map(|m| match m.as_str() {
+            BUILTIN_MODEL_NAME => ModelSource::Builtin,
+            path => ModelSource::File(PathBuf::from(path)),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LocaliseFrames {
+    /// Frames the trigger keeps: what is stored gets the best centres.
+    #[default]
+    Accepted,
+    /// Every judged frame, for a live monitor or to measure the localiser on everything.
+    All,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -363,6 +405,12 @@ impl Config {
         }
         if let Some(d) = self.dma.device.as_mut() {
             fix(d);
+        }
+        if let Some(m) = self.features.localiser.model.as_mut()
+            && m != crate::features::peaks::BUILTIN_MODEL_NAME
+            && Path::new(m.as_str()).is_relative()
+        {
+            *m = base.join(m.as_str()).to_string_lossy().into_owned();
         }
         for sink in &mut self.sinks {
             match sink {
@@ -601,6 +649,18 @@ impl Config {
             && !file.is_file()
         {
             bad("calibration.mask_file", format!("{} is not a readable file", file.display()));
+        }
+        let loc = &self.features.localiser;
+        if !(1..=1024).contains(&loc.batch_patches) {
+            bad("features.localiser.batch_patches", format!("{} is outside 1..=1024", loc.batch_patches));
+        }
+        if let Some(crate::features::peaks::ModelSource::File(path)) = loc.source()
+            && !path.is_file()
+        {
+            bad(
+                "features.localiser.model",
+                format!("{} is not a readable file (or \"builtin\" for the built-in model)", path.display()),
+            );
         }
         let pf = &self.features.peakfinder8;
         let pf_key = |k: &str| format!("features.peakfinder8.{k}");

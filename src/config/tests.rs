@@ -81,3 +81,17 @@ fn an_unknown_model_lists_the_known_ones() {
     assert_eq!(p.key, "detector.model");
     assert!(p.reason.contains("jungfrau-2if"));
 }
+
+#[test]
+fn the_peak_localiser_is_checked_at_load() {
+    let text = format!("{MINIMAL}[features.localiser]\nmodel = \"models/none.onnx\"\nbatch_patches = 0\n");
+    let err = Config::parse(&text).unwrap().resolved_against(Path::new("/nonexistent")).validated().unwrap_err();
+    let keys: Vec<String> = err.problems().into_iter().map(|p| p.key).collect();
+    assert!(keys.iter().any(|k| k == "features.localiser.model"), "{keys:?}");
+    assert!(keys.iter().any(|k| k == "features.localiser.batch_patches"), "{keys:?}");
+    assert!(err.to_string().contains("/nonexistent/models/none.onnx"), "{err}");
+    let text = format!("{MINIMAL}[features.localiser]\nmodel = \"builtin\"\nframes = \"all\"\n");
+    let c = Config::parse(&text).unwrap().resolved_against(Path::new("/elsewhere")).validated().unwrap();
+    assert_eq!(c.features.localiser.source(), Some(crate::features::peaks::ModelSource::Builtin));
+    assert_eq!(c.features.localiser.frames, LocaliseFrames::All);
+}

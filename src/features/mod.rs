@@ -1,7 +1,9 @@
 //! What the reducer extracts from a frame. [`FrameFeatures`] travels with the frame in its pool slot
 //! (its spot list is preallocated there), so reducing a frame allocates nothing.
 
+pub mod patch;
 pub mod peakfinder8;
+pub mod peaks;
 pub mod spots;
 
 pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
@@ -25,6 +27,9 @@ pub struct Spot {
     /// The centre in the assembled detector image (modules placed with their gaps), pixels.
     pub image_row: f32,
     pub image_col: f32,
+    /// The centre the learned localiser gives, in the assembled image (row, column); `None` where the
+    /// spot was not refined (no model, a rejected frame, or past the recorded spots).
+    pub refined: Option<[f32; 2]>,
 }
 
 /// A frame's features and the trigger's verdict on it.
@@ -40,6 +45,9 @@ pub struct FrameFeatures {
     pub dark: bool,
     /// Time the reducer spent on this frame.
     pub reduce_ns: u64,
+    /// Spots the learned localiser refined, and batches of patches it failed on.
+    pub spots_refined: u32,
+    pub peak_batches_failed: u32,
 }
 
 impl FrameFeatures {
@@ -55,5 +63,7 @@ impl FrameFeatures {
         self.accepted = false;
         self.dark = false;
         self.reduce_ns = 0;
+        self.spots_refined = 0;
+        self.peak_batches_failed = 0;
     }
 }

@@ -89,6 +89,8 @@ struct SinkOutcome {
     rejected: u64,
     accepted_partial: u64,
     reduce_time: Duration,
+    spots_refined: u64,
+    peak_batches_failed: u64,
     reports: Vec<SinkReport>,
     latency: LatencyHistogram,
 }
@@ -156,7 +158,17 @@ impl Plan {
             let mut workers = Vec::new();
             for w in 0..cfg.reducer.workers {
                 let (input, output, running) = (&to_reducers, &to_sinks, &reducers_running);
-                let mut reducer = Reducer::new(Arc::clone(&self.reducer));
+                let mut reducer = match Reducer::new(Arc::clone(&self.reducer)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let never_started = cfg.reducer.workers - w;
+                        if reducers_running.fetch_sub(never_started, Ordering::AcqRel) == never_started {
+                            to_sinks.close();
+                        }
+                        to_reducers.close();
+                        return Err(PipelineError::from(e));
+                    }
+                };
                 let cpu = cfg.reducer.cpus.get(w).copied();
                 let name = format!("hg-reduce-{w}");
                 let started = spawn(&name).spawn_scoped(s, move || {
@@ -223,6 +235,8 @@ impl Plan {
             frames_rejected: sinks.rejected,
             frames_accepted_partial: sinks.accepted_partial,
             reduce_time: sinks.reduce_time,
+            spots_refined: sinks.spots_refined,
+            peak_batches_failed: sinks.peak_batches_failed,
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,
@@ -261,11 +275,14 @@ fn run_sinks(
         rejected: 0,
         accepted_partial: 0,
         reduce_time: Duration::ZERO,
+        spots_refined: 0,
+        peak_batches_failed: 0,
         reports: Vec::new(),
         latency: LatencyHistogram::default(),
     };
     let (accepted, rejected) = (counter!(telemetry::FRAMES_ACCEPTED), counter!(telemetry::FRAMES_REJECTED));
     let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
+    let (refined, peak_failures) = (counter!(telemetry::SPOTS_REFINED), counter!(telemetry::PEAK_MODEL_FAILURES));
     let mut failure: Option<PipelineError> = None;
     let live = watch.live;
     let (mut tracked, mut pedestal) = (0u64, watch.pedestal.take());
@@ -296,6 +313,12 @@ fn run_sinks(
         } else {
             outcome.rejected += 1;
             rejected.increment(1);
+        }
+        if f.spots_refined > 0 || f.peak_batches_failed > 0 {
+            refined.increment(u64::from(f.spots_refined));
+            peak_failures.increment(u64::from(f.peak_batches_failed));
+            outcome.spots_refined += u64::from(f.spots_refined);
+            outcome.peak_batches_failed += u64::from(f.peak_batches_failed);
         }
         outcome.reduce_time += Duration::from_nanos(f.reduce_ns);
         reduce_time.record(f.reduce_ns as f64 * 1e-9);

@@ -40,6 +40,9 @@ pub struct RunSummary {
     /// Accepted frames that were partial.
     pub frames_accepted_partial: u64,
     pub reduce_time: Duration,
+    /// Spots the learned localiser refined, and batches of patches it failed on.
+    pub spots_refined: u64,
+    pub peak_batches_failed: u64,
     pub sinks: Vec<SinkReport>,
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
@@ -97,6 +100,13 @@ impl fmt::Display for RunSummary {
         )?;
         let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
         writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
+        if self.spots_refined > 0 || self.peak_batches_failed > 0 {
+            write!(f, "peaks        {} spot centres refined by the learned localiser", self.spots_refined)?;
+            if self.peak_batches_failed > 0 {
+                write!(f, "; the model failed on {} batches (centre of mass kept)", self.peak_batches_failed)?;
+            }
+            writeln!(f)?;
+        }
         if let (Some(p50), Some(p99)) = (self.latency_p50_us, self.latency_p99_us) {
             writeln!(f, "latency      first packet to verdict: p50 ≤ {p50} µs, p99 ≤ {p99} µs")?;
         }

@@ -10,11 +10,13 @@
 
 pub mod capture_writer;
 pub mod crystal;
+pub mod dataset;
+pub mod npy;
 pub mod response;
 pub mod rng;
 pub mod run;
 pub mod score;
 
 pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
-pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, simulate};
+pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, SimulatedDetector, simulate};
 pub use score::{SpotScore, TriggerScore};

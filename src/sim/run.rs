@@ -304,6 +304,18 @@ impl RunModel {
         (raw, truth)
     }
 
+    /// The hot and dead pixels, as a mask file would flag them.
+    fn mask(&self) -> crate::calib::PixelMask {
+        let mut mask = crate::calib::PixelMask::none(self.background.len());
+        for &p in &self.hot_pixels {
+            mask.set(p, crate::calib::mask::HOT);
+        }
+        for &p in &self.dead_pixels {
+            mask.set(p, crate::calib::mask::DEAD);
+        }
+        mask
+    }
+
     /// Spreads a reflection's photons over the pixels around it; false if its centre misses every module.
     fn add_spot(&self, expected: &mut [f32], r: &Reflection, sigma: f64) -> bool {
         let (row, col) = (r.row.round(), r.col.round());
@@ -331,6 +343,51 @@ impl RunModel {
             }
         }
         true
+    }
+}
+
+/// A simulated detector held in memory: frames on demand, with their truth, and no packets or files
+/// (for training data and benchmarks).
+pub struct SimulatedDetector {
+    model: RunModel,
+    cfg: SimConfig,
+}
+
+impl SimulatedDetector {
+    /// Prepares the detector response, background and geometry of a run.
+    ///
+    /// # Errors
+    /// A non-JUNGFRAU model or an unknown one.
+    pub fn new(cfg: &SimConfig) -> Result<SimulatedDetector, SimError> {
+        Ok(SimulatedDetector { model: RunModel::new(cfg)?, cfg: cfg.clone() })
+    }
+
+    /// The raw pixels (JUNGFRAU encoding, module after module) of frame `frame_number` and its truth;
+    /// the same as [`simulate`] writes for that frame with the same configuration.
+    pub fn frame(&self, frame_number: u64) -> (Vec<u16>, FrameTruth) {
+        self.model.frame(&self.cfg, frame_number, &mut Vec::new())
+    }
+
+    /// The per-pixel calibration maps of the simulated modules.
+    pub fn calibration(&self) -> &crate::calib::CalibrationMaps {
+        &self.model.response.maps
+    }
+
+    /// The simulated hot and dead pixels.
+    pub fn mask(&self) -> crate::calib::PixelMask {
+        self.model.mask()
+    }
+
+    pub fn geometry(&self) -> &DetectorGeometry {
+        &self.model.geometry
+    }
+
+    pub fn layout(&self) -> &ImageLayout {
+        &self.model.layout
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
     }
 }
 
@@ -367,13 +424,7 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     let model = RunModel::new(cfg)?;
     let calibration = out_dir.join("calibration.bin");
     model.response.maps.save(&calibration)?;
-    let mut mask = crate::calib::PixelMask::none(model.background.len());
-    for &p in &model.hot_pixels {
-        mask.set(p, crate::calib::mask::HOT);
-    }
-    for &p in &model.dead_pixels {
-        mask.set(p, crate::calib::mask::DEAD);
-    }
+    let mask = model.mask();
     let mask_path = out_dir.join("mask.bin");
     mask.save(&mask_path)
         .map_err(|e| SimError::Io { path: mask_path.clone(), source: std::io::Error::other(e.to_string()) })?;
@@ -532,6 +583,10 @@ dark_frames = {dark}
 
 [trigger]
 kind = "spots"
+
+[features.localiser]
+# The learned peak localiser refines every spot of an accepted frame ("builtin": compiled into hitgate).
+model = "builtin"
 
 [[sink]]
 kind = "raw"

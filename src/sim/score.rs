@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::run::RunTruth;
+use crate::sink::features::SpotsByFrame;
 
 /// Counts of a trigger's verdicts against the truth.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,43 +100,62 @@ pub struct SpotScore {
     /// Found spots, and those with a reflection (≥ 1 photon) within the match radius.
     pub found: u64,
     pub found_matched: u64,
-    /// Distance from each matched reflection of at least 25 photons to its nearest found spot, pixels.
+    /// Distance from each matched reflection of at least 25 photons to its nearest found spot's
+    /// centre of mass, pixels, sorted.
     pub errors_px: Vec<f32>,
+    /// Per strength bin, for matched reflections whose spot the learned localiser refined: the
+    /// centre-of-mass error and the learned centre's error on the same spots, pixels, each sorted.
+    pub localisation: [LocalisationErrors; STRENGTH_BINS.len()],
     pub match_radius_px: f32,
 }
 
+/// Errors of two centres of the same spots, pixels, sorted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalisationErrors {
+    pub centre_of_mass: Vec<f32>,
+    pub learned: Vec<f32>,
+}
+
 impl SpotScore {
-    /// Compares found spots (frame number → image row and column) with the truth's reflections,
-    /// frame by frame, counting a match within `match_radius_px`.
-    pub fn new(truth: &RunTruth, found: &HashMap<u64, Vec<(f32, f32)>>, match_radius_px: f32) -> SpotScore {
+    /// Compares found spots with the truth's reflections, frame by frame, counting a match within
+    /// `match_radius_px`.
+    pub fn new(truth: &RunTruth, found: &SpotsByFrame, match_radius_px: f32) -> SpotScore {
         let mut s = SpotScore { match_radius_px, ..SpotScore::default() };
         let r2 = match_radius_px * match_radius_px;
         let none = Vec::new();
+        let d2 = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).powi(2) + (a.1 - b.1).powi(2);
         for frame in &truth.frames {
             let spots = found.get(&frame.frame_number).unwrap_or(&none);
-            let nearest = |row: f32, col: f32, points: &mut dyn Iterator<Item = (f32, f32)>| {
-                points.map(|(r, c)| (r - row).powi(2) + (c - col).powi(2)).fold(f32::INFINITY, f32::min)
-            };
             for &[row, col, photons] in &frame.reflections {
                 let Some(bin) = STRENGTH_BINS.iter().position(|(lo, hi)| photons >= *lo && photons < *hi) else {
                     continue;
                 };
-                let d2 = nearest(row, col, &mut spots.iter().copied());
+                let nearest = spots
+                    .iter()
+                    .map(|spot| (d2((spot.row, spot.col), (row, col)), spot))
+                    .min_by(|a, b| a.0.total_cmp(&b.0));
                 s.recall[bin].0 += 1;
-                if d2 <= r2 {
-                    s.recall[bin].1 += 1;
-                    if photons >= 25.0 {
-                        s.errors_px.push(d2.sqrt());
-                    }
+                let Some((dist2, spot)) = nearest.filter(|(dist2, _)| *dist2 <= r2) else { continue };
+                s.recall[bin].1 += 1;
+                if photons >= 25.0 {
+                    s.errors_px.push(dist2.sqrt());
+                }
+                if let Some([rr, rc]) = spot.refined {
+                    s.localisation[bin].centre_of_mass.push(dist2.sqrt());
+                    s.localisation[bin].learned.push(d2((rr, rc), (row, col)).sqrt());
                 }
             }
-            for &(row, col) in spots {
+            for spot in spots {
                 s.found += 1;
-                let d2 = nearest(row, col, &mut frame.reflections.iter().map(|r| (r[0], r[1])));
-                s.found_matched += u64::from(d2 <= r2);
+                let nearest = frame.reflections.iter().map(|r| d2((spot.row, spot.col), (r[0], r[1])));
+                s.found_matched += u64::from(nearest.fold(f32::INFINITY, f32::min) <= r2);
             }
         }
         s.errors_px.sort_by(f32::total_cmp);
+        for bin in &mut s.localisation {
+            bin.centre_of_mass.sort_by(f32::total_cmp);
+            bin.learned.sort_by(f32::total_cmp);
+        }
         s
     }
 
@@ -145,9 +165,19 @@ impl SpotScore {
 
     /// Localisation error at quantile `q` (pixels), of matched reflections of at least 25 photons.
     pub fn error_px(&self, q: f64) -> Option<f32> {
-        let n = self.errors_px.len();
-        (n > 0).then(|| self.errors_px[(((n - 1) as f64) * q).round() as usize])
+        quantile(&self.errors_px, q)
     }
+
+    /// Whether any spot was refined by the learned localiser.
+    pub fn has_learned(&self) -> bool {
+        self.localisation.iter().any(|b| !b.learned.is_empty())
+    }
+}
+
+/// Quantile `q` of sorted values.
+pub fn quantile(sorted: &[f32], q: f64) -> Option<f32> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[(((n - 1) as f64) * q).round() as usize])
 }
 
 impl std::fmt::Display for SpotScore {
@@ -169,6 +199,28 @@ impl std::fmt::Display for SpotScore {
                 f,
                 "\n             centre of mass error (reflections ≥ 25 photons): median {median:.2} px, 95th percentile {p95:.2} px"
             )?;
+        }
+        if self.has_learned() {
+            write!(
+                f,
+                "\npeak centres on refined spots, error median / 95th percentile (px): centre of mass → learned"
+            )?;
+            for ((lo, hi), bin) in STRENGTH_BINS.iter().zip(&self.localisation) {
+                let (Some(c50), Some(c95), Some(l50), Some(l95)) = (
+                    quantile(&bin.centre_of_mass, 0.5),
+                    quantile(&bin.centre_of_mass, 0.95),
+                    quantile(&bin.learned, 0.5),
+                    quantile(&bin.learned, 0.95),
+                ) else {
+                    continue;
+                };
+                let range = if hi.is_finite() { format!("{lo:>5}–{hi:<5}") } else { format!("{lo:>5}+     ") };
+                write!(
+                    f,
+                    "\n             {range} photons: {:>6} spots  {c50:.3} / {c95:.3}  →  {l50:.3} / {l95:.3}",
+                    bin.learned.len()
+                )?;
+            }
         }
         Ok(())
     }

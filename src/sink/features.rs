@@ -6,7 +6,7 @@
 //! {"frame_number":12,"sequence":11,"accepted":true,"score":23.0,"complete":false,"packets_received":126,
 //!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
 //!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2,"snr":41.0,
-//!  "image_row":101.2,"image_col":77.9}],"reduce_us":412.0}
+//!  "image_row":101.2,"image_col":77.9,"refined":[101.31,77.84]}],"reduce_us":412.0}
 //! ```
 
 use std::fs::File;
@@ -132,8 +132,20 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
         .collect()
 }
 
-/// Recorded spots per frame number: (image row, image column), in the assembled detector image.
-pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(f32, f32)>>;
+/// A recorded spot as read back: its centre of mass and, when the localiser refined it, its learned
+/// centre, both in the assembled detector image (row, column).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+pub struct RecordedSpot {
+    #[serde(rename = "image_row")]
+    pub row: f32,
+    #[serde(rename = "image_col")]
+    pub col: f32,
+    #[serde(default)]
+    pub refined: Option<[f32; 2]>,
+}
+
+/// Recorded spots per frame number.
+pub type SpotsByFrame = std::collections::HashMap<u64, Vec<RecordedSpot>>;
 
 /// Reads the recorded spots back from a features file.
 ///
@@ -141,21 +153,16 @@ pub type SpotsByFrame = std::collections::HashMap<u64, Vec<(f32, f32)>>;
 /// The file cannot be read, or a line is not a record.
 pub fn read_spots(path: &Path) -> std::io::Result<SpotsByFrame> {
     #[derive(serde::Deserialize)]
-    struct Found {
-        image_row: f32,
-        image_col: f32,
-    }
-    #[derive(serde::Deserialize)]
     struct Record {
         frame_number: u64,
-        spots: Vec<Found>,
+        spots: Vec<RecordedSpot>,
     }
     let text = std::fs::read_to_string(path)?;
     text.lines()
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str::<Record>(line)
-                .map(|r| (r.frame_number, r.spots.into_iter().map(|s| (s.image_row, s.image_col)).collect()))
+                .map(|r| (r.frame_number, r.spots))
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
         })
         .collect()

@@ -25,6 +25,8 @@ pub const POOL_FREE_SLOTS: &str = "hitgate_pool_free_slots";
 pub const PACKET_TO_VERDICT: &str = "hitgate_packet_to_verdict_seconds";
 pub const REDUCE_TIME: &str = "hitgate_reduce_seconds";
 pub const TRIGGER_MIN_SPOTS: &str = "hitgate_trigger_min_spots";
+pub const SPOTS_REFINED: &str = "hitgate_spots_refined_total";
+pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
 
 /// Describes every metric once (help text for the exporter).
 pub fn describe() {
@@ -48,6 +50,11 @@ pub fn describe() {
         );
         describe_histogram!(REDUCE_TIME, metrics::Unit::Seconds, "Reducer time per frame");
         describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
+        describe_counter!(SPOTS_REFINED, "Spots given a centre by the learned peak localiser");
+        describe_counter!(
+            PEAK_MODEL_FAILURES,
+            "Batches of patches the peak model failed on (their spots keep the centre of mass only)"
+        );
     });
 }
 

@@ -154,9 +154,10 @@ fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConver
         let cut: f64 = cut_times.iter().map(|t| t.as_secs_f64()).sum();
         let (m50, m99) = percentiles(frame_times);
         println!(
-            "  {name:<27} batch {batch:>2}: per frame median {:7.1} µs  p99 {:7.1} µs   per spot {:5.1} µs (cutting patches {:4.2} µs)",
+            "  {name:<27} batch {batch:>2}: per frame median {:7.1} µs  p99 {:7.1} µs  mean {:7.1} µs   per spot {:5.1} µs (cutting patches {:4.2} µs)",
             us(m50),
             us(m99),
+            sum * 1e6 / (3 * hits.len()) as f64,
             sum * 1e6 / spots_timed as f64,
             cut * 1e6 / spots_timed as f64
         );
@@ -183,12 +184,23 @@ fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind, localise: bool) {
             samples.push(common::time(|| reducer.reduce(f)).1);
         }
     }
+    let mean_us = samples.iter().map(|t| t.as_secs_f64()).sum::<f64>() * 1e6 / samples.len() as f64;
     let (m50, m99) = percentiles(samples);
     let with = if localise { " + learned peaks on accepted frames" } else { "" };
     println!(
-        "whole reducer ({finder:?}{with}), JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  = {:.1} µs per module",
+        "whole reducer ({finder:?}{with}), JUNGFRAU 4M frame (8 modules) median {:7.1} µs  p99 {:7.1} µs  mean {mean_us:7.1} µs  = {:.1} µs per module (median)",
         us(m50),
         us(m99),
         us(m50) / 8.0
     );
+    if localise {
+        let accepted: Vec<_> = frames.iter().map(|f| f.features()).filter(|f| f.accepted).collect();
+        let refined: u32 = accepted.iter().map(|f| f.spots_refined).sum();
+        println!(
+            "  {} of {} 4M frames accepted, {:.0} spots refined in each on average",
+            accepted.len(),
+            frames.len(),
+            f64::from(refined) / accepted.len().max(1) as f64
+        );
+    }
 }

@@ -324,6 +324,9 @@ pub struct SpotsTriggerSection {
     pub min_spot_photons: f32,
     /// A frame is a hit from this many spots on.
     pub min_spots: u32,
+    /// ... and up to this many, if set: more spots than a crystal gives (ice rings, a flash of stray
+    /// light, a detector glitch) is no hit.
+    pub max_spots: Option<u32>,
     /// Spots recorded per frame at most (the rest are counted, not listed).
     pub max_spots_recorded: usize,
 }
@@ -336,6 +339,7 @@ impl Default for SpotsTriggerSection {
             max_spot_pixels: 400,
             min_spot_photons: 8.0,
             min_spots: 8,
+            max_spots: None,
             max_spots_recorded: 512,
         }
     }
@@ -712,6 +716,11 @@ impl Config {
         }
         if s.min_spots == 0 {
             bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
+        }
+        if let Some(max) = s.max_spots
+            && max < s.min_spots
+        {
+            bad("trigger.spots.max_spots", format!("{max} is below min_spots ({})", s.min_spots));
         }
         if s.max_spots_recorded > 100_000 {
             bad("trigger.spots.max_spots_recorded", format!("{} is above 100000", s.max_spots_recorded));

@@ -47,6 +47,7 @@ file = "/nonexistent/calibration.bin"
 [trigger.spots]
 min_spot_pixels = 5
 max_spot_pixels = 4
+max_spots = 2
 [[sink]]
 kind = "raw"
 dir = "/tmp/out"
@@ -65,6 +66,7 @@ path = "/tmp/out/features.jsonl"
         "calibration.photon_energy_kev",
         "calibration.file",
         "trigger.spots.max_spot_pixels",
+        "trigger.spots.max_spots",
         "sink[1].path",
     ] {
         assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");

@@ -28,12 +28,14 @@ pub enum RetuneError {
     NoThreshold(&'static str),
     #[error("min_spots must be at least 1 (use trigger.kind = \"accept_all\" to keep everything)")]
     ZeroSpots,
+    #[error("min_spots {0} is above max_spots {1}: no frame could pass")]
+    AboveMax(u32, u32),
 }
 
 impl Trigger {
     pub fn from_config(section: &TriggerSection) -> Trigger {
         match section.kind {
-            TriggerKind::Spots => Trigger::Spots(SpotsTrigger::new(section.spots.min_spots)),
+            TriggerKind::Spots => Trigger::Spots(SpotsTrigger::new(section.spots.min_spots, section.spots.max_spots)),
             TriggerKind::AcceptAll => Trigger::AcceptAll,
         }
     }
@@ -61,6 +63,7 @@ impl Trigger {
     pub fn set_min_spots(&self, min_spots: u32) -> Result<(), RetuneError> {
         match self {
             Trigger::Spots(_) if min_spots == 0 => Err(RetuneError::ZeroSpots),
+            Trigger::Spots(t) if min_spots > t.max_spots() => Err(RetuneError::AboveMax(min_spots, t.max_spots())),
             Trigger::Spots(t) => {
                 t.set_min_spots(min_spots);
                 metrics::gauge!(crate::telemetry::TRIGGER_MIN_SPOTS).set(f64::from(min_spots));
@@ -68,5 +71,23 @@ impl Trigger {
             }
             Trigger::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SpotsTriggerSection;
+
+    #[test]
+    fn a_retune_past_the_upper_cut_is_refused() {
+        let section = TriggerSection {
+            kind: TriggerKind::Spots,
+            spots: SpotsTriggerSection { min_spots: 8, max_spots: Some(50), ..SpotsTriggerSection::default() },
+        };
+        let t = Trigger::from_config(&section);
+        assert_eq!(t.set_min_spots(51), Err(RetuneError::AboveMax(51, 50)));
+        assert_eq!(t.set_min_spots(50), Ok(()));
+        assert!(t.decide(50).accepted && !t.decide(51).accepted && !t.decide(49).accepted);
     }
 }

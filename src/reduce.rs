@@ -25,6 +25,8 @@ pub enum PlanError {
     Mask(#[from] crate::calib::MaskError),
     #[error(transparent)]
     PeakModel(#[from] PeakModelError),
+    #[error("trigger: {0}")]
+    Trigger(#[from] crate::trigger::RateError),
 }
 
 /// The current converter, replaced while running when the pedestal is measured or has moved.
@@ -160,7 +162,7 @@ impl ReducerPlan {
             mask: mask.map(|m| m.flags().to_vec()).unwrap_or_default(),
             panels: (panels, rows, cols),
             finder,
-            trigger: Trigger::from_config(&config.trigger),
+            trigger: Trigger::from_config(&config.trigger)?,
             peaks: match config.features.localiser.source() {
                 Some(source) => Some((
                     PeakModel::load(&source, config.features.localiser.batch_patches)?,
@@ -308,7 +310,7 @@ impl Reducer {
             spot.image_row = r0 as f32 + spot.row;
             spot.image_col = c0 as f32 + spot.col;
         }
-        let decision = self.plan.trigger.decide(features.spots_found);
+        let decision = self.plan.trigger.decide(features.spots_found, sequence);
         features.score = decision.score;
         features.accepted = decision.accepted;
         let refine = match &self.plan.peaks {

@@ -358,3 +358,45 @@ fn learned_peak_centres_beat_the_centre_of_mass_on_accepted_frames() {
         .count();
     assert!(rejected_with_refined > 0, "rejected frames' spots are refined too");
 }
+
+#[test]
+fn a_target_accept_rate_is_held_and_the_audit_stream_samples_rejected_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        common::simulated(dir.path(), &SimConfig { frames: 1200, hit_rate: 0.05, seed: 29, ..SimConfig::default() });
+    let mut config = common::replay_config(&out);
+    config.features.localiser.model = None;
+    config.trigger.rate.target_accept_rate = Some(0.10);
+    config.trigger.rate.window_frames = 200;
+    config.trigger.rate.update_every_frames = 10;
+    config.trigger.rate.audit_every = 20;
+    config.reducer.workers = 2;
+    let summary = common::replay(config, &out.capture);
+
+    // Frames in the order they were judged; after the first window the rate is the target's.
+    let text = std::fs::read_to_string(dir.path().join("replay/features.jsonl")).unwrap();
+    let mut records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    records.sort_by_key(|r| r["sequence"].as_u64().unwrap());
+    let settled = &records[300..];
+    let rate = settled.iter().filter(|r| r["accepted"].as_bool().unwrap()).count() as f64 / settled.len() as f64;
+    assert!((rate - 0.10).abs() <= 0.01, "accept rate {rate} after settling, target 0.10");
+    // With 5% hits and a 10% rate, every clear hit is among the accepted.
+    let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();
+    let score = TriggerScore::new(&out.truth_summary, &verdicts, 16);
+    assert_eq!(score.clear_hit_efficiency(), 1.0, "{score}");
+
+    // 1 in 20 rejected frames is kept, flagged, in the features and in the raw index.
+    let rejected = records.iter().filter(|r| !r["accepted"].as_bool().unwrap()).count() as u64;
+    let audited: Vec<u64> =
+        records.iter().filter(|r| r["audit"].as_bool().unwrap()).map(|r| r["frame_number"].as_u64().unwrap()).collect();
+    assert_eq!(audited.len() as u64, rejected / 20);
+    assert_eq!(summary.frames_audited, audited.len() as u64);
+    let index = read_index(&dir.path().join("replay/raw/frames.idx")).unwrap();
+    let flagged: Vec<u64> = index
+        .iter()
+        .filter(|r| r.flags.get() & hitgate::sink::raw::FLAG_AUDIT != 0)
+        .map(|r| r.frame_number.get())
+        .collect();
+    assert_eq!(flagged, audited);
+    assert_eq!(index.len() as u64, summary.frames_accepted + summary.frames_audited);
+}

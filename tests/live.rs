@@ -323,8 +323,15 @@ fn the_control_plane_reports_retunes_and_reloads() {
     assert!(live.control.starts_with("127.0.0.1:"), "loopback by default: {}", live.control);
 
     // A cut no frame reaches: every frame received from now on must be rejected.
+    // A target rate first, then a fixed cut that lets it go.
+    let (code, body) = http(&live.control, "POST", "/retune?target_rate=0.25");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["target_accept_rate"], 0.25);
+    assert_eq!(http(&live.control, "POST", "/retune?target_rate=1.5").0, 409, "a rate above 1");
     let (code, body) = http(&live.control, "POST", "/retune?min_spots=100000");
-    assert_eq!((code, body.trim()), (200, r#"{"min_spots":100000}"#));
+    let trigger: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((code, &trigger["min_spots"], &trigger["threshold"]), (200, &100000.into(), &100000.0.into()));
+    assert!(trigger["target_accept_rate"].is_null(), "{trigger}");
     let (code, _) = http(&live.control, "POST", "/retune?min_spots=0");
     assert_eq!(code, 409, "zero would accept everything");
     let (code, _) = http(&live.control, "POST", "/retune?min_spots=many");
@@ -356,7 +363,7 @@ fn the_control_plane_reports_retunes_and_reloads() {
     let text = std::fs::read_to_string(&live.config)
         .unwrap()
         .replace("frame_timeout_us = 200000", "frame_timeout_us = 300000");
-    std::fs::write(&live.config, text + "\n[trigger.spots]\nmin_spots = 9\n").unwrap();
+    std::fs::write(&live.config, text + "\n[trigger.spots]\nmin_spots = 9\n[trigger.rate]\naudit_every = 5\n").unwrap();
     Command::new("kill").args(["-HUP", &live.child.id().to_string()]).status().unwrap();
     let started = Instant::now();
     while !live.stderr.lock().unwrap().contains("reloaded") {
@@ -365,13 +372,12 @@ fn the_control_plane_reports_retunes_and_reloads() {
     }
     let said = live.stderr.lock().unwrap().clone();
     assert!(
-        said.contains("applied [trigger.spots.min_spots = 9]") && said.contains("needs a restart: [assembler]"),
+        said.contains("applied [trigger.spots.min_spots = 9, trigger.rate.audit_every = 5]")
+            && said.contains("needs a restart: [assembler]"),
         "{said}"
     );
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&http(&live.control, "GET", "/status").1).unwrap()["trigger"]["min_spots"],
-        9
-    );
+    let status: serde_json::Value = serde_json::from_str(&http(&live.control, "GET", "/status").1).unwrap();
+    assert_eq!((&status["trigger"]["min_spots"], &status["trigger"]["audit_every"]), (&9.into(), &5.into()));
     let (status, summary) = live.terminate();
     assert!(status.status.success(), "{summary}");
     assert!(summary.contains("latency      first packet to verdict"), "{summary}");

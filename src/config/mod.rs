@@ -8,8 +8,8 @@ mod schema;
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
-    FinderKind, LocaliseFrames, LocaliserSection, ReducerSection, SinkSection, SpotsTriggerSection, TriggerKind,
-    TriggerSection, UdpSection,
+    FinderKind, LocaliseFrames, LocaliserSection, RateSection, ReducerSection, SinkSection, SpotsTriggerSection,
+    TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

@@ -299,6 +299,29 @@ pub enum FinderKind {
 pub struct TriggerSection {
     pub kind: TriggerKind,
     pub spots: SpotsTriggerSection,
+    pub rate: RateSection,
+}
+
+/// How scores become verdicts beyond the backend's own cut: a target accept rate, the audit stream.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateSection {
+    /// Hold the fraction of frames accepted at this value (0 < rate ≤ 1) by moving the cut; absent:
+    /// the cut stays where the backend's config (or an operator) puts it.
+    pub target_accept_rate: Option<f64>,
+    /// Frames whose scores the target rate is measured on.
+    pub window_frames: usize,
+    /// Frames between two moves of the cut.
+    pub update_every_frames: u64,
+    /// Keep 1 in this many rejected frames, flagged as audit frames, to measure efficiency on real
+    /// data; 0 for none.
+    pub audit_every: u64,
+}
+
+impl Default for RateSection {
+    fn default() -> Self {
+        RateSection { target_accept_rate: None, window_frames: 1000, update_every_frames: 50, audit_every: 0 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -716,6 +739,21 @@ impl Config {
         }
         if s.min_spots == 0 {
             bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
+        }
+        let r = &self.trigger.rate;
+        if let Some(rate) = r.target_accept_rate
+            && !(rate > 0.0 && rate <= 1.0)
+        {
+            bad("trigger.rate.target_accept_rate", format!("{rate} is outside (0, 1]"));
+        }
+        if !(20..=1_000_000).contains(&r.window_frames) {
+            bad("trigger.rate.window_frames", format!("{} is outside 20..=1000000", r.window_frames));
+        }
+        if r.update_every_frames == 0 || r.update_every_frames as usize > r.window_frames {
+            bad(
+                "trigger.rate.update_every_frames",
+                format!("{} must be at least 1 and at most window_frames ({})", r.update_every_frames, r.window_frames),
+            );
         }
         if let Some(max) = s.max_spots
             && max < s.min_spots

@@ -97,3 +97,18 @@ fn the_peak_localiser_is_checked_at_load() {
     assert_eq!(c.features.localiser.source(), Some(crate::features::peaks::ModelSource::Builtin));
     assert_eq!(c.features.localiser.frames, LocaliseFrames::All);
 }
+
+#[test]
+fn rate_settings_are_checked_at_load() {
+    let text = format!(
+        "{MINIMAL}[trigger.rate]\ntarget_accept_rate = 1.5\nwindow_frames = 10\nupdate_every_frames = 0\naudit_every = 100\n"
+    );
+    let err = Config::parse(&text).unwrap().validated().unwrap_err();
+    let keys: Vec<String> = err.problems().into_iter().map(|p| p.key).collect();
+    for key in ["trigger.rate.target_accept_rate", "trigger.rate.window_frames", "trigger.rate.update_every_frames"] {
+        assert!(keys.iter().any(|k| k == key), "missing {key} in {keys:?}");
+    }
+    let ok = format!("{MINIMAL}[trigger.rate]\ntarget_accept_rate = 0.05\naudit_every = 100\n");
+    let c = Config::parse(&ok).unwrap().validated().unwrap();
+    assert_eq!(c.trigger.rate.target_accept_rate, Some(0.05));
+}

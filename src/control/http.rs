@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use super::{ControlState, status};
+use super::{ControlState, retune, status, trigger_status};
 
 const MAX_HEAD: usize = 8192;
 
@@ -32,21 +32,19 @@ pub(super) async fn handle(
         ("GET", "/metrics") => respond(&mut stream, 200, "text/plain; version=0.0.4", &prometheus.render()).await,
         ("GET", "/status") => respond(&mut stream, 200, "application/json", &format!("{}\n", status(state))).await,
         ("POST", "/retune") | ("PUT", "/retune") => {
-            let value = query.split('&').find_map(|kv| kv.strip_prefix("min_spots=")).map(str::parse::<u32>);
-            let (code, body) = match value {
-                Some(Ok(n)) => match state.plan.trigger().set_min_spots(n) {
-                    Ok(()) => {
-                        eprintln!("hitgate: trigger retuned: min_spots = {n}");
-                        (200, serde_json::json!({ "min_spots": n }))
-                    }
-                    Err(e) => (409, serde_json::json!({ "error": e.to_string() })),
-                },
-                _ => (400, serde_json::json!({ "error": "expected ?min_spots=N with N a whole number" })),
+            let (code, body) = match retune(state.plan.trigger(), query) {
+                Ok(applied) => {
+                    eprintln!("hitgate: trigger retuned: {applied}");
+                    (200, trigger_status(state.plan.trigger()))
+                }
+                Err((code, message)) => (code, serde_json::json!({ "error": message })),
             };
             respond(&mut stream, code, "application/json", &format!("{body}\n")).await
         }
         ("GET", "/") => {
-            respond(&mut stream, 200, "text/plain", "GET /metrics\nGET /status\nPOST /retune?min_spots=N\n").await
+            let help = "GET /metrics\nGET /status\n\
+                        POST /retune?min_spots=N | ?threshold=X | ?target_rate=R | ?audit_every=N\n";
+            respond(&mut stream, 200, "text/plain", help).await
         }
         _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
     }

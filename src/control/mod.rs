@@ -3,10 +3,12 @@
 //!
 //! - `GET /metrics` — Prometheus text format, from the `metrics` recorder;
 //! - `GET /status` — the run as JSON: detector, frames, pool, trigger;
-//! - `POST /retune?min_spots=N` — moves the trigger's cut for every frame decided from then on;
+//! - `POST /retune?min_spots=N` or `?threshold=X` — fixes the trigger's cut for every frame decided
+//!   from then on; `?target_rate=R` holds the accept rate at R instead; `?audit_every=N` keeps 1 in N
+//!   rejected frames for the audit stream (0: none);
 //!
-//! and applies SIGHUP: the config file is read again and what can change live (the trigger's cut) is
-//! applied; anything else that changed is named as needing a restart.
+//! and applies SIGHUP: the config file is read again and what can change live (the trigger's cut, its
+//! target rate, the audit stream) is applied; anything else that changed is named as needing a restart.
 
 mod http;
 
@@ -119,8 +121,36 @@ fn status(state: &ControlState<'_>) -> serde_json::Value {
         "frames_accepted": p.frames_accepted.load(Ordering::Relaxed),
         "frames_dropped": p.frames_dropped.load(Ordering::Relaxed),
         "pool": { "slots": pool.capacity(), "free": pool.free_slots() },
-        "trigger": { "kind": format!("{:?}", state.plan.config.trigger.kind).to_lowercase(), "min_spots": state.plan.trigger().min_spots() },
+        "trigger": trigger_status(state.plan.trigger()),
     })
+}
+
+/// The trigger's cut and rate settings as JSON.
+pub(crate) fn trigger_status(trigger: &crate::trigger::Trigger) -> serde_json::Value {
+    let rate = trigger.rate();
+    serde_json::json!({
+        "min_spots": trigger.min_spots(),
+        "threshold": trigger.has_cut().then(|| rate.threshold()),
+        "target_accept_rate": rate.target_rate(),
+        "audit_every": rate.audit_every(),
+    })
+}
+
+/// Applies `POST /retune?KEY=VALUE`: `min_spots` or `threshold` fix the cut, `target_rate` holds an
+/// accept rate, `audit_every` sets the audit stream. Returns what was applied, or an HTTP code and why.
+pub(crate) fn retune(trigger: &crate::trigger::Trigger, query: &str) -> Result<String, (u16, String)> {
+    let usage = "expected ?min_spots=N, ?threshold=X, ?target_rate=R (0 < R <= 1) or ?audit_every=N";
+    let (key, value) = query.split('&').find_map(|kv| kv.split_once('=')).ok_or((400, usage.to_string()))?;
+    let bad = || (400, format!("{key}={value}: not a number; {usage}"));
+    let refused = |e: crate::trigger::RetuneError| (409, e.to_string());
+    match key {
+        "min_spots" => trigger.set_min_spots(value.parse().map_err(|_| bad())?).map_err(refused)?,
+        "threshold" => trigger.set_threshold(value.parse().map_err(|_| bad())?).map_err(refused)?,
+        "target_rate" => trigger.set_target_rate(value.parse().map_err(|_| bad())?).map_err(refused)?,
+        "audit_every" => trigger.rate().set_audit_every(value.parse().map_err(|_| bad())?),
+        _ => return Err((400, format!("{key}: unknown; {usage}"))),
+    }
+    Ok(format!("{key} = {value}"))
 }
 
 /// Applies a SIGHUP: re-reads the config, takes what can change live, names what cannot.
@@ -135,15 +165,38 @@ fn reload(state: &ControlState<'_>) {
     };
     let old = &state.plan.config;
     let mut applied = Vec::new();
-    let wanted = new.trigger.spots.min_spots;
-    if state.plan.trigger().min_spots().is_some_and(|n| n != wanted) {
-        match state.plan.trigger().set_min_spots(wanted) {
-            Ok(()) => applied.push(format!("trigger.spots.min_spots = {wanted}")),
-            Err(e) => eprintln!("hitgate: reload: trigger.spots.min_spots: {e}"),
+    let trigger = state.plan.trigger();
+    let (was, now) = (&old.trigger, &new.trigger);
+    let mut apply = |key: &str, result: Result<(), crate::trigger::RetuneError>| match result {
+        Ok(()) => applied.push(key.to_string()),
+        Err(e) => eprintln!("hitgate: reload: {key}: {e}"),
+    };
+    if now.spots.min_spots != was.spots.min_spots {
+        apply(
+            &format!("trigger.spots.min_spots = {}", now.spots.min_spots),
+            trigger.set_min_spots(now.spots.min_spots),
+        );
+    }
+    if now.rate.target_accept_rate != was.rate.target_accept_rate {
+        match now.rate.target_accept_rate {
+            Some(r) => apply(&format!("trigger.rate.target_accept_rate = {r}"), trigger.set_target_rate(r)),
+            // No target any more: the cut goes back to the configured one.
+            None => apply(
+                "trigger.rate.target_accept_rate = none",
+                trigger
+                    .set_min_spots(now.spots.min_spots)
+                    .or_else(|_| trigger.set_threshold(trigger.rate().threshold())),
+            ),
         }
+    }
+    if now.rate.audit_every != was.rate.audit_every {
+        trigger.rate().set_audit_every(now.rate.audit_every);
+        applied.push(format!("trigger.rate.audit_every = {}", now.rate.audit_every));
     }
     let mut comparable = new.clone();
     comparable.trigger.spots.min_spots = old.trigger.spots.min_spots;
+    comparable.trigger.rate.target_accept_rate = old.trigger.rate.target_accept_rate;
+    comparable.trigger.rate.audit_every = old.trigger.rate.audit_every;
     let sections = |c: &Config| serde_json::to_value(c).unwrap_or_default();
     let (a, b) = (sections(old), sections(&comparable));
     let restart: Vec<String> = a

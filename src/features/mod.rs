@@ -41,6 +41,8 @@ pub struct FrameFeatures {
     pub spots_found: u32,
     pub score: f32,
     pub accepted: bool,
+    /// A rejected frame kept for the audit stream (1 in `trigger.rate.audit_every`).
+    pub audit: bool,
     /// A dark frame of the run's start, used for the pedestal, not judged.
     pub dark: bool,
     /// Time the reducer spent on this frame.
@@ -61,6 +63,7 @@ impl FrameFeatures {
         self.spots_found = 0;
         self.score = 0.0;
         self.accepted = false;
+        self.audit = false;
         self.dark = false;
         self.reduce_ns = 0;
         self.spots_refined = 0;

@@ -17,6 +17,7 @@ use crate::reduce::SharedConverter;
 use crate::ring::Ring;
 use crate::sink::{self, Sink, SinkReport};
 use crate::telemetry::{self, latency::LatencyHistogram};
+use crate::trigger::{RateTracker, Trigger};
 use metrics::{counter, gauge, histogram};
 
 /// What a source thread has to work with.
@@ -89,6 +90,7 @@ struct SinkOutcome {
     rejected: u64,
     accepted_partial: u64,
     reduce_time: Duration,
+    audited: u64,
     spots_refined: u64,
     peak_batches_failed: u64,
     reports: Vec<SinkReport>,
@@ -103,6 +105,8 @@ struct Watch<'a> {
     live: bool,
     /// Pedestal measurement and tracking, when the run does them, with the converter to update.
     pedestal: Option<(PedestalTracker, &'a SharedConverter, usize)>,
+    /// The trigger's rate control, and the tracker that holds a target rate and samples the audit stream.
+    rate: Option<(&'a Trigger, RateTracker)>,
 }
 
 /// Tracked frames between two publications of a new converter.
@@ -115,6 +119,10 @@ impl Watch<'_> {
             counter!(telemetry::QUEUE_POPPED, "queue" => name).absolute(ring.popped());
         }
         gauge!(telemetry::POOL_FREE_SLOTS).set(self.pool.free_slots() as f64);
+        if let Some((trigger, _)) = &self.rate {
+            gauge!(telemetry::TRIGGER_THRESHOLD).set(f64::from(trigger.rate().threshold()));
+            gauge!(telemetry::TRIGGER_TARGET_RATE).set(trigger.rate().target_rate().unwrap_or(0.0));
+        }
     }
 }
 
@@ -151,7 +159,12 @@ impl Plan {
                         .pedestal_tracker(&self.config)
                         .zip(self.reducer.converter())
                         .map(|(t, c)| (t, c, self.config.calibration.pedestal_track_every));
-                    let mut watch = Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live, pedestal };
+                    let trigger = self.reducer.trigger();
+                    let r = &self.config.trigger.rate;
+                    let rate =
+                        trigger.has_cut().then(|| (trigger, RateTracker::new(r.window_frames, r.update_every_frames)));
+                    let mut watch =
+                        Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live, pedestal, rate };
                     run_sinks(&mut sinks, &to_sinks, &mut watch, &abort, progress)
                 })
                 .map_err(failed("hg-sink"))?;
@@ -234,6 +247,7 @@ impl Plan {
             frames_accepted: sinks.accepted,
             frames_rejected: sinks.rejected,
             frames_accepted_partial: sinks.accepted_partial,
+            frames_audited: sinks.audited,
             reduce_time: sinks.reduce_time,
             spots_refined: sinks.spots_refined,
             peak_batches_failed: sinks.peak_batches_failed,
@@ -275,6 +289,7 @@ fn run_sinks(
         rejected: 0,
         accepted_partial: 0,
         reduce_time: Duration::ZERO,
+        audited: 0,
         spots_refined: 0,
         peak_batches_failed: 0,
         reports: Vec::new(),
@@ -285,8 +300,21 @@ fn run_sinks(
     let (refined, peak_failures) = (counter!(telemetry::SPOTS_REFINED), counter!(telemetry::PEAK_MODEL_FAILURES));
     let mut failure: Option<PipelineError> = None;
     let live = watch.live;
-    let (mut tracked, mut pedestal) = (0u64, watch.pedestal.take());
-    let mut deliver = |frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
+    let (mut tracked, mut pedestal, mut rate) = (0u64, watch.pedestal.take(), watch.rate.take());
+    let audit_counter = counter!(telemetry::FRAMES_AUDIT);
+    let mut deliver = |mut frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
+        if let Some((trigger, tracker)) = rate.as_mut() {
+            // Frames arrive in order: the target rate follows the run as it was judged.
+            let (sequence, f) = (frame.meta().sequence, frame.features());
+            if !f.dark {
+                let score = trigger.rate().effective_score(f.score, sequence);
+                if tracker.observe(trigger.rate(), score, f.accepted) {
+                    frame.pixels_and_features().1.audit = true;
+                    outcome.audited += 1;
+                    audit_counter.increment(1);
+                }
+            }
+        }
         let f = frame.features();
         if let Some((tracker, converter, every)) = pedestal.as_mut() {
             // Frames arrive here in order: dark frames first, then the run.

@@ -39,6 +39,8 @@ pub struct RunSummary {
     pub frames_rejected: u64,
     /// Accepted frames that were partial.
     pub frames_accepted_partial: u64,
+    /// Rejected frames kept, flagged, for the audit stream.
+    pub frames_audited: u64,
     pub reduce_time: Duration,
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_refined: u64,
@@ -98,6 +100,9 @@ impl fmt::Display for RunSummary {
             self.frames_accepted_partial,
             self.frames_rejected
         )?;
+        if self.frames_audited > 0 {
+            writeln!(f, "audit        {} rejected frames kept, flagged, for the audit stream", self.frames_audited)?;
+        }
         let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
         writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
         if self.spots_refined > 0 || self.peak_batches_failed > 0 {

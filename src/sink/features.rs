@@ -3,7 +3,7 @@
 //! missing packets, spot count and the recorded spots.
 //!
 //! ```json
-//! {"frame_number":12,"sequence":11,"accepted":true,"score":23.0,"complete":false,"packets_received":126,
+//! {"frame_number":12,"sequence":11,"accepted":true,"audit":false,"score":23.0,"complete":false,"packets_received":126,
 //!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
 //!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2,"snr":41.0,
 //!  "image_row":101.2,"image_col":77.9,"refined":[101.31,77.84]}],"reduce_us":412.0}
@@ -24,6 +24,7 @@ struct Record<'a> {
     frame_number: u64,
     sequence: u64,
     accepted: bool,
+    audit: bool,
     score: f32,
     dark: bool,
     complete: bool,
@@ -80,6 +81,7 @@ impl Sink for FeaturesSink {
             frame_number: meta.frame_number,
             sequence: meta.sequence,
             accepted: features.accepted,
+            audit: features.audit,
             score: features.score,
             dark: features.dark,
             complete: meta.is_complete(),

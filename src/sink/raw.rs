@@ -1,6 +1,6 @@
 //! Accepted frames, raw, with an index. In the sink's folder:
 //!
-//! - `frames.raw`: the accepted frames back to back, each exactly `frame_bytes` long, in the frame
+//! - `frames.raw`: the accepted (and audit) frames back to back, each exactly `frame_bytes` long, in the frame
 //!   memory layout of `detector::geometry` (ports' images module-major; missing packets read as 0).
 //! - `frames.idx`: one 64-byte little-endian [`IndexRecord`] per frame in `frames.raw`, same order.
 //! - `run.json`: detector model, modules, UDP ports, `frame_bytes`, pixel format and the index layout.
@@ -31,7 +31,7 @@ pub struct IndexRecord {
     /// Detector clock (10 MHz).
     pub detector_timestamp: U64,
     pub score: F32,
-    /// Bit 0: partial (packets missing, see the features record's mask).
+    /// Bit 0: partial (packets missing, see the features record's mask); bit 1: an audit frame.
     pub flags: U32,
     pub packets_received: U32,
     pub packets_expected: U32,
@@ -42,6 +42,8 @@ pub struct IndexRecord {
 const _: () = assert!(std::mem::size_of::<IndexRecord>() == 64);
 
 pub const FLAG_PARTIAL: u32 = 1;
+/// A rejected frame kept for the audit stream.
+pub const FLAG_AUDIT: u32 = 2;
 
 pub struct RawSink {
     dir: PathBuf,
@@ -98,7 +100,7 @@ impl RawSink {
 impl Sink for RawSink {
     fn write(&mut self, frame: &FrameHandle) -> Result<(), SinkError> {
         let features = frame.features();
-        if !features.accepted {
+        if !features.accepted && !features.audit {
             return Ok(());
         }
         let meta = frame.meta();
@@ -109,7 +111,9 @@ impl Sink for RawSink {
             bunch_id: meta.bunch_id.into(),
             detector_timestamp: meta.detector_timestamp.into(),
             score: features.score.into(),
-            flags: (if meta.is_complete() { 0 } else { FLAG_PARTIAL }).into(),
+            flags: ((if meta.is_complete() { 0 } else { FLAG_PARTIAL })
+                | (if features.audit { FLAG_AUDIT } else { 0 }))
+            .into(),
             packets_received: meta.packets_received.into(),
             packets_expected: meta.packets_expected.into(),
             spots_found: features.spots_found.into(),

@@ -25,6 +25,9 @@ pub const POOL_FREE_SLOTS: &str = "hitgate_pool_free_slots";
 pub const PACKET_TO_VERDICT: &str = "hitgate_packet_to_verdict_seconds";
 pub const REDUCE_TIME: &str = "hitgate_reduce_seconds";
 pub const TRIGGER_MIN_SPOTS: &str = "hitgate_trigger_min_spots";
+pub const TRIGGER_THRESHOLD: &str = "hitgate_trigger_threshold";
+pub const TRIGGER_TARGET_RATE: &str = "hitgate_trigger_target_accept_rate";
+pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
 pub const SPOTS_REFINED: &str = "hitgate_spots_refined_total";
 pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
 
@@ -50,6 +53,9 @@ pub fn describe() {
         );
         describe_histogram!(REDUCE_TIME, metrics::Unit::Seconds, "Reducer time per frame");
         describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
+        describe_gauge!(TRIGGER_THRESHOLD, "The trigger's cut: the score a frame needs to be accepted");
+        describe_gauge!(TRIGGER_TARGET_RATE, "The accept rate the cut is held at (0: the cut is fixed)");
+        describe_counter!(FRAMES_AUDIT, "Rejected frames kept, flagged, for the audit stream");
         describe_counter!(SPOTS_REFINED, "Spots given a centre by the learned peak localiser");
         describe_counter!(
             PEAK_MODEL_FAILURES,

@@ -1,17 +1,27 @@
-//! Trigger backends turn a frame's features into a score and a verdict. The classical `spots`
-//! backend is the baseline every later trigger is measured against.
+//! Trigger backends turn a frame's features into a score; the rate control turns scores into verdicts
+//! (a fixed cut or a target accept rate, plus the audit stream). The classical `spots` backend is the
+//! baseline every later trigger is measured against.
 
+pub mod rate;
 pub mod spots;
 
+pub use rate::{RateControl, RateError, RateTracker};
 pub use spots::SpotsTrigger;
 
 use crate::config::{TriggerKind, TriggerSection};
 
-/// The configured trigger, prepared once and shared by every reducer worker.
+/// The backend that scores frames.
 #[derive(Debug)]
-pub enum Trigger {
+pub enum Backend {
     Spots(SpotsTrigger),
     AcceptAll,
+}
+
+/// The configured trigger, prepared once and shared by every reducer worker.
+#[derive(Debug)]
+pub struct Trigger {
+    backend: Backend,
+    rate: RateControl,
 }
 
 /// A trigger's decision on one frame.
@@ -22,7 +32,7 @@ pub struct Decision {
 }
 
 /// A retune the trigger cannot take.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RetuneError {
     #[error("the {0} trigger has no threshold to tune")]
     NoThreshold(&'static str),
@@ -30,64 +40,150 @@ pub enum RetuneError {
     ZeroSpots,
     #[error("min_spots {0} is above max_spots {1}: no frame could pass")]
     AboveMax(u32, u32),
+    #[error(transparent)]
+    Rate(#[from] RateError),
 }
 
 impl Trigger {
-    pub fn from_config(section: &TriggerSection) -> Trigger {
-        match section.kind {
-            TriggerKind::Spots => Trigger::Spots(SpotsTrigger::new(section.spots.min_spots, section.spots.max_spots)),
-            TriggerKind::AcceptAll => Trigger::AcceptAll,
-        }
-    }
-
-    /// Scores a frame from the number of spots found in it.
-    pub fn decide(&self, spots_found: u32) -> Decision {
-        match self {
-            Trigger::Spots(t) => t.decide(spots_found),
-            Trigger::AcceptAll => Decision { score: spots_found as f32, accepted: true },
-        }
-    }
-
-    /// The current cut, where the trigger has one.
-    pub fn min_spots(&self) -> Option<u32> {
-        match self {
-            Trigger::Spots(t) => Some(t.min_spots()),
-            Trigger::AcceptAll => None,
-        }
-    }
-
-    /// Moves the cut while running.
+    /// The trigger a validated config describes.
     ///
     /// # Errors
-    /// The trigger has no cut, or the value would accept everything.
+    /// A rate setting out of range (validation reports the same with its key).
+    pub fn from_config(section: &TriggerSection) -> Result<Trigger, RateError> {
+        let r = &section.rate;
+        let (backend, threshold, tie_spread) = match section.kind {
+            TriggerKind::Spots => {
+                (Backend::Spots(SpotsTrigger::new(section.spots.max_spots)), section.spots.min_spots as f32, 1.0)
+            }
+            TriggerKind::AcceptAll => (Backend::AcceptAll, 0.0, 0.0),
+        };
+        let rate = RateControl::new(threshold, r.target_accept_rate, r.audit_every, tie_spread)?;
+        Ok(Trigger { backend, rate })
+    }
+
+    /// Judges a frame from the number of spots found in it; `sequence` is its place in the run.
+    pub fn decide(&self, spots_found: u32, sequence: u64) -> Decision {
+        match &self.backend {
+            Backend::Spots(t) => {
+                let (score, allowed) = t.score(spots_found);
+                Decision { score, accepted: allowed && self.rate.passes(score, sequence) }
+            }
+            Backend::AcceptAll => Decision { score: spots_found as f32, accepted: true },
+        }
+    }
+
+    /// The cut and its target rate, for the thread that tracks the rate and for operators.
+    pub fn rate(&self) -> &RateControl {
+        &self.rate
+    }
+
+    fn name(&self) -> &'static str {
+        match self.backend {
+            Backend::Spots(_) => "spots",
+            Backend::AcceptAll => "accept_all",
+        }
+    }
+
+    /// Whether the trigger judges at all (`accept_all` keeps everything and has no cut).
+    pub fn has_cut(&self) -> bool {
+        !matches!(self.backend, Backend::AcceptAll)
+    }
+
+    /// The current cut in spots, where the trigger counts spots.
+    pub fn min_spots(&self) -> Option<u32> {
+        match self.backend {
+            Backend::Spots(_) => Some(self.rate.threshold().ceil().max(0.0) as u32),
+            Backend::AcceptAll => None,
+        }
+    }
+
+    /// Fixes the cut at `min_spots` (a target rate, if one was held, is let go).
+    ///
+    /// # Errors
+    /// The trigger has no cut, or the value would accept everything or nothing.
     pub fn set_min_spots(&self, min_spots: u32) -> Result<(), RetuneError> {
-        match self {
-            Trigger::Spots(_) if min_spots == 0 => Err(RetuneError::ZeroSpots),
-            Trigger::Spots(t) if min_spots > t.max_spots() => Err(RetuneError::AboveMax(min_spots, t.max_spots())),
-            Trigger::Spots(t) => {
-                t.set_min_spots(min_spots);
+        match &self.backend {
+            Backend::Spots(_) if min_spots == 0 => Err(RetuneError::ZeroSpots),
+            Backend::Spots(t) if min_spots > t.max_spots() => Err(RetuneError::AboveMax(min_spots, t.max_spots())),
+            Backend::Spots(_) => {
+                self.set_threshold(min_spots as f32)?;
                 metrics::gauge!(crate::telemetry::TRIGGER_MIN_SPOTS).set(f64::from(min_spots));
                 Ok(())
             }
-            Trigger::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
+            Backend::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
+    }
+
+    /// Fixes the cut at a score (a target rate, if one was held, is let go).
+    ///
+    /// # Errors
+    /// The trigger has no cut, or the value is not a number.
+    pub fn set_threshold(&self, threshold: f32) -> Result<(), RetuneError> {
+        if !self.has_cut() {
+            return Err(RetuneError::NoThreshold(self.name()));
+        }
+        self.rate.set_threshold(threshold)?;
+        self.rate.set_target_rate(None)?;
+        metrics::gauge!(crate::telemetry::TRIGGER_THRESHOLD).set(f64::from(threshold));
+        Ok(())
+    }
+
+    /// Holds the accept rate at `rate` from now on.
+    ///
+    /// # Errors
+    /// The trigger has no cut, or the rate is outside (0, 1].
+    pub fn set_target_rate(&self, rate: f64) -> Result<(), RetuneError> {
+        if !self.has_cut() {
+            return Err(RetuneError::NoThreshold(self.name()));
+        }
+        Ok(self.rate.set_target_rate(Some(rate))?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SpotsTriggerSection;
+    use crate::config::{RateSection, SpotsTriggerSection};
+
+    fn spots(min_spots: u32, max_spots: Option<u32>) -> Trigger {
+        Trigger::from_config(&TriggerSection {
+            kind: TriggerKind::Spots,
+            spots: SpotsTriggerSection { min_spots, max_spots, ..SpotsTriggerSection::default() },
+            rate: RateSection::default(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_from_min_spots_on_and_can_be_retuned() {
+        let t = spots(8, None);
+        assert!(!t.decide(7, 0).accepted);
+        assert_eq!(t.decide(8, 1), Decision { score: 8.0, accepted: true });
+        assert!(t.decide(1_000_000, 2).accepted);
+        t.set_min_spots(10).unwrap();
+        assert_eq!(t.min_spots(), Some(10));
+        assert!((0..100).all(|seq| !t.decide(9, seq).accepted && t.decide(10, seq).accepted));
+    }
 
     #[test]
     fn a_retune_past_the_upper_cut_is_refused() {
-        let section = TriggerSection {
-            kind: TriggerKind::Spots,
-            spots: SpotsTriggerSection { min_spots: 8, max_spots: Some(50), ..SpotsTriggerSection::default() },
-        };
-        let t = Trigger::from_config(&section);
+        let t = spots(8, Some(50));
         assert_eq!(t.set_min_spots(51), Err(RetuneError::AboveMax(51, 50)));
         assert_eq!(t.set_min_spots(50), Ok(()));
-        assert!(t.decide(50).accepted && !t.decide(51).accepted && !t.decide(49).accepted);
+        assert!(t.decide(50, 0).accepted && !t.decide(51, 0).accepted && !t.decide(49, 0).accepted);
+    }
+
+    #[test]
+    fn a_fixed_cut_lets_a_target_rate_go_and_accept_all_has_no_cut() {
+        let t = spots(8, None);
+        t.set_target_rate(0.1).unwrap();
+        assert_eq!(t.rate().target_rate(), Some(0.1));
+        t.set_min_spots(9).unwrap();
+        assert_eq!(t.rate().target_rate(), None);
+        assert!(matches!(t.set_target_rate(2.0), Err(RetuneError::Rate(_))));
+        let all = Trigger::from_config(&TriggerSection { kind: TriggerKind::AcceptAll, ..TriggerSection::default() })
+            .unwrap();
+        assert!(all.decide(0, 0).accepted);
+        assert_eq!(all.set_target_rate(0.1), Err(RetuneError::NoThreshold("accept_all")));
     }
 }

@@ -1,40 +1,27 @@
-//! The classical trigger: a frame is a hit when it holds at least `min_spots` spots, and at most
-//! `max_spots` where that is set. Its score is the spot count. The lower cut can be moved while
-//! running (control plane, SIGHUP): workers read it per frame.
+//! The classical trigger's score: the number of spots a frame holds. A frame with more than
+//! `max_spots` (where set) is no hit whatever the cut: more spots than a crystal gives means ice rings,
+//! stray light or a detector glitch. The cut itself (`min_spots`) is the rate control's threshold.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use super::Decision;
-
+/// The spots backend.
 #[derive(Debug)]
 pub struct SpotsTrigger {
-    min_spots: AtomicU32,
     max_spots: u32,
 }
 
 impl SpotsTrigger {
-    /// A trigger keeping frames with `min_spots..=max_spots` spots (no upper limit for `None`).
-    pub fn new(min_spots: u32, max_spots: Option<u32>) -> SpotsTrigger {
-        SpotsTrigger { min_spots: AtomicU32::new(min_spots), max_spots: max_spots.unwrap_or(u32::MAX) }
+    /// A backend vetoing frames with more than `max_spots` spots (no upper limit for `None`).
+    pub fn new(max_spots: Option<u32>) -> SpotsTrigger {
+        SpotsTrigger { max_spots: max_spots.unwrap_or(u32::MAX) }
     }
 
-    pub fn decide(&self, spots_found: u32) -> Decision {
-        let accepted = spots_found >= self.min_spots() && spots_found <= self.max_spots;
-        Decision { score: spots_found as f32, accepted }
+    /// The frame's score (its spot count) and whether it may be accepted at all.
+    pub fn score(&self, spots_found: u32) -> (f32, bool) {
+        (spots_found as f32, spots_found <= self.max_spots)
     }
 
     /// The upper cut (`u32::MAX` when there is none).
     pub fn max_spots(&self) -> u32 {
         self.max_spots
-    }
-
-    pub fn min_spots(&self) -> u32 {
-        self.min_spots.load(Ordering::Relaxed)
-    }
-
-    /// Moves the cut for every frame decided from now on.
-    pub fn set_min_spots(&self, min_spots: u32) {
-        self.min_spots.store(min_spots, Ordering::Relaxed);
     }
 }
 
@@ -43,19 +30,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_from_min_spots_on_and_can_be_retuned() {
-        let t = SpotsTrigger::new(8, None);
-        assert!(!t.decide(7).accepted);
-        assert_eq!(t.decide(8), Decision { score: 8.0, accepted: true });
-        assert!(t.decide(1_000_000).accepted);
-        t.set_min_spots(10);
-        assert!(!t.decide(9).accepted);
-    }
-
-    #[test]
-    fn too_many_spots_is_no_hit_when_a_maximum_is_set() {
-        let t = SpotsTrigger::new(8, Some(300));
-        assert!(t.decide(300).accepted);
-        assert_eq!(t.decide(301), Decision { score: 301.0, accepted: false });
+    fn too_many_spots_is_vetoed_when_a_maximum_is_set() {
+        assert_eq!(SpotsTrigger::new(Some(300)).score(300), (300.0, true));
+        assert_eq!(SpotsTrigger::new(Some(300)).score(301), (301.0, false));
+        assert!(SpotsTrigger::new(None).score(1_000_000).1);
     }
 }

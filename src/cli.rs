@@ -67,6 +67,27 @@ pub enum Command {
     },
     /// Check a config; list every problem with its key path.
     Validate { config: PathBuf },
+    /// Score every frame of a capture and choose the trigger's cut for a target accept rate: a table
+    /// of cut → accept rate (efficiency and purity against a truth file), the curve as SVG, and a copy
+    /// of the config with the chosen cut.
+    Tune {
+        capture: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// Fraction of frames to accept (0 < R <= 1).
+        #[arg(long)]
+        target_rate: f64,
+        /// A simulator truth file: add efficiency and purity.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        /// Where to draw the curve.
+        #[arg(long, default_value = "out/tune.svg")]
+        svg: PathBuf,
+        /// Where to write the config with the chosen cut (default: beside the config, NAME.tuned.toml,
+        /// so its relative paths still hold).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+    },
     /// Write training data for the learned models from simulated frames (NumPy .npy files).
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -248,6 +269,9 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{} spot patches from {frames} frames (seed {seed}) in {}", data.len(), out.display());
             Ok(())
         }
+        Command::Tune { capture, config, target_rate, truth, svg, write_config } => {
+            tune(&capture, &config, target_rate, truth.as_deref(), &svg, write_config)
+        }
         Command::Validate { config } => {
             let c = load_config(&config)?;
             let g = c.geometry()?;
@@ -410,6 +434,98 @@ fn report_truth(config: &Config, truth: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn tune(
+    capture: &Path,
+    config_path: &Path,
+    target_rate: f64,
+    truth: Option<&Path>,
+    svg: &Path,
+    write_config: Option<PathBuf>,
+) -> Result<()> {
+    if !(target_rate > 0.0 && target_rate <= 1.0) {
+        return Err(Exit { code: 2, message: format!("--target-rate {target_rate}: must be in (0, 1]") }.into());
+    }
+    let config = load_config(config_path)?;
+    if !config.trigger_has_cut() {
+        anyhow::bail!("trigger.kind = {:?} has no cut to tune", config.trigger.kind);
+    }
+    // Score every frame: the configured trigger, its scores written to a scratch features file.
+    let scratch = tempfile_dir()?;
+    let features = scratch.join("features.jsonl");
+    let mut scoring = config.clone();
+    scoring.sinks = vec![SinkSection::Features { path: features.clone() }];
+    scoring.features.localiser.model = None;
+    scoring.trigger.rate = hitgate::config::RateSection::default();
+    let summary = replay(scoring, capture, Pace::AsFastAsPossible)?;
+    let scores =
+        hitgate::sink::features::read_scores(&features).with_context(|| format!("reading {}", features.display()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let scores = scores?;
+    let truth = truth
+        .map(|t| RunTruth::load(t).map(|t| t.frames.iter().map(|f| (f.frame_number, f.hit)).collect()))
+        .transpose()?;
+    let curve = hitgate::tune::TuneCurve::new(&scores, truth.as_ref());
+    let chosen = curve.cut_for_rate(target_rate);
+    println!("scored       {} frames of {} ({:?} trigger)", curve.frames, capture.display(), config.trigger.kind);
+    if let Some(hits) = curve.hits {
+        println!("truth        {hits} hits");
+    }
+    print!("{}", curve.table(12, chosen));
+    if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let title = format!("{}: accept rate by cut, target {:.1}%", capture.display(), 100.0 * target_rate);
+    std::fs::write(svg, curve.svg(&title, chosen)).with_context(|| format!("writing {}", svg.display()))?;
+    println!("curve        {}", svg.display());
+    let Some(chosen) = chosen else {
+        anyhow::bail!(
+            "no cut holds {:.2}% on this capture: the frames at the highest score alone are more",
+            100.0 * target_rate
+        );
+    };
+    let out = write_config.unwrap_or_else(|| {
+        let stem = config_path.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
+        config_path.with_file_name(format!("{stem}.tuned.toml"))
+    });
+    let key = write_cut(config_path, &out, chosen.threshold)?;
+    println!(
+        "chosen       {key} = {} → {:.2}% of frames accepted{}",
+        chosen.threshold,
+        100.0 * chosen.accept_rate,
+        chosen.efficiency.map(|e| format!(", {:.2}% of hits kept", 100.0 * e)).unwrap_or_default()
+    );
+    println!("config       {}", out.display());
+    damaged_input(&summary)
+}
+
+/// A scratch folder of this process.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("hitgate-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Copies the config with the trigger's cut set to `threshold`; returns the key it set.
+fn write_cut(from: &Path, to: &Path, threshold: f32) -> Result<&'static str> {
+    let text = std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+    let mut doc: toml::Table = text.parse().with_context(|| format!("parsing {}", from.display()))?;
+    let trigger = doc.entry("trigger").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let spots = trigger
+        .as_table_mut()
+        .context("trigger is not a table")?
+        .entry("spots")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    // Spot counts are whole numbers: the cut is the smallest count at or above the threshold.
+    let min_spots = threshold.ceil().max(1.0) as i64;
+    spots.as_table_mut().context("trigger.spots is not a table")?.insert("min_spots".into(), min_spots.into());
+    let header = format!(
+        "# {} with the trigger's cut chosen by `hitgate tune` (trigger.spots.min_spots = {min_spots}).\n",
+        from.display()
+    );
+    std::fs::write(to, header + &toml::to_string(&doc)?).with_context(|| format!("writing {}", to.display()))?;
+    Ok("trigger.spots.min_spots")
 }
 
 fn demo(out: &Path, frames: u64) -> Result<()> {

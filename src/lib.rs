@@ -16,6 +16,7 @@ pub mod sim;
 pub mod sink;
 pub mod telemetry;
 pub mod trigger;
+pub mod tune;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("hitgate reads detector data in place and needs a little-endian host");

@@ -188,3 +188,53 @@ fn tshark_decodes_the_simulated_captures() {
         }
     }
 }
+
+#[test]
+fn tune_chooses_the_cut_for_a_target_rate_and_writes_it_into_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let s = sim.to_str().unwrap();
+    let o = hitgate(&["simulate", "--out", s, "--frames", "200", "--hit-rate", "0.1", "--seed", "31"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg = dir.path().join("curve.svg");
+    let capture = format!("{s}/run.pcap");
+    let config = format!("{s}/replay.toml");
+    let truth = format!("{s}/truth.json");
+    let o = hitgate(&[
+        "tune",
+        &capture,
+        "--config",
+        &config,
+        "--truth",
+        &truth,
+        "--target-rate",
+        "0.08",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("threshold  accept rate   efficiency       purity") && out.contains("← target"), "{out}");
+    let chosen = out.lines().find(|l| l.starts_with("chosen")).expect("a chosen cut");
+    let min_spots: u32 = chosen.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+
+    // The tuned config sits beside the original (relative paths hold), loads, and keeps at most
+    // the target rate when replayed.
+    let tuned = sim.join("replay.tuned.toml");
+    let loaded = hitgate::config::Config::load(&tuned).expect("tuned config loads");
+    assert_eq!(loaded.trigger.spots.min_spots, min_spots);
+    let o = hitgate(&["replay", &capture, "--config", tuned.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let verdicts = hitgate::sink::features::read_verdicts(&sim.join("replay/features.jsonl")).unwrap();
+    let rate = verdicts.values().filter(|a| **a).count() as f64 / verdicts.len() as f64;
+    assert!(rate <= 0.08 && rate > 0.0, "accept rate {rate} with min_spots {min_spots}");
+
+    // A rate no cut can hold, and a rate out of range, are clear errors.
+    let o =
+        hitgate(&["tune", &capture, "--config", &config, "--target-rate", "0.0001", "--svg", svg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no cut holds"), "{}", text(&o));
+    let o = hitgate(&["tune", &capture, "--config", &config, "--target-rate", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

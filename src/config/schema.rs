@@ -417,6 +417,11 @@ impl Config {
         }
     }
 
+    /// Whether the configured trigger has a cut to tune (`accept_all` has none).
+    pub fn trigger_has_cut(&self) -> bool {
+        self.trigger.kind != TriggerKind::AcceptAll
+    }
+
     /// Relative paths in the config are taken from the config file's folder.
     pub fn resolved_against(mut self, base: &Path) -> Config {
         let fix = |p: &mut PathBuf| {

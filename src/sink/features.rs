@@ -134,6 +134,31 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
         .collect()
 }
 
+/// Reads the trigger's scores back from a features file: frame number → score, for every judged
+/// (not dark) frame.
+///
+/// # Errors
+/// The file cannot be read, or a line is not a record.
+pub fn read_scores(path: &Path) -> std::io::Result<std::collections::HashMap<u64, f32>> {
+    #[derive(serde::Deserialize)]
+    struct Scored {
+        frame_number: u64,
+        score: f32,
+        #[serde(default)]
+        dark: bool,
+    }
+    let text = std::fs::read_to_string(path)?;
+    let mut scores = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let r: Scored = serde_json::from_str(line)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))?;
+        if !r.dark {
+            scores.insert(r.frame_number, r.score);
+        }
+    }
+    Ok(scores)
+}
+
 /// A recorded spot as read back: its centre of mass and, when the localiser refined it, its learned
 /// centre, both in the assembled detector image (row, column).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]

@@ -109,6 +109,17 @@ pub enum DatasetCommand {
         #[arg(long, default_value_t = 2.0)]
         match_radius_px: f32,
     },
+    /// Frame summaries (what the learned trigger reads) with the truth: hit, strength, spots.
+    Frames {
+        #[arg(long, default_value = "out/dataset/frames")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        frames: u64,
+        #[arg(long, default_value_t = 0.5)]
+        hit_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -254,15 +265,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => Ok(()),
             }
         }
+        Command::Dataset(DatasetCommand::Frames { out, frames, hit_rate, seed }) => {
+            let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
+            let data = hitgate::sim::dataset::frame_dataset(&cfg, default_finder(), &|_| {})
+                .context("simulating frames for the frame dataset")?;
+            data.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
+            println!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
+            Ok(())
+        }
         Command::Dataset(DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px }) => {
             let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
-            let s = hitgate::config::SpotsTriggerSection::default();
-            let finder = hitgate::features::SpotFinderParams {
-                threshold_photons: s.threshold_photons,
-                min_spot_pixels: s.min_spot_pixels,
-                max_spot_pixels: s.max_spot_pixels,
-                min_spot_photons: s.min_spot_photons,
-            };
+            let finder = default_finder();
             let data = hitgate::sim::dataset::peak_dataset(&cfg, finder, match_radius_px, &|_| {})
                 .context("simulating frames for the peak dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
@@ -290,6 +304,17 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The threshold finder with the default parameters: what the datasets are made with.
+fn default_finder() -> hitgate::features::SpotFinderParams {
+    let s = hitgate::config::SpotsTriggerSection::default();
+    hitgate::features::SpotFinderParams {
+        threshold_photons: s.threshold_photons,
+        min_spot_pixels: s.min_spot_pixels,
+        max_spot_pixels: s.max_spot_pixels,
+        min_spot_photons: s.min_spot_photons,
     }
 }
 
@@ -489,10 +514,9 @@ fn tune(
         let stem = config_path.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
         config_path.with_file_name(format!("{stem}.tuned.toml"))
     });
-    let key = write_cut(config_path, &out, chosen.threshold)?;
+    let key = write_cut(config_path, &out, config.trigger.kind, chosen.threshold)?;
     println!(
-        "chosen       {key} = {} → {:.2}% of frames accepted{}",
-        chosen.threshold,
+        "chosen       {key} → {:.2}% of frames accepted{}",
         100.0 * chosen.accept_rate,
         chosen.efficiency.map(|e| format!(", {:.2}% of hits kept", 100.0 * e)).unwrap_or_default()
     );
@@ -507,25 +531,26 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Copies the config with the trigger's cut set to `threshold`; returns the key it set.
-fn write_cut(from: &Path, to: &Path, threshold: f32) -> Result<&'static str> {
+/// Copies the config with the trigger's cut set to `threshold`; returns the key it set and its value.
+fn write_cut(from: &Path, to: &Path, kind: hitgate::config::TriggerKind, threshold: f32) -> Result<String> {
     let text = std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
     let mut doc: toml::Table = text.parse().with_context(|| format!("parsing {}", from.display()))?;
+    let (section, key, value): (&str, &str, toml::Value) = match kind {
+        // Spot counts are whole numbers: the cut is the smallest count at or above the threshold.
+        hitgate::config::TriggerKind::Spots => ("spots", "min_spots", (threshold.ceil().max(1.0) as i64).into()),
+        _ => ("tract", "threshold", f64::from(threshold).into()),
+    };
+    let shown = format!("trigger.{section}.{key} = {value}");
     let trigger = doc.entry("trigger").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let spots = trigger
+    let table = trigger
         .as_table_mut()
         .context("trigger is not a table")?
-        .entry("spots")
+        .entry(section)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    // Spot counts are whole numbers: the cut is the smallest count at or above the threshold.
-    let min_spots = threshold.ceil().max(1.0) as i64;
-    spots.as_table_mut().context("trigger.spots is not a table")?.insert("min_spots".into(), min_spots.into());
-    let header = format!(
-        "# {} with the trigger's cut chosen by `hitgate tune` (trigger.spots.min_spots = {min_spots}).\n",
-        from.display()
-    );
+    table.as_table_mut().with_context(|| format!("trigger.{section} is not a table"))?.insert(key.into(), value);
+    let header = format!("# {} with the trigger's cut chosen by `hitgate tune` ({shown}).\n", from.display());
     std::fs::write(to, header + &toml::to_string(&doc)?).with_context(|| format!("writing {}", to.display()))?;
-    Ok("trigger.spots.min_spots")
+    Ok(shown)
 }
 
 fn demo(out: &Path, frames: u64) -> Result<()> {

@@ -12,9 +12,10 @@ use crate::config::{Config, FinderKind, LocaliseFrames};
 use crate::detector::{DetectorGeometry, DetectorType};
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
 use crate::features::peaks::{PeakLocaliser, PeakModel, PeakModelError};
+use crate::features::summary::{SUMMARY_LEN, SummaryCounter, SummaryPlan};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
-use crate::trigger::Trigger;
+use crate::trigger::{Trigger, TriggerState};
 
 /// Why a reduction could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub enum PlanError {
     #[error(transparent)]
     PeakModel(#[from] PeakModelError),
     #[error("trigger: {0}")]
-    Trigger(#[from] crate::trigger::RateError),
+    Trigger(#[from] crate::trigger::TriggerError),
 }
 
 /// The current converter, replaced while running when the pedestal is measured or has moved.
@@ -89,6 +90,8 @@ pub struct ReducerPlan {
     trigger: Trigger,
     /// The learned localiser and the frames it refines, when configured.
     peaks: Option<(PeakModel, LocaliseFrames)>,
+    /// The rings of the frame summary, when the trigger reads one.
+    summary: Option<SummaryPlan>,
 }
 
 impl ReducerPlan {
@@ -154,7 +157,11 @@ impl ReducerPlan {
                 FinderPlan::Peakfinder8(p, map)
             }
         };
+        let trigger = Trigger::from_config(&config.trigger)?;
+        let summary = trigger.needs_summary().then(|| SummaryPlan::new(&origins, rows, cols, config.beam_center_px()));
         Ok(ReducerPlan {
+            summary,
+            trigger,
             photons,
             origins,
             gains_g0,
@@ -162,7 +169,7 @@ impl ReducerPlan {
             mask: mask.map(|m| m.flags().to_vec()).unwrap_or_default(),
             panels: (panels, rows, cols),
             finder,
-            trigger: Trigger::from_config(&config.trigger)?,
+
             peaks: match config.features.localiser.source() {
                 Some(source) => Some((
                     PeakModel::load(&source, config.features.localiser.batch_patches)?,
@@ -221,6 +228,8 @@ pub struct Reducer {
     /// The converter in use and the epoch it was published at.
     converter: Option<(u64, Arc<PhotonConverter>)>,
     refiner: Option<Refiner>,
+    trigger_state: TriggerState,
+    summary: Option<SummaryCounter>,
 }
 
 impl Reducer {
@@ -249,7 +258,9 @@ impl Reducer {
             }
             None => None,
         };
-        Ok(Reducer { plan, photons, finder, converter: None, refiner })
+        let trigger_state = plan.trigger.state()?;
+        let summary = plan.summary.as_ref().map(SummaryCounter::new);
+        Ok(Reducer { plan, photons, finder, converter: None, refiner, trigger_state, summary })
     }
 
     /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
@@ -283,6 +294,9 @@ impl Reducer {
         features.spots_found = 0;
         features.spots_refined = 0;
         features.peak_batches_failed = 0;
+        if let Some(counter) = self.summary.as_mut() {
+            counter.clear();
+        }
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             match &self.plan.photons {
                 Photons::Integrating(shared) => {
@@ -293,6 +307,10 @@ impl Reducer {
                     let mask = self.plan.mask.get(panel * panel_pixels..(panel + 1) * panel_pixels).unwrap_or(&[]);
                     counts_as_photons(raw, mask, &mut self.photons)
                 }
+            }
+            if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
+                // Before the finder: it consumes the photon image.
+                counter.add_panel(plan, panel, &self.photons);
             }
             let (photons, spots, id) = (&mut self.photons, &mut features.spots, panel as u16);
             features.spots_found += match (&mut self.finder, &self.plan.finder) {
@@ -310,9 +328,15 @@ impl Reducer {
             spot.image_row = r0 as f32 + spot.row;
             spot.image_col = c0 as f32 + spot.col;
         }
-        let decision = self.plan.trigger.decide(features.spots_found, sequence);
+        if let (Some(counter), Some(plan)) = (self.summary.as_ref(), self.plan.summary.as_ref()) {
+            features.summary.resize(SUMMARY_LEN, 0.0);
+            counter.finish(plan, features.spots_found, &features.spots, &mut features.summary);
+        }
+        let decision =
+            self.plan.trigger.decide(&mut self.trigger_state, features.spots_found, &features.summary, sequence);
         features.score = decision.score;
         features.accepted = decision.accepted;
+        features.trigger_failed = decision.failed;
         let refine = match &self.plan.peaks {
             Some((_, LocaliseFrames::All)) => true,
             Some((_, LocaliseFrames::Accepted)) => decision.accepted,

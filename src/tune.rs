@@ -92,7 +92,7 @@ impl TuneCurve {
         );
         for p in picked {
             let mark = if Some(p) == chosen { "  ← target" } else { "" };
-            let _ = write!(out, "{:>12.4}  {:>10.2}%", p.threshold, 100.0 * p.accept_rate);
+            let _ = write!(out, "{:>12}  {:>10.2}%", format_cut(p.threshold), 100.0 * p.accept_rate);
             if let (Some(e), Some(pu)) = (p.efficiency, p.purity) {
                 let _ = write!(out, "  {:>10.2}%  {:>10.2}%", 100.0 * e, 100.0 * pu);
             }
@@ -202,6 +202,17 @@ impl TuneCurve {
 fn trim(v: f32) -> String {
     let t = format!("{v:.3}");
     t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A cut as a table shows it: whole numbers plain, small probabilities in scientific notation.
+pub fn format_cut(t: f32) -> String {
+    if t.fract() == 0.0 {
+        format!("{t:.0}")
+    } else if t.abs() < 0.01 {
+        format!("{t:.2e}")
+    } else {
+        format!("{t:.4}")
+    }
 }
 
 /// A curve to draw: its name, colour and (cut, value) points.

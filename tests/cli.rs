@@ -216,7 +216,7 @@ fn tune_chooses_the_cut_for_a_target_rate_and_writes_it_into_a_config() {
     assert!(o.status.success(), "{out}");
     assert!(out.contains("threshold  accept rate   efficiency       purity") && out.contains("← target"), "{out}");
     let chosen = out.lines().find(|l| l.starts_with("chosen")).expect("a chosen cut");
-    let min_spots: u32 = chosen.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let min_spots: u32 = chosen.split_whitespace().nth(3).unwrap().parse().expect(chosen);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
 
     // The tuned config sits beside the original (relative paths hold), loads, and keeps at most

@@ -9,7 +9,7 @@ pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
     FinderKind, LocaliseFrames, LocaliserSection, RateSection, ReducerSection, SinkSection, SpotsTriggerSection,
-    TriggerKind, TriggerSection, UdpSection,
+    TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

@@ -299,6 +299,7 @@ pub enum FinderKind {
 pub struct TriggerSection {
     pub kind: TriggerKind,
     pub spots: SpotsTriggerSection,
+    pub tract: TractTriggerSection,
     pub rate: RateSection,
 }
 
@@ -330,8 +331,27 @@ pub enum TriggerKind {
     /// Classical: count connected spots of photons, accept at a minimum count.
     #[default]
     Spots,
+    /// Learned: a hit classifier run by tract on the frame's summary; score = hit probability.
+    Tract,
     /// Keep every frame (commissioning, calibration runs).
     AcceptAll,
+}
+
+/// The learned trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TractTriggerSection {
+    /// `"builtin"` or `"builtin-int8"` (the classifier compiled into hitgate, float32 or int8), or the
+    /// path of an ONNX model that follows the same contract.
+    pub model: String,
+    /// The cut on the hit probability (moved by the rate control when a target rate is set).
+    pub threshold: f32,
+}
+
+impl Default for TractTriggerSection {
+    fn default() -> Self {
+        TractTriggerSection { model: "builtin".into(), threshold: 0.5 }
+    }
 }
 
 /// The classical spot-counting trigger.
@@ -438,6 +458,10 @@ impl Config {
         if let Some(d) = self.dma.device.as_mut() {
             fix(d);
         }
+        let m = &mut self.trigger.tract.model;
+        if !m.starts_with("builtin") && Path::new(m.as_str()).is_relative() {
+            *m = base.join(m.as_str()).to_string_lossy().into_owned();
+        }
         if let Some(m) = self.features.localiser.model.as_mut()
             && m != crate::features::peaks::BUILTIN_MODEL_NAME
             && Path::new(m.as_str()).is_relative()
@@ -512,10 +536,13 @@ impl Config {
                 ),
             ),
             Some(model) => {
-                if model.bits_per_pixel != 16 && self.trigger.kind == TriggerKind::Spots {
+                if model.bits_per_pixel != 16 && self.trigger.kind != TriggerKind::AcceptAll {
                     bad(
                         "trigger.kind",
-                        format!("spots needs 16-bit pixels; {} sends {}-bit", model.name, model.bits_per_pixel),
+                        format!(
+                            "{:?} needs 16-bit pixels; {} sends {}-bit",
+                            self.trigger.kind, model.name, model.bits_per_pixel
+                        ),
                     );
                 }
                 let need = d.modules * model.ports_per_module;
@@ -744,6 +771,18 @@ impl Config {
         }
         if s.min_spots == 0 {
             bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
+        }
+        let t = &self.trigger.tract;
+        if !t.threshold.is_finite() {
+            bad("trigger.tract.threshold", format!("{} is not a number", t.threshold));
+        }
+        if let crate::trigger::ClassifierSource::File(path) = crate::trigger::ClassifierSource::parse(&t.model)
+            && !path.is_file()
+        {
+            bad(
+                "trigger.tract.model",
+                format!("{} is not a readable file (or \"builtin\", \"builtin-int8\")", path.display()),
+            );
         }
         let r = &self.trigger.rate;
         if let Some(rate) = r.target_accept_rate

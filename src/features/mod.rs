@@ -5,6 +5,7 @@ pub mod patch;
 pub mod peakfinder8;
 pub mod peaks;
 pub mod spots;
+pub mod summary;
 
 pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
 pub use spots::{SpotFinder, SpotFinderParams};
@@ -43,6 +44,8 @@ pub struct FrameFeatures {
     pub accepted: bool,
     /// A rejected frame kept for the audit stream (1 in `trigger.rate.audit_every`).
     pub audit: bool,
+    /// The trigger's backend failed on this frame (it was accepted so no hit is lost).
+    pub trigger_failed: bool,
     /// A dark frame of the run's start, used for the pedestal, not judged.
     pub dark: bool,
     /// Time the reducer spent on this frame.
@@ -50,12 +53,19 @@ pub struct FrameFeatures {
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_refined: u32,
     pub peak_batches_failed: u32,
+    /// The frame's summary for the learned trigger ([`summary::SUMMARY_LEN`] values), empty when the
+    /// trigger does not use one.
+    pub summary: Vec<f32>,
 }
 
 impl FrameFeatures {
     /// Empty features whose spot list can hold `capacity` spots without allocating.
     pub fn with_capacity(capacity: usize) -> FrameFeatures {
-        FrameFeatures { spots: Vec::with_capacity(capacity), ..FrameFeatures::default() }
+        FrameFeatures {
+            spots: Vec::with_capacity(capacity),
+            summary: Vec::with_capacity(summary::SUMMARY_LEN),
+            ..FrameFeatures::default()
+        }
     }
 
     pub fn clear(&mut self) {
@@ -64,9 +74,11 @@ impl FrameFeatures {
         self.score = 0.0;
         self.accepted = false;
         self.audit = false;
+        self.trigger_failed = false;
         self.dark = false;
         self.reduce_ns = 0;
         self.spots_refined = 0;
         self.peak_batches_failed = 0;
+        self.summary.clear();
     }
 }

@@ -64,6 +64,11 @@ impl PeakModel {
         if !(1..=1024).contains(&batch) {
             return Err(PeakModelError::Batch(batch));
         }
+        crate::onnx_guard::without_panics(|| Self::load_unguarded(source, batch).map_err(|e| e.to_string()))
+            .map_err(|reason| PeakModelError::Load { source_name: source.to_string(), reason })
+    }
+
+    fn load_unguarded(source: &ModelSource, batch: usize) -> Result<PeakModel, PeakModelError> {
         let name = source.to_string();
         let load = |e: TractError| PeakModelError::Load { source_name: name.clone(), reason: format!("{e:#}") };
         let onnx = tract_onnx::onnx();

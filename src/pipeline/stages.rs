@@ -91,6 +91,7 @@ struct SinkOutcome {
     accepted_partial: u64,
     reduce_time: Duration,
     audited: u64,
+    trigger_failures: u64,
     spots_refined: u64,
     peak_batches_failed: u64,
     reports: Vec<SinkReport>,
@@ -248,6 +249,7 @@ impl Plan {
             frames_rejected: sinks.rejected,
             frames_accepted_partial: sinks.accepted_partial,
             frames_audited: sinks.audited,
+            trigger_failures: sinks.trigger_failures,
             reduce_time: sinks.reduce_time,
             spots_refined: sinks.spots_refined,
             peak_batches_failed: sinks.peak_batches_failed,
@@ -290,6 +292,7 @@ fn run_sinks(
         accepted_partial: 0,
         reduce_time: Duration::ZERO,
         audited: 0,
+        trigger_failures: 0,
         spots_refined: 0,
         peak_batches_failed: 0,
         reports: Vec::new(),
@@ -302,6 +305,7 @@ fn run_sinks(
     let live = watch.live;
     let (mut tracked, mut pedestal, mut rate) = (0u64, watch.pedestal.take(), watch.rate.take());
     let audit_counter = counter!(telemetry::FRAMES_AUDIT);
+    let trigger_failures = counter!(telemetry::TRIGGER_FAILURES);
     let mut deliver = |mut frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
         if let Some((trigger, tracker)) = rate.as_mut() {
             // Frames arrive in order: the target rate follows the run as it was judged.
@@ -341,6 +345,10 @@ fn run_sinks(
         } else {
             outcome.rejected += 1;
             rejected.increment(1);
+        }
+        if f.trigger_failed {
+            outcome.trigger_failures += 1;
+            trigger_failures.increment(1);
         }
         if f.spots_refined > 0 || f.peak_batches_failed > 0 {
             refined.increment(u64::from(f.spots_refined));

@@ -41,6 +41,8 @@ pub struct RunSummary {
     pub frames_accepted_partial: u64,
     /// Rejected frames kept, flagged, for the audit stream.
     pub frames_audited: u64,
+    /// Frames the trigger's backend failed on (accepted so that no hit is lost).
+    pub trigger_failures: u64,
     pub reduce_time: Duration,
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_refined: u64,
@@ -100,6 +102,9 @@ impl fmt::Display for RunSummary {
             self.frames_accepted_partial,
             self.frames_rejected
         )?;
+        if self.trigger_failures > 0 {
+            writeln!(f, "             the trigger failed on {} frames; they were kept", self.trigger_failures)?;
+        }
         if self.frames_audited > 0 {
             writeln!(f, "audit        {} rejected frames kept, flagged, for the audit stream", self.frames_audited)?;
         }

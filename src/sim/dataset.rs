@@ -1,9 +1,13 @@
-//! Training data for the learned peak localiser, made by the reducer's own steps on simulated frames:
-//! the frame is calibrated, its spots found by the threshold finder with the run's default parameters,
-//! and each spot's 11 × 11 patch cut exactly as the reducer cuts it. A spot whose nearest reflection of
-//! the truth lies within the match radius becomes one example: the patch, the reflection's centre as an
-//! offset from the patch's central pixel (the target), the centre of mass as the same offset (the
-//! classical answer to compare with), and the reflection's photons.
+//! Training data for the learned models, made by the reducer's own steps on simulated frames: the
+//! frame is calibrated and its spots found by the threshold finder with the run's default parameters.
+//!
+//! - Peaks: each spot's 11 × 11 patch is cut exactly as the reducer cuts it. A spot whose nearest
+//!   reflection of the truth lies within the match radius becomes one example: the patch, the
+//!   reflection's centre as an offset from the patch's central pixel (the target), the centre of mass as
+//!   the same offset (the classical answer to compare with), and the reflection's photons.
+//! - Frames: each frame's summary for the learned trigger (`features::summary`), computed as the
+//!   reducer computes it, with the truth: hit or not, crystal strength, visible reflections, and the
+//!   spots the finder found.
 
 use std::path::Path;
 
@@ -11,6 +15,7 @@ use super::npy;
 use super::run::{SimConfig, SimError, SimulatedDetector};
 use crate::calib::PhotonConverter;
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
+use crate::features::summary::{SUMMARY_LEN, SummaryCounter, SummaryPlan};
 use crate::features::{Spot, SpotFinder, SpotFinderParams};
 
 /// Examples of spots with their true centres.
@@ -107,6 +112,122 @@ pub fn peak_dataset(
     Ok(all)
 }
 
+/// Frame summaries with their truth, one row per frame.
+#[derive(Clone, Debug, Default)]
+pub struct FrameDataset {
+    /// [`SUMMARY_LEN`] values per frame.
+    pub summaries: Vec<f32>,
+    /// 1 for a hit, 0 for a miss.
+    pub hit: Vec<f32>,
+    /// Crystal strength (mean photons of a strong reflection; 0 for a miss).
+    pub strength: Vec<f32>,
+    /// Reflections of at least 25 photons.
+    pub visible_spots: Vec<f32>,
+    pub spots_found: Vec<f32>,
+}
+
+impl FrameDataset {
+    pub fn len(&self) -> usize {
+        self.hit.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hit.is_empty()
+    }
+
+    /// Writes `summaries.npy` (N × SUMMARY_LEN), `hit.npy`, `strength.npy`, `visible_spots.npy` and
+    /// `spots_found.npy` (N) into `dir`.
+    ///
+    /// # Errors
+    /// The folder or a file cannot be written.
+    pub fn save(&self, dir: &Path) -> Result<(), SimError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SimError::Io { path: path.clone(), source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let n = self.len();
+        let files: [(&str, Vec<usize>, &[f32]); 5] = [
+            ("summaries.npy", vec![n, SUMMARY_LEN], &self.summaries),
+            ("hit.npy", vec![n], &self.hit),
+            ("strength.npy", vec![n], &self.strength),
+            ("visible_spots.npy", vec![n], &self.visible_spots),
+            ("spots_found.npy", vec![n], &self.spots_found),
+        ];
+        for (name, shape, data) in files {
+            let path = dir.join(name);
+            npy::write_f32(&path, &shape, data).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Summarises frames `1..=cfg.frames` of a simulated run as the reducer would (threshold finder with
+/// `finder`), spread over the machine's cores, in frame order.
+///
+/// # Errors
+/// The simulation cannot be prepared (a non-JUNGFRAU model).
+pub fn frame_dataset(
+    cfg: &SimConfig,
+    finder: SpotFinderParams,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<FrameDataset, SimError> {
+    let detector = SimulatedDetector::new(cfg)?;
+    let converter = PhotonConverter::with_mask(detector.calibration(), cfg.photon_energy_kev as f32, &detector.mask());
+    let (panels, rows, cols) = detector.geometry().panels();
+    let origins: Vec<(usize, usize)> =
+        (0..panels).map(|p| detector.geometry().panel_origin(p, detector.layout())).collect();
+    let plan = SummaryPlan::new(&origins, rows, cols, detector.beam_center_px());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
+    let mut rows_out: Vec<(u64, Vec<f32>, [f32; 4])> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (detector, converter, plan) = (&detector, &converter, &plan);
+                s.spawn(move || {
+                    let mut finder = SpotFinder::new(finder);
+                    let mut counter = SummaryCounter::new(plan);
+                    let mut photons = vec![0f32; rows * cols];
+                    let mut spots = Vec::with_capacity(512);
+                    let mut out = Vec::new();
+                    for frame_number in (1..=cfg.frames).filter(|f| f % threads == t) {
+                        let (raw, truth) = detector.frame(frame_number);
+                        counter.clear();
+                        spots.clear();
+                        let mut found = 0;
+                        for (panel, raw) in raw.chunks_exact(rows * cols).take(panels).enumerate() {
+                            converter.jungfrau_photons(raw, panel * rows * cols, &mut photons);
+                            counter.add_panel(plan, panel, &photons);
+                            found += finder.find_in_panel(&mut photons, rows, cols, panel as u16, &mut spots);
+                        }
+                        let mut summary = vec![0f32; SUMMARY_LEN];
+                        counter.finish(plan, found, &spots, &mut summary);
+                        let facts = [
+                            f32::from(u8::from(truth.hit)),
+                            truth.mean_reflection_photons as f32,
+                            truth.visible_spots as f32,
+                            found as f32,
+                        ];
+                        out.push((frame_number, summary, facts));
+                        progress(frame_number);
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    rows_out.sort_by_key(|r| r.0);
+    let mut data = FrameDataset::default();
+    for (_, summary, [hit, strength, visible, found]) in rows_out {
+        data.summaries.extend_from_slice(&summary);
+        data.hit.push(hit);
+        data.strength.push(strength);
+        data.visible_spots.push(visible);
+        data.spots_found.push(found);
+    }
+    Ok(data)
+}
+
 /// One worker's scratch.
 struct FrameExamples<'a> {
     detector: &'a SimulatedDetector,
@@ -201,5 +322,31 @@ mod tests {
         data.save(dir.path()).unwrap();
         let size = std::fs::metadata(dir.path().join("patches.npy")).unwrap().len();
         assert_eq!(size as usize, 128 + data.patches.len() * 4);
+    }
+
+    #[test]
+    fn frame_summaries_tell_hits_from_misses() {
+        let cfg = SimConfig { frames: 12, hit_rate: 0.5, seed: 9, ..SimConfig::default() };
+        let s = SpotsTriggerSection::default();
+        let params = SpotFinderParams {
+            threshold_photons: s.threshold_photons,
+            min_spot_pixels: s.min_spot_pixels,
+            max_spot_pixels: s.max_spot_pixels,
+            min_spot_photons: s.min_spot_photons,
+        };
+        let data = frame_dataset(&cfg, params, &|_| {}).unwrap();
+        assert_eq!(data.len(), 12);
+        assert_eq!(data.summaries.len(), 12 * SUMMARY_LEN);
+        let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
+        assert!(hits > 0 && hits < 12, "{hits} hits");
+        // Blocks of 4+ photons, summed over the rings: more in every strong hit than in any miss.
+        let clustered = |i: usize| -> f32 { (0..8).map(|r| data.summaries[i * SUMMARY_LEN + r * 5 + 3]).sum() };
+        let most_in_a_miss = (0..12).filter(|&i| data.hit[i] == 0.0).map(clustered).fold(0.0, f32::max);
+        for i in (0..12).filter(|&i| data.visible_spots[i] >= 10.0) {
+            assert!(clustered(i) > most_in_a_miss, "frame {i}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        data.save(dir.path()).unwrap();
+        assert!(dir.path().join("summaries.npy").is_file());
     }
 }

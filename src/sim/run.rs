@@ -386,6 +386,11 @@ impl SimulatedDetector {
         &self.model.layout
     }
 
+    /// Where the beam meets the detector, in image pixels (row, column).
+    pub fn beam_center_px(&self) -> (f64, f64) {
+        (self.model.experiment.beam_row, self.model.experiment.beam_col)
+    }
+
     pub fn config(&self) -> &SimConfig {
         &self.cfg
     }

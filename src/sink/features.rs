@@ -25,6 +25,8 @@ struct Record<'a> {
     sequence: u64,
     accepted: bool,
     audit: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    trigger_failed: bool,
     score: f32,
     dark: bool,
     complete: bool,
@@ -82,6 +84,7 @@ impl Sink for FeaturesSink {
             sequence: meta.sequence,
             accepted: features.accepted,
             audit: features.audit,
+            trigger_failed: features.trigger_failed,
             score: features.score,
             dark: features.dark,
             complete: meta.is_complete(),

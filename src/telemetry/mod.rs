@@ -28,6 +28,7 @@ pub const TRIGGER_MIN_SPOTS: &str = "hitgate_trigger_min_spots";
 pub const TRIGGER_THRESHOLD: &str = "hitgate_trigger_threshold";
 pub const TRIGGER_TARGET_RATE: &str = "hitgate_trigger_target_accept_rate";
 pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
+pub const TRIGGER_FAILURES: &str = "hitgate_trigger_failures_total";
 pub const SPOTS_REFINED: &str = "hitgate_spots_refined_total";
 pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
 
@@ -56,6 +57,7 @@ pub fn describe() {
         describe_gauge!(TRIGGER_THRESHOLD, "The trigger's cut: the score a frame needs to be accepted");
         describe_gauge!(TRIGGER_TARGET_RATE, "The accept rate the cut is held at (0: the cut is fixed)");
         describe_counter!(FRAMES_AUDIT, "Rejected frames kept, flagged, for the audit stream");
+        describe_counter!(TRIGGER_FAILURES, "Frames the trigger's backend failed on (accepted, so no hit is lost)");
         describe_counter!(SPOTS_REFINED, "Spots given a centre by the learned peak localiser");
         describe_counter!(
             PEAK_MODEL_FAILURES,

@@ -4,9 +4,11 @@
 
 pub mod rate;
 pub mod spots;
+pub mod tract;
 
 pub use rate::{RateControl, RateError, RateTracker};
 pub use spots::SpotsTrigger;
+pub use tract::{ClassifierError, ClassifierSource, TractState, TractTrigger};
 
 use crate::config::{TriggerKind, TriggerSection};
 
@@ -14,7 +16,24 @@ use crate::config::{TriggerKind, TriggerSection};
 #[derive(Debug)]
 pub enum Backend {
     Spots(SpotsTrigger),
+    /// The learned hit classifier on the frame's summary.
+    Tract(TractTrigger),
     AcceptAll,
+}
+
+/// Why a trigger cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error(transparent)]
+    Rate(#[from] RateError),
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+}
+
+/// One worker's trigger state (the learned backend's run state; nothing for the others).
+#[derive(Debug, Default)]
+pub struct TriggerState {
+    tract: Option<TractState>,
 }
 
 /// The configured trigger, prepared once and shared by every reducer worker.
@@ -29,6 +48,8 @@ pub struct Trigger {
 pub struct Decision {
     pub score: f32,
     pub accepted: bool,
+    /// The backend failed on this frame; it was accepted so that no hit is lost to the failure.
+    pub failed: bool,
 }
 
 /// A retune the trigger cannot take.
@@ -45,15 +66,21 @@ pub enum RetuneError {
 }
 
 impl Trigger {
-    /// The trigger a validated config describes.
+    /// The trigger a validated config describes; a learned backend's model is loaded, checked and
+    /// optimised here.
     ///
     /// # Errors
-    /// A rate setting out of range (validation reports the same with its key).
-    pub fn from_config(section: &TriggerSection) -> Result<Trigger, RateError> {
+    /// A rate setting out of range (validation reports the same with its key), or a model that cannot
+    /// be loaded or does not fit.
+    pub fn from_config(section: &TriggerSection) -> Result<Trigger, TriggerError> {
         let r = &section.rate;
         let (backend, threshold, tie_spread) = match section.kind {
             TriggerKind::Spots => {
                 (Backend::Spots(SpotsTrigger::new(section.spots.max_spots)), section.spots.min_spots as f32, 1.0)
+            }
+            TriggerKind::Tract => {
+                let model = TractTrigger::load(&ClassifierSource::parse(&section.tract.model))?;
+                (Backend::Tract(model), section.tract.threshold, 0.0)
             }
             TriggerKind::AcceptAll => (Backend::AcceptAll, 0.0, 0.0),
         };
@@ -61,14 +88,40 @@ impl Trigger {
         Ok(Trigger { backend, rate })
     }
 
-    /// Judges a frame from the number of spots found in it; `sequence` is its place in the run.
-    pub fn decide(&self, spots_found: u32, sequence: u64) -> Decision {
-        match &self.backend {
-            Backend::Spots(t) => {
+    /// A worker's own state for this trigger.
+    ///
+    /// # Errors
+    /// The learned backend's runtime cannot make one.
+    pub fn state(&self) -> Result<TriggerState, TriggerError> {
+        Ok(TriggerState {
+            tract: match &self.backend {
+                Backend::Tract(t) => Some(t.state()?),
+                _ => None,
+            },
+        })
+    }
+
+    /// Whether the backend reads the frame's summary (`features::summary`).
+    pub fn needs_summary(&self) -> bool {
+        matches!(self.backend, Backend::Tract(_))
+    }
+
+    /// Judges a frame from its spot count and summary; `sequence` is its place in the run.
+    pub fn decide(&self, state: &mut TriggerState, spots_found: u32, summary: &[f32], sequence: u64) -> Decision {
+        match (&self.backend, state.tract.as_mut()) {
+            (Backend::Spots(t), _) => {
                 let (score, allowed) = t.score(spots_found);
-                Decision { score, accepted: allowed && self.rate.passes(score, sequence) }
+                Decision { score, accepted: allowed && self.rate.passes(score, sequence), failed: false }
             }
-            Backend::AcceptAll => Decision { score: spots_found as f32, accepted: true },
+            (Backend::Tract(_), Some(model)) => match model.score(summary) {
+                Ok(score) if !score.is_nan() => {
+                    Decision { score, accepted: self.rate.passes(score, sequence), failed: false }
+                }
+                // Fail open: a frame the model could not judge is kept, and counted.
+                _ => Decision { score: f32::INFINITY, accepted: true, failed: true },
+            },
+            (Backend::Tract(_), None) => Decision { score: f32::INFINITY, accepted: true, failed: true },
+            (Backend::AcceptAll, _) => Decision { score: spots_found as f32, accepted: true, failed: false },
         }
     }
 
@@ -80,6 +133,7 @@ impl Trigger {
     fn name(&self) -> &'static str {
         match self.backend {
             Backend::Spots(_) => "spots",
+            Backend::Tract(_) => "tract",
             Backend::AcceptAll => "accept_all",
         }
     }
@@ -93,7 +147,7 @@ impl Trigger {
     pub fn min_spots(&self) -> Option<u32> {
         match self.backend {
             Backend::Spots(_) => Some(self.rate.threshold().ceil().max(0.0) as u32),
-            Backend::AcceptAll => None,
+            Backend::Tract(_) | Backend::AcceptAll => None,
         }
     }
 
@@ -110,6 +164,7 @@ impl Trigger {
                 metrics::gauge!(crate::telemetry::TRIGGER_MIN_SPOTS).set(f64::from(min_spots));
                 Ok(())
             }
+            Backend::Tract(_) => Err(RetuneError::NoThreshold("tract (use threshold=)")),
             Backend::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
     }
@@ -150,6 +205,7 @@ mod tests {
             kind: TriggerKind::Spots,
             spots: SpotsTriggerSection { min_spots, max_spots, ..SpotsTriggerSection::default() },
             rate: RateSection::default(),
+            ..TriggerSection::default()
         })
         .unwrap()
     }
@@ -157,12 +213,16 @@ mod tests {
     #[test]
     fn accepts_from_min_spots_on_and_can_be_retuned() {
         let t = spots(8, None);
-        assert!(!t.decide(7, 0).accepted);
-        assert_eq!(t.decide(8, 1), Decision { score: 8.0, accepted: true });
-        assert!(t.decide(1_000_000, 2).accepted);
+        assert!(!t.decide(&mut TriggerState::default(), 7, &[], 0).accepted);
+        assert_eq!(
+            t.decide(&mut TriggerState::default(), 8, &[], 1),
+            Decision { score: 8.0, accepted: true, failed: false }
+        );
+        assert!(t.decide(&mut TriggerState::default(), 1_000_000, &[], 2).accepted);
         t.set_min_spots(10).unwrap();
         assert_eq!(t.min_spots(), Some(10));
-        assert!((0..100).all(|seq| !t.decide(9, seq).accepted && t.decide(10, seq).accepted));
+        assert!((0..100).all(|seq| !t.decide(&mut TriggerState::default(), 9, &[], seq).accepted
+            && t.decide(&mut TriggerState::default(), 10, &[], seq).accepted));
     }
 
     #[test]
@@ -170,7 +230,11 @@ mod tests {
         let t = spots(8, Some(50));
         assert_eq!(t.set_min_spots(51), Err(RetuneError::AboveMax(51, 50)));
         assert_eq!(t.set_min_spots(50), Ok(()));
-        assert!(t.decide(50, 0).accepted && !t.decide(51, 0).accepted && !t.decide(49, 0).accepted);
+        assert!(
+            t.decide(&mut TriggerState::default(), 50, &[], 0).accepted
+                && !t.decide(&mut TriggerState::default(), 51, &[], 0).accepted
+                && !t.decide(&mut TriggerState::default(), 49, &[], 0).accepted
+        );
     }
 
     #[test]
@@ -183,7 +247,7 @@ mod tests {
         assert!(matches!(t.set_target_rate(2.0), Err(RetuneError::Rate(_))));
         let all = Trigger::from_config(&TriggerSection { kind: TriggerKind::AcceptAll, ..TriggerSection::default() })
             .unwrap();
-        assert!(all.decide(0, 0).accepted);
+        assert!(all.decide(&mut TriggerState::default(), 0, &[], 0).accepted);
         assert_eq!(all.set_target_rate(0.1), Err(RetuneError::NoThreshold("accept_all")));
     }
 }

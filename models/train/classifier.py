@@ -1,0 +1,258 @@
+"""Train hitgate's learned hit classifier and export it as ONNX, float32 and int8.
+
+The classifier reads a frame's summary (`features::summary` in hitgate: per ring around the beam, the
+fraction of 2 x 2 pixel blocks holding at least 1, 2, 3, 4 and 6 photons; then the spots found and the
+photons in them) and gives the probability that the frame is a hit. The graph takes the summary as
+hitgate computes it: the logarithm and the standardisation learned from the training set are part of
+the model.
+
+Inputs come from `hitgate dataset frames`. Training is JAX + optax on the CPU with fixed seeds. The ONNX
+graph is written node by node (MatMul + Add rather than Gemm, so static quantization gives standard
+QLinearMatMul rather than a contrib op), checked against JAX through onnxruntime; the int8 model is
+made by onnxruntime's static quantization calibrated on training summaries. Golden vectors (inputs and
+onnxruntime's outputs) are written for both, for hitgate's tract correctness test.
+
+    python classifier.py --train DIR --test DIR --out MODELS_DIR [--epochs N] [--seed S]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+import optax
+from onnx import TensorProto, helper, numpy_helper
+
+SHELLS, FRACTIONS = 8, 5
+LEN = SHELLS * FRACTIONS + 2
+OPSET = 17
+HIDDEN = (64, 32)
+
+
+def load(folder):
+    d = Path(folder)
+    return {k: np.load(d / f"{k}.npy") for k in ("summaries", "hit", "strength", "visible_spots", "spots_found")}
+
+
+def offsets():
+    """What is added before the logarithm: fractions are small, counts start at 0."""
+    eps = np.full(LEN, 1e-5, np.float32)
+    eps[-2:] = 1.0
+    return eps
+
+
+def standardiser(x):
+    z = np.log(x + offsets())
+    return z.mean(0).astype(np.float32), (z.std(0) + 1e-3).astype(np.float32)
+
+
+def init_params(key):
+    widths = (LEN, *HIDDEN, 1)
+    keys = jax.random.split(key, len(widths) - 1)
+    return [
+        {"w": jax.random.normal(k, (a, b)) * np.sqrt(2.0 / a), "b": jnp.zeros((b,))}
+        for k, a, b in zip(keys, widths, widths[1:])
+    ]
+
+
+def logits(params, norm, x):
+    mean, std = norm
+    h = (jnp.log(x + offsets()) - mean) / std
+    for layer in params[:-1]:
+        h = jax.nn.relu(h @ layer["w"] + layer["b"])
+    return (h @ params[-1]["w"] + params[-1]["b"])[:, 0]
+
+
+def train(data, norm, epochs, seed, batch=256):
+    rng = np.random.default_rng(seed)
+    params = init_params(jax.random.PRNGKey(seed))
+    x, y = data["summaries"], data["hit"]
+    n = len(y)
+    steps = epochs * (n // batch)
+    opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, 3e-3, max(steps // 20, 1), steps, 3e-5), weight_decay=1e-4)
+    state = opt.init(params)
+
+    def loss_fn(params, xb, yb):
+        return optax.sigmoid_binary_cross_entropy(logits(params, norm, xb), yb).mean()
+
+    @jax.jit
+    def step(params, state, xb, yb):
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        losses = []
+        for i in range(n // batch):
+            idx = order[i * batch : (i + 1) * batch]
+            params, state, loss = step(params, state, jnp.asarray(x[idx]), jnp.asarray(y[idx]))
+            losses.append(float(loss))
+        if epoch % 10 == 9 or epoch == epochs - 1:
+            print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}", flush=True)
+    return params
+
+
+def to_onnx(params, norm, path):
+    mean, std = norm
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def node(op, inputs, name, **attrs):
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    h = node("Add", ["summary", const("offsets", offsets())], "offset")
+    h = node("Log", [h], "log")
+    h = node("Sub", [h, const("mean", mean)], "centred")
+    h = node("Div", [h, const("std", std)], "standardised")
+    for i, layer in enumerate(params):
+        w = const(f"dense{i + 1}.weight", layer["w"])
+        b = const(f"dense{i + 1}.bias", layer["b"])
+        h = node("MatMul", [h, w], f"dense{i + 1}.matmul")
+        h = node("Add", [h, b], f"dense{i + 1}" if i < len(params) - 1 else "logit")
+        if i < len(params) - 1:
+            h = node("Relu", [h], f"dense{i + 1}.relu")
+    node("Sigmoid", [h], "hit_probability")
+    graph = helper.make_graph(
+        nodes,
+        "hit_classifier",
+        [helper.make_tensor_value_info("summary", TensorProto.FLOAT, ["batch", LEN])],
+        [helper.make_tensor_value_info("hit_probability", TensorProto.FLOAT, ["batch", 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hitgate")
+    model.ir_version = 8
+    model.doc_string = "frame summary (hitgate features::summary) -> probability that the frame is a hit"
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def quantize(float_path, int8_path, calibration):
+    """Static int8 quantization calibrated on real training summaries (QOperator: QLinearMatMul)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"summary": calibration[i : i + 64]} for i in range(0, len(calibration), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    # The hidden layers' matrix products in int8; the input's logarithm and standardisation, and the
+    # last layer (a logit spanning tens of units, whose rounding would flip verdicts), stay float.
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=[f"dense{len(HIDDEN) + 1}.matmul"],
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=False,
+    )
+    # The quantizer records every intermediate tensor's shape with the symbolic batch; runtimes that
+    # fix the batch (tract) then cannot unify the two. The shapes are hints, not part of the model.
+    model = onnx.load(str(int8_path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(int8_path))
+
+
+def session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def probabilities(sess, x):
+    return sess.run(None, {"summary": x.astype(np.float32)})[0][:, 0]
+
+
+def evaluate(p, data):
+    """Efficiency where the cut keeps 10% and 5% of all frames, beside the spots baseline at the same
+    reduction (spot counts spread within one unit, as hitgate's rate control does, so any rate holds)."""
+    hit = data["hit"] == 1
+    weak = hit & (data["strength"] < 5)
+    spots = data["spots_found"] + np.random.default_rng(0).random(len(p))
+    out = {"frames": int(len(p)), "hits": int(hit.sum()), "weak_hits": int(weak.sum())}
+    for keep in (0.10, 0.05):
+        cut, spots_cut = np.quantile(p, 1 - keep), np.quantile(spots, 1 - keep)
+        out[f"keep_{round(keep * 100)}pct"] = {
+            "cut": float(cut),
+            "efficiency": float((p[hit] >= cut).mean()),
+            "weak_hit_efficiency": float((p[weak] >= cut).mean()) if weak.any() else None,
+            "spots_baseline_efficiency": float((spots[hit] >= spots_cut).mean()),
+            "spots_baseline_weak_hit_efficiency": float((spots[weak] >= spots_cut).mean()) if weak.any() else None,
+        }
+    return out
+
+
+def golden(sess, data, path, tolerance, count=32):
+    order = np.argsort(data["strength"] + data["hit"])
+    pick = order[np.linspace(0, len(order) - 1, count).astype(int)]
+    x = data["summaries"][pick].astype(np.float32)
+    y = sess.run(None, {"summary": x})[0]
+    Path(path).write_text(json.dumps({
+        "input_shape": list(x.shape),
+        "inputs": [float(v) for v in x.ravel()],
+        "outputs": [float(v) for v in y.ravel()],
+        "tolerance": tolerance,
+    }))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=11)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data, test_data = load(args.train), load(args.test)
+    assert train_data["summaries"].shape[1] == LEN, "summary length differs from hitgate's"
+    print(f"training on {len(train_data['hit'])} frames, testing on {len(test_data['hit'])}")
+    norm = standardiser(train_data["summaries"])
+    t0 = time.time()
+    params = train(train_data, norm, args.epochs, args.seed)
+    train_s = time.time() - t0
+    float_path, int8_path = out / "hit_classifier.onnx", out / "hit_classifier.int8.onnx"
+    to_onnx(params, norm, float_path)
+    quantize(float_path, int8_path, train_data["summaries"][:2048].astype(np.float32))
+    fsess, qsess = session(float_path), session(int8_path)
+    jax_p = np.asarray(jax.nn.sigmoid(logits(params, norm, jnp.asarray(test_data["summaries"]))))
+    float_p = probabilities(fsess, test_data["summaries"])
+    int8_p = probabilities(qsess, test_data["summaries"])
+    agreement = float(np.abs(jax_p - float_p).max())
+    assert agreement < 1e-4, f"ONNX graph differs from the trained network by {agreement}"
+    golden(fsess, test_data, out / "hit_classifier.golden.json", 1e-4)
+    golden(qsess, test_data, out / "hit_classifier.int8.golden.json", 1e-2)
+    metrics = {
+        "train_frames": int(len(train_data["hit"])),
+        "train_hits": int(train_data["hit"].sum()),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_seconds": round(train_s, 1),
+        "opset": OPSET,
+        "hidden": list(HIDDEN),
+        "onnx_vs_jax_max_abs": agreement,
+        "int8_vs_float_max_abs": float(np.abs(int8_p - float_p).max()),
+        "float": evaluate(float_p, test_data),
+        "int8": evaluate(int8_p, test_data),
+    }
+    (out / "hit_classifier.metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! The learned trigger: the committed hit classifiers (float32 and int8) run by tract against
+//! onnxruntime's outputs on the same inputs, and the trigger on a held-out simulated run.
+
+mod common;
+
+use hitgate::features::summary::SUMMARY_LEN;
+use hitgate::sim::{PacketFaults, SimConfig, TriggerScore};
+use hitgate::trigger::{ClassifierSource, TractTrigger};
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    input_shape: Vec<usize>,
+    inputs: Vec<f32>,
+    outputs: Vec<f32>,
+    tolerance: f32,
+}
+
+fn golden(name: &str) -> Golden {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}.golden.json"));
+    serde_json::from_slice(&std::fs::read(path).expect("golden vectors")).expect("golden file")
+}
+
+fn check(source: ClassifierSource, name: &str) {
+    let g = golden(name);
+    assert_eq!(g.input_shape[1], SUMMARY_LEN, "{name}: the model reads summaries of another length");
+    let trigger = TractTrigger::load(&source).expect("classifier loads");
+    let mut state = trigger.state().unwrap();
+    let mut worst = 0f32;
+    for (summary, want) in g.inputs.chunks(SUMMARY_LEN).zip(&g.outputs) {
+        let got = state.score(summary).unwrap();
+        worst = worst.max((got - want).abs());
+    }
+    assert!(
+        worst <= g.tolerance,
+        "{name}: tract differs from onnxruntime by up to {worst} (tolerance {})",
+        g.tolerance
+    );
+}
+
+#[test]
+fn float_classifier_matches_onnxruntime_on_the_golden_vectors() {
+    check(ClassifierSource::Builtin, "hit_classifier");
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/hit_classifier.onnx");
+    check(ClassifierSource::File(file), "hit_classifier");
+}
+
+#[test]
+fn int8_classifier_matches_onnxruntime_on_the_golden_vectors() {
+    check(ClassifierSource::BuiltinInt8, "hit_classifier.int8");
+}
+
+/// A held-out run as a beamline sees it: 5% hits, many of them weak (crystal strength log-uniform
+/// from 2 photons), solvent ring, hot pixels, a few percent of partial frames.
+fn held_out(dir: &std::path::Path) -> hitgate::sim::SimOutputs {
+    common::simulated(
+        dir,
+        &SimConfig {
+            frames: 1000,
+            hit_rate: 0.05,
+            seed: 5150,
+            faults: PacketFaults { loss: 0.0003, reorder: 0.0, duplicate: 0.0 },
+            ..SimConfig::default()
+        },
+    )
+}
+
+#[test]
+fn the_learned_trigger_keeps_the_hits_the_spots_trigger_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = held_out(dir.path());
+    let partial = out.truth_summary.packets_lost;
+    assert!(partial >= 20, "a few percent of frames partial: {partial} packets lost");
+    let features = dir.path().join("replay/features.jsonl");
+    let score = |kind: hitgate::config::TriggerKind, target: f64| {
+        let mut config = common::replay_config(&out);
+        config.trigger.kind = kind;
+        config.trigger.rate.target_accept_rate = Some(target);
+        config.trigger.rate.window_frames = 200;
+        config.trigger.rate.update_every_frames = 10;
+        config.features.localiser.model = None;
+        let summary = common::replay(config, &out.capture);
+        let verdicts = hitgate::sink::features::read_verdicts(&features).unwrap();
+        (summary, TriggerScore::new(&out.truth_summary, &verdicts, 16))
+    };
+    // The same reduction for both: 10% of frames kept, 90% rejected.
+    let (learned_run, learned) = score(hitgate::config::TriggerKind::Tract, 0.10);
+    let (_, spots) = score(hitgate::config::TriggerKind::Spots, 0.10);
+    println!("learned\n{learned}\nspots\n{spots}");
+    let kept = learned_run.frames_accepted as f64 / learned_run.frames_out() as f64;
+    assert!(kept <= 0.12, "the learned trigger kept {kept} of the frames");
+    assert!(learned.efficiency() >= 0.99, "learned trigger: {learned}");
+    assert!(learned.efficiency() > spots.efficiency(), "learned {learned}\nspots {spots}");
+    assert_eq!(learned_run.trigger_failures, 0);
+}

@@ -562,8 +562,12 @@ fn demo(out: &Path, frames: u64) -> Result<()> {
     println!("== simulating a JUNGFRAU run ({frames} frames, 25% hits, light packet damage) into {}", out.display());
     let outputs = simulate_with_progress(&cfg, out)?;
     print_sim(&outputs);
-    println!("\n== replaying it through assembly → calibration → spot finding → trigger → sinks");
-    let config = load_config(&outputs.replay_config)?;
+    println!(
+        "\n== replaying it through assembly → calibration → spot finding → learned trigger → peak localiser → sinks"
+    );
+    let mut config = load_config(&outputs.replay_config)?;
+    // The built-in default is the learned trigger; the simulator's replay.toml keeps the classical one.
+    config.trigger.kind = hitgate::config::TriggerKind::Tract;
     let summary = replay(config.clone(), &outputs.capture, Pace::AsFastAsPossible)?;
     print!("{summary}");
     report_truth(&config, &outputs.truth)?;

@@ -8,8 +8,8 @@ the model.
 
 Inputs come from `hitgate dataset frames`. Training is JAX + optax on the CPU with fixed seeds. The ONNX
 graph is written node by node (MatMul + Add rather than Gemm, so static quantization gives standard
-QLinearMatMul rather than a contrib op), checked against JAX through onnxruntime; the int8 model is
-made by onnxruntime's static quantization calibrated on training summaries. Golden vectors (inputs and
+operators rather than a contrib op), checked against JAX through onnxruntime; the int8 model is made by
+onnxruntime's static quantization (QDQ form) calibrated on training summaries. Golden vectors (inputs and
 onnxruntime's outputs) are written for both, for hitgate's tract correctness test.
 
     python classifier.py --train DIR --test DIR --out MODELS_DIR [--epochs N] [--seed S]
@@ -73,7 +73,8 @@ def train(data, norm, epochs, seed, batch=256):
     params = init_params(jax.random.PRNGKey(seed))
     x, y = data["summaries"], data["hit"]
     n = len(y)
-    steps = epochs * (n // batch)
+    batch = min(batch, n)
+    steps = max(epochs * (n // batch), 2)
     opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, 3e-3, max(steps // 20, 1), steps, 3e-5), weight_decay=1e-4)
     state = opt.init(params)
 
@@ -137,7 +138,11 @@ def to_onnx(params, norm, path):
 
 
 def quantize(float_path, int8_path, calibration):
-    """Static int8 quantization calibrated on real training summaries (QOperator: QLinearMatMul)."""
+    """Static int8 quantization calibrated on real training summaries, in the QDQ form.
+
+    Measured in tract 0.23.9 on this model (one frame, one core): QDQ 8 us a frame; QOperator
+    (QLinearMatMul) 83 us and dynamic quantization (MatMulInteger) 82 us — tract's integer matrix path
+    is an order of magnitude slower here than its float path, which is what it makes of QDQ."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -153,10 +158,10 @@ def quantize(float_path, int8_path, calibration):
         str(float_path),
         str(int8_path),
         Reader(),
-        quant_format=QuantFormat.QOperator,
+        quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=[f"dense{len(HIDDEN) + 1}.matmul"],
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         per_channel=False,
     )

@@ -18,14 +18,23 @@ pub const SHELLS: usize = 8;
 pub const BLOCK_PHOTONS: [u32; 5] = [1, 2, 3, 4, 6];
 /// Values in a summary.
 pub const SUMMARY_LEN: usize = SHELLS * BLOCK_PHOTONS.len() + 2;
-/// Block counts are kept up to this many photons (more counts as this many).
-const MAX_COUNTED: usize = 7;
+
+/// A run of blocks in one row of blocks that lie in one ring: `start..end` and the ring.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Segment {
+    start: u32,
+    end: u32,
+    ring: u8,
+}
 
 /// The rings, fixed for a detector geometry: each 2 × 2 block's ring, and the blocks per ring.
 #[derive(Clone, Debug)]
 pub struct SummaryPlan {
-    /// Per panel, the ring of each block (row-major over the panel's `rows/2 × cols/2` blocks).
-    ring_of_block: Vec<u8>,
+    /// Per panel and row of blocks, where `segments` of that row begin (one more entry at the end).
+    row_segments: Vec<usize>,
+    /// Each row of blocks cut where the ring changes: a row crosses a ring boundary a few times at most,
+    /// so counting runs a segment at a time keeps the count a straight loop.
+    segments: Vec<Segment>,
     blocks_per_ring: [u32; SHELLS],
     rows: usize,
     cols: usize,
@@ -59,14 +68,36 @@ impl SummaryPlan {
                 }
             }
         }
-        SummaryPlan { ring_of_block, blocks_per_ring, rows, cols }
+        let mut row_segments = Vec::with_capacity(ring_of_block.len() / block_cols.max(1) + 1);
+        let mut segments = Vec::new();
+        for row in ring_of_block.chunks_exact(block_cols.max(1)) {
+            row_segments.push(segments.len());
+            let mut start = 0;
+            for c in 1..=row.len() {
+                if c == row.len() || row[c] != row[start] {
+                    segments.push(Segment { start: start as u32, end: c as u32, ring: row[start] });
+                    start = c;
+                }
+            }
+        }
+        row_segments.push(segments.len());
+        SummaryPlan { row_segments, segments, blocks_per_ring, rows, cols }
+    }
+
+    /// The ring of block (`br`, `bc`) of panel `panel`.
+    #[cfg(test)]
+    fn ring_of(&self, panel: usize, br: usize, bc: usize) -> u8 {
+        let row = panel * (self.rows / 2) + br;
+        let segs = &self.segments[self.row_segments[row]..self.row_segments[row + 1]];
+        segs.iter().find(|s| (s.start as usize..s.end as usize).contains(&bc)).map_or(u8::MAX, |s| s.ring)
     }
 }
 
 /// One worker's summary in the making: block counts per ring, and rows of sums as scratch.
 #[derive(Clone, Debug)]
 pub struct SummaryCounter {
-    counts: [[u32; MAX_COUNTED + 1]; SHELLS],
+    /// Per ring, blocks with at least each of [`BLOCK_PHOTONS`].
+    counts: [[u32; BLOCK_PHOTONS.len()]; SHELLS],
     column_sums: Vec<f32>,
     block_row: Vec<f32>,
 }
@@ -75,38 +106,30 @@ impl SummaryCounter {
     /// A counter for panels of `plan`'s size, its scratch allocated now.
     pub fn new(plan: &SummaryPlan) -> SummaryCounter {
         SummaryCounter {
-            counts: [[0; MAX_COUNTED + 1]; SHELLS],
+            counts: [[0; BLOCK_PHOTONS.len()]; SHELLS],
             column_sums: vec![0.0; plan.cols],
             block_row: vec![0.0; plan.cols / 2],
         }
     }
 
     pub fn clear(&mut self) {
-        self.counts = [[0; MAX_COUNTED + 1]; SHELLS];
+        self.counts = [[0; BLOCK_PHOTONS.len()]; SHELLS];
     }
 
     /// Counts the blocks of panel `panel`, whose photons are `photons` (row-major, the plan's size).
     pub fn add_panel(&mut self, plan: &SummaryPlan, panel: usize, photons: &[f32]) {
         let (rows, cols) = (plan.rows, plan.cols);
         let (block_rows, block_cols) = (rows / 2, cols / 2);
-        let rings = &plan.ring_of_block[panel * block_rows * block_cols..(panel + 1) * block_rows * block_cols];
         let (sums, blocks) = (&mut self.column_sums, &mut self.block_row);
-        for (br, rings) in rings.chunks_exact(block_cols).enumerate().take(block_rows) {
+        for br in 0..block_rows {
             let Some(two_rows) = photons.get(2 * br * cols..(2 * br + 2) * cols) else { break };
             let (top, bottom) = two_rows.split_at(cols);
             block_sums(top, bottom, sums, &mut blocks[..block_cols]);
-            // Most blocks hold no photon: runs of 16 empty blocks are skipped after one test.
-            for (run, rings) in blocks[..block_cols].chunks(16).zip(rings.chunks(16)) {
-                // Sums are whole, non-negative and +0.0 when empty: an OR of their bits (which
-                // vectorises, unlike a float max) is zero exactly when the run is empty.
-                if run.iter().fold(0u32, |a, n| a | n.to_bits()) == 0 {
-                    continue;
-                }
-                for (&n, &ring) in run.iter().zip(rings) {
-                    if n > 0.0 {
-                        self.counts[usize::from(ring)][(n as usize).min(MAX_COUNTED)] += 1;
-                    }
-                }
+            let row = panel * block_rows + br;
+            let (first, last) = (plan.row_segments[row], plan.row_segments[row + 1]);
+            for seg in &plan.segments[first..last] {
+                let run = &blocks[seg.start as usize..seg.end as usize];
+                count_at_least(run, &mut self.counts[usize::from(seg.ring)]);
             }
         }
     }
@@ -118,8 +141,7 @@ impl SummaryCounter {
         let Some(out) = out.get_mut(..SUMMARY_LEN) else { return };
         for (ring, counts) in self.counts.iter().enumerate() {
             let blocks = plan.blocks_per_ring[ring].max(1) as f32;
-            for (k, &at_least) in BLOCK_PHOTONS.iter().enumerate() {
-                let n: u32 = counts[at_least as usize..].iter().sum();
+            for (k, &n) in counts.iter().enumerate() {
                 out[ring * BLOCK_PHOTONS.len() + k] = n as f32 / blocks;
             }
         }
@@ -143,6 +165,24 @@ fn block_sums(top: &[f32], bottom: &[f32], column_sums: &mut [f32], blocks: &mut
     }
 }
 
+/// Adds the blocks holding at least each of [`BLOCK_PHOTONS`] to `counts`, in one pass: comparisons
+/// and integer sums, which vectorise.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
+fn count_at_least(blocks: &[f32], counts: &mut [u32; BLOCK_PHOTONS.len()]) {
+    let [t0, t1, t2, t3, t4] = BLOCK_PHOTONS.map(|n| n as f32);
+    let mut c = [0u32; BLOCK_PHOTONS.len()];
+    for &v in blocks {
+        c[0] += u32::from(v >= t0);
+        c[1] += u32::from(v >= t1);
+        c[2] += u32::from(v >= t2);
+        c[3] += u32::from(v >= t3);
+        c[4] += u32::from(v >= t4);
+    }
+    for (count, n) in counts.iter_mut().zip(c) {
+        *count += n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,8 +194,15 @@ mod tests {
         assert_eq!(total as usize, 2 * 256 * 512);
         assert!(plan.blocks_per_ring.iter().all(|&n| n > 0), "{:?}", plan.blocks_per_ring);
         // The block nearest the beam is in the first ring, the farthest in the last.
-        assert_eq!(plan.ring_of_block[128 * 512 + 511], 0);
-        assert_eq!(plan.ring_of_block[0], (SHELLS - 1) as u8);
+        assert_eq!(plan.ring_of(0, 128, 511), 0);
+        assert_eq!(plan.ring_of(0, 0, 0), (SHELLS - 1) as u8);
+        // Segments tile every row of blocks.
+        for row in 0..2 * 256 {
+            let segs = &plan.segments[plan.row_segments[row]..plan.row_segments[row + 1]];
+            assert_eq!(segs.first().unwrap().start, 0);
+            assert_eq!(segs.last().unwrap().end, 512);
+            assert!(segs.windows(2).all(|w| w[0].end == w[1].start && w[0].ring != w[1].ring));
+        }
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub enum Command {
         /// A simulator truth file: report the trigger's efficiency and rejection against it.
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// Judge with this trigger instead of the config's (spots, tract, accept-all).
+        #[arg(long, value_enum)]
+        trigger: Option<TriggerArg>,
+        /// Hold this fraction of frames accepted instead of the config's cut.
+        #[arg(long)]
+        target_rate: Option<f64>,
     },
     /// Receive the detector live over UDP through the whole pipeline until SIGINT/SIGTERM (or
     /// --duration-s), then drain every queue, close every sink and print the summary.
@@ -120,6 +126,24 @@ pub enum DatasetCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// A trigger backend named on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TriggerArg {
+    Spots,
+    Tract,
+    AcceptAll,
+}
+
+impl From<TriggerArg> for hitgate::config::TriggerKind {
+    fn from(t: TriggerArg) -> Self {
+        match t {
+            TriggerArg::Spots => hitgate::config::TriggerKind::Spots,
+            TriggerArg::Tract => hitgate::config::TriggerKind::Tract,
+            TriggerArg::AcceptAll => hitgate::config::TriggerKind::AcceptAll,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -227,8 +251,17 @@ pub fn run(cli: Cli) -> Result<()> {
             print_sim(&outputs);
             Ok(())
         }
-        Command::Replay { capture, config, speed, truth } => {
-            let config = load_config(&config)?;
+        Command::Replay { capture, config: path, speed, truth, trigger, target_rate } => {
+            let mut config = load_config(&path)?;
+            if let Some(t) = trigger {
+                config.trigger.kind = t.into();
+            }
+            if target_rate.is_some() {
+                config.trigger.rate.target_accept_rate = target_rate;
+            }
+            let config = config
+                .validated()
+                .map_err(|e| Exit { code: 3, message: format!("{}: {}", path.display(), describe(&e)) })?;
             let pace = match speed {
                 Some(s) if s > 0.0 && s.is_finite() => Pace::Recorded { speed: s },
                 Some(s) => anyhow::bail!("--speed {s}: must be a positive factor"),

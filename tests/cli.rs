@@ -238,3 +238,32 @@ fn tune_chooses_the_cut_for_a_target_rate_and_writes_it_into_a_config() {
     let o = hitgate(&["tune", &capture, "--config", &config, "--target-rate", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn tune_writes_the_learned_triggers_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let s = sim.to_str().unwrap();
+    let o = hitgate(&["simulate", "--out", s, "--frames", "120", "--hit-rate", "0.1", "--seed", "37"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = sim.join("tract.toml");
+    let base = std::fs::read_to_string(sim.join("replay.toml")).unwrap();
+    std::fs::write(&config, base.replace("kind = \"spots\"", "kind = \"tract\"")).unwrap();
+    let o = hitgate(&[
+        "tune",
+        &format!("{s}/run.pcap"),
+        "--config",
+        config.to_str().unwrap(),
+        "--truth",
+        &format!("{s}/truth.json"),
+        "--target-rate",
+        "0.1",
+        "--svg",
+        dir.path().join("c.svg").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("chosen       trigger.tract.threshold = "), "{}", text(&o));
+    let tuned = hitgate::config::Config::load(&sim.join("tract.tuned.toml")).unwrap();
+    assert_eq!(tuned.trigger.kind, hitgate::config::TriggerKind::Tract);
+    assert!((0.0..=1.0).contains(&tuned.trigger.tract.threshold), "{}", tuned.trigger.tract.threshold);
+}

@@ -74,6 +74,15 @@ fn braggnn_shaped_model_matches_onnxruntime_on_the_golden_vectors() {
 }
 
 #[test]
+fn int8_models_match_onnxruntime_on_their_golden_vectors() {
+    for name in ["peak_localiser.int8", "braggnn.int8"] {
+        let g = golden(name);
+        let got = tract_centres(&ModelSource::File(models().join(format!("{name}.onnx"))), &g, 16);
+        assert_close(&got, &g.outputs, g.tolerance, name);
+    }
+}
+
+#[test]
 fn a_damaged_model_file_is_refused_at_load() {
     // A copy of the model cut short: an error that names the file, never a panic.
     let dir = tempfile::tempdir().unwrap();

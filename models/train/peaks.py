@@ -260,7 +260,39 @@ def finish(nodes, inits, path):
     onnx.save(model, path)
 
 
-def golden(session, data, path, count=32):
+def quantize(float_path, int8_path, calibration):
+    """Static int8 quantization (QDQ form, the one tract runs at float speed) of the convolutions and
+    dense layers but the last, calibrated on real training patches. The attention's products of two
+    activations stay float: quantized, tract 0.23.9 computed BraggNN up to 0.44 px away from both
+    onnxruntime's int8 result and the float model (which agree within 0.04 px); without them tract and
+    onnxruntime agree within 0.011 px."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"patch": calibration[i : i + 64]} for i in range(0, len(calibration), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv", "Gemm"],
+        nodes_to_exclude=["centre"],
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=False,
+    )
+    # Intermediate shapes recorded with the symbolic batch would clash with a runtime that fixes it.
+    model = onnx.load(str(int8_path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(int8_path))
+
+
+def golden(session, data, path, count=32, tolerance=1e-4):
     """Inputs spread over spot strength and onnxruntime's outputs on them."""
     order = np.argsort(data["photons"])
     pick = order[np.linspace(0, len(order) - 1, count).astype(int)]
@@ -271,7 +303,7 @@ def golden(session, data, path, count=32):
         "input_shape": list(x.shape),
         "inputs": [float(v) for v in x.ravel()],
         "outputs": [float(v) for v in y.ravel()],
-        "tolerance": 1e-4,
+        "tolerance": tolerance,
     }))
 
 
@@ -308,6 +340,12 @@ def main():
     assert agreement < 1e-4, f"ONNX graph differs from the trained network by {agreement}"
     table = error_table(ort_pred, test_data)
     golden(session, test_data, out / f"{args.name}.golden.json")
+    int8_path = out / f"{args.name}.int8.onnx"
+    quantize(model_path, int8_path, train_data["patches"][:1024, None].astype(np.float32))
+    int8_session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    int8_pred = predict(lambda x: int8_session.run(None, {"patch": np.asarray(x, np.float32)})[0], test_data["patches"])
+    # tract runs the QDQ graph in float with the same rounding points; onnxruntime uses integer kernels.
+    golden(int8_session, test_data, out / f"{args.name}.int8.golden.json", tolerance=0.05)
     metrics = {
         "train_patches": int(len(train_data["targets"])),
         "test_patches": int(len(test_data["targets"])),
@@ -319,6 +357,10 @@ def main():
         "arch": ARCH,
         **({"attention": ATTENTION, "first_kernel": K1} if ARCH == "cnn" else {"widths": list(MLP_WIDTHS)}),
         "error_by_strength": table,
+        "int8": {
+            "vs_float_max_abs_px": float(np.abs(int8_pred - ort_pred).max()),
+            "error_by_strength": error_table(int8_pred, test_data),
+        },
     }
     (out / f"{args.name}.metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))

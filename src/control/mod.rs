@@ -177,15 +177,22 @@ fn reload(state: &ControlState<'_>) {
             trigger.set_min_spots(now.spots.min_spots),
         );
     }
+    if now.tract.threshold != was.tract.threshold && now.kind == crate::config::TriggerKind::Tract {
+        apply(
+            &format!("trigger.tract.threshold = {}", now.tract.threshold),
+            trigger.set_threshold(now.tract.threshold),
+        );
+    }
     if now.rate.target_accept_rate != was.rate.target_accept_rate {
         match now.rate.target_accept_rate {
             Some(r) => apply(&format!("trigger.rate.target_accept_rate = {r}"), trigger.set_target_rate(r)),
             // No target any more: the cut goes back to the configured one.
             None => apply(
                 "trigger.rate.target_accept_rate = none",
-                trigger
-                    .set_min_spots(now.spots.min_spots)
-                    .or_else(|_| trigger.set_threshold(trigger.rate().threshold())),
+                match now.kind {
+                    crate::config::TriggerKind::Tract => trigger.set_threshold(now.tract.threshold),
+                    _ => trigger.set_min_spots(now.spots.min_spots),
+                },
             ),
         }
     }
@@ -197,6 +204,7 @@ fn reload(state: &ControlState<'_>) {
     comparable.trigger.spots.min_spots = old.trigger.spots.min_spots;
     comparable.trigger.rate.target_accept_rate = old.trigger.rate.target_accept_rate;
     comparable.trigger.rate.audit_every = old.trigger.rate.audit_every;
+    comparable.trigger.tract.threshold = old.trigger.tract.threshold;
     let sections = |c: &Config| serde_json::to_value(c).unwrap_or_default();
     let (a, b) = (sections(old), sections(&comparable));
     let restart: Vec<String> = a

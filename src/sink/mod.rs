@@ -1,6 +1,7 @@
 //! Where frames go once the trigger has spoken. Every sink sees every frame in the order the
 //! assembler handed them out; each keeps what it is for (accepted frames, every frame's features).
 
+pub mod bitshuffle;
 pub mod features;
 pub mod null;
 pub mod raw;

@@ -7,18 +7,7 @@ use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::sim::{PacketFaults, SimConfig, TriggerScore};
 use hitgate::trigger::{ClassifierSource, TractTrigger};
 
-#[derive(serde::Deserialize)]
-struct Golden {
-    input_shape: Vec<usize>,
-    inputs: Vec<f32>,
-    outputs: Vec<f32>,
-    tolerance: f32,
-}
-
-fn golden(name: &str) -> Golden {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}.golden.json"));
-    serde_json::from_slice(&std::fs::read(path).expect("golden vectors")).expect("golden file")
-}
+use common::golden;
 
 fn check(source: ClassifierSource, name: &str) {
     let g = golden(name);

@@ -1,24 +1,14 @@
 //! The committed peak localiser, run by tract, against onnxruntime's outputs on the same inputs
 //! (golden vectors written by `models/train/peaks.py` when the model was exported).
 
+mod common;
+
+use common::{Golden, golden};
 use hitgate::features::patch::PATCH_PIXELS;
 use hitgate::features::peaks::{ModelSource, PeakModel};
 
-#[derive(serde::Deserialize)]
-struct Golden {
-    input_shape: Vec<usize>,
-    inputs: Vec<f32>,
-    outputs: Vec<f32>,
-    tolerance: f32,
-}
-
 fn models() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
-fn golden(name: &str) -> Golden {
-    let path = models().join(format!("{name}.golden.json"));
-    serde_json::from_slice(&std::fs::read(&path).expect("golden vectors")).expect("golden file")
 }
 
 /// tract's centres for the golden inputs, run in batches of `batch`.

@@ -28,6 +28,8 @@ import onnxruntime as ort
 import optax
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_tools import quantize_qdq, write_golden
+
 SHELLS, FRACTIONS = 8, 5
 LEN = SHELLS * FRACTIONS + 2
 OPSET = 17
@@ -142,34 +144,10 @@ def quantize(float_path, int8_path, calibration):
 
     Measured in tract 0.23.9 on this model (one frame, one core): QDQ 8 us a frame; QOperator
     (QLinearMatMul) 83 us and dynamic quantization (MatMulInteger) 82 us — tract's integer matrix path
-    is an order of magnitude slower here than its float path, which is what it makes of QDQ."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"summary": calibration[i : i + 64]} for i in range(0, len(calibration), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    # The hidden layers' matrix products in int8; the input's logarithm and standardisation, and the
-    # last layer (a logit spanning tens of units, whose rounding would flip verdicts), stay float.
-    quantize_static(
-        str(float_path),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=[f"dense{len(HIDDEN) + 1}.matmul"],
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=False,
-    )
-    # The quantizer records every intermediate tensor's shape with the symbolic batch; runtimes that
-    # fix the batch (tract) then cannot unify the two. The shapes are hints, not part of the model.
-    model = onnx.load(str(int8_path))
-    del model.graph.value_info[:]
-    onnx.save(model, str(int8_path))
+    is an order of magnitude slower here than its float path, which is what it makes of QDQ. The
+    hidden layers' matrix products are quantized; the input's logarithm and standardisation, and the
+    last layer (a logit spanning tens of units, whose rounding would flip verdicts), stay float."""
+    quantize_qdq(float_path, int8_path, "summary", calibration, ["MatMul"], [f"dense{len(HIDDEN) + 1}.matmul"])
 
 
 def session(path):
@@ -202,16 +180,10 @@ def evaluate(p, data):
 
 
 def golden(sess, data, path, tolerance, count=32):
+    """Summaries spread over hits and misses, weak to strong."""
     order = np.argsort(data["strength"] + data["hit"])
     pick = order[np.linspace(0, len(order) - 1, count).astype(int)]
-    x = data["summaries"][pick].astype(np.float32)
-    y = sess.run(None, {"summary": x})[0]
-    Path(path).write_text(json.dumps({
-        "input_shape": list(x.shape),
-        "inputs": [float(v) for v in x.ravel()],
-        "outputs": [float(v) for v in y.ravel()],
-        "tolerance": tolerance,
-    }))
+    write_golden(sess, "summary", data["summaries"][pick], path, tolerance)
 
 
 def main():

@@ -31,6 +31,8 @@ import onnxruntime as ort
 import optax
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_tools import quantize_qdq, write_golden
+
 SIDE = 11
 STRENGTH_BINS = [(1, 10), (10, 25), (25, 100), (100, 1000), (1000, float("inf"))]
 OPSET = 17
@@ -266,45 +268,15 @@ def quantize(float_path, int8_path, calibration):
     activations stay float: quantized, tract 0.23.9 computed BraggNN up to 0.44 px away from both
     onnxruntime's int8 result and the float model (which agree within 0.04 px); without them tract and
     onnxruntime agree within 0.011 px."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"patch": calibration[i : i + 64]} for i in range(0, len(calibration), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(
-        str(float_path),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv", "Gemm"],
-        nodes_to_exclude=["centre"],
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=False,
-    )
-    # Intermediate shapes recorded with the symbolic batch would clash with a runtime that fixes it.
-    model = onnx.load(str(int8_path))
-    del model.graph.value_info[:]
-    onnx.save(model, str(int8_path))
+    quantize_qdq(float_path, int8_path, "patch", calibration, ["Conv", "Gemm"], ["centre"])
 
 
 def golden(session, data, path, count=32, tolerance=1e-4):
-    """Inputs spread over spot strength and onnxruntime's outputs on them."""
+    """Patches spread over spot strength."""
     order = np.argsort(data["photons"])
     pick = order[np.linspace(0, len(order) - 1, count).astype(int)]
     # Rounded as the file stores them, so the outputs belong to exactly the inputs written.
-    x = np.round(data["patches"][pick][:, None], 6).astype(np.float32)
-    y = session.run(None, {"patch": x})[0]
-    Path(path).write_text(json.dumps({
-        "input_shape": list(x.shape),
-        "inputs": [float(v) for v in x.ravel()],
-        "outputs": [float(v) for v in y.ravel()],
-        "tolerance": tolerance,
-    }))
+    write_golden(session, "patch", np.round(data["patches"][pick][:, None], 6), path, tolerance)
 
 
 def main():

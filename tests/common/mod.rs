@@ -22,3 +22,19 @@ pub fn replay(config: Config, capture: &Path) -> RunSummary {
     let cap = Capture::open(capture).expect("capture opens");
     plan.replay(&cap, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).expect("replay")
 }
+
+/// A committed model's golden vectors: inputs, onnxruntime's outputs on them, and the tolerance tract
+/// is held to.
+#[derive(serde::Deserialize)]
+pub struct Golden {
+    pub input_shape: Vec<usize>,
+    pub inputs: Vec<f32>,
+    pub outputs: Vec<f32>,
+    pub tolerance: f32,
+}
+
+/// `models/NAME.golden.json`.
+pub fn golden(name: &str) -> Golden {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}.golden.json"));
+    serde_json::from_slice(&std::fs::read(path).expect("golden vectors")).expect("golden file")
+}

@@ -477,3 +477,53 @@ fn frames_keep_flowing_after_a_full_queue_drops_some() {
         "slots are not held by a stalled sink:\n{summary}"
     );
 }
+
+#[test]
+fn the_learned_trigger_judges_live_frames_as_it_judges_a_replay() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 120, hit_rate: 0.3, seed: 47, ..SimConfig::default() },
+    );
+    let ports = free_ports(1);
+    let extra = "\n[trigger]\nkind = \"tract\"\n\n[trigger.rate]\naudit_every = 10\n";
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), extra);
+    send(&sim.capture, &ports, &["--frame-rate-hz", "300"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("audit        "), "audit frames kept:\n{summary}");
+
+    // The same trigger offline, on a config that sees the detector as the live one does.
+    let mut config = common::replay_config(&sim);
+    config.trigger.kind = hitgate::config::TriggerKind::Tract;
+    config.trigger.rate.audit_every = 10;
+    config.detector.beam_center_row_px = None;
+    config.detector.beam_center_col_px = None;
+    config.calibration.mask_file = None;
+    config.features.localiser.model = None;
+    common::replay(config, &sim.capture);
+    let records = |path: &Path| -> Vec<(u64, bool, bool)> {
+        let mut r: Vec<(u64, bool, bool)> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (v["frame_number"].as_u64().unwrap(), v["accepted"].as_bool().unwrap(), v["audit"].as_bool().unwrap())
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    let live_records = records(&out.join("features.jsonl"));
+    assert_eq!(live_records.len(), 120);
+    assert_eq!(live_records, records(&dir.path().join("sim/replay/features.jsonl")), "verdicts and audit flags");
+    let truth = hitgate::sim::TriggerScore::new(
+        &sim.truth_summary,
+        &live_records.iter().map(|&(n, a, _)| (n, a)).collect(),
+        16,
+    );
+    assert!(truth.efficiency() >= 0.99 && truth.rejection() >= 0.95, "{truth}");
+}

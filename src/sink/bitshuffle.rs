@@ -122,9 +122,9 @@ fn transpose8(mut x: u64) -> u64 {
 /// Bit planes of `block` (a multiple of 8 elements) into `out` (same length).
 fn shuffle(block: &[u8], elem_size: usize, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if elem_size == 2 && (block.len() / 2).is_multiple_of(16) {
+    if (elem_size == 2 || elem_size == 4) && (block.len() / elem_size).is_multiple_of(16) {
         // SAFETY: SSE2 is part of the x86-64 baseline, so every CPU this code is built for has it.
-        return unsafe { shuffle_u16_sse2(block, out) };
+        return unsafe { shuffle_sse2(block, elem_size, out) };
     }
     let n = block.len() / elem_size;
     let row = n / 8;
@@ -142,39 +142,64 @@ fn shuffle(block: &[u8], elem_size: usize, out: &mut [u8]) {
     }
 }
 
-/// [`shuffle`] for 16-bit elements, 16 at a time with SSE2 (part of every x86-64 CPU, so no run-time
-/// check): the low and high bytes are split into two vectors, and each bit plane is read off with one
-/// `movemask` (the top bit of every byte) while the bytes are doubled to bring the next bit up.
-/// Every intrinsic here is a safe function where SSE2 is enabled, as it is on x86-64.
+/// [`shuffle`] for 16- and 32-bit elements, 16 at a time with SSE2 (part of every x86-64 CPU, so no
+/// run-time check): each byte of the 16 elements is gathered into one vector by masking, shifting and
+/// packing, and each bit plane is read off with one `movemask` (the top bit of every byte) while the
+/// bytes are doubled to bring the next bit up. Every intrinsic here is a safe function where SSE2 is
+/// enabled, as it is on x86-64.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn shuffle_u16_sse2(block: &[u8], out: &mut [u8]) {
+fn shuffle_sse2(block: &[u8], elem_size: usize, out: &mut [u8]) {
     use std::arch::x86_64::{
-        __m128i, _mm_add_epi8, _mm_and_si128, _mm_movemask_epi8, _mm_packus_epi16, _mm_set_epi64x, _mm_set1_epi16,
-        _mm_srli_epi16,
+        _mm_and_si128, _mm_packs_epi32, _mm_packus_epi16, _mm_set1_epi16, _mm_set1_epi32, _mm_srli_epi16,
+        _mm_srli_epi32,
     };
-    let row = block.len() / 2 / 8;
-    let load = |b: &[u8]| -> __m128i {
-        let word = |at: usize| {
-            i64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
-        };
-        _mm_set_epi64x(word(8), word(0))
-    };
-    let low_byte = _mm_set1_epi16(0x00ff);
-    for (g, group) in block.chunks_exact(32).enumerate() {
-        let (a, b) = (load(&group[..16]), load(&group[16..]));
-        let planes = [
-            _mm_packus_epi16(_mm_and_si128(a, low_byte), _mm_and_si128(b, low_byte)),
-            _mm_packus_epi16(_mm_srli_epi16::<8>(a), _mm_srli_epi16::<8>(b)),
-        ];
-        for (byte, mut v) in planes.into_iter().enumerate() {
-            for bit in (0..8).rev() {
-                let mask = (_mm_movemask_epi8(v) as u16).to_le_bytes();
-                let at = (byte * 8 + bit) * row + 2 * g;
-                out[at..at + 2].copy_from_slice(&mask);
-                v = _mm_add_epi8(v, v);
-            }
+    let row = block.len() / elem_size / 8;
+    if elem_size == 2 {
+        let low = _mm_set1_epi16(0x00ff);
+        for (g, group) in block.chunks_exact(32).enumerate() {
+            let (a, b) = (load16(&group[..16]), load16(&group[16..]));
+            bit_rows(_mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low)), 0, g, row, out);
+            bit_rows(_mm_packus_epi16(_mm_srli_epi16::<8>(a), _mm_srli_epi16::<8>(b)), 1, g, row, out);
         }
+        return;
+    }
+    let low = _mm_set1_epi32(0xff);
+    for (g, group) in block.chunks_exact(64).enumerate() {
+        let v = [load16(&group[..16]), load16(&group[16..32]), load16(&group[32..48]), load16(&group[48..])];
+        // Byte `k` of every element as 16 bytes in element order (values ≤ 255 pack unchanged).
+        let pack = |f: &dyn Fn(std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i| {
+            _mm_packus_epi16(_mm_packs_epi32(f(v[0]), f(v[1])), _mm_packs_epi32(f(v[2]), f(v[3])))
+        };
+        bit_rows(pack(&|x| _mm_and_si128(x, low)), 0, g, row, out);
+        bit_rows(pack(&|x| _mm_and_si128(_mm_srli_epi32::<8>(x), low)), 1, g, row, out);
+        bit_rows(pack(&|x| _mm_and_si128(_mm_srli_epi32::<16>(x), low)), 2, g, row, out);
+        bit_rows(pack(&|x| _mm_srli_epi32::<24>(x)), 3, g, row, out);
+    }
+}
+
+/// Sixteen bytes as a vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn load16(b: &[u8]) -> std::arch::x86_64::__m128i {
+    let word = |at: usize| {
+        i64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
+    };
+    std::arch::x86_64::_mm_set_epi64x(word(8), word(0))
+}
+
+/// The eight bit rows of byte `byte` for element group `g` (16 elements): 2 bytes in each row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn bit_rows(mut v: std::arch::x86_64::__m128i, byte: usize, g: usize, row: usize, out: &mut [u8]) {
+    use std::arch::x86_64::{_mm_add_epi8, _mm_movemask_epi8};
+    for bit in (0..8).rev() {
+        let mask = (_mm_movemask_epi8(v) as u16).to_le_bytes();
+        let at = (byte * 8 + bit) * row + 2 * g;
+        out[at..at + 2].copy_from_slice(&mask);
+        v = _mm_add_epi8(v, v);
     }
 }
 
@@ -223,6 +248,14 @@ mod tests {
         let mut fast = vec![0u8; block.len()];
         shuffle(&block, 2, &mut fast);
         assert_eq!(fast, shuffle_bit_by_bit(&block, 2));
+    }
+
+    #[test]
+    fn a_full_block_of_u32_shuffles_as_defined() {
+        let block: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect();
+        let mut fast = vec![0u8; block.len()];
+        shuffle(&block, 4, &mut fast);
+        assert_eq!(fast, shuffle_bit_by_bit(&block, 4));
     }
 
     #[test]

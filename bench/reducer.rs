@@ -24,12 +24,7 @@ fn main() {
     let maps = CalibrationMaps::load(&out.calibration, 512 * 1024).unwrap();
     let conv = PhotonConverter::new(&maps, 12.4);
     let s = SpotsTriggerSection::default();
-    let mut finder = SpotFinder::new(SpotFinderParams {
-        threshold_photons: s.threshold_photons,
-        min_spot_pixels: s.min_spot_pixels,
-        max_spot_pixels: s.max_spot_pixels,
-        min_spot_photons: s.min_spot_photons,
-    });
+    let mut finder = SpotFinder::new(SpotFinderParams::from(&s));
     let pf8_params = hitgate::features::Peakfinder8Params::default();
     let radial = hitgate::features::RadialMap::new(&[(0, 0)], 512, 1024, (259.3, 506.3), &pf8_params);
     let mut pf8 = hitgate::features::Peakfinder8::new(pf8_params, radial.rings);

@@ -342,13 +342,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// The threshold finder with the default parameters: what the datasets are made with.
 fn default_finder() -> hitgate::features::SpotFinderParams {
-    let s = hitgate::config::SpotsTriggerSection::default();
-    hitgate::features::SpotFinderParams {
-        threshold_photons: s.threshold_photons,
-        min_spot_pixels: s.min_spot_pixels,
-        max_spot_pixels: s.max_spot_pixels,
-        min_spot_photons: s.min_spot_photons,
-    }
+    (&hitgate::config::SpotsTriggerSection::default()).into()
 }
 
 fn load_config(path: &Path) -> Result<Config> {

@@ -142,12 +142,7 @@ impl ReducerPlan {
         let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
         let s = &config.trigger.spots;
         let finder = match config.features.finder {
-            FinderKind::Threshold => FinderPlan::Threshold(SpotFinderParams {
-                threshold_photons: s.threshold_photons,
-                min_spot_pixels: s.min_spot_pixels,
-                max_spot_pixels: s.max_spot_pixels,
-                min_spot_photons: s.min_spot_photons,
-            }),
+            FinderKind::Threshold => FinderPlan::Threshold(SpotFinderParams::from(s)),
             FinderKind::Peakfinder8 => {
                 let p = config.features.peakfinder8;
                 let mut map = RadialMap::new(&origins, rows, cols, config.beam_center_px(), &p);

@@ -374,6 +374,18 @@ pub struct SpotsTriggerSection {
     pub max_spots_recorded: usize,
 }
 
+impl From<&SpotsTriggerSection> for crate::features::SpotFinderParams {
+    /// The threshold finder's parameters, which this section also holds.
+    fn from(s: &SpotsTriggerSection) -> Self {
+        crate::features::SpotFinderParams {
+            threshold_photons: s.threshold_photons,
+            min_spot_pixels: s.min_spot_pixels,
+            max_spot_pixels: s.max_spot_pixels,
+            min_spot_photons: s.min_spot_photons,
+        }
+    }
+}
+
 impl Default for SpotsTriggerSection {
     fn default() -> Self {
         SpotsTriggerSection {

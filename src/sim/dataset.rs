@@ -300,13 +300,7 @@ mod tests {
     #[test]
     fn examples_are_bright_patches_near_their_targets() {
         let cfg = SimConfig { frames: 4, hit_rate: 1.0, seed: 5, ..SimConfig::default() };
-        let s = SpotsTriggerSection::default();
-        let params = SpotFinderParams {
-            threshold_photons: s.threshold_photons,
-            min_spot_pixels: s.min_spot_pixels,
-            max_spot_pixels: s.max_spot_pixels,
-            min_spot_photons: s.min_spot_photons,
-        };
+        let params = SpotFinderParams::from(&SpotsTriggerSection::default());
         let data = peak_dataset(&cfg, params, 2.0, &|_| {}).unwrap();
         assert!(data.len() > 20, "{} examples", data.len());
         assert_eq!(data.patches.len(), data.len() * PATCH_PIXELS);
@@ -327,13 +321,7 @@ mod tests {
     #[test]
     fn frame_summaries_tell_hits_from_misses() {
         let cfg = SimConfig { frames: 12, hit_rate: 0.5, seed: 9, ..SimConfig::default() };
-        let s = SpotsTriggerSection::default();
-        let params = SpotFinderParams {
-            threshold_photons: s.threshold_photons,
-            min_spot_pixels: s.min_spot_pixels,
-            max_spot_pixels: s.max_spot_pixels,
-            min_spot_photons: s.min_spot_photons,
-        };
+        let params = SpotFinderParams::from(&SpotsTriggerSection::default());
         let data = frame_dataset(&cfg, params, &|_| {}).unwrap();
         assert_eq!(data.len(), 12);
         assert_eq!(data.summaries.len(), 12 * SUMMARY_LEN);

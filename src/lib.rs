@@ -8,7 +8,7 @@ pub mod detector;
 pub mod features;
 pub mod frame;
 pub mod ingest;
-pub mod onnx_guard;
+pub mod onnx_model;
 pub mod pipeline;
 pub mod reduce;
 pub mod ring;

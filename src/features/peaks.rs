@@ -9,11 +9,9 @@
 //! [`PeakLocaliser`] state. A short batch is padded with empty patches.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use tract_onnx::prelude::*;
 
 use super::patch::{PATCH_PIXELS, PATCH_SIDE};
+use crate::onnx_model::{OnnxError, OnnxModel, OnnxState, Origin};
 
 /// The peak localiser trained on simulated JUNGFRAU spots, compiled into the binary.
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../models/peak_localiser.onnx");
@@ -38,10 +36,8 @@ impl std::fmt::Display for ModelSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeakModelError {
-    #[error("cannot load peak model {source_name}: {reason}")]
-    Load { source_name: String, reason: String },
-    #[error("peak model {source_name} does not fit: {reason}")]
-    Shape { source_name: String, reason: String },
+    #[error("peak model: {0}")]
+    Model(#[from] OnnxError),
     #[error("peak model failed on a batch of {batch}: {reason}")]
     Run { batch: usize, reason: String },
     #[error("batch of {0} patches: must be 1 to 1024")]
@@ -50,7 +46,7 @@ pub enum PeakModelError {
 
 /// A loaded, optimised peak model with its batch fixed; shared by the workers.
 pub struct PeakModel {
-    plan: Arc<TypedRunnableModel>,
+    model: OnnxModel,
     batch: usize,
 }
 
@@ -64,43 +60,18 @@ impl PeakModel {
         if !(1..=1024).contains(&batch) {
             return Err(PeakModelError::Batch(batch));
         }
-        crate::onnx_guard::without_panics(|| Self::load_unguarded(source, batch).map_err(|e| e.to_string()))
-            .map_err(|reason| PeakModelError::Load { source_name: source.to_string(), reason })
-    }
-
-    fn load_unguarded(source: &ModelSource, batch: usize) -> Result<PeakModel, PeakModelError> {
         let name = source.to_string();
-        let load = |e: TractError| PeakModelError::Load { source_name: name.clone(), reason: format!("{e:#}") };
-        let onnx = tract_onnx::onnx();
-        let model = match source {
-            ModelSource::Builtin => onnx.model_for_read(&mut &BUILTIN_MODEL[..]),
-            ModelSource::File(path) => onnx.model_for_path(path),
-        }
-        .map_err(load)?;
-        let shape = |reason: String| PeakModelError::Shape { source_name: name.clone(), reason };
-        if model.inputs.len() != 1 || model.outputs.len() != 1 {
-            return Err(shape(format!(
-                "{} inputs and {} outputs, expected 1 and 1",
-                model.inputs.len(),
-                model.outputs.len()
-            )));
-        }
-        let plan = model
-            .with_input_fact(0, f32::fact([batch, 1, PATCH_SIDE, PATCH_SIDE]).into())
-            .and_then(|m| m.into_optimized())
-            .map_err(|e| shape(format!("input [{batch}, 1, {PATCH_SIDE}, {PATCH_SIDE}] f32: {e:#}")))?;
-        let out_fact = plan.output_fact(0).map_err(load)?;
-        let out_shape: Vec<_> = out_fact.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default();
-        if out_fact.datum_type != f32::datum_type() || out_shape != [batch, 2] {
-            return Err(shape(format!("output is {out_fact:?}, expected [{batch}, 2] f32")));
-        }
-        let plan = plan.into_runnable().map_err(load)?;
-        let model = PeakModel { plan, batch };
-        let mut trial = model.localiser()?;
+        let origin = match source {
+            ModelSource::Builtin => Origin::Bytes(BUILTIN_MODEL),
+            ModelSource::File(path) => Origin::File(path),
+        };
+        let model = OnnxModel::load(&name, origin, &[batch, 1, PATCH_SIDE, PATCH_SIDE], batch * 2)?;
+        let model = PeakModel { model, batch };
         let mut centres = vec![[0f32; 2]; batch];
-        trial.locate(&vec![0f32; batch * PATCH_PIXELS], &mut centres)?;
+        model.localiser()?.locate(&vec![0f32; batch * PATCH_PIXELS], &mut centres)?;
         if centres.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(shape("gives non-finite centres on empty patches".into()));
+            let reason = "gives non-finite centres on empty patches".into();
+            return Err(OnnxError::Shape { model: name, reason }.into());
         }
         Ok(model)
     }
@@ -115,17 +86,14 @@ impl PeakModel {
     /// # Errors
     /// The runtime cannot allocate the state.
     pub fn localiser(&self) -> Result<PeakLocaliser, PeakModelError> {
-        let state = self.plan.spawn().map_err(|e| PeakModelError::Run { batch: 0, reason: format!("{e:#}") })?;
-        let input = Tensor::zero::<f32>(&[self.batch, 1, PATCH_SIDE, PATCH_SIDE])
-            .map_err(|e| PeakModelError::Run { batch: 0, reason: format!("{e:#}") })?;
-        Ok(PeakLocaliser { state, input, batch: self.batch })
+        Ok(PeakLocaliser { state: self.model.state()?, output: vec![0.0; self.batch * 2], batch: self.batch })
     }
 }
 
-/// One worker's state: the model's run state and its input batch.
+/// One worker's state: the model's run state and room for a batch's centres.
 pub struct PeakLocaliser {
-    state: TypedSimpleState,
-    input: Tensor,
+    state: OnnxState,
+    output: Vec<f32>,
     batch: usize,
 }
 
@@ -142,23 +110,16 @@ impl PeakLocaliser {
     /// More patches than a batch, or the model fails.
     pub fn locate(&mut self, patches: &[f32], centres: &mut [[f32; 2]]) -> Result<(), PeakModelError> {
         let n = patches.len() / PATCH_PIXELS;
-        let run_error = |reason: String| PeakModelError::Run { batch: n, reason };
         if n > self.batch || centres.len() < n {
-            return Err(run_error(format!("{n} patches for a batch of {} and {} centres", self.batch, centres.len())));
+            let reason = format!("{n} patches for a batch of {} and {} centres", self.batch, centres.len());
+            return Err(PeakModelError::Run { batch: n, reason });
         }
-        {
-            let mut view = self.input.try_as_plain_ram_mut().map_err(|e| run_error(format!("{e:#}")))?;
-            let input = view.as_slice_mut::<f32>().map_err(|e| run_error(format!("{e:#}")))?;
+        let fill = |input: &mut [f32]| {
             input[..n * PATCH_PIXELS].copy_from_slice(&patches[..n * PATCH_PIXELS]);
             input[n * PATCH_PIXELS..].fill(0.0);
-        }
-        // The runtime takes its inputs by value; the copy is one batch of patches.
-        let outputs =
-            self.state.run(tvec!(self.input.clone().into_tvalue())).map_err(|e| run_error(format!("{e:#}")))?;
-        let out = outputs.first().ok_or_else(|| run_error("no output".into()))?;
-        let view = out.try_as_plain_ram().map_err(|e| run_error(format!("{e:#}")))?;
-        let values = view.as_slice::<f32>().map_err(|e| run_error(format!("{e:#}")))?;
-        for (c, v) in centres.iter_mut().zip(values.chunks_exact(2)).take(n) {
+        };
+        self.state.run(fill, &mut self.output).map_err(|e| PeakModelError::Run { batch: n, reason: e.to_string() })?;
+        for (c, v) in centres.iter_mut().zip(self.output.chunks_exact(2)).take(n) {
             *c = [v[0], v[1]];
         }
         Ok(())
@@ -211,7 +172,7 @@ mod tests {
     fn missing_or_garbage_model_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let missing = PeakModel::load(&ModelSource::File(dir.path().join("none.onnx")), 8).err().unwrap();
-        assert!(matches!(missing, PeakModelError::Load { .. }), "{missing}");
+        assert!(matches!(missing, PeakModelError::Model(OnnxError::Load { .. })), "{missing}");
         let garbage = dir.path().join("garbage.onnx");
         std::fs::write(&garbage, b"this is not an onnx model").unwrap();
         let err = PeakModel::load(&ModelSource::File(garbage), 8).err().unwrap();

@@ -8,11 +8,9 @@
 //! each worker owns a [`TractState`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use tract_onnx::prelude::*;
 
 use crate::features::summary::SUMMARY_LEN;
+use crate::onnx_model::{OnnxError, OnnxModel, OnnxState, Origin};
 
 /// The hit classifier trained on simulated JUNGFRAU runs, float32 and int8, compiled into the binary.
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../models/hit_classifier.onnx");
@@ -47,20 +45,13 @@ impl std::fmt::Display for ClassifierSource {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClassifierError {
-    #[error("cannot load hit classifier {source_name}: {reason}")]
-    Load { source_name: String, reason: String },
-    #[error("hit classifier {source_name} does not fit: {reason}")]
-    Shape { source_name: String, reason: String },
-    #[error("hit classifier failed: {0}")]
-    Run(String),
-}
+/// Why a classifier cannot be loaded or run.
+pub type ClassifierError = OnnxError;
 
 /// A loaded, optimised classifier; shared by the workers.
 #[derive(Debug)]
 pub struct TractTrigger {
-    plan: Arc<TypedRunnableModel>,
+    model: OnnxModel,
 }
 
 impl TractTrigger {
@@ -70,41 +61,16 @@ impl TractTrigger {
     /// The model cannot be read or parsed, does not follow the contract, or its trial run fails or
     /// gives a score that is not a number.
     pub fn load(source: &ClassifierSource) -> Result<TractTrigger, ClassifierError> {
-        crate::onnx_guard::without_panics(|| Self::load_unguarded(source).map_err(|e| e.to_string()))
-            .map_err(|reason| ClassifierError::Load { source_name: source.to_string(), reason })
-    }
-
-    fn load_unguarded(source: &ClassifierSource) -> Result<TractTrigger, ClassifierError> {
         let name = source.to_string();
-        let load = |e: TractError| ClassifierError::Load { source_name: name.clone(), reason: format!("{e:#}") };
-        let shape = |reason: String| ClassifierError::Shape { source_name: name.clone(), reason };
-        let onnx = tract_onnx::onnx();
-        let model = match source {
-            ClassifierSource::Builtin => onnx.model_for_read(&mut &BUILTIN_MODEL[..]),
-            ClassifierSource::BuiltinInt8 => onnx.model_for_read(&mut &BUILTIN_INT8_MODEL[..]),
-            ClassifierSource::File(path) => onnx.model_for_path(path),
-        }
-        .map_err(load)?;
-        if model.inputs.len() != 1 || model.outputs.len() != 1 {
-            return Err(shape(format!(
-                "{} inputs and {} outputs, expected 1 and 1",
-                model.inputs.len(),
-                model.outputs.len()
-            )));
-        }
-        let typed = model
-            .with_input_fact(0, f32::fact([1, SUMMARY_LEN]).into())
-            .and_then(|m| m.into_optimized())
-            .map_err(|e| shape(format!("input [1, {SUMMARY_LEN}] f32: {e:#}")))?;
-        let out = typed.output_fact(0).map_err(load)?;
-        let dims: Vec<usize> = out.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default();
-        if out.datum_type != f32::datum_type() || dims.iter().product::<usize>() != 1 {
-            return Err(shape(format!("output is {out:?}, expected one f32 per frame")));
-        }
-        let trigger = TractTrigger { plan: typed.into_runnable().map_err(load)? };
+        let origin = match source {
+            ClassifierSource::Builtin => Origin::Bytes(BUILTIN_MODEL),
+            ClassifierSource::BuiltinInt8 => Origin::Bytes(BUILTIN_INT8_MODEL),
+            ClassifierSource::File(path) => Origin::File(path),
+        };
+        let trigger = TractTrigger { model: OnnxModel::load(&name, origin, &[1, SUMMARY_LEN], 1)? };
         let score = trigger.state()?.score(&[0.0; SUMMARY_LEN])?;
         if !score.is_finite() {
-            return Err(shape(format!("scores an empty frame {score}")));
+            return Err(OnnxError::Shape { model: name, reason: format!("scores an empty frame {score}") });
         }
         Ok(trigger)
     }
@@ -114,22 +80,14 @@ impl TractTrigger {
     /// # Errors
     /// The runtime cannot make the state.
     pub fn state(&self) -> Result<TractState, ClassifierError> {
-        let state = self.plan.spawn().map_err(|e| ClassifierError::Run(format!("{e:#}")))?;
-        let input = Tensor::zero::<f32>(&[1, SUMMARY_LEN]).map_err(|e| ClassifierError::Run(format!("{e:#}")))?;
-        Ok(TractState { state, input })
+        Ok(TractState { state: self.model.state()? })
     }
 }
 
-/// One worker's run state and input.
+/// One worker's run state.
+#[derive(Debug)]
 pub struct TractState {
-    state: TypedSimpleState,
-    input: Tensor,
-}
-
-impl std::fmt::Debug for TractState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TractState")
-    }
+    state: OnnxState,
 }
 
 impl TractState {
@@ -138,18 +96,12 @@ impl TractState {
     /// # Errors
     /// The summary is not [`SUMMARY_LEN`] values, or the model fails.
     pub fn score(&mut self, summary: &[f32]) -> Result<f32, ClassifierError> {
-        let run = |e: TractError| ClassifierError::Run(format!("{e:#}"));
         if summary.len() != SUMMARY_LEN {
-            return Err(ClassifierError::Run(format!("summary of {} values, expected {SUMMARY_LEN}", summary.len())));
+            return Err(OnnxError::Run(format!("summary of {} values, expected {SUMMARY_LEN}", summary.len())));
         }
-        {
-            let mut view = self.input.try_as_plain_ram_mut().map_err(run)?;
-            view.as_slice_mut::<f32>().map_err(run)?.copy_from_slice(summary);
-        }
-        let outputs = self.state.run(tvec!(self.input.clone().into_tvalue())).map_err(run)?;
-        let out = outputs.first().ok_or_else(|| ClassifierError::Run("no output".into()))?;
-        let view = out.try_as_plain_ram().map_err(run)?;
-        view.as_slice::<f32>().map_err(run)?.first().copied().ok_or_else(|| ClassifierError::Run("empty output".into()))
+        let mut score = [0f32];
+        self.state.run(|input| input.copy_from_slice(summary), &mut score)?;
+        Ok(score[0])
     }
 }
 

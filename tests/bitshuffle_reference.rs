@@ -31,18 +31,7 @@ fn h5py_and_hdf5plugin_agree_with_our_chunks_both_ways() {
         &SimConfig { frames: 6, hit_rate: 0.5, seed: 61, ..SimConfig::default() },
     );
     let geometry = common::replay_config(&sim).geometry().unwrap();
-    let cap = hitgate::ingest::Capture::open(&sim.capture).unwrap();
-    let pool = hitgate::frame::FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), 8, 16).unwrap();
-    let mut assembler = hitgate::frame::Assembler::new(geometry.clone(), Default::default(), pool);
-    let mut frames = Vec::new();
-    for r in cap.records() {
-        let r = r.unwrap();
-        let udp = r.udp().unwrap();
-        let _ = assembler.push(udp.dst_port, udp.payload, r.timestamp_ns);
-        frames.extend(std::iter::from_fn(|| assembler.pop_ready()));
-    }
-    assembler.flush();
-    frames.extend(std::iter::from_fn(|| assembler.pop_ready()));
+    let frames = common::assembled(&sim.capture, &geometry, 6);
     assert_eq!(frames.len(), 6);
 
     let mut all = Vec::new();

@@ -53,25 +53,32 @@ impl PeakDataset {
     /// # Errors
     /// The folder or a file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<(), SimError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SimError::Io { path: path.clone(), source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let n = self.len();
         let flat = |v: &[[f32; 2]]| v.iter().flatten().copied().collect::<Vec<f32>>();
-        let files: [(&str, Vec<usize>, Vec<f32>); 4] = [
-            ("patches.npy", vec![n, PATCH_SIDE, PATCH_SIDE], self.patches.clone()),
-            ("targets.npy", vec![n, 2], flat(&self.targets)),
-            ("centre_of_mass.npy", vec![n, 2], flat(&self.centre_of_mass)),
-            ("photons.npy", vec![n], self.photons.clone()),
-        ];
-        for (name, shape, data) in files {
-            let path = dir.join(name);
-            npy::write_f32(&path, &shape, &data).map_err(io(&path))?;
-        }
-        Ok(())
+        save_arrays(
+            dir,
+            &[
+                ("patches.npy", &[n, PATCH_SIDE, PATCH_SIDE], &self.patches),
+                ("targets.npy", &[n, 2], &flat(&self.targets)),
+                ("centre_of_mass.npy", &[n, 2], &flat(&self.centre_of_mass)),
+                ("photons.npy", &[n], &self.photons),
+            ],
+        )
     }
+}
+
+/// Writes each (file name, shape, values) as a `.npy` file in `dir`, creating it.
+fn save_arrays(dir: &Path, arrays: &[(&str, &[usize], &[f32])]) -> Result<(), SimError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SimError::Io { path: path.clone(), source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for &(name, shape, data) in arrays {
+        let path = dir.join(name);
+        npy::write_f32(&path, shape, data).map_err(io(&path))?;
+    }
+    Ok(())
 }
 
 /// Makes a dataset from frames `1..=cfg.frames` of a simulated run, spread over the machine's cores;
@@ -141,24 +148,17 @@ impl FrameDataset {
     /// # Errors
     /// The folder or a file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<(), SimError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SimError::Io { path: path.clone(), source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let n = self.len();
-        let files: [(&str, Vec<usize>, &[f32]); 5] = [
-            ("summaries.npy", vec![n, SUMMARY_LEN], &self.summaries),
-            ("hit.npy", vec![n], &self.hit),
-            ("strength.npy", vec![n], &self.strength),
-            ("visible_spots.npy", vec![n], &self.visible_spots),
-            ("spots_found.npy", vec![n], &self.spots_found),
-        ];
-        for (name, shape, data) in files {
-            let path = dir.join(name);
-            npy::write_f32(&path, &shape, data).map_err(io(&path))?;
-        }
-        Ok(())
+        save_arrays(
+            dir,
+            &[
+                ("summaries.npy", &[n, SUMMARY_LEN], &self.summaries),
+                ("hit.npy", &[n], &self.hit),
+                ("strength.npy", &[n], &self.strength),
+                ("visible_spots.npy", &[n], &self.visible_spots),
+                ("spots_found.npy", &[n], &self.spots_found),
+            ],
+        )
     }
 }
 

@@ -116,6 +116,21 @@ impl Sink for FeaturesSink {
     }
 }
 
+/// Reads every record of a features file as `T` (the fields it names), line by line.
+///
+/// # Errors
+/// The file cannot be read, or a line is not such a record (the error names the line).
+fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Vec<T>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<T>(line)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
 /// Reads the verdicts back from a features file: frame number → accepted.
 ///
 /// # Errors
@@ -126,15 +141,7 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
         frame_number: u64,
         accepted: bool,
     }
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str::<Verdict>(line)
-                .map(|v| (v.frame_number, v.accepted))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+    Ok(read_records::<Verdict>(path)?.into_iter().map(|v| (v.frame_number, v.accepted)).collect())
 }
 
 /// Reads the trigger's scores back from a features file: frame number → score, for every judged
@@ -150,16 +157,7 @@ pub fn read_scores(path: &Path) -> std::io::Result<std::collections::HashMap<u64
         #[serde(default)]
         dark: bool,
     }
-    let text = std::fs::read_to_string(path)?;
-    let mut scores = std::collections::HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let r: Scored = serde_json::from_str(line)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))?;
-        if !r.dark {
-            scores.insert(r.frame_number, r.score);
-        }
-    }
-    Ok(scores)
+    Ok(read_records::<Scored>(path)?.into_iter().filter(|r| !r.dark).map(|r| (r.frame_number, r.score)).collect())
 }
 
 /// A recorded spot as read back: its centre of mass and, when the localiser refined it, its learned
@@ -187,13 +185,5 @@ pub fn read_spots(path: &Path) -> std::io::Result<SpotsByFrame> {
         frame_number: u64,
         spots: Vec<RecordedSpot>,
     }
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str::<Record>(line)
-                .map(|r| (r.frame_number, r.spots))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+    Ok(read_records::<Record>(path)?.into_iter().map(|r| (r.frame_number, r.spots)).collect())
 }

@@ -38,3 +38,24 @@ pub fn golden(name: &str) -> Golden {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}.golden.json"));
     serde_json::from_slice(&std::fs::read(path).expect("golden vectors")).expect("golden file")
 }
+
+/// Every frame of a capture, assembled into slots of a pool big enough to hold them all.
+pub fn assembled(
+    capture: &Path,
+    geometry: &hitgate::detector::DetectorGeometry,
+    frames: usize,
+) -> Vec<hitgate::frame::FrameHandle> {
+    let pool =
+        hitgate::frame::FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), frames + 2, 16).unwrap();
+    let mut assembler = hitgate::frame::Assembler::new(geometry.clone(), Default::default(), pool);
+    let mut out = Vec::new();
+    for r in Capture::open(capture).unwrap().records() {
+        let r = r.unwrap();
+        let udp = r.udp().unwrap();
+        let _ = assembler.push(udp.dst_port, udp.payload, r.timestamp_ns);
+        out.extend(std::iter::from_fn(|| assembler.pop_ready()));
+    }
+    assembler.flush();
+    out.extend(std::iter::from_fn(|| assembler.pop_ready()));
+    out
+}

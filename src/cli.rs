@@ -595,6 +595,12 @@ fn demo(out: &Path, frames: u64) -> Result<()> {
     let mut config = load_config(&outputs.replay_config)?;
     // The built-in default is the learned trigger; the simulator's replay.toml keeps the classical one.
     config.trigger.kind = hitgate::config::TriggerKind::Tract;
+    if cfg!(feature = "hdf5") {
+        // Kept frames also go where the X-ray world reads them: NeXus NXmx with bitshuffle-LZ4.
+        let mut nexus = hitgate::config::Hdf5Section::in_dir(out.join("replay/nexus"));
+        nexus.frames_per_file = 50;
+        config.sinks.push(hitgate::config::SinkSection::Hdf5(nexus));
+    }
     let summary = replay(config.clone(), &outputs.capture, Pace::AsFastAsPossible)?;
     print!("{summary}");
     report_truth(&config, &outputs.truth)?;

@@ -8,13 +8,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::calib::{CalibrationMaps, PedestalTracker, PhotonConverter, PixelMask, counts_as_photons};
-use crate::config::{Config, FinderKind, LocaliseFrames};
+use crate::config::{Config, FinderKind, LocaliseFrames, StoredPixels};
 use crate::detector::{DetectorGeometry, DetectorType};
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
 use crate::features::peaks::{PeakLocaliser, PeakModel, PeakModelError};
 use crate::features::summary::{SUMMARY_LEN, SummaryCounter, SummaryPlan};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
+use crate::sink::encode::FrameEncoder;
 use crate::trigger::{Trigger, TriggerState};
 
 /// Why a reduction could not be prepared.
@@ -56,7 +57,7 @@ impl SharedConverter {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn current(&self) -> Arc<PhotonConverter> {
+    pub(crate) fn current(&self) -> Arc<PhotonConverter> {
         Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -92,6 +93,8 @@ pub struct ReducerPlan {
     peaks: Option<(PeakModel, LocaliseFrames)>,
     /// The rings of the frame summary, when the trigger reads one.
     summary: Option<SummaryPlan>,
+    /// What kept frames are compressed as for storage, when a sink stores compressed frames.
+    storage: Option<(StoredPixels, DetectorGeometry)>,
 }
 
 impl ReducerPlan {
@@ -155,6 +158,7 @@ impl ReducerPlan {
         let trigger = Trigger::from_config(&config.trigger)?;
         let summary = trigger.needs_summary().then(|| SummaryPlan::new(&origins, rows, cols, config.beam_center_px()));
         Ok(ReducerPlan {
+            storage: config.stored_pixels().map(|p| (p, geometry.clone())),
             summary,
             trigger,
             photons,
@@ -177,6 +181,37 @@ impl ReducerPlan {
 }
 
 impl ReducerPlan {
+    /// Panels of a frame, and rows and columns of a panel.
+    pub fn panel_shape(&self) -> (usize, usize, usize) {
+        self.panels
+    }
+
+    /// Photons of panel `panel`'s raw pixels into `out`: with `converter` for an integrating detector
+    /// (the prepared one when `None`), counts with the mask applied for a counting one.
+    pub fn panel_photons(&self, converter: Option<&PhotonConverter>, panel: usize, raw: &[u16], out: &mut [f32]) {
+        let (_, rows, cols) = self.panels;
+        let panel_pixels = rows * cols;
+        match &self.photons {
+            Photons::Integrating(shared) => {
+                converter.unwrap_or(&shared.base).jungfrau_photons(raw, panel * panel_pixels, out)
+            }
+            Photons::Counting => {
+                let mask = self.mask.get(panel * panel_pixels..(panel + 1) * panel_pixels).unwrap_or(&[]);
+                counts_as_photons(raw, mask, out)
+            }
+        }
+    }
+
+    /// An encoder of frames for storage, when a sink stores compressed frames.
+    pub fn encoder(&self) -> Option<FrameEncoder> {
+        self.storage.as_ref().map(|(pixels, geometry)| FrameEncoder::new(*pixels, geometry))
+    }
+
+    /// The converter frames are calibrated with now (integrating detectors).
+    pub fn current_converter(&self) -> Option<Arc<PhotonConverter>> {
+        self.converter().map(SharedConverter::current)
+    }
+
     /// The trigger every worker consults, for tuning it while running.
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
@@ -225,6 +260,7 @@ pub struct Reducer {
     refiner: Option<Refiner>,
     trigger_state: TriggerState,
     summary: Option<SummaryCounter>,
+    encoder: Option<FrameEncoder>,
 }
 
 impl Reducer {
@@ -255,7 +291,8 @@ impl Reducer {
         };
         let trigger_state = plan.trigger.state()?;
         let summary = plan.summary.as_ref().map(SummaryCounter::new);
-        Ok(Reducer { plan, photons, finder, converter: None, refiner, trigger_state, summary })
+        let encoder = plan.encoder();
+        Ok(Reducer { plan, photons, finder, converter: None, refiner, trigger_state, summary, encoder })
     }
 
     /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
@@ -293,16 +330,8 @@ impl Reducer {
             counter.clear();
         }
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
-            match &self.plan.photons {
-                Photons::Integrating(shared) => {
-                    let conv = self.converter.as_ref().map_or(&shared.base, |(_, c)| c);
-                    conv.jungfrau_photons(raw, panel * panel_pixels, &mut self.photons)
-                }
-                Photons::Counting => {
-                    let mask = self.plan.mask.get(panel * panel_pixels..(panel + 1) * panel_pixels).unwrap_or(&[]);
-                    counts_as_photons(raw, mask, &mut self.photons)
-                }
-            }
+            let converter = self.converter.as_ref().map(|(_, c)| c.as_ref());
+            self.plan.panel_photons(converter, panel, raw, &mut self.photons);
             if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
                 // Before the finder: it consumes the photon image.
                 counter.add_panel(plan, panel, &self.photons);
@@ -339,6 +368,13 @@ impl Reducer {
         };
         if refine {
             self.refine_spots(frame);
+        }
+        if decision.accepted
+            && let Some(encoder) = self.encoder.as_mut()
+        {
+            let converter = self.converter.as_ref().map(|(_, c)| c.as_ref());
+            let (raw, features) = frame.pixels_and_features();
+            encoder.encode(&self.plan, converter, raw, &mut features.chunk);
         }
     }
 

@@ -8,8 +8,8 @@ mod schema;
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
-    FinderKind, LocaliseFrames, LocaliserSection, RateSection, ReducerSection, SinkSection, SpotsTriggerSection,
-    TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
+    FinderKind, Hdf5Section, LocaliseFrames, LocaliserSection, OnFull, RateSection, ReducerSection, SinkSection,
+    SpotsTriggerSection, StorageSection, StoredPixels, TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

@@ -33,6 +33,9 @@ pub struct Config {
     /// Where results go; each entry is one sink.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkSection>,
+    /// How sinks are fed: their queues and what happens when storage falls behind.
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 /// What detector sends, and on which UDP ports.
@@ -411,8 +414,132 @@ pub enum SinkSection {
     },
     /// One record per frame, accepted or not, as JSON lines.
     Features { path: PathBuf },
-    /// Discards frames (throughput measurements).
-    Null,
+    /// Accepted (and audit) frames as NeXus NXmx HDF5 files with bitshuffle-LZ4 chunks.
+    Hdf5(Hdf5Section),
+    /// Discards frames (throughput measurements). `write_delay_us` makes each frame take that long,
+    /// to rehearse storage slower than the accept rate.
+    Null {
+        #[serde(default)]
+        write_delay_us: u64,
+    },
+}
+
+impl SinkSection {
+    /// The sink's kind, as configs name it (and metrics label it).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SinkSection::Raw { .. } => "raw",
+            SinkSection::Features { .. } => "features",
+            SinkSection::Hdf5(_) => "hdf5",
+            SinkSection::Null { .. } => "null",
+        }
+    }
+}
+
+/// The NeXus/HDF5 sink: data files of `frames_per_file` frames (or `max_file_mib`), and a master
+/// file linking them, in `dir`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hdf5Section {
+    pub dir: PathBuf,
+    /// Files are `<prefix>_master.h5` and `<prefix>_data_000001.h5`, ….
+    #[serde(default = "default_hdf5_prefix")]
+    pub prefix: String,
+    /// What a pixel holds: `raw` (the detector's values), `photons_u32` (whole photons) or
+    /// `photons_f32` (photons, unrounded).
+    #[serde(default)]
+    pub pixels: StoredPixels,
+    /// A data file is closed after this many frames…
+    #[serde(default = "default_frames_per_file")]
+    pub frames_per_file: u64,
+    /// …or once it holds this many MiB, whichever comes first.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: u64,
+    /// The open file's frame metadata is written and the file flushed every this many frames.
+    #[serde(default = "default_flush_every")]
+    pub flush_every_frames: u64,
+    /// Sample to detector distance, for the NXmx geometry.
+    #[serde(default = "default_distance_mm")]
+    pub distance_mm: f64,
+    /// Incident wavelength; from `calibration.photon_energy_kev` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wavelength_angstrom: Option<f64>,
+    /// Written to `/entry/sample/name`.
+    #[serde(default)]
+    pub sample_name: String,
+}
+
+impl Hdf5Section {
+    /// Raw frames into `dir`, every other key at its default.
+    pub fn in_dir(dir: PathBuf) -> Hdf5Section {
+        Hdf5Section {
+            dir,
+            prefix: default_hdf5_prefix(),
+            pixels: StoredPixels::Raw,
+            frames_per_file: default_frames_per_file(),
+            max_file_mib: default_max_file_mib(),
+            flush_every_frames: default_flush_every(),
+            distance_mm: default_distance_mm(),
+            wavelength_angstrom: None,
+            sample_name: String::new(),
+        }
+    }
+}
+
+/// What the HDF5 sink stores per pixel.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredPixels {
+    #[default]
+    Raw,
+    PhotonsU32,
+    PhotonsF32,
+}
+
+/// Sink queues and the policy when storage cannot keep up.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Frames each sink may have waiting (memory: this many frame copies per frame-storing sink).
+    pub queue_frames: usize,
+    /// `drop_newest`: a frame that finds a sink's queue full is not written there, counted and
+    /// alarmed; `raise_threshold`: the same, and the trigger's cut rises until storage keeps up.
+    pub on_full: OnFull,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { queue_frames: 64, on_full: OnFull::DropNewest }
+    }
+}
+
+/// What to do when a sink's queue is full.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    #[default]
+    DropNewest,
+    RaiseThreshold,
+}
+
+fn default_hdf5_prefix() -> String {
+    "run".into()
+}
+
+fn default_frames_per_file() -> u64 {
+    1000
+}
+
+fn default_max_file_mib() -> u64 {
+    4096
+}
+
+fn default_flush_every() -> u64 {
+    100
+}
+
+fn default_distance_mm() -> f64 {
+    100.0
 }
 
 fn one() -> usize {
@@ -442,6 +569,7 @@ impl Config {
             calibration: CalibrationSection::default(),
             features: FeaturesSection::default(),
             trigger: TriggerSection::default(),
+            storage: StorageSection::default(),
             sinks: vec![
                 SinkSection::Raw { dir: out.join("raw") },
                 SinkSection::Features { path: out.join("features.jsonl") },
@@ -484,7 +612,8 @@ impl Config {
             match sink {
                 SinkSection::Raw { dir } => fix(dir),
                 SinkSection::Features { path } => fix(path),
-                SinkSection::Null => {}
+                SinkSection::Hdf5(h) => fix(&mut h.dir),
+                SinkSection::Null { .. } => {}
             }
         }
         self
@@ -531,6 +660,65 @@ impl Config {
             max_frame_jump: a.max_frame_jump,
             partial_policy: a.partial_frames,
         }
+    }
+
+    fn validate_hdf5(&self, i: usize, h: &Hdf5Section, bad: &mut impl FnMut(&str, String)) {
+        let key = |k: &str| format!("sink[{i}].{k}");
+        if !cfg!(feature = "hdf5") {
+            bad(&key("kind"), "this hitgate was built without HDF5 (cargo feature `hdf5`)".into());
+        }
+        if h.prefix.is_empty() || h.prefix.contains(['/', '\\']) {
+            bad(&key("prefix"), format!("{:?} must be a non-empty file name part without slashes", h.prefix));
+        }
+        if h.frames_per_file == 0 {
+            bad(&key("frames_per_file"), "must be at least 1".into());
+        }
+        if h.max_file_mib == 0 {
+            bad(&key("max_file_mib"), "must be at least 1".into());
+        }
+        if h.flush_every_frames == 0 {
+            bad(&key("flush_every_frames"), "must be at least 1".into());
+        }
+        if !(h.distance_mm.is_finite() && h.distance_mm > 0.0) {
+            bad(&key("distance_mm"), format!("{} must be a positive distance", h.distance_mm));
+        }
+        if let Some(w) = h.wavelength_angstrom
+            && !(w.is_finite() && w > 0.0)
+        {
+            bad(&key("wavelength_angstrom"), format!("{w} must be a positive wavelength"));
+        }
+        if let Some(model) = DetectorModel::by_name(&self.detector.model) {
+            let bits = model.bits_per_pixel;
+            match h.pixels {
+                StoredPixels::Raw if !matches!(bits, 8 | 16 | 32) => {
+                    bad(&key("pixels"), format!("raw {bits}-bit pixels are packed; store photons_u32 instead"))
+                }
+                StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 if bits != 16 => bad(
+                    &key("pixels"),
+                    format!("photons are computed from 16-bit pixels; {} sends {bits}-bit", model.name),
+                ),
+                _ => {}
+            }
+        }
+        let formats: Vec<StoredPixels> = self
+            .sinks
+            .iter()
+            .filter_map(|s| match s {
+                SinkSection::Hdf5(h) => Some(h.pixels),
+                _ => None,
+            })
+            .collect();
+        if formats.iter().any(|f| *f != h.pixels) {
+            bad(&key("pixels"), "every HDF5 sink of a run stores the same pixels (they are compressed once)".into());
+        }
+    }
+
+    /// The pixels frames are compressed as for storage, when a sink stores compressed frames.
+    pub fn stored_pixels(&self) -> Option<StoredPixels> {
+        self.sinks.iter().find_map(|s| match s {
+            SinkSection::Hdf5(h) => Some(h.pixels),
+            _ => None,
+        })
     }
 
     /// Every problem in the config, each with its key path; empty when it is sound.
@@ -819,6 +1007,12 @@ impl Config {
         if s.max_spots_recorded > 100_000 {
             bad("trigger.spots.max_spots_recorded", format!("{} is above 100000", s.max_spots_recorded));
         }
+        if !(1..=65_536).contains(&self.storage.queue_frames) {
+            bad("storage.queue_frames", format!("{} is outside 1..=65536", self.storage.queue_frames));
+        }
+        if self.storage.on_full == OnFull::RaiseThreshold && !self.trigger_has_cut() {
+            bad("storage.on_full", "raise_threshold needs a trigger with a cut; accept_all has none".into());
+        }
         if self.sinks.is_empty() {
             bad("sink", "no sink: add at least one [[sink]] (kind = \"null\" to discard)".into());
         }
@@ -827,7 +1021,11 @@ impl Config {
             let (key, path) = match sink {
                 SinkSection::Raw { dir } => (format!("sink[{i}].dir"), dir.clone()),
                 SinkSection::Features { path } => (format!("sink[{i}].path"), path.clone()),
-                SinkSection::Null => continue,
+                SinkSection::Hdf5(h) => {
+                    self.validate_hdf5(i, h, &mut bad);
+                    (format!("sink[{i}].dir"), h.dir.clone())
+                }
+                SinkSection::Null { .. } => continue,
             };
             if path.as_os_str().is_empty() {
                 bad(&key, "an empty path".into());

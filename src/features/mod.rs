@@ -56,6 +56,9 @@ pub struct FrameFeatures {
     /// The frame's summary for the learned trigger ([`summary::SUMMARY_LEN`] values), empty when the
     /// trigger does not use one.
     pub summary: Vec<f32>,
+    /// The frame compressed for storage (one bitshuffle-LZ4 chunk), when a sink stores compressed
+    /// frames and the reducer kept the frame; empty otherwise.
+    pub chunk: Vec<u8>,
 }
 
 impl FrameFeatures {
@@ -80,5 +83,38 @@ impl FrameFeatures {
         self.spots_refined = 0;
         self.peak_batches_failed = 0;
         self.summary.clear();
+        self.chunk.clear();
+    }
+
+    /// Becomes a copy of `other` without its compressed chunk (left empty), reusing its own buffers
+    /// (no allocation once they are large enough).
+    pub fn copy_without_chunk(&mut self, other: &FrameFeatures) {
+        let FrameFeatures {
+            spots,
+            spots_found,
+            score,
+            accepted,
+            audit,
+            trigger_failed,
+            dark,
+            reduce_ns,
+            spots_refined,
+            peak_batches_failed,
+            summary,
+            chunk: _,
+        } = other;
+        self.spots.clear();
+        self.spots.extend_from_slice(spots);
+        self.summary.clear();
+        self.summary.extend_from_slice(summary);
+        self.chunk.clear();
+        (self.spots_found, self.score, self.accepted, self.audit) = (*spots_found, *score, *accepted, *audit);
+        (self.trigger_failed, self.dark, self.reduce_ns) = (*trigger_failed, *dark, *reduce_ns);
+        (self.spots_refined, self.peak_batches_failed) = (*spots_refined, *peak_batches_failed);
+    }
+
+    /// Whether a frame-storing sink keeps this frame: accepted, or sampled for the audit stream.
+    pub fn is_kept(&self) -> bool {
+        self.accepted || self.audit
     }
 }

@@ -89,15 +89,30 @@ impl FramePool {
         slots: usize,
         spots_per_frame: usize,
     ) -> Result<Arc<FramePool>, PoolError> {
+        FramePool::with_chunk_room(frame_bytes, packets_per_frame, slots, spots_per_frame, 0)
+    }
+
+    /// As [`FramePool::new`], each slot also holding room for a compressed copy of its frame of up
+    /// to `chunk_bytes` (see `FrameFeatures::chunk`).
+    ///
+    /// # Errors
+    /// Zero slots, or the memory cannot be mapped.
+    pub fn with_chunk_room(
+        frame_bytes: usize,
+        packets_per_frame: usize,
+        slots: usize,
+        spots_per_frame: usize,
+        chunk_bytes: usize,
+    ) -> Result<Arc<FramePool>, PoolError> {
         if slots == 0 {
             return Err(PoolError::Empty);
         }
         // Slots are populated at once: asking for more than there is would wake the OOM killer
         // instead of returning an error.
         if let Some(available_bytes) = available_memory_bytes()
-            && (slots as f64) * (frame_bytes as f64) > MAX_SHARE_OF_AVAILABLE * available_bytes as f64
+            && (slots as f64) * ((frame_bytes + chunk_bytes) as f64) > MAX_SHARE_OF_AVAILABLE * available_bytes as f64
         {
-            return Err(PoolError::TooLarge { slots, frame_bytes, available_bytes });
+            return Err(PoolError::TooLarge { slots, frame_bytes: frame_bytes + chunk_bytes, available_bytes });
         }
         let free = ArrayQueue::new(slots);
         for slot in 0..slots {
@@ -108,12 +123,9 @@ impl FramePool {
                 .map_anon()
                 .map_err(|source| PoolError::Map { slot, bytes: frame_bytes, source })?;
             let mask = vec![0u64; packets_per_frame.div_ceil(64)].into_boxed_slice();
-            let pushed = free.push(Box::new(FrameSlot {
-                data,
-                mask,
-                meta: FrameMeta::default(),
-                features: FrameFeatures::with_capacity(spots_per_frame),
-            }));
+            let mut features = FrameFeatures::with_capacity(spots_per_frame);
+            features.chunk.reserve_exact(chunk_bytes);
+            let pushed = free.push(Box::new(FrameSlot { data, mask, meta: FrameMeta::default(), features }));
             debug_assert!(pushed.is_ok(), "queue sized for every slot");
         }
         Ok(Arc::new(FramePool { free, capacity: slots, frame_bytes, packets_per_frame }))

@@ -34,6 +34,8 @@ pub enum PipelineError {
     Capture(#[from] PcapError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("the {0} sink failed")]
+    SinkFailed(&'static str),
     #[error(transparent)]
     Udp(#[from] crate::ingest::udp::UdpError),
     #[error(transparent)]
@@ -72,11 +74,13 @@ impl Plan {
     pub fn new(config: Config) -> Result<Plan, PipelineError> {
         let geometry = config.geometry()?;
         let reducer = Arc::new(ReducerPlan::new(&config, &geometry)?);
-        let pool = FramePool::new(
+        let chunk_room = config.stored_pixels().map_or(0, |p| crate::sink::encode::chunk_bound(p, &geometry));
+        let pool = FramePool::with_chunk_room(
             geometry.frame_bytes(),
             geometry.packets_per_frame(),
             config.assembler.pool_frames,
             config.trigger.spots.max_spots_recorded,
+            chunk_room,
         )?;
         Ok(Plan { config, geometry, reducer, pool })
     }

@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 use super::summary::{Progress, RunSummary, add};
 use super::{PipelineError, Plan};
 use crate::calib::PedestalTracker;
+use crate::config::OnFull;
 use crate::frame::{Assembler, AssemblyCounters, FrameHandle, FramePool};
 use crate::ingest::SkipReason;
 use crate::reduce::Reducer;
+use crate::reduce::ReducerPlan;
 use crate::reduce::SharedConverter;
 use crate::ring::Ring;
-use crate::sink::{self, Sink, SinkReport};
+use crate::sink::backpressure::Backpressure;
+use crate::sink::encode::FrameEncoder;
+use crate::sink::lanes::{Offer, SinkLane};
+use crate::sink::{self, Payload, SinkReport};
 use crate::telemetry::{self, latency::LatencyHistogram};
 use crate::trigger::{RateTracker, Trigger};
 use metrics::{counter, gauge, histogram};
@@ -96,6 +101,8 @@ struct SinkOutcome {
     peak_batches_failed: u64,
     reports: Vec<SinkReport>,
     latency: LatencyHistogram,
+    /// The lowest accept-rate ceiling storage imposed, if it did.
+    storage_ceiling_min: Option<f64>,
 }
 
 /// What the sink thread keeps an eye on besides its own work: queue and pool levels for the metrics.
@@ -108,6 +115,10 @@ struct Watch<'a> {
     pedestal: Option<(PedestalTracker, &'a SharedConverter, usize)>,
     /// The trigger's rate control, and the tracker that holds a target rate and samples the audit stream.
     rate: Option<(&'a Trigger, RateTracker)>,
+    /// Storage's hold on the trigger, when full queues raise the cut.
+    backpressure: Option<Backpressure>,
+    /// Compresses audit frames (chosen here, after the reducers) for sinks that store chunks.
+    encoder: Option<(FrameEncoder, &'a ReducerPlan)>,
 }
 
 /// Tracked frames between two publications of a new converter.
@@ -138,8 +149,13 @@ impl Plan {
         let started = Instant::now();
         let cfg = &self.config;
         let pool = &self.pool;
-        let mut sinks: Vec<Box<dyn Sink>> =
-            cfg.sinks.iter().map(|s| sink::open(s, &self.geometry)).collect::<Result<_, _>>()?;
+        let mut lanes = Vec::new();
+        for section in &cfg.sinks {
+            let opened = sink::open(section, cfg, &self.geometry)?;
+            let mask_words = self.geometry.packets_per_frame().div_ceil(64);
+            let spots = cfg.trigger.spots.max_spots_recorded;
+            lanes.push(SinkLane::start(opened, section.kind_name(), cfg.storage.queue_frames, spots, mask_words)?);
+        }
         let to_reducers: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
         let to_sinks: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
         let abort = AtomicBool::new(false);
@@ -164,9 +180,20 @@ impl Plan {
                     let r = &self.config.trigger.rate;
                     let rate =
                         trigger.has_cut().then(|| (trigger, RateTracker::new(r.window_frames, r.update_every_frames)));
-                    let mut watch =
-                        Watch { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, live, pedestal, rate };
-                    run_sinks(&mut sinks, &to_sinks, &mut watch, &abort, progress)
+                    let backpressure = (self.config.storage.on_full == OnFull::RaiseThreshold && rate.is_some())
+                        .then(|| Backpressure::new(r.update_every_frames.max(10)));
+                    let encoder = self.reducer.encoder().map(|e| (e, self.reducer.as_ref()));
+                    let mut watch = Watch {
+                        to_reducers: &to_reducers,
+                        to_sinks: &to_sinks,
+                        pool,
+                        live,
+                        pedestal,
+                        rate,
+                        backpressure,
+                        encoder,
+                    };
+                    run_sinks(lanes, &to_sinks, &mut watch, &abort, progress)
                 })
                 .map_err(failed("hg-sink"))?;
             let mut workers = Vec::new();
@@ -253,6 +280,8 @@ impl Plan {
             reduce_time: sinks.reduce_time,
             spots_refined: sinks.spots_refined,
             peak_batches_failed: sinks.peak_batches_failed,
+            frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
+            storage_ceiling_min: sinks.storage_ceiling_min,
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,
@@ -273,9 +302,10 @@ pub(super) fn pin_to(cpu: Option<usize>) {
 /// How often the sink thread publishes queue and pool levels.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// The sink thread: restores the order frames left assembly, then hands each to every sink.
+/// The ordering thread: restores the order frames left assembly, follows the rate and the pedestal,
+/// then hands each frame to every sink's lane.
 fn run_sinks(
-    sinks: &mut [Box<dyn Sink>],
+    mut lanes: Vec<SinkLane>,
     input: &Ring<FrameHandle>,
     watch: &mut Watch<'_>,
     abort: &AtomicBool,
@@ -297,6 +327,7 @@ fn run_sinks(
         peak_batches_failed: 0,
         reports: Vec::new(),
         latency: LatencyHistogram::default(),
+        storage_ceiling_min: None,
     };
     let (accepted, rejected) = (counter!(telemetry::FRAMES_ACCEPTED), counter!(telemetry::FRAMES_REJECTED));
     let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
@@ -304,6 +335,10 @@ fn run_sinks(
     let mut failure: Option<PipelineError> = None;
     let live = watch.live;
     let (mut tracked, mut pedestal, mut rate) = (0u64, watch.pedestal.take(), watch.rate.take());
+    let (mut backpressure, mut encoder) = (watch.backpressure.take(), watch.encoder.take());
+    let wants_chunks = lanes.iter().any(|l| l.interest().payload == Payload::Chunk);
+    let ceiling_gauge = gauge!(telemetry::STORAGE_RATE_CEILING);
+    let backlog_gauges: Vec<_> = lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect();
     let audit_counter = counter!(telemetry::FRAMES_AUDIT);
     let trigger_failures = counter!(telemetry::TRIGGER_FAILURES);
     let mut deliver = |mut frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
@@ -359,13 +394,37 @@ fn run_sinks(
         outcome.reduce_time += Duration::from_nanos(f.reduce_ns);
         reduce_time.record(f.reduce_ns as f64 * 1e-9);
         add(&progress.frames_done, 1);
+        if wants_chunks
+            && f.audit
+            && f.chunk.is_empty()
+            && let Some((encoder, plan)) = encoder.as_mut()
+        {
+            let converter = plan.current_converter();
+            let (raw, features) = frame.pixels_and_features();
+            encoder.encode(plan, converter.as_deref(), raw, &mut features.chunk);
+        }
+        let (mut refused, mut fullest) = (false, 0.0f64);
         if failure.is_none() {
-            for s in sinks.iter_mut() {
-                if let Err(e) = s.write(&frame) {
-                    *failure = Some(e.into());
+            for (lane, backlog) in lanes.iter_mut().zip(&backlog_gauges) {
+                refused |= lane.offer(&frame) == Offer::Full;
+                backlog.set(lane.backlog() as f64);
+                fullest = fullest.max(lane.backlog() as f64 / lane.depth() as f64);
+                if lane.failed() {
+                    // The lane reports its error when it finishes; the source stops now.
+                    *failure = Some(PipelineError::SinkFailed(lane.name()));
                     abort.store(true, Ordering::Relaxed);
-                    break;
                 }
+            }
+        }
+        let f = frame.features();
+        if let (Some(bp), Some((trigger, tracker))) = (backpressure.as_mut(), rate.as_mut())
+            && !f.dark
+            && let Some(ceiling) = bp.observe(f.accepted, refused, fullest)
+        {
+            tracker.set_ceiling(trigger.rate(), ceiling);
+            ceiling_gauge.set(ceiling.unwrap_or(0.0));
+            if let Some(c) = ceiling {
+                outcome.storage_ceiling_min = Some(outcome.storage_ceiling_min.map_or(c, |m: f64| m.min(c)));
             }
         }
         if live {
@@ -394,10 +453,16 @@ fn run_sinks(
     for frame in rest {
         deliver(frame, &mut outcome, &mut failure);
     }
-    for s in sinks.iter_mut() {
-        match s.finish() {
+    for lane in lanes.drain(..) {
+        match lane.finish() {
             Ok(report) => outcome.reports.push(report),
-            Err(e) => failure = failure.or(Some(e.into())),
+            // The sink's own error says more than "a sink failed".
+            Err(e) => {
+                failure = match failure {
+                    None | Some(PipelineError::SinkFailed(_)) => Some(e.into()),
+                    other => other,
+                }
+            }
         }
     }
     watch.publish();

@@ -48,6 +48,10 @@ pub struct RunSummary {
     pub spots_refined: u64,
     pub peak_batches_failed: u64,
     pub sinks: Vec<SinkReport>,
+    /// Frames sinks should have taken that found their queue full (storage behind), over all sinks.
+    pub frames_dropped_storage: u64,
+    /// The lowest accept rate storage held the trigger to (`storage.on_full = "raise_threshold"`).
+    pub storage_ceiling_min: Option<f64>,
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
     pub input_error: Option<String>,
@@ -136,6 +140,16 @@ impl fmt::Display for RunSummary {
         for s in &self.sinks {
             let at = s.location.as_ref().map(|p| format!(" → {}", p.display())).unwrap_or_default();
             writeln!(f, "sink {:<9}{} frames, {:.1} MB{at}", s.name, s.frames_written, s.bytes_written as f64 / 1e6)?;
+            if s.frames_dropped_queue_full > 0 {
+                writeln!(
+                    f,
+                    "             {} frames not written: storage was behind and the {} sink's queue full",
+                    s.frames_dropped_queue_full, s.name
+                )?;
+            }
+        }
+        if let Some(c) = self.storage_ceiling_min {
+            writeln!(f, "storage      held the trigger's accept rate down to {:.2}% to keep up", 100.0 * c)?;
         }
         if let Some(e) = &self.input_error {
             writeln!(f, "input damaged: {e} (everything before it was processed)")?;

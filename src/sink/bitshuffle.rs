@@ -29,6 +29,14 @@ pub fn block_elements(elem_size: usize) -> usize {
     (TARGET_BLOCK_BYTES / elem_size / BLOCKED_MULT * BLOCKED_MULT).max(MIN_BLOCK_ELEMENTS)
 }
 
+/// The most bytes a chunk of `data_len` bytes can compress to (incompressible data grows a little).
+pub fn max_compressed_len(data_len: usize, elem_size: usize) -> usize {
+    let elem_size = elem_size.clamp(1, 8);
+    let block = block_elements(elem_size) * elem_size;
+    let blocks = data_len.div_ceil(block);
+    12 + blocks * 4 + blocks * lz4_flex::block::get_maximum_output_size(block) + elem_size * BLOCKED_MULT
+}
+
 /// Reusable buffers for compressing chunks (one per thread).
 #[derive(Debug, Default)]
 pub struct ChunkCompressor {
@@ -36,6 +44,11 @@ pub struct ChunkCompressor {
 }
 
 impl ChunkCompressor {
+    /// Makes room for one block's bit planes now rather than on the first chunk.
+    pub fn reserve(&mut self) {
+        self.shuffled.reserve(TARGET_BLOCK_BYTES);
+    }
+
     /// Compresses `data` (elements of `elem_size` bytes) into `out` (replaced) as one chunk.
     ///
     /// # Errors
@@ -310,6 +323,8 @@ mod tests {
             let data = &data[..data.len() / size * size];
             let mut out = Vec::new();
             ChunkCompressor::default().compress(data, size, &mut out).unwrap();
+            // Random bytes do not compress: the bound the pool reserves must still hold them.
+            prop_assert!(out.len() <= max_compressed_len(data.len(), size));
             prop_assert_eq!(decompress(&out, size).unwrap(), data);
         }
     }

@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Sink, SinkError, SinkReport};
+use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
 use crate::features::Spot;
-use crate::frame::FrameHandle;
 
 #[derive(Serialize)]
 struct Record<'a> {
@@ -71,13 +70,16 @@ impl FeaturesSink {
 }
 
 impl Sink for FeaturesSink {
-    fn write(&mut self, frame: &FrameHandle) -> Result<(), SinkError> {
-        let meta = frame.meta();
-        let features = frame.features();
+    fn interest(&self) -> Interest {
+        Interest { frames: Frames::Every, payload: Payload::Nothing, payload_bytes: 0 }
+    }
+
+    fn write(&mut self, frame: &FrameRecord) -> Result<(), SinkError> {
+        let meta = &frame.meta;
+        let features = &frame.features;
         self.missing.clear();
         if !meta.is_complete() {
-            let mask = frame.packet_mask();
-            self.missing.extend((0..meta.packets_expected).filter(|&i| mask[i as usize / 64] & (1 << (i % 64)) == 0));
+            self.missing.extend(frame.missing_packets());
         }
         let record = Record {
             frame_number: meta.frame_number,
@@ -112,6 +114,7 @@ impl Sink for FeaturesSink {
             frames_written: self.written,
             bytes_written: self.bytes,
             location: Some(self.path.clone()),
+            ..SinkReport::default()
         })
     }
 }

@@ -1,21 +1,71 @@
 //! Where frames go once the trigger has spoken. Every sink sees every frame in the order the
 //! assembler handed them out; each keeps what it is for (accepted frames, every frame's features).
 
+pub mod backpressure;
 pub mod bitshuffle;
+pub mod encode;
 pub mod features;
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
+pub mod lanes;
 pub mod null;
 pub mod raw;
+pub mod record;
+
+pub use record::FrameRecord;
 
 use std::path::PathBuf;
 
 use crate::config::SinkSection;
 use crate::detector::DetectorGeometry;
-use crate::frame::FrameHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{sink} sink: cannot write {path}")]
     Io { sink: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{sink} sink: {path}: {reason}")]
+    Format { sink: &'static str, path: PathBuf, reason: String },
+    #[error("cannot start the {sink} sink's thread")]
+    Thread { sink: &'static str, source: std::io::Error },
+    #[error("the {0} sink's thread panicked")]
+    Panicked(&'static str),
+}
+
+/// Which frames a sink takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// Every judged frame.
+    Every,
+    /// Accepted frames and audit frames.
+    Kept,
+}
+
+/// What of a frame a sink needs besides its facts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Nothing,
+    /// The frame's bytes as assembled.
+    FrameBytes,
+    /// The frame compressed for storage (`FrameFeatures::chunk`).
+    Chunk,
+}
+
+/// A sink's needs, fixed when it opens: the ordering thread copies just this into its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest {
+    pub frames: Frames,
+    pub payload: Payload,
+    /// Payload bytes each queue place reserves.
+    pub payload_bytes: usize,
+}
+
+impl Interest {
+    pub fn takes(&self, features: &crate::features::FrameFeatures) -> bool {
+        match self.frames {
+            Frames::Every => true,
+            Frames::Kept => features.is_kept(),
+        }
+    }
 }
 
 /// What a sink did over a run.
@@ -26,15 +76,20 @@ pub struct SinkReport {
     pub bytes_written: u64,
     /// Where it wrote, for the summary.
     pub location: Option<PathBuf>,
+    /// Frames it should have taken that found its queue full (filled in by its lane).
+    pub frames_dropped_queue_full: u64,
 }
 
-/// A frame consumer running on the sink thread.
+/// A frame consumer running on its own thread, fed in frame order.
 pub trait Sink: Send {
-    /// Takes one frame (accepted or not; the sink decides what to keep).
+    /// Which frames it takes and what of them.
+    fn interest(&self) -> Interest;
+
+    /// Takes one frame it asked for.
     ///
     /// # Errors
     /// The sink's storage failed.
-    fn write(&mut self, frame: &FrameHandle) -> Result<(), SinkError>;
+    fn write(&mut self, record: &FrameRecord) -> Result<(), SinkError>;
 
     /// Flushes and closes; the outputs are complete afterwards.
     ///
@@ -47,10 +102,25 @@ pub trait Sink: Send {
 ///
 /// # Errors
 /// Its output cannot be created.
-pub fn open(section: &SinkSection, geometry: &DetectorGeometry) -> Result<Box<dyn Sink>, SinkError> {
+pub fn open(
+    section: &SinkSection,
+    config: &crate::config::Config,
+    geometry: &DetectorGeometry,
+) -> Result<Box<dyn Sink>, SinkError> {
+    let _ = config;
     Ok(match section {
         SinkSection::Raw { dir } => Box::new(raw::RawSink::create(dir, geometry)?),
         SinkSection::Features { path } => Box::new(features::FeaturesSink::create(path)?),
-        SinkSection::Null => Box::new(null::NullSink::default()),
+        #[cfg(feature = "hdf5")]
+        SinkSection::Hdf5(h) => Box::new(hdf5::Hdf5Sink::create(h, config, geometry)?),
+        #[cfg(not(feature = "hdf5"))]
+        SinkSection::Hdf5(h) => {
+            return Err(SinkError::Format {
+                sink: "hdf5",
+                path: h.dir.clone(),
+                reason: "this hitgate was built without HDF5 (cargo feature `hdf5`)".into(),
+            });
+        }
+        SinkSection::Null { write_delay_us } => Box::new(null::NullSink::new(*write_delay_us)),
     })
 }

@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use zerocopy::little_endian::{F32, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{Sink, SinkError, SinkReport};
+use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
 use crate::detector::DetectorGeometry;
-use crate::frame::FrameHandle;
 
 /// One entry of `frames.idx`.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq)]
@@ -98,12 +97,13 @@ impl RawSink {
 }
 
 impl Sink for RawSink {
-    fn write(&mut self, frame: &FrameHandle) -> Result<(), SinkError> {
-        let features = frame.features();
-        if !features.accepted && !features.audit {
-            return Ok(());
-        }
-        let meta = frame.meta();
+    fn interest(&self) -> Interest {
+        Interest { frames: Frames::Kept, payload: Payload::FrameBytes, payload_bytes: self.frame_bytes as usize }
+    }
+
+    fn write(&mut self, frame: &FrameRecord) -> Result<(), SinkError> {
+        let features = &frame.features;
+        let meta = &frame.meta;
         let record = IndexRecord {
             frame_number: meta.frame_number.into(),
             sequence: meta.sequence.into(),
@@ -119,7 +119,7 @@ impl Sink for RawSink {
             spots_found: features.spots_found.into(),
             reserved: 0.into(),
         };
-        self.frames.write_all(frame.data()).map_err(self.io("frames.raw"))?;
+        self.frames.write_all(&frame.payload).map_err(self.io("frames.raw"))?;
         self.index.write_all(record.as_bytes()).map_err(self.io("frames.idx"))?;
         self.written += 1;
         Ok(())
@@ -133,6 +133,7 @@ impl Sink for RawSink {
             frames_written: self.written,
             bytes_written: self.written * (self.frame_bytes + 64),
             location: Some(self.dir.clone()),
+            ..SinkReport::default()
         })
     }
 }

@@ -31,6 +31,10 @@ pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
 pub const TRIGGER_FAILURES: &str = "hitgate_trigger_failures_total";
 pub const SPOTS_REFINED: &str = "hitgate_spots_refined_total";
 pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
+pub const SINK_DROPPED: &str = "hitgate_sink_dropped_total";
+pub const SINK_BEHIND: &str = "hitgate_sink_behind";
+pub const SINK_BACKLOG: &str = "hitgate_sink_backlog_frames";
+pub const STORAGE_RATE_CEILING: &str = "hitgate_storage_accept_rate_ceiling";
 
 /// Describes every metric once (help text for the exporter).
 pub fn describe() {
@@ -58,6 +62,16 @@ pub fn describe() {
         describe_gauge!(TRIGGER_TARGET_RATE, "The accept rate the cut is held at (0: the cut is fixed)");
         describe_counter!(FRAMES_AUDIT, "Rejected frames kept, flagged, for the audit stream");
         describe_counter!(TRIGGER_FAILURES, "Frames the trigger's backend failed on (accepted, so no hit is lost)");
+        describe_counter!(
+            SINK_DROPPED,
+            "Frames a sink should have taken and did not, by reason (queue_full: storage behind)"
+        );
+        describe_gauge!(SINK_BEHIND, "Alarm: 1 while a sink's queue is full and frames for it are being dropped");
+        describe_gauge!(SINK_BACKLOG, "Frames waiting for or in a sink");
+        describe_gauge!(
+            STORAGE_RATE_CEILING,
+            "Accept rate storage keeps up with, while it holds the trigger's cut up (0: no ceiling)"
+        );
         describe_counter!(SPOTS_REFINED, "Spots given a centre by the learned peak localiser");
         describe_counter!(
             PEAK_MODEL_FAILURES,

@@ -134,6 +134,10 @@ pub struct RateTracker {
     update_every: u64,
     seen: u64,
     rejected: u64,
+    /// The highest accept rate storage keeps up with, while it is behind.
+    ceiling: Option<f64>,
+    /// The fixed cut from before a ceiling applied, which the cut never goes below and comes back to.
+    base_threshold: Option<f32>,
 }
 
 impl RateTracker {
@@ -148,7 +152,30 @@ impl RateTracker {
             update_every: update_every_frames.max(1),
             seen: 0,
             rejected: 0,
+            ceiling: None,
+            base_threshold: None,
         }
+    }
+
+    /// Holds the accept rate at most at `ceiling` (storage's pace), or lifts that limit. Under a
+    /// fixed cut the cut only rises above the operator's, and returns to it when lifted.
+    pub fn set_ceiling(&mut self, control: &RateControl, ceiling: Option<f64>) {
+        match ceiling {
+            Some(_) if self.base_threshold.is_none() && control.target_rate().is_none() => {
+                self.base_threshold = Some(control.threshold());
+            }
+            None => {
+                if let Some(base) = self.base_threshold.take() {
+                    let _ = control.set_threshold(base);
+                }
+            }
+            Some(_) => {}
+        }
+        self.ceiling = ceiling;
+    }
+
+    pub fn ceiling(&self) -> Option<f64> {
+        self.ceiling
     }
 
     /// Takes one judged frame's effective score and verdict, moves the cut when a target rate is set
@@ -161,11 +188,16 @@ impl RateTracker {
             self.filled = true;
         }
         self.seen += 1;
-        if let Some(rate) = control.target_rate()
+        let target = match (control.target_rate(), self.ceiling) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        if let Some(rate) = target
             && self.seen.is_multiple_of(self.update_every)
             && let Some(cut) = self.cut_for(rate)
         {
-            let _ = control.set_threshold(cut);
+            let floor = self.base_threshold.filter(|_| control.target_rate().is_none());
+            let _ = control.set_threshold(floor.map_or(cut, |b| cut.max(b)));
         }
         if accepted {
             return false;
@@ -218,6 +250,35 @@ mod tests {
             tracker.observe(rc, rc.effective_score(s, seq), ok);
         }
         accepted as f64 / (to - from) as f64
+    }
+
+    #[test]
+    fn a_ceiling_raises_a_fixed_cut_and_lifting_it_restores_the_cut() {
+        let rc = RateControl::new(0.3, None, 0, 0.0).unwrap();
+        let mut t = RateTracker::new(1000, 50);
+        let before = run(&rc, &mut t, 0, 2000, 0.2);
+        t.set_ceiling(&rc, Some(0.05));
+        run(&rc, &mut t, 2000, 4000, 0.2);
+        let held = run(&rc, &mut t, 4000, 14_000, 0.2);
+        assert!(before > 0.15, "accept rate before {before}");
+        assert!((held - 0.05).abs() <= 0.01, "accept rate under the ceiling {held}");
+        assert!(rc.threshold() > 0.3);
+        t.set_ceiling(&rc, None);
+        assert_eq!(rc.threshold(), 0.3);
+        // A ceiling above what the cut passes leaves the operator's cut alone.
+        t.set_ceiling(&rc, Some(0.9));
+        run(&rc, &mut t, 14_000, 16_000, 0.2);
+        assert_eq!(rc.threshold(), 0.3);
+    }
+
+    #[test]
+    fn a_ceiling_below_the_target_rate_wins() {
+        let rc = RateControl::new(0.0, Some(0.2), 0, 0.0).unwrap();
+        let mut t = RateTracker::new(1000, 50);
+        t.set_ceiling(&rc, Some(0.05));
+        run(&rc, &mut t, 0, 2000, 0.1);
+        let held = run(&rc, &mut t, 2000, 12_000, 0.1);
+        assert!((held - 0.05).abs() <= 0.01, "accept rate {held}");
     }
 
     #[test]

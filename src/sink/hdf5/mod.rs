@@ -1,0 +1,193 @@
+//! Accepted (and audit) frames as NeXus NXmx HDF5, in `dir`:
+//!
+//! - `<prefix>_data_000001.h5`, …: the frames, `frames_per_file` (or `max_file_mib`) a file, each
+//!   frame one bitshuffle-LZ4 chunk compressed by the reducers (see [`datafile`]); a file is
+//!   `….h5.partial` until it is closed whole.
+//! - `<prefix>_master.h5`: the NXmx description and external links to every closed data file
+//!   ([`nxmx`]), rewritten (atomically) each time a data file closes and when the run ends.
+//!
+//! So at any moment, and after a crash, the master and every file it links are complete and
+//! valid; only the `.partial` file can be cut short.
+
+pub mod datafile;
+pub mod nxmx;
+
+use std::path::{Path, PathBuf};
+
+use datafile::{DataFile, FrameEntry};
+use nxmx::{LinkedFile, RunDescription, iso8601_now, write_master};
+
+use super::encode::{chunk_bound, stored_element_size};
+use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
+use crate::config::{Config, Hdf5Section, StoredPixels};
+use crate::detector::DetectorGeometry;
+
+pub struct Hdf5Sink {
+    section: Hdf5Section,
+    master: PathBuf,
+    run: RunDescription,
+    pixels: StoredPixels,
+    elem_size: usize,
+    shape: (usize, usize),
+    mask_words: usize,
+    chunk_bound: usize,
+    open: Option<DataFile>,
+    closed: Vec<LinkedFile>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Hdf5Sink {
+    /// Creates the folder and an initial master (no data files yet).
+    ///
+    /// # Errors
+    /// The folder, the master or the calibration mask cannot be made.
+    pub fn create(section: &Hdf5Section, config: &Config, geometry: &DetectorGeometry) -> Result<Hdf5Sink, SinkError> {
+        let dir = &section.dir;
+        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io { sink: "hdf5", path: dir.clone(), source })?;
+        let (panels, rows, cols) = geometry.panels();
+        let layout = config.image_layout();
+        let panel_origins =
+            (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect();
+        let pixel_mask = match &config.calibration.mask_file {
+            Some(file) => crate::calib::PixelMask::load(file, panels * rows * cols)
+                .map_err(|e| SinkError::Format { sink: "hdf5", path: file.clone(), reason: e.to_string() })?
+                .flags()
+                .iter()
+                .map(|&f| u32::from(f))
+                .collect(),
+            None => Vec::new(),
+        };
+        let wavelength =
+            section.wavelength_angstrom.unwrap_or(HC_KEV_ANGSTROM / f64::from(config.calibration.photon_energy_kev));
+        let run = RunDescription {
+            detector_model: geometry.model.name.to_string(),
+            bits_per_pixel: geometry.model.bits_per_pixel as u32,
+            pixel_size_m: f64::from(geometry.model.pixel_size_um) * 1e-6,
+            distance_m: section.distance_mm * 1e-3,
+            wavelength_angstrom: wavelength,
+            beam_center_px: config.beam_center_px(),
+            panel_rows: rows,
+            panel_cols: cols,
+            panel_origins,
+            pixels: match section.pixels {
+                StoredPixels::Raw => "raw detector values",
+                StoredPixels::PhotonsU32 => "photons (whole)",
+                StoredPixels::PhotonsF32 => "photons",
+            },
+            sample_name: section.sample_name.clone(),
+            start_time: iso8601_now(),
+            pixel_mask,
+        };
+        let master = dir.join(format!("{}_master.h5", section.prefix));
+        let sink = Hdf5Sink {
+            section: section.clone(),
+            master,
+            run,
+            pixels: section.pixels,
+            elem_size: stored_element_size(section.pixels, geometry),
+            shape: (panels * rows, cols),
+            mask_words: geometry.packets_per_frame().div_ceil(64),
+            chunk_bound: chunk_bound(section.pixels, geometry),
+            open: None,
+            closed: Vec::new(),
+            frames: 0,
+            bytes: 0,
+        };
+        sink.write_master(None)?;
+        Ok(sink)
+    }
+
+    fn data_file_name(&self, index: usize) -> String {
+        format!("{}_data_{:06}.h5", self.section.prefix, index)
+    }
+
+    fn write_master(&self, end_time: Option<&str>) -> Result<(), SinkError> {
+        write_master(&self.master, &self.run, &self.closed, end_time).map_err(|e| self.fail(&self.master, e))
+    }
+
+    fn fail(&self, path: &Path, e: impl std::fmt::Display) -> SinkError {
+        SinkError::Format { sink: "hdf5", path: path.to_path_buf(), reason: e.to_string() }
+    }
+
+    /// Closes the open data file under its final name and links it from the master.
+    fn close_open(&mut self) -> Result<(), SinkError> {
+        let Some(file) = self.open.take() else { return Ok(()) };
+        let frames = file.frames();
+        let first = self.frames - frames + 1;
+        let name = self.data_file_name(self.closed.len() + 1);
+        let path = self.section.dir.join(&name);
+        file.close(first).map_err(|e| self.fail(&path, e))?;
+        self.closed.push(LinkedFile { name, frames });
+        self.write_master(None)
+    }
+}
+
+/// h·c in keV·Å: wavelength = this / photon energy.
+const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
+
+impl Sink for Hdf5Sink {
+    fn interest(&self) -> Interest {
+        Interest { frames: Frames::Kept, payload: Payload::Chunk, payload_bytes: self.chunk_bound }
+    }
+
+    fn write(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        if self.open.is_none() {
+            let path = self.section.dir.join(self.data_file_name(self.closed.len() + 1));
+            let file = DataFile::create(
+                &path,
+                self.pixels,
+                self.elem_size,
+                self.shape,
+                self.mask_words,
+                self.section.frames_per_file as usize,
+            )
+            .map_err(|e| self.fail(&path, e))?;
+            self.open = Some(file);
+        }
+        let meta = &record.meta;
+        let entry = FrameEntry {
+            frame_number: meta.frame_number,
+            sequence: meta.sequence,
+            bunch_id: meta.bunch_id,
+            detector_timestamp: meta.detector_timestamp,
+            receive_time_ns: meta.first_packet_ns,
+            trigger_score: record.features.score,
+            audit: record.features.audit,
+            packets_received: meta.packets_received,
+            packet_mask: &record.packet_mask,
+            chunk: &record.payload,
+        };
+        let index = self.closed.len() + 1;
+        let section = &self.section;
+        let Some(file) = self.open.as_mut() else { return Ok(()) };
+        let failed = |e: hdf5::Error| SinkError::Format {
+            sink: "hdf5",
+            path: section.dir.join(format!("{}_data_{:06}.h5", section.prefix, index)),
+            reason: e.to_string(),
+        };
+        file.append(&entry).map_err(failed)?;
+        self.frames += 1;
+        self.bytes += record.payload.len() as u64;
+        let full = file.frames() >= section.frames_per_file || file.chunk_bytes() >= section.max_file_mib << 20;
+        if !full && file.frames().is_multiple_of(section.flush_every_frames) {
+            file.flush().map_err(failed)?;
+        }
+        if full {
+            self.close_open()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<SinkReport, SinkError> {
+        self.close_open()?;
+        self.write_master(Some(&iso8601_now()))?;
+        Ok(SinkReport {
+            name: "hdf5",
+            frames_written: self.frames,
+            bytes_written: self.bytes,
+            location: Some(self.master.clone()),
+            ..SinkReport::default()
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! The NeXus/HDF5 sink as the X-ray world reads it: h5py with hdf5plugin opens the master, follows its
+//! links, and finds every kept frame byte for byte (raw values, whole photons, photons), with the NXmx
+//! geometry as configured (`tests/python/nexus_check.py`); HDF5's own `h5ls` shows the layout. A run
+//! killed with SIGKILL leaves every closed file whole and the open one marked. The Python readers come
+//! from the test environment (`scripts/python-env`, or `HITGATE_PYTHON`); without them those checks
+//! say they are skipped.
+
+#![cfg(feature = "hdf5")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hitgate::calib::{CalibrationMaps, PhotonConverter, PixelMask};
+use hitgate::config::{Config, Hdf5Section, SinkSection, StoredPixels, TriggerKind};
+use hitgate::sim::{SimConfig, SimOutputs};
+use hitgate::sink::raw::{FLAG_AUDIT, read_index};
+
+fn python() -> Option<PathBuf> {
+    let p = std::env::var_os("HITGATE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/hitgate-train/venv/bin/python".into());
+    let ok = Command::new(&p).args(["-c", "import h5py, hdf5plugin"]).output().is_ok_and(|o| o.status.success());
+    ok.then_some(p)
+}
+
+/// The simulated run's replay config with raw frames in `out/raw` and NeXus files in `out/nexus`.
+fn config_with_nexus(sim: &SimOutputs, out: &Path, pixels: StoredPixels, frames_per_file: u64) -> Config {
+    let mut config = common::replay_config(sim);
+    let mut nexus = Hdf5Section::in_dir(out.join("nexus"));
+    nexus.pixels = pixels;
+    nexus.frames_per_file = frames_per_file;
+    nexus.flush_every_frames = 2;
+    nexus.distance_mm = 123.5;
+    nexus.sample_name = "lysozyme".into();
+    config.sinks = vec![SinkSection::Raw { dir: out.join("raw") }, SinkSection::Hdf5(nexus)];
+    config.trigger.rate.audit_every = 4;
+    config
+}
+
+/// Writes what the files must hold for the checker: the kept frames (from the raw sink of the same
+/// run), converted to photons independently of the sink when those are stored, and their metadata.
+fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let geometry = config.geometry().unwrap();
+    let (panels, rows, cols) = geometry.panels();
+    let frame_pixels = panels * rows * cols;
+    let raw = std::fs::read(raw_dir.join("frames.raw")).unwrap();
+    let index = read_index(&raw_dir.join("frames.idx")).unwrap();
+    assert_eq!(raw.len(), index.len() * frame_pixels * 2);
+    let values: Vec<u16> = raw.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    let (bytes, dtype): (Vec<u8>, &str) = match pixels {
+        StoredPixels::Raw => (raw.clone(), "<u2"),
+        _ => {
+            let c = &config.calibration;
+            let maps = CalibrationMaps::load(c.file.as_ref().unwrap(), frame_pixels).unwrap();
+            let mask = PixelMask::load(c.mask_file.as_ref().unwrap(), frame_pixels).unwrap();
+            let converter = PhotonConverter::with_mask(&maps, c.photon_energy_kev, &mask);
+            let mut photons = vec![0f32; frame_pixels];
+            let mut out = Vec::new();
+            for frame in values.chunks_exact(frame_pixels) {
+                converter.jungfrau_photons(frame, 0, &mut photons);
+                for &p in &photons {
+                    match pixels {
+                        StoredPixels::PhotonsU32 => out.extend_from_slice(&(p.round().max(0.0) as u32).to_le_bytes()),
+                        _ => out.extend_from_slice(&p.to_le_bytes()),
+                    }
+                }
+            }
+            (out, if pixels == StoredPixels::PhotonsU32 { "<u4" } else { "<f4" })
+        }
+    };
+    std::fs::write(to.join("frames.bin"), bytes).unwrap();
+    std::fs::write(to.join("shape.txt"), format!("{} {} {cols} {dtype}", index.len(), panels * rows)).unwrap();
+    let layout = config.image_layout().unwrap();
+    let (bc_row, bc_col) = config.beam_center_px();
+    let nexus = config
+        .sinks
+        .iter()
+        .find_map(|s| match s {
+            SinkSection::Hdf5(h) => Some(h.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let meta = serde_json::json!({
+        "pixel_size_m": f64::from(geometry.model.pixel_size_um) * 1e-6,
+        "distance_m": nexus.distance_mm * 1e-3,
+        "wavelength_angstrom": 12.398_419_843 / f64::from(config.calibration.photon_energy_kev),
+        "beam_center_row_px": bc_row,
+        "beam_center_col_px": bc_col,
+        "modules": panels,
+        "module_rows": rows,
+        "module_origins": (0..panels).map(|p| geometry.panel_origin(p, &layout)).collect::<Vec<_>>(),
+        "frames": index.iter().map(|r| serde_json::json!({
+            "frame_number": r.frame_number.get(),
+            "score": r.score.get(),
+            "audit": r.flags.get() & FLAG_AUDIT != 0,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(to.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
+fn check(python: &Path, master: &Path, expected: &Path, mode: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/nexus_check.py");
+    let out = Command::new(python).arg(script).arg(master).arg(expected).arg(mode).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    said
+}
+
+fn run_and_check(pixels: StoredPixels, sim_config: SimConfig) {
+    let Some(python) = python() else {
+        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(&dir.path().join("sim"), &sim_config);
+    let out = dir.path().join("out");
+    let config = config_with_nexus(&sim, &out, pixels, 5);
+    let summary = common::replay(config.clone(), &sim.capture);
+    let kept = summary.frames_accepted + summary.frames_audited;
+    assert!(summary.frames_accepted >= 6 && summary.frames_audited >= 2, "{summary}");
+    let nexus = summary.sinks.iter().find(|s| s.name == "hdf5").unwrap();
+    assert_eq!(nexus.frames_written, kept);
+    write_expected(&config, &out.join("raw"), pixels, &dir.path().join("expected"));
+    let said = check(&python, &out.join("nexus/run_master.h5"), &dir.path().join("expected"), "whole");
+    println!("{said}");
+    let files = std::fs::read_dir(out.join("nexus")).unwrap().count();
+    assert_eq!(files as u64, 1 + kept.div_ceil(5), "master and one data file per 5 frames");
+}
+
+fn small_run(seed: u64) -> SimConfig {
+    SimConfig { frames: 40, hit_rate: 0.4, seed, ..SimConfig::default() }
+}
+
+#[test]
+fn raw_frames_read_back_byte_for_byte_with_their_nxmx_description() {
+    run_and_check(StoredPixels::Raw, small_run(71));
+}
+
+#[test]
+fn whole_photons_as_u32_read_back_exactly() {
+    run_and_check(StoredPixels::PhotonsU32, small_run(72));
+}
+
+#[test]
+fn photons_as_f32_read_back_exactly() {
+    run_and_check(StoredPixels::PhotonsF32, small_run(73));
+}
+
+#[test]
+fn a_detector_of_four_modules_with_gaps_describes_where_each_sits() {
+    run_and_check(
+        StoredPixels::Raw,
+        SimConfig {
+            modules: 4,
+            modules_per_row: 2,
+            module_gap_rows_px: 36,
+            module_gap_cols_px: 8,
+            hit_rate: 0.6,
+            ..small_run(76)
+        },
+    );
+}
+
+#[test]
+fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
+    if Command::new("h5ls").arg("--version").output().is_err() {
+        println!("skipped: no h5ls (hdf5-tools; scripts/setup installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 12, hit_rate: 0.5, seed: 74, ..SimConfig::default() },
+    );
+    let out = dir.path().join("out");
+    let mut config = config_with_nexus(&sim, &out, StoredPixels::Raw, 100);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    common::replay(config, &sim.capture);
+    let data = out.join("nexus/run_data_000001.h5");
+    let ls = Command::new("h5ls").arg("-r").arg(&data).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    println!("{ls}");
+    let data_line = ls.lines().find(|l| l.starts_with("/entry/data/data ")).unwrap_or_default();
+    assert!(data_line.ends_with("Dataset {12/Inf, 512, 1024}"), "{ls}");
+    for name in ["frame_number", "timestamp", "trigger_score", "audit", "packet_mask", "packets_received"] {
+        assert!(ls.contains(&format!("/entry/data/{name}")), "{name} missing: {ls}");
+    }
+    let dump = Command::new("h5dump").args(["-p", "-H", "-d", "/entry/data/data"]).arg(&data).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert!(dump.contains("CHUNKED ( 1, 512, 1024 )"), "{dump}");
+    assert!(dump.contains("FILTER_ID 32008"), "{dump}");
+    let master = out.join("nexus/run_master.h5");
+    let ls = Command::new("h5ls").arg("-r").arg(&master).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    let link = ls.lines().find(|l| l.starts_with("/entry/data/data_000001 ")).unwrap_or_default();
+    assert!(link.ends_with("External Link {run_data_000001.h5//entry/data/data}"), "{ls}");
+}
+
+#[test]
+fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
+    let Some(python) = python() else {
+        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 80, hit_rate: 0.3, seed: 75, ..SimConfig::default() },
+    );
+    // What the files must hold: a whole run of the same capture and config, in process.
+    let reference = dir.path().join("reference");
+    let mut config = config_with_nexus(&sim, &reference, StoredPixels::Raw, 4);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    common::replay(config.clone(), &sim.capture);
+    write_expected(&config, &reference.join("raw"), StoredPixels::Raw, &dir.path().join("expected"));
+
+    // The same run in a child process, at a fiftieth of the recorded pace (20 frames a second), killed
+    // once two data files are closed.
+    let killed = dir.path().join("killed");
+    let mut child_config = config_with_nexus(&sim, &killed, StoredPixels::Raw, 4);
+    child_config.trigger.kind = TriggerKind::AcceptAll;
+    let config_path = dir.path().join("killed.toml");
+    std::fs::write(&config_path, toml::to_string(&child_config).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args(["replay", "--speed", "0.02", "--config"])
+        .arg(&config_path)
+        .arg(&sim.capture)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let third = killed.join("nexus/run_data_000003.h5.partial");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !third.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(third.exists(), "the run never reached its third file");
+    std::thread::sleep(Duration::from_millis(60));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not finished");
+
+    let master = killed.join("nexus/run_master.h5");
+    let said = check(&python, &master, &dir.path().join("expected"), "killed");
+    println!("{said}");
+    assert!(said.contains("2 data files linked, 8 frames"), "{said}");
+    assert!(killed.join("nexus/run_data_000001.h5").exists() && killed.join("nexus/run_data_000002.h5").exists());
+}

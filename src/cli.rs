@@ -64,7 +64,8 @@ pub enum Command {
     },
     /// Send a capture's detector packets over UDP (sendmmsg), paced, looped, optionally damaged.
     Send(SendArgs),
-    /// Show what a capture holds: detectors, ports, frames, losses.
+    /// Show what a capture holds (detectors, ports, frames, losses), or what a NeXus master written
+    /// by hitgate links (files, frames, compression).
     Inspect {
         capture: PathBuf,
         /// Print JSON instead of a table.
@@ -283,6 +284,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => {
             let summary = send(&args)?;
             print!("{summary}");
+            Ok(())
+        }
+        #[cfg(feature = "hdf5")]
+        Command::Inspect { capture, json } if hitgate::sink::hdf5::inspect::is_hdf5(&capture) => {
+            let summary = hitgate::sink::hdf5::inspect::summarize(&capture)
+                .map_err(|e| Exit { code: 4, message: format!("{}: {e}", capture.display()) })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print_master(&capture, &summary);
+            }
             Ok(())
         }
         Command::Inspect { capture, json } => {
@@ -605,6 +617,40 @@ fn demo(out: &Path, frames: u64) -> Result<()> {
     print!("{summary}");
     report_truth(&config, &outputs.truth)?;
     damaged_input(&summary)
+}
+
+#[cfg(feature = "hdf5")]
+fn print_master(path: &Path, m: &hitgate::sink::hdf5::inspect::MasterSummary) {
+    let state = if m.run_complete { "complete" } else { "not closed (running, or stopped without closing)" };
+    println!("{}: {} master, run {state}", path.display(), m.definition);
+    println!("started {}{}", m.start_time, m.end_time.as_ref().map(|e| format!(", ended {e}")).unwrap_or_default());
+    println!(
+        "{}: {} module(s), frames {} × {} of {} ({}-byte pixels)",
+        m.detector, m.modules, m.frame_shape.0, m.frame_shape.1, m.pixel_content, m.element_bytes
+    );
+    println!(
+        "beam {:.4} Å, detector at {:.1} mm, beam centre (row, col) {:.1}, {:.1} px",
+        m.wavelength_angstrom,
+        m.distance_m * 1e3,
+        m.beam_center_px.0,
+        m.beam_center_px.1
+    );
+    println!("{:<14} {:<28} {:>7} {:>6} {:>10}", "link", "file", "frames", "audit", "MB");
+    for f in &m.files {
+        let name = f.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        println!(
+            "{:<14} {:<28} {:>7} {:>6} {:>10.1}",
+            f.link,
+            name,
+            f.frames,
+            f.audit_frames,
+            f.bytes_on_disk as f64 / 1e6
+        );
+    }
+    println!("{} frames in {} files, compression {:.2}:1 on disk", m.frames(), m.files.len(), m.compression_ratio());
+    for p in &m.partial_files {
+        println!("open or cut short: {}", p.display());
+    }
 }
 
 fn print_inventory(path: &Path, inv: &hitgate::ingest::inventory::CaptureInventory) {

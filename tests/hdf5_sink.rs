@@ -196,6 +196,9 @@ fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
     let master = out.join("nexus/run_master.h5");
     let ls = Command::new("h5ls").arg("-r").arg(&master).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master).output().unwrap();
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(shown.contains("NXmx master, run complete") && shown.contains("12 frames in 1 files"), "{shown}");
     let link = ls.lines().find(|l| l.starts_with("/entry/data/data_000001 ")).unwrap_or_default();
     assert!(link.ends_with("External Link {run_data_000001.h5//entry/data/data}"), "{ls}");
 }
@@ -248,5 +251,11 @@ fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
     let said = check(&python, &master, &dir.path().join("expected"), "killed");
     println!("{said}");
     assert!(said.contains("2 data files linked, 8 frames"), "{said}");
+    // The operator's view of the same folder.
+    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master).output().unwrap();
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{shown}");
+    assert!(shown.contains("run not closed") && shown.contains("8 frames in 2 files"), "{shown}");
+    assert!(shown.contains("open or cut short:") && shown.contains("run_data_000003.h5.partial"), "{shown}");
     assert!(killed.join("nexus/run_data_000001.h5").exists() && killed.join("nexus/run_data_000002.h5").exists());
 }

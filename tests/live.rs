@@ -527,3 +527,61 @@ fn the_learned_trigger_judges_live_frames_as_it_judges_a_replay() {
     );
     assert!(truth.efficiency() >= 0.99 && truth.rejection() >= 0.95, "{truth}");
 }
+
+#[test]
+fn storage_slower_than_the_accept_rate_never_stalls_reception() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 300, hit_rate: 1.0, seed: 59, ..SimConfig::default() },
+    );
+    let ports = free_ports(1);
+    // Beside the raw and features sinks: one that takes 40 ms a frame behind a 4-frame queue (25
+    // frames a second against 200 sent), and the NeXus sink, which keeps up.
+    let extra = r#"
+[storage]
+queue_frames = 4
+
+[[sink]]
+kind = "null"
+write_delay_us = 40000
+
+[[sink]]
+kind = "hdf5"
+dir = "nexus"
+frames_per_file = 50
+"#;
+    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), extra);
+    send(&sim.capture, &ports, &["--frame-rate-hz", "200"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = live.out.clone();
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    // Reception went on at full pace: every packet placed, every frame judged.
+    assert_eq!(number_before(&summary, "lost"), 0, "{summary}");
+    let frames_line = summary.lines().find(|l| l.starts_with("frames in")).unwrap();
+    assert!(frames_line.starts_with("frames in    300 "), "{summary}");
+    let accepted = number_before(&summary, "accepted (");
+    let null_line = summary.lines().find(|l| l.starts_with("sink null")).unwrap();
+    let written: u64 = null_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let dropped = number_before(&summary, "frames not written");
+    assert!(dropped > 0, "{summary}");
+    println!("{summary}");
+    assert_eq!(
+        written + dropped,
+        accepted,
+        "every frame the slow sink should have had is written or counted:\n{summary}"
+    );
+    // The sinks that keep up lost nothing, and the NeXus files were closed whole.
+    let index = hitgate::sink::raw::read_index(&out.join("raw/frames.idx")).unwrap();
+    assert_eq!(index.len() as u64, accepted);
+    let hdf5_line = summary.lines().find(|l| l.starts_with("sink hdf5")).unwrap();
+    assert!(hdf5_line.contains(&format!(" {accepted} frames")), "{summary}");
+    let names: Vec<String> = std::fs::read_dir(out.join("nexus"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
+    assert_eq!(names.len() as u64, 1 + accepted.div_ceil(50), "{names:?}");
+}

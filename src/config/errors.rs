@@ -67,10 +67,21 @@ impl ConfigError {
 pub(super) fn parse_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let mut start = err.span().map(|s| s.start).unwrap_or(0).min(text.len());
     // Errors inside tagged tables point at the whole table: move to the offending key's own line.
-    if let Some(name) = err.message().split('`').nth(1).filter(|_| err.message().starts_with("unknown field")) {
+    // (an unknown field by its name, an unknown variant by its value).
+    let quoted = err.message().split('`').nth(1);
+    let is_line = |l: &str, name: &str| {
+        if err.message().starts_with("unknown field") {
+            l.trim_start().strip_prefix(name).is_some_and(|r| r.trim_start().starts_with('='))
+        } else {
+            l.split_once('=').is_some_and(|(_, v)| v.trim().trim_matches('"') == name)
+        }
+    };
+    if let Some(name) =
+        quoted.filter(|_| err.message().starts_with("unknown field") || err.message().starts_with("unknown variant"))
+    {
         let mut at = start;
         for l in text[start..].split_inclusive('\n') {
-            if l.trim_start().strip_prefix(name).is_some_and(|r| r.trim_start().starts_with('=')) {
+            if is_line(l, name) {
                 start = at;
                 break;
             }

@@ -112,3 +112,57 @@ fn rate_settings_are_checked_at_load() {
     let c = Config::parse(&ok).unwrap().validated().unwrap();
     assert_eq!(c.trigger.rate.target_accept_rate, Some(0.05));
 }
+
+#[test]
+fn storage_and_hdf5_keys_are_checked_with_their_paths() {
+    let text = r#"
+[detector]
+model = "eiger-10g-4bit"
+[trigger]
+kind = "accept_all"
+[storage]
+queue_frames = 0
+on_full = "raise_threshold"
+[[sink]]
+kind = "hdf5"
+dir = "/tmp/nexus-a"
+prefix = "a/b"
+frames_per_file = 0
+distance_mm = -1.0
+[[sink]]
+kind = "hdf5"
+dir = "/tmp/nexus-b"
+pixels = "photons_u32"
+"#;
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let problems = err.problems();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "storage.queue_frames",
+        "storage.on_full",
+        "sink[0].prefix",
+        "sink[0].frames_per_file",
+        "sink[0].distance_mm",
+        "sink[0].pixels",
+        "sink[1].pixels",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    let packed = problems.iter().find(|p| p.key == "sink[0].pixels").unwrap();
+    assert!(packed.reason.contains("packed"), "{packed}");
+}
+
+#[test]
+fn an_hdf5_sink_takes_its_defaults_and_an_unknown_pixel_form_is_refused() {
+    let c = Config::parse(
+        "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"nexus\"\n[[sink]]\nkind = \"null\"\nwrite_delay_us = 5\n",
+    )
+    .unwrap()
+    .validated()
+    .unwrap();
+    assert_eq!(c.stored_pixels(), Some(StoredPixels::Raw));
+    assert_eq!(c.storage.on_full, OnFull::DropNewest);
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"n\"\npixels = \"kev\"\n";
+    let err = Config::parse(text).unwrap_err();
+    assert_eq!(err.problems()[0].key, "sink[0].pixels", "{err}");
+}

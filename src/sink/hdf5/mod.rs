@@ -10,6 +10,7 @@
 //! valid; only the `.partial` file can be cut short.
 
 pub mod datafile;
+pub mod inspect;
 pub mod nxmx;
 
 use std::path::{Path, PathBuf};

@@ -259,3 +259,72 @@ fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
     assert!(shown.contains("open or cut short:") && shown.contains("run_data_000003.h5.partial"), "{shown}");
     assert!(killed.join("nexus/run_data_000001.h5").exists() && killed.join("nexus/run_data_000002.h5").exists());
 }
+
+/// The vendor's EIGER capture (`../shared/captures`, or `$HITGATE_CAPTURES`), every frame kept: the
+/// NeXus files hold exactly the images the vendor's own receiver wrote for each port, ports stacked.
+#[test]
+fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
+    let Some(python) = python() else {
+        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
+        return;
+    };
+    let captures = std::env::var_os("HITGATE_CAPTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/captures"));
+    if !captures.join("eiger16.pcap").exists() {
+        println!("skipped: reference captures not found at {} (set HITGATE_CAPTURES)", captures.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nexus");
+    let config = Config::parse(&format!(
+        "[detector]\nmodel = \"eiger-10g-16bit\"\nudp_ports = [50011, 50012]\n[trigger]\nkind = \"accept_all\"\n\
+         [assembler]\nframe_timeout_us = 1000000\n\
+         [[sink]]\nkind = \"hdf5\"\ndir = \"{}\"\nframes_per_file = 3\n",
+        out.display()
+    ))
+    .unwrap()
+    .validated()
+    .unwrap();
+    let summary = common::replay(config.clone(), &captures.join("eiger16.pcap"));
+    // The capture's ports are far apart in time: a long frame timeout keeps every frame whole.
+    assert_eq!(summary.frames_accepted, 8, "{summary}");
+    assert_eq!(summary.assembly.packets_lost, 0, "{summary}");
+
+    // The vendor receiver's file per port: a 112-byte header (frame number first) before each image.
+    let geometry = config.geometry().unwrap();
+    let image = geometry.model.port_image_bytes();
+    let ports: Vec<Vec<u8>> = (0..2)
+        .map(|d| std::fs::read(captures.join(format!("slsreceiver-output/eiger16_d{d}_f0_0.raw"))).unwrap())
+        .collect();
+    let (mut frames, mut numbers) = (Vec::new(), Vec::new());
+    for k in 0..8 {
+        for port in &ports {
+            let record = &port[k * (112 + image)..(k + 1) * (112 + image)];
+            frames.extend_from_slice(&record[112..]);
+        }
+        numbers.push(u64::from_le_bytes(ports[0][k * (112 + image)..][..8].try_into().unwrap()));
+    }
+    let expected = dir.path().join("expected");
+    std::fs::create_dir_all(&expected).unwrap();
+    let (panels, rows, cols) = geometry.panels();
+    std::fs::write(expected.join("frames.bin"), &frames).unwrap();
+    std::fs::write(expected.join("shape.txt"), format!("8 {} {cols} <u2", panels * rows)).unwrap();
+    let layout = config.image_layout().unwrap();
+    let (bc_row, bc_col) = config.beam_center_px();
+    let meta = serde_json::json!({
+        "pixel_size_m": 75e-6,
+        "distance_m": 0.1,
+        "wavelength_angstrom": 12.398_419_843 / f64::from(config.calibration.photon_energy_kev),
+        "beam_center_row_px": bc_row,
+        "beam_center_col_px": bc_col,
+        "modules": panels,
+        "module_rows": rows,
+        "module_origins": (0..panels).map(|p| geometry.panel_origin(p, &layout)).collect::<Vec<_>>(),
+        "frames": numbers.iter().map(|n| serde_json::json!({"frame_number": n, "audit": false})).collect::<Vec<_>>(),
+    });
+    std::fs::write(expected.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let said = check(&python, &out.join("run_master.h5"), &expected, "whole");
+    println!("{said}");
+    assert!(said.contains("3 data files linked, 8 frames, chunks (1, 512, 512)"), "{said}");
+}

@@ -58,6 +58,13 @@ impl SinkLane {
     ) -> Result<SinkLane, SinkError> {
         let interest = sink.interest();
         let depth = depth.max(1);
+        // Records are touched when made: more than there is would wake the OOM killer.
+        let bytes = (depth as u64).saturating_mul(interest.payload_bytes as u64);
+        if let Some(available) = crate::frame::pool::available_memory_bytes()
+            && bytes > available / 2
+        {
+            return Err(SinkError::QueueTooLarge { sink: name, frames: depth, bytes, available });
+        }
         let (work, queued) = bounded::<Box<FrameRecord>>(depth);
         let (give_back, free) = bounded::<Box<FrameRecord>>(depth);
         for _ in 0..depth {
@@ -264,6 +271,26 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0], (0, vec![0u8; 64]), "bytes copied whole");
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "in order");
+    }
+
+    #[test]
+    fn a_queue_larger_than_memory_is_refused_before_it_is_made() {
+        let Some(available) = crate::frame::pool::available_memory_bytes() else { return };
+        struct Huge;
+        impl Sink for Huge {
+            fn interest(&self) -> Interest {
+                Interest { frames: Frames::Kept, payload: Payload::FrameBytes, payload_bytes: 64 << 20 }
+            }
+            fn write(&mut self, _: &FrameRecord) -> Result<(), SinkError> {
+                Ok(())
+            }
+            fn finish(&mut self) -> Result<SinkReport, SinkError> {
+                Ok(SinkReport::default())
+            }
+        }
+        let depth = (available / (64 << 20)) as usize;
+        let err = SinkLane::start(Box::new(Huge), "huge", depth, 0, 1).err().expect("refused");
+        assert!(err.to_string().contains("lower storage.queue_frames"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum SinkError {
     Io { sink: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{sink} sink: {path}: {reason}")]
     Format { sink: &'static str, path: PathBuf, reason: String },
+    #[error(
+        "the {sink} sink's queue of {frames} frames needs {} MiB, but only {} MiB of memory is available; lower storage.queue_frames",
+        bytes >> 20,
+        available >> 20
+    )]
+    QueueTooLarge { sink: &'static str, frames: usize, bytes: u64, available: u64 },
     #[error("cannot start the {sink} sink's thread")]
     Thread { sink: &'static str, source: std::io::Error },
     #[error("the {0} sink's thread panicked")]

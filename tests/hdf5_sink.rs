@@ -328,3 +328,35 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
     println!("{said}");
     assert!(said.contains("3 data files linked, 8 frames, chunks (1, 512, 512)"), "{said}");
 }
+
+#[test]
+fn files_rotate_by_size_as_well_as_by_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 16, hit_rate: 0.5, seed: 77, ..SimConfig::default() },
+    );
+    let out = dir.path().join("out");
+    let mut config = config_with_nexus(&sim, &out, StoredPixels::Raw, 1000);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    if let Some(SinkSection::Hdf5(h)) = config.sinks.get_mut(1) {
+        h.max_file_mib = 1;
+    }
+    common::replay(config, &sim.capture);
+    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .arg("inspect")
+        .arg("--json")
+        .arg(out.join("nexus/run_master.h5"))
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let files = summary["files"].as_array().unwrap();
+    let frames: Vec<u64> = files.iter().map(|f| f["frames"].as_u64().unwrap()).collect();
+    // A raw module frame compresses to about 0.74 MB: a file closes at its second frame.
+    assert_eq!(frames.iter().sum::<u64>(), 16, "{frames:?}");
+    assert!(frames.iter().all(|&n| n == 2), "{frames:?}");
+    for f in files {
+        let bytes = f["bytes_on_disk"].as_u64().unwrap();
+        assert!(bytes < 2 << 20, "a file of {bytes} bytes");
+    }
+}

@@ -8,23 +8,9 @@ mod common;
 use hitgate::sim::SimConfig;
 use hitgate::sink::bitshuffle::{ChunkCompressor, decompress};
 
-fn python() -> Option<std::path::PathBuf> {
-    let p = std::env::var_os("HITGATE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/var/tmp/hitgate-train/venv/bin/python".into());
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import h5py, hdf5plugin"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(p)
-}
-
 #[test]
 fn h5py_and_hdf5plugin_agree_with_our_chunks_both_ways() {
-    let Some(python) = python() else {
-        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
-        return;
-    };
+    let Some(python) = common::h5py_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(
         &dir.path().join("sim"),

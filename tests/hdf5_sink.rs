@@ -18,14 +18,6 @@ use hitgate::config::{Config, Hdf5Section, SinkSection, StoredPixels, TriggerKin
 use hitgate::sim::{SimConfig, SimOutputs};
 use hitgate::sink::raw::{FLAG_AUDIT, read_index};
 
-fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("HITGATE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/tmp/hitgate-train/venv/bin/python".into());
-    let ok = Command::new(&p).args(["-c", "import h5py, hdf5plugin"]).output().is_ok_and(|o| o.status.success());
-    ok.then_some(p)
-}
-
 /// The simulated run's replay config with raw frames in `out/raw` and NeXus files in `out/nexus`.
 fn config_with_nexus(sim: &SimOutputs, out: &Path, pixels: StoredPixels, frames_per_file: u64) -> Config {
     let mut config = common::replay_config(sim);
@@ -102,6 +94,24 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
     std::fs::write(to.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
 }
 
+/// A simulated run of `frames` frames, replayed with every frame kept into `dir/out` (raw and NeXus,
+/// `frames_per_file` a file, changed by `adjust`); the simulation and the config.
+fn keep_everything(dir: &Path, frames: u64, seed: u64, adjust: impl FnOnce(&mut Hdf5Section)) -> (SimOutputs, Config) {
+    let sim = common::simulated(&dir.join("sim"), &SimConfig { frames, hit_rate: 0.5, seed, ..SimConfig::default() });
+    let mut config = config_with_nexus(&sim, &dir.join("out"), StoredPixels::Raw, 100);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    if let Some(SinkSection::Hdf5(h)) = config.sinks.get_mut(1) {
+        adjust(h);
+    }
+    common::replay(config.clone(), &sim.capture);
+    (sim, config)
+}
+
+/// What a command printed on its standard output.
+fn stdout_of(command: &mut Command) -> String {
+    String::from_utf8_lossy(&command.output().unwrap().stdout).into_owned()
+}
+
 fn check(python: &Path, master: &Path, expected: &Path, mode: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/nexus_check.py");
     let out = Command::new(python).arg(script).arg(master).arg(expected).arg(mode).output().unwrap();
@@ -111,10 +121,7 @@ fn check(python: &Path, master: &Path, expected: &Path, mode: &str) -> String {
 }
 
 fn run_and_check(pixels: StoredPixels, sim_config: SimConfig) {
-    let Some(python) = python() else {
-        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
-        return;
-    };
+    let Some(python) = common::h5py_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(&dir.path().join("sim"), &sim_config);
     let out = dir.path().join("out");
@@ -172,32 +179,22 @@ fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sim = common::simulated(
-        &dir.path().join("sim"),
-        &SimConfig { frames: 12, hit_rate: 0.5, seed: 74, ..SimConfig::default() },
-    );
+    keep_everything(dir.path(), 12, 74, |_| {});
     let out = dir.path().join("out");
-    let mut config = config_with_nexus(&sim, &out, StoredPixels::Raw, 100);
-    config.trigger.kind = TriggerKind::AcceptAll;
-    common::replay(config, &sim.capture);
     let data = out.join("nexus/run_data_000001.h5");
-    let ls = Command::new("h5ls").arg("-r").arg(&data).output().unwrap();
-    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    let ls = stdout_of(Command::new("h5ls").arg("-r").arg(&data));
     println!("{ls}");
     let data_line = ls.lines().find(|l| l.starts_with("/entry/data/data ")).unwrap_or_default();
     assert!(data_line.ends_with("Dataset {12/Inf, 512, 1024}"), "{ls}");
     for name in ["frame_number", "timestamp", "trigger_score", "audit", "packet_mask", "packets_received"] {
         assert!(ls.contains(&format!("/entry/data/{name}")), "{name} missing: {ls}");
     }
-    let dump = Command::new("h5dump").args(["-p", "-H", "-d", "/entry/data/data"]).arg(&data).output().unwrap();
-    let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+    let dump = stdout_of(Command::new("h5dump").args(["-p", "-H", "-d", "/entry/data/data"]).arg(&data));
     assert!(dump.contains("CHUNKED ( 1, 512, 1024 )"), "{dump}");
     assert!(dump.contains("FILTER_ID 32008"), "{dump}");
     let master = out.join("nexus/run_master.h5");
-    let ls = Command::new("h5ls").arg("-r").arg(&master).output().unwrap();
-    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
-    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master).output().unwrap();
-    let shown = String::from_utf8_lossy(&inspect.stdout);
+    let ls = stdout_of(Command::new("h5ls").arg("-r").arg(&master));
+    let shown = stdout_of(Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master));
     assert!(shown.contains("NXmx master, run complete") && shown.contains("12 frames in 1 files"), "{shown}");
     let link = ls.lines().find(|l| l.starts_with("/entry/data/data_000001 ")).unwrap_or_default();
     assert!(link.ends_with("External Link {run_data_000001.h5//entry/data/data}"), "{ls}");
@@ -205,21 +202,11 @@ fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
 
 #[test]
 fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
-    let Some(python) = python() else {
-        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
-        return;
-    };
+    let Some(python) = common::h5py_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let sim = common::simulated(
-        &dir.path().join("sim"),
-        &SimConfig { frames: 80, hit_rate: 0.3, seed: 75, ..SimConfig::default() },
-    );
     // What the files must hold: a whole run of the same capture and config, in process.
-    let reference = dir.path().join("reference");
-    let mut config = config_with_nexus(&sim, &reference, StoredPixels::Raw, 4);
-    config.trigger.kind = TriggerKind::AcceptAll;
-    common::replay(config.clone(), &sim.capture);
-    write_expected(&config, &reference.join("raw"), StoredPixels::Raw, &dir.path().join("expected"));
+    let (sim, config) = keep_everything(dir.path(), 80, 75, |h| h.frames_per_file = 4);
+    write_expected(&config, &dir.path().join("out/raw"), StoredPixels::Raw, &dir.path().join("expected"));
 
     // The same run in a child process, at a fiftieth of the recorded pace (20 frames a second), killed
     // once two data files are closed.
@@ -252,9 +239,7 @@ fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
     println!("{said}");
     assert!(said.contains("2 data files linked, 8 frames"), "{said}");
     // The operator's view of the same folder.
-    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master).output().unwrap();
-    let shown = String::from_utf8_lossy(&inspect.stdout);
-    assert!(inspect.status.success(), "{shown}");
+    let shown = stdout_of(Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg(&master));
     assert!(shown.contains("run not closed") && shown.contains("8 frames in 2 files"), "{shown}");
     assert!(shown.contains("open or cut short:") && shown.contains("run_data_000003.h5.partial"), "{shown}");
     assert!(killed.join("nexus/run_data_000001.h5").exists() && killed.join("nexus/run_data_000002.h5").exists());
@@ -264,10 +249,7 @@ fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
 /// NeXus files hold exactly the images the vendor's own receiver wrote for each port, ports stacked.
 #[test]
 fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
-    let Some(python) = python() else {
-        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
-        return;
-    };
+    let Some(python) = common::h5py_python() else { return };
     let captures = std::env::var_os("HITGATE_CAPTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/captures"));

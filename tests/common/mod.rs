@@ -59,3 +59,19 @@ pub fn assembled(
     out.extend(std::iter::from_fn(|| assembler.pop_ready()));
     out
 }
+
+/// A Python with h5py and hdf5plugin: `$HITGATE_PYTHON`, else the test environment's
+/// (`scripts/python-env`); `None` (and the check says it is skipped) where neither has them.
+pub fn h5py_python() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("HITGATE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/hitgate-train/venv/bin/python".into());
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import h5py, hdf5plugin"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
+    }
+    ok.then_some(p)
+}

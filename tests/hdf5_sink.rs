@@ -66,8 +66,6 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
     };
     std::fs::write(to.join("frames.bin"), bytes).unwrap();
     std::fs::write(to.join("shape.txt"), format!("{} {} {cols} {dtype}", index.len(), panels * rows)).unwrap();
-    let layout = config.image_layout().unwrap();
-    let (bc_row, bc_col) = config.beam_center_px();
     let nexus = config
         .sinks
         .iter()
@@ -76,20 +74,35 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
             _ => None,
         })
         .unwrap();
+    let frames = index
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "frame_number": r.frame_number.get(),
+                "score": r.score.get(),
+                "audit": r.flags.get() & FLAG_AUDIT != 0,
+            })
+        })
+        .collect();
+    write_meta(config, nexus.distance_mm, frames, to);
+}
+
+/// `meta.json` for the checker: the geometry the master must describe and the kept frames.
+fn write_meta(config: &Config, distance_mm: f64, frames: Vec<serde_json::Value>, to: &Path) {
+    let geometry = config.geometry().unwrap();
+    let (panels, rows, _) = geometry.panels();
+    let layout = config.image_layout().unwrap();
+    let (bc_row, bc_col) = config.beam_center_px();
     let meta = serde_json::json!({
         "pixel_size_m": f64::from(geometry.model.pixel_size_um) * 1e-6,
-        "distance_m": nexus.distance_mm * 1e-3,
+        "distance_m": distance_mm * 1e-3,
         "wavelength_angstrom": 12.398_419_843 / f64::from(config.calibration.photon_energy_kev),
         "beam_center_row_px": bc_row,
         "beam_center_col_px": bc_col,
         "modules": panels,
         "module_rows": rows,
         "module_origins": (0..panels).map(|p| geometry.panel_origin(p, &layout)).collect::<Vec<_>>(),
-        "frames": index.iter().map(|r| serde_json::json!({
-            "frame_number": r.frame_number.get(),
-            "score": r.score.get(),
-            "audit": r.flags.get() & FLAG_AUDIT != 0,
-        })).collect::<Vec<_>>(),
+        "frames": frames,
     });
     std::fs::write(to.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
 }
@@ -292,20 +305,8 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
     let (panels, rows, cols) = geometry.panels();
     std::fs::write(expected.join("frames.bin"), &frames).unwrap();
     std::fs::write(expected.join("shape.txt"), format!("8 {} {cols} <u2", panels * rows)).unwrap();
-    let layout = config.image_layout().unwrap();
-    let (bc_row, bc_col) = config.beam_center_px();
-    let meta = serde_json::json!({
-        "pixel_size_m": 75e-6,
-        "distance_m": 0.1,
-        "wavelength_angstrom": 12.398_419_843 / f64::from(config.calibration.photon_energy_kev),
-        "beam_center_row_px": bc_row,
-        "beam_center_col_px": bc_col,
-        "modules": panels,
-        "module_rows": rows,
-        "module_origins": (0..panels).map(|p| geometry.panel_origin(p, &layout)).collect::<Vec<_>>(),
-        "frames": numbers.iter().map(|n| serde_json::json!({"frame_number": n, "audit": false})).collect::<Vec<_>>(),
-    });
-    std::fs::write(expected.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let frames = numbers.iter().map(|n| serde_json::json!({"frame_number": n, "audit": false})).collect();
+    write_meta(&config, 100.0, frames, &expected);
     let said = check(&python, &out.join("run_master.h5"), &expected, "whole");
     println!("{said}");
     assert!(said.contains("3 data files linked, 8 frames, chunks (1, 512, 512)"), "{said}");

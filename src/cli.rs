@@ -98,6 +98,16 @@ pub enum Command {
     /// Write training data for the learned models from simulated frames (NumPy .npy files).
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Write the FPGA kernel's weight header and its C-simulation test data from the int8 hit
+    /// classifier (generated files under hls/: never edit them, run this).
+    FpgaExport {
+        /// The hls/ folder.
+        #[arg(long, default_value = "hls")]
+        out: PathBuf,
+        /// "builtin-int8" or an int8 (QDQ) ONNX file of the same shape.
+        #[arg(long, default_value = "builtin-int8")]
+        model: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -330,6 +340,19 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Tune { capture, config, target_rate, truth, svg, write_config } => {
             tune(&capture, &config, target_rate, truth.as_deref(), &svg, write_config)
+        }
+        Command::FpgaExport { out, model } => {
+            let (bytes, name) = match model.as_str() {
+                "builtin-int8" => (
+                    hitgate::trigger::tract::BUILTIN_INT8_MODEL.to_vec(),
+                    "models/hit_classifier.int8.onnx".to_string(),
+                ),
+                path => (std::fs::read(path).with_context(|| format!("reading {path}"))?, path.to_string()),
+            };
+            for path in hitgate::trigger::fpga::weights::export(&bytes, &name, &out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
         }
         Command::Validate { config } => {
             let c = load_config(&config)?;

@@ -2,6 +2,7 @@
 //! (a fixed cut or a target accept rate, plus the audit stream). The classical `spots` backend is the
 //! baseline every later trigger is measured against.
 
+pub mod fpga;
 pub mod rate;
 pub mod spots;
 pub mod tract;

@@ -3,4 +3,5 @@
 //! [`weights`] writes the kernel's weight header from the ONNX model.
 
 pub mod quant;
+pub mod regs;
 pub mod weights;

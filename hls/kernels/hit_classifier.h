@@ -33,6 +33,9 @@ static inline hg_acc32 hg_requantize(hg_acc32 value, int32_t multiplier, int32_t
 static inline int64_t hg_hit_logit(const int8_t x[HG_INPUTS]) {
     int32_t hidden[HG_HIDDEN1];
 #pragma HLS ARRAY_PARTITION variable = hidden complete
+    /* Each pipelined step reads a whole column of weights: one register bank per input row. */
+#pragma HLS ARRAY_PARTITION variable = HG_W1 dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = HG_W2 dim = 1 complete
 layer1:
     for (int j = 0; j < HG_HIDDEN1; j++) {
 #pragma HLS PIPELINE II = 1

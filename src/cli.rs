@@ -145,6 +145,8 @@ pub enum TriggerArg {
     Spots,
     Tract,
     AcceptAll,
+    /// The int8 classifier on the FPGA card (`trigger.fpga.card`, "emulated" by default).
+    Fpga,
 }
 
 impl From<TriggerArg> for hitgate::config::TriggerKind {
@@ -153,6 +155,7 @@ impl From<TriggerArg> for hitgate::config::TriggerKind {
             TriggerArg::Spots => hitgate::config::TriggerKind::Spots,
             TriggerArg::Tract => hitgate::config::TriggerKind::Tract,
             TriggerArg::AcceptAll => hitgate::config::TriggerKind::AcceptAll,
+            TriggerArg::Fpga => hitgate::config::TriggerKind::Fpga,
         }
     }
 }

@@ -8,8 +8,9 @@ mod schema;
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
-    FinderKind, Hdf5Section, LocaliseFrames, LocaliserSection, OnFull, RateSection, ReducerSection, SinkSection,
-    SpotsTriggerSection, StorageSection, StoredPixels, TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
+    FinderKind, FpgaTriggerSection, Hdf5Section, LocaliseFrames, LocaliserSection, OnFull, RateSection, ReducerSection,
+    SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, TractTriggerSection, TriggerKind, TriggerSection,
+    UdpSection,
 };
 
 use std::path::Path;

@@ -303,7 +303,29 @@ pub struct TriggerSection {
     pub kind: TriggerKind,
     pub spots: SpotsTriggerSection,
     pub tract: TractTriggerSection,
+    pub fpga: FpgaTriggerSection,
     pub rate: RateSection,
+}
+
+/// The trigger on an FPGA co-processor.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FpgaTriggerSection {
+    /// `"emulated"` (the HLS kernel compiled for this machine behind an emulated card) or an XDMA
+    /// card, `"xdma0"`, `"xdma1"`, … (`/dev/xdmaN_user`, `_h2c_0`, `_c2h_0`).
+    pub card: String,
+    /// `"builtin-int8"` or an int8 (QDQ) ONNX file: what the card's kernel must have been built from.
+    pub model: String,
+    /// The cut on the hit probability.
+    pub threshold: f32,
+    /// A call the card has not finished in this long fails; the frame is judged in software.
+    pub timeout_us: u64,
+}
+
+impl Default for FpgaTriggerSection {
+    fn default() -> Self {
+        FpgaTriggerSection { card: "emulated".into(), model: "builtin-int8".into(), threshold: 0.5, timeout_us: 10_000 }
+    }
 }
 
 /// How scores become verdicts beyond the backend's own cut: a target accept rate, the audit stream.
@@ -338,6 +360,9 @@ pub enum TriggerKind {
     Tract,
     /// Keep every frame (commissioning, calibration runs).
     AcceptAll,
+    /// The int8 hit classifier on an FPGA co-processor (or its emulated card); the same decisions,
+    /// judged in software (the kernel's arithmetic on the CPU) whenever the card fails.
+    Fpga,
 }
 
 /// The learned trigger.
@@ -597,6 +622,10 @@ impl Config {
         }
         if let Some(d) = self.dma.device.as_mut() {
             fix(d);
+        }
+        let m = &mut self.trigger.fpga.model;
+        if m != "builtin-int8" && Path::new(m.as_str()).is_relative() {
+            *m = base.join(m.as_str()).to_string_lossy().into_owned();
         }
         let m = &mut self.trigger.tract.model;
         if !m.starts_with("builtin") && Path::new(m.as_str()).is_relative() {
@@ -971,6 +1000,19 @@ impl Config {
         }
         if s.min_spots == 0 {
             bad("trigger.spots.min_spots", "0 would accept every frame; use trigger.kind = \"accept_all\"".into());
+        }
+        let f = &self.trigger.fpga;
+        if !f.threshold.is_finite() {
+            bad("trigger.fpga.threshold", format!("{} is not a number", f.threshold));
+        }
+        if f.card != "emulated" && f.card.strip_prefix("xdma").is_none_or(|n| n.parse::<u32>().is_err()) {
+            bad("trigger.fpga.card", format!("{:?}: \"emulated\" or \"xdmaN\"", f.card));
+        }
+        if !(10..=10_000_000).contains(&f.timeout_us) {
+            bad("trigger.fpga.timeout_us", format!("{} is outside 10..=10000000", f.timeout_us));
+        }
+        if f.model != "builtin-int8" && !Path::new(&f.model).is_file() {
+            bad("trigger.fpga.model", format!("{} is not a readable file (or \"builtin-int8\")", f.model));
         }
         let t = &self.trigger.tract;
         if !t.threshold.is_finite() {

@@ -183,6 +183,9 @@ fn reload(state: &ControlState<'_>) {
             trigger.set_threshold(now.tract.threshold),
         );
     }
+    if now.fpga.threshold != was.fpga.threshold && now.kind == crate::config::TriggerKind::Fpga {
+        apply(&format!("trigger.fpga.threshold = {}", now.fpga.threshold), trigger.set_threshold(now.fpga.threshold));
+    }
     if now.rate.target_accept_rate != was.rate.target_accept_rate {
         match now.rate.target_accept_rate {
             Some(r) => apply(&format!("trigger.rate.target_accept_rate = {r}"), trigger.set_target_rate(r)),
@@ -191,6 +194,7 @@ fn reload(state: &ControlState<'_>) {
                 "trigger.rate.target_accept_rate = none",
                 match now.kind {
                     crate::config::TriggerKind::Tract => trigger.set_threshold(now.tract.threshold),
+                    crate::config::TriggerKind::Fpga => trigger.set_threshold(now.fpga.threshold),
                     _ => trigger.set_min_spots(now.spots.min_spots),
                 },
             ),

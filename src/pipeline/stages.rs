@@ -282,6 +282,7 @@ impl Plan {
             peak_batches_failed: sinks.peak_batches_failed,
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,
+            fpga: self.reducer.trigger().fpga_stats(),
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,

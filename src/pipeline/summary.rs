@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub sinks: Vec<SinkReport>,
     /// Frames sinks should have taken that found their queue full (storage behind), over all sinks.
     pub frames_dropped_storage: u64,
+    /// What the FPGA trigger did: frames on the card, in software, and why the card is down.
+    pub fpga: Option<crate::trigger::fpga::backend::FpgaStats>,
     /// The lowest accept rate storage held the trigger to (`storage.on_full = "raise_threshold"`).
     pub storage_ceiling_min: Option<f64>,
     pub elapsed: Duration,
@@ -108,6 +110,13 @@ impl fmt::Display for RunSummary {
         )?;
         if self.trigger_failures > 0 {
             writeln!(f, "             the trigger failed on {} frames; they were kept", self.trigger_failures)?;
+        }
+        if let Some(fpga) = &self.fpga {
+            write!(f, "fpga         {} frames judged on the card, {} in software", fpga.on_card, fpga.in_software)?;
+            match &fpga.down {
+                Some(why) => writeln!(f, " (card down: {why})")?,
+                None => writeln!(f)?,
+            }
         }
         if self.frames_audited > 0 {
             writeln!(f, "audit        {} rejected frames kept, flagged, for the audit stream", self.frames_audited)?;

@@ -19,6 +19,8 @@ pub enum Backend {
     Spots(SpotsTrigger),
     /// The learned hit classifier on the frame's summary.
     Tract(TractTrigger),
+    /// The int8 hit classifier on an FPGA card, with its software fallback.
+    Fpga(Box<fpga::backend::FpgaBackend>),
     AcceptAll,
 }
 
@@ -29,6 +31,8 @@ pub enum TriggerError {
     Rate(#[from] RateError),
     #[error(transparent)]
     Classifier(#[from] ClassifierError),
+    #[error(transparent)]
+    Fpga(#[from] fpga::backend::FpgaBackendError),
 }
 
 /// One worker's trigger state (the learned backend's run state; nothing for the others).
@@ -83,6 +87,9 @@ impl Trigger {
                 let model = TractTrigger::load(&ClassifierSource::parse(&section.tract.model))?;
                 (Backend::Tract(model), section.tract.threshold, 0.0)
             }
+            TriggerKind::Fpga => {
+                (Backend::Fpga(Box::new(fpga::backend::FpgaBackend::open(&section.fpga)?)), section.fpga.threshold, 0.0)
+            }
             TriggerKind::AcceptAll => (Backend::AcceptAll, 0.0, 0.0),
         };
         let rate = RateControl::new(threshold, r.target_accept_rate, r.audit_every, tie_spread)?;
@@ -104,7 +111,23 @@ impl Trigger {
 
     /// Whether the backend reads the frame's summary (`features::summary`).
     pub fn needs_summary(&self) -> bool {
-        matches!(self.backend, Backend::Tract(_))
+        matches!(self.backend, Backend::Tract(_) | Backend::Fpga(_))
+    }
+
+    /// What the FPGA backend did (frames on the card, in software, why the card is down).
+    pub fn fpga_stats(&self) -> Option<fpga::backend::FpgaStats> {
+        match &self.backend {
+            Backend::Fpga(f) => Some(f.stats()),
+            _ => None,
+        }
+    }
+
+    /// The FPGA backend's emulated card, when it runs one.
+    pub fn emulated_card(&self) -> Option<&fpga::emulator::EmulatedCard> {
+        match &self.backend {
+            Backend::Fpga(f) => f.emulated_card(),
+            _ => None,
+        }
     }
 
     /// Judges a frame from its spot count and summary; `sequence` is its place in the run.
@@ -122,6 +145,10 @@ impl Trigger {
                 _ => Decision { score: f32::INFINITY, accepted: true, failed: true },
             },
             (Backend::Tract(_), None) => Decision { score: f32::INFINITY, accepted: true, failed: true },
+            (Backend::Fpga(f), _) => {
+                let score = f.score(summary);
+                Decision { score, accepted: self.rate.passes(score, sequence), failed: false }
+            }
             (Backend::AcceptAll, _) => Decision { score: spots_found as f32, accepted: true, failed: false },
         }
     }
@@ -135,6 +162,7 @@ impl Trigger {
         match self.backend {
             Backend::Spots(_) => "spots",
             Backend::Tract(_) => "tract",
+            Backend::Fpga(_) => "fpga",
             Backend::AcceptAll => "accept_all",
         }
     }
@@ -148,7 +176,7 @@ impl Trigger {
     pub fn min_spots(&self) -> Option<u32> {
         match self.backend {
             Backend::Spots(_) => Some(self.rate.threshold().ceil().max(0.0) as u32),
-            Backend::Tract(_) | Backend::AcceptAll => None,
+            Backend::Tract(_) | Backend::Fpga(_) | Backend::AcceptAll => None,
         }
     }
 
@@ -166,6 +194,7 @@ impl Trigger {
                 Ok(())
             }
             Backend::Tract(_) => Err(RetuneError::NoThreshold("tract (use threshold=)")),
+            Backend::Fpga(_) => Err(RetuneError::NoThreshold("fpga (use threshold=)")),
             Backend::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
     }

@@ -111,10 +111,12 @@ impl FpgaCard {
             if waited > self.timeout {
                 return Err(FpgaError::NoAnswer { waited, hint: "" });
             }
-            if waited < Duration::from_micros(200) {
+            // A card answers within microseconds; past that, sleeping lets an emulated card's
+            // device thread have the core.
+            if waited < Duration::from_micros(50) {
                 std::hint::spin_loop();
             } else {
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_micros(10));
             }
         }
         Ok((r.read(regs::STATUS), r.read(regs::JUDGED)))

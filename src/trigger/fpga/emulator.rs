@@ -122,9 +122,10 @@ impl Drop for EmulatedCard {
     }
 }
 
-/// Spinning this long after the last call keeps a busy card's latency low; an idle card sleeps.
-const SPIN_AFTER_CALL: Duration = Duration::from_millis(2);
-const IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// Spinning this long after the last call keeps a busy card's latency low; an idle card sleeps, so
+/// that on a machine with few cores the emulator does not take one from the reducers.
+const SPIN_AFTER_CALL: Duration = Duration::from_micros(200);
+const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
 /// What the device thread shares with its card.
 struct Shared {

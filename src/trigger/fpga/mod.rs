@@ -5,8 +5,10 @@
 //! - [`regs`]: the register map (the host ↔ card ABI), mirrored from the C header;
 //! - [`card`]: the hardware primitives (register BAR, DMA channels), as the XDMA driver offers them;
 //! - [`driver`]: batches of frames through the card, with the kernel's handshake and checks;
-//! - [`kernel`] and [`emulator`]: the kernel compiled for this machine, behind an emulated card.
+//! - [`kernel`] and [`emulator`]: the kernel compiled for this machine, behind an emulated card;
+//! - [`backend`]: the trigger backend, with its software fallback.
 
+pub mod backend;
 pub mod card;
 pub mod driver;
 pub mod emulator;

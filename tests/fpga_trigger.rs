@@ -1,0 +1,73 @@
+//! The `fpga` trigger through the whole pipeline: a simulated run replayed with the emulated card
+//! judges every frame on the card, as tract's int8 model does within the quantization's error; with no
+//! card (an absent XDMA device) or a card that stops answering mid-run, every frame is judged in
+//! software with exactly the card's scores, and the summary says so.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hitgate::config::{Config, SinkSection, TriggerKind};
+use hitgate::ingest::Capture;
+use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
+use hitgate::sim::SimConfig;
+use hitgate::sink::features::read_scores;
+
+fn config(sim: &hitgate::sim::SimOutputs, out: &Path, kind: TriggerKind, card: &str) -> Config {
+    let mut config = common::replay_config(sim);
+    config.trigger.kind = kind;
+    config.trigger.tract.model = "builtin-int8".into();
+    config.trigger.fpga.card = card.into();
+    config.trigger.fpga.timeout_us = 20_000;
+    config.sinks = vec![SinkSection::Features { path: out.to_path_buf() }];
+    config
+}
+
+fn scores(summary: &RunSummary, path: &Path) -> HashMap<u64, f32> {
+    let s = read_scores(path).unwrap();
+    assert_eq!(s.len() as u64, summary.frames_out());
+    s
+}
+
+#[test]
+fn the_fpga_trigger_judges_like_tract_and_falls_back_to_the_same_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 120, hit_rate: 0.3, seed: 97, ..SimConfig::default() },
+    );
+    let on_card = dir.path().join("card.jsonl");
+    let card_run = common::replay(config(&sim, &on_card, TriggerKind::Fpga, "emulated"), &sim.capture);
+    let stats = card_run.fpga.clone().unwrap();
+    assert_eq!((stats.on_card, stats.in_software, stats.down.as_deref()), (120, 0, None), "{card_run}");
+    assert!(card_run.to_string().contains("fpga         120 frames judged on the card, 0 in software"));
+
+    let tract_path = dir.path().join("tract.jsonl");
+    let tract_run = common::replay(config(&sim, &tract_path, TriggerKind::Tract, "emulated"), &sim.capture);
+    let (card, tract) = (scores(&card_run, &on_card), scores(&tract_run, &tract_path));
+    let worst = card.iter().map(|(f, s)| (s - tract[f]).abs()).fold(0f32, f32::max);
+    assert!(worst <= 0.01, "card against tract int8: {worst}");
+    assert_eq!(card_run.frames_accepted, tract_run.frames_accepted);
+
+    // No card at all: every frame in software, the very same scores.
+    let absent = dir.path().join("absent.jsonl");
+    let absent_run = common::replay(config(&sim, &absent, TriggerKind::Fpga, "xdma9"), &sim.capture);
+    let stats = absent_run.fpga.clone().unwrap();
+    assert_eq!((stats.on_card, stats.in_software), (0, 120));
+    assert!(stats.down.as_deref().unwrap_or_default().contains("/dev/xdma9_user"), "{stats:?}");
+    assert_eq!(scores(&absent_run, &absent), card, "software fallback = card, bit for bit");
+
+    // A card that stops raising done after it opened: given up after three calls, same scores.
+    let stuck = dir.path().join("stuck.jsonl");
+    let plan = Plan::new(config(&sim, &stuck, TriggerKind::Fpga, "emulated")).unwrap();
+    plan.trigger().emulated_card().unwrap().set_stuck_done(true);
+    let capture = Capture::open(&sim.capture).unwrap();
+    let stuck_run =
+        plan.replay(&capture, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).unwrap();
+    let stats = stuck_run.fpga.clone().unwrap();
+    assert_eq!((stats.on_card, stats.in_software), (0, 120), "{stuck_run}");
+    assert!(stats.down.as_deref().unwrap_or_default().contains("done never rose"), "{stats:?}");
+    assert!(stuck_run.to_string().contains("card down:"), "{stuck_run}");
+    assert_eq!(scores(&stuck_run, &stuck), card);
+}

@@ -104,6 +104,9 @@ pub enum Command {
         /// The hls/ folder.
         #[arg(long, default_value = "hls")]
         out: PathBuf,
+        /// The bitstreams/ folder (the emulated card's manifest goes to emulated/manifest.toml).
+        #[arg(long, default_value = "bitstreams")]
+        bitstreams: PathBuf,
         /// "builtin-int8" or an int8 (QDQ) ONNX file of the same shape.
         #[arg(long, default_value = "builtin-int8")]
         model: String,
@@ -344,7 +347,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tune { capture, config, target_rate, truth, svg, write_config } => {
             tune(&capture, &config, target_rate, truth.as_deref(), &svg, write_config)
         }
-        Command::FpgaExport { out, model } => {
+        Command::FpgaExport { out, bitstreams, model } => {
             let (bytes, name) = match model.as_str() {
                 "builtin-int8" => (
                     hitgate::trigger::tract::BUILTIN_INT8_MODEL.to_vec(),
@@ -352,7 +355,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ),
                 path => (std::fs::read(path).with_context(|| format!("reading {path}"))?, path.to_string()),
             };
-            for path in hitgate::trigger::fpga::weights::export(&bytes, &name, &out)? {
+            for path in hitgate::trigger::fpga::weights::export(&bytes, &name, &out, &bitstreams)? {
                 println!("wrote {}", path.display());
             }
             Ok(())

@@ -320,11 +320,22 @@ pub struct FpgaTriggerSection {
     pub threshold: f32,
     /// A call the card has not finished in this long fails; the frame is judged in software.
     pub timeout_us: u64,
+    /// The manifest of the bitstream on the card (`bitstreams/<board>/manifest.toml`); checked
+    /// against this hitgate's register map and the model at start. Required for an XDMA card; the
+    /// emulated card's is built in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
 }
 
 impl Default for FpgaTriggerSection {
     fn default() -> Self {
-        FpgaTriggerSection { card: "emulated".into(), model: "builtin-int8".into(), threshold: 0.5, timeout_us: 10_000 }
+        FpgaTriggerSection {
+            card: "emulated".into(),
+            model: "builtin-int8".into(),
+            threshold: 0.5,
+            timeout_us: 10_000,
+            manifest: None,
+        }
     }
 }
 
@@ -622,6 +633,9 @@ impl Config {
         }
         if let Some(d) = self.dma.device.as_mut() {
             fix(d);
+        }
+        if let Some(m) = self.trigger.fpga.manifest.as_mut() {
+            fix(m);
         }
         let m = &mut self.trigger.fpga.model;
         if m != "builtin-int8" && Path::new(m.as_str()).is_relative() {
@@ -1010,6 +1024,19 @@ impl Config {
         }
         if !(10..=10_000_000).contains(&f.timeout_us) {
             bad("trigger.fpga.timeout_us", format!("{} is outside 10..=10000000", f.timeout_us));
+        }
+        match &f.manifest {
+            None if f.card != "emulated" => bad(
+                "trigger.fpga.manifest",
+                format!(
+                    "required for card {:?}: the manifest of the bitstream loaded on it (bitstreams/<board>/manifest.toml)",
+                    f.card
+                ),
+            ),
+            Some(path) if !path.is_file() => {
+                bad("trigger.fpga.manifest", format!("{} is not a readable file", path.display()))
+            }
+            _ => {}
         }
         if f.model != "builtin-int8" && !Path::new(&f.model).is_file() {
             bad("trigger.fpga.model", format!("{} is not a readable file (or \"builtin-int8\")", f.model));

@@ -15,6 +15,7 @@ use metrics::{counter, gauge};
 use super::card::CardPaths;
 use super::driver::{CardLayout, FpgaCard, FpgaError};
 use super::emulator::{EmulatedCard, Faults, INPUT_ADDRESS, OUTPUT_ADDRESS};
+use super::manifest::{EMULATED_MANIFEST, Manifest, ManifestError};
 use super::quant::{INPUTS, QuantClassifier, QuantError};
 use super::weights::fnv1a64;
 use crate::config::FpgaTriggerSection;
@@ -29,6 +30,10 @@ pub enum FpgaBackendError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("trigger.fpga.model")]
     Model(#[from] QuantError),
+    #[error("trigger.fpga.manifest")]
+    Manifest(#[from] ManifestError),
+    #[error("trigger.fpga.manifest: required for card {0:?} (the manifest of the bitstream loaded on it)")]
+    NoManifest(String),
 }
 
 /// What the backend did over a run.
@@ -70,6 +75,18 @@ impl FpgaBackend {
             path => std::fs::read(path).map_err(|source| FpgaBackendError::Read { path: path.into(), source })?,
         };
         let quant = QuantClassifier::from_onnx(&model)?;
+        // A bitstream built from other sources or another model is refused, not fallen back from.
+        let (manifest, manifest_path) = match &section.manifest {
+            Some(path) => (Manifest::load(path)?, path.clone()),
+            None if section.card == "emulated" => {
+                let path = PathBuf::from("bitstreams/emulated/manifest.toml (built in)");
+                let parsed = toml::from_str(EMULATED_MANIFEST)
+                    .map_err(|e| ManifestError::Parse { path: path.clone(), reason: e.message().to_string() })?;
+                (parsed, path)
+            }
+            None => return Err(FpgaBackendError::NoManifest(section.card.clone())),
+        };
+        manifest.check(&manifest_path, &model)?;
         let mut emulated = None;
         let paths = if section.card == "emulated" {
             // One folder per emulated card of this process.

@@ -6,13 +6,15 @@
 //! - [`card`]: the hardware primitives (register BAR, DMA channels), as the XDMA driver offers them;
 //! - [`driver`]: batches of frames through the card, with the kernel's handshake and checks;
 //! - [`kernel`] and [`emulator`]: the kernel compiled for this machine, behind an emulated card;
-//! - [`backend`]: the trigger backend, with its software fallback.
+//! - [`backend`]: the trigger backend, with its software fallback;
+//! - [`manifest`]: what a bitstream was built from, checked before a card is used.
 
 pub mod backend;
 pub mod card;
 pub mod driver;
 pub mod emulator;
 pub mod kernel;
+pub mod manifest;
 pub mod quant;
 pub mod regs;
 pub mod weights;

@@ -112,14 +112,36 @@ pub enum ExportError {
     Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
-/// Writes the generated files under `hls_dir`; returns their paths.
+/// Where the emulated card's manifest goes, under `bitstreams/`.
+pub const EMULATED_MANIFEST_FILE: &str = "emulated/manifest.toml";
+
+/// The emulated card's manifest text for `model` and the weight header made from it.
+pub fn emulated_manifest_text(model: &[u8], name: &str, weights_header: &str) -> String {
+    let manifest = super::manifest::emulated(name, model, weights_header.as_bytes());
+    format!(
+        "# The emulated card's \"bitstream\": the kernel compiled for the host. Written by `hitgate fpga-export`;\n\
+         # hitgate checks it against its register map and the configured model before using the card.\n{}",
+        toml::to_string(&manifest).unwrap_or_default()
+    )
+}
+
+/// Writes the generated files under `hls_dir`, and the emulated card's manifest under
+/// `bitstreams_dir`; returns their paths.
 ///
 /// # Errors
 /// As [`generate`], or a file cannot be written.
-pub fn export(model: &[u8], name: &str, hls_dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, ExportError> {
+pub fn export(
+    model: &[u8],
+    name: &str,
+    hls_dir: &std::path::Path,
+    bitstreams_dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, ExportError> {
     let mut written = Vec::new();
-    for (file, text) in generate(model, name)? {
-        let path = hls_dir.join(file);
+    let mut files: Vec<(std::path::PathBuf, String)> =
+        generate(model, name)?.into_iter().map(|(f, t)| (hls_dir.join(f), t)).collect();
+    let header = files.first().map(|(_, t)| t.clone()).unwrap_or_default();
+    files.push((bitstreams_dir.join(EMULATED_MANIFEST_FILE), emulated_manifest_text(model, name, &header)));
+    for (path, text) in files {
         let err = |source| ExportError::Write { path: path.clone(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(err)?;

@@ -62,10 +62,6 @@ impl FrameEncoder {
         }
     }
 
-    pub fn pixels(&self) -> StoredPixels {
-        self.pixels
-    }
-
     /// Compresses the frame whose raw pixels are `raw` into `out` (replaced), converting them first
     /// with `converter` (or the plan's own) when photons are stored.
     pub fn encode(&mut self, plan: &ReducerPlan, converter: Option<&PhotonConverter>, raw: &[u16], out: &mut Vec<u8>) {

@@ -27,7 +27,6 @@ pub struct Hdf5Sink {
     section: Hdf5Section,
     master: PathBuf,
     run: RunDescription,
-    pixels: StoredPixels,
     elem_size: usize,
     shape: (usize, usize),
     mask_words: usize,
@@ -52,7 +51,7 @@ impl Hdf5Sink {
             (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect();
         let pixel_mask = match &config.calibration.mask_file {
             Some(file) => crate::calib::PixelMask::load(file, panels * rows * cols)
-                .map_err(|e| SinkError::Format { sink: "hdf5", path: file.clone(), reason: e.to_string() })?
+                .map_err(|e| failed(file, e))?
                 .flags()
                 .iter()
                 .map(|&f| u32::from(f))
@@ -85,7 +84,6 @@ impl Hdf5Sink {
             section: section.clone(),
             master,
             run,
-            pixels: section.pixels,
             elem_size: stored_element_size(section.pixels, geometry),
             shape: (panels * rows, cols),
             mask_words: geometry.packets_per_frame().div_ceil(64),
@@ -103,12 +101,13 @@ impl Hdf5Sink {
         format!("{}_data_{:06}.h5", self.section.prefix, index)
     }
 
-    fn write_master(&self, end_time: Option<&str>) -> Result<(), SinkError> {
-        write_master(&self.master, &self.run, &self.closed, end_time).map_err(|e| self.fail(&self.master, e))
+    /// The path of the data file being written (or about to be).
+    fn open_path(&self) -> PathBuf {
+        self.section.dir.join(self.data_file_name(self.closed.len() + 1))
     }
 
-    fn fail(&self, path: &Path, e: impl std::fmt::Display) -> SinkError {
-        SinkError::Format { sink: "hdf5", path: path.to_path_buf(), reason: e.to_string() }
+    fn write_master(&self, end_time: Option<&str>) -> Result<(), SinkError> {
+        write_master(&self.master, &self.run, &self.closed, end_time).map_err(|e| failed(&self.master, e))
     }
 
     /// Closes the open data file under its final name and links it from the master.
@@ -117,11 +116,14 @@ impl Hdf5Sink {
         let frames = file.frames();
         let first = self.frames - frames + 1;
         let name = self.data_file_name(self.closed.len() + 1);
-        let path = self.section.dir.join(&name);
-        file.close(first).map_err(|e| self.fail(&path, e))?;
+        file.close(first).map_err(|e| failed(&self.section.dir.join(&name), e))?;
         self.closed.push(LinkedFile { name, frames });
         self.write_master(None)
     }
+}
+
+fn failed(path: &Path, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Format { sink: "hdf5", path: path.to_path_buf(), reason: e.to_string() }
 }
 
 /// h·c in keV·Å: wavelength = this / photon energy.
@@ -133,17 +135,18 @@ impl Sink for Hdf5Sink {
     }
 
     fn write(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        let path = self.open_path();
         if self.open.is_none() {
-            let path = self.section.dir.join(self.data_file_name(self.closed.len() + 1));
+            let s = &self.section;
             let file = DataFile::create(
                 &path,
-                self.pixels,
+                s.pixels,
                 self.elem_size,
                 self.shape,
                 self.mask_words,
-                self.section.frames_per_file as usize,
+                s.frames_per_file as usize,
             )
-            .map_err(|e| self.fail(&path, e))?;
+            .map_err(|e| failed(&path, e))?;
             self.open = Some(file);
         }
         let meta = &record.meta;
@@ -159,20 +162,14 @@ impl Sink for Hdf5Sink {
             packet_mask: &record.packet_mask,
             chunk: &record.payload,
         };
-        let index = self.closed.len() + 1;
         let section = &self.section;
         let Some(file) = self.open.as_mut() else { return Ok(()) };
-        let failed = |e: hdf5::Error| SinkError::Format {
-            sink: "hdf5",
-            path: section.dir.join(format!("{}_data_{:06}.h5", section.prefix, index)),
-            reason: e.to_string(),
-        };
-        file.append(&entry).map_err(failed)?;
+        file.append(&entry).map_err(|e| failed(&path, e))?;
         self.frames += 1;
         self.bytes += record.payload.len() as u64;
         let full = file.frames() >= section.frames_per_file || file.chunk_bytes() >= section.max_file_mib << 20;
         if !full && file.frames().is_multiple_of(section.flush_every_frames) {
-            file.flush().map_err(failed)?;
+            file.flush().map_err(|e| failed(&path, e))?;
         }
         if full {
             self.close_open()?;

@@ -135,13 +135,14 @@ impl FpgaBackend {
         self.quant.quantize_input(summary, &mut x);
         if self.up.load(Ordering::Relaxed) {
             match self.on_card(&x) {
-                Ok(logit) => {
+                Some(Ok(logit)) => {
                     self.failures_in_a_row.store(0, Ordering::Relaxed);
                     self.on_card.fetch_add(1, Ordering::Relaxed);
                     counter!(telemetry::FPGA_FRAMES).increment(1);
                     return self.quant.probability(logit);
                 }
-                Err(e) => self.failed(&e),
+                Some(Err(e)) => self.failed(&e),
+                None => {}
             }
         }
         self.in_software.fetch_add(1, Ordering::Relaxed);
@@ -149,12 +150,12 @@ impl FpgaBackend {
         self.quant.probability(self.quant.logit_accumulator(&x))
     }
 
-    fn on_card(&self, x: &[i8; INPUTS]) -> Result<i64, FpgaError> {
+    /// The card's logit for one frame; `None` when there is no card.
+    fn on_card(&self, x: &[i8; INPUTS]) -> Option<Result<i64, FpgaError>> {
         let mut guard = self.card.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(card) = guard.as_mut() else { return Err(FpgaError::BatchTooLarge(0)) };
+        let card = guard.as_mut()?;
         let mut logit = [0i64];
-        card.judge(std::slice::from_ref(x), &mut logit)?;
-        Ok(logit[0])
+        Some(card.judge(std::slice::from_ref(x), &mut logit).map(|()| logit[0]))
     }
 
     fn failed(&self, e: &FpgaError) {

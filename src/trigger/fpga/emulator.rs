@@ -137,6 +137,7 @@ struct Shared {
 
 fn device(window: &RegisterWindow, mut memory: MmapMut, shared: &Shared) {
     let mut last_call = Instant::now();
+    let mut scratch = Scratch::default();
     while !shared.stop.load(Ordering::Relaxed) {
         if window.read(regs::CTRL) & regs::CTRL_START == 0 {
             if last_call.elapsed() < SPIN_AFTER_CALL {
@@ -153,7 +154,7 @@ fn device(window: &RegisterWindow, mut memory: MmapMut, shared: &Shared) {
             (address(regs::INPUT_ADDR_LO, regs::INPUT_ADDR_HI), address(regs::OUTPUT_ADDR_LO, regs::OUTPUT_ADDR_HI));
         let frames = window.read(regs::FRAMES);
         let t0 = Instant::now();
-        let report = run_in_memory(&mut memory, input_at, output_at, frames);
+        let report = run_in_memory(&mut memory, input_at, output_at, frames, &mut scratch);
         shared.kernel_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         shared.calls.fetch_add(1, Ordering::Relaxed);
         window.write(regs::STATUS, report.status);
@@ -171,9 +172,22 @@ fn device(window: &RegisterWindow, mut memory: MmapMut, shared: &Shared) {
     }
 }
 
+/// The device thread's buffers between card memory and the kernel, grown once and reused.
+#[derive(Default)]
+struct Scratch {
+    input: Vec<i8>,
+    output: Vec<i64>,
+}
+
 /// Runs the kernel on card memory; addresses outside it make a call with no frames (as an AXI
 /// master reading beyond its memory would fault, the kernel reports it judged none).
-fn run_in_memory(memory: &mut [u8], input_at: u64, output_at: u64, frames: u32) -> kernel::KernelReport {
+fn run_in_memory(
+    memory: &mut [u8],
+    input_at: u64,
+    output_at: u64,
+    frames: u32,
+    scratch: &mut Scratch,
+) -> kernel::KernelReport {
     let n = frames as usize;
     let input_range = input_at as usize..(input_at as usize).saturating_add(n * INPUTS);
     let output_range = output_at as usize..(output_at as usize).saturating_add(n * 8);
@@ -182,10 +196,12 @@ fn run_in_memory(memory: &mut [u8], input_at: u64, output_at: u64, frames: u32) 
     if !fits || overlap || n == 0 {
         return kernel::run(&[], &mut [], 0);
     }
-    let input: Vec<i8> = memory[input_range].iter().map(|&b| b as i8).collect();
-    let mut output = vec![0i64; n];
-    let report = kernel::run(&input, &mut output, frames);
-    for (slot, v) in memory[output_range].chunks_exact_mut(8).zip(&output) {
+    scratch.input.clear();
+    scratch.input.extend(memory[input_range].iter().map(|&b| b as i8));
+    scratch.output.clear();
+    scratch.output.resize(n, 0);
+    let report = kernel::run(&scratch.input, &mut scratch.output, frames);
+    for (slot, v) in memory[output_range].chunks_exact_mut(8).zip(&scratch.output) {
         slot.copy_from_slice(&v.to_le_bytes());
     }
     report

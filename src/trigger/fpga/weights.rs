@@ -12,14 +12,14 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-fn list<T: std::fmt::Display>(values: &[T]) -> String {
-    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+fn list<T: std::fmt::Display>(values: &[T], separator: &str) -> String {
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
 }
 
 fn matrix(out: &mut String, name: &str, values: &[i8], rows: usize, cols: usize) {
     let _ = writeln!(out, "static const int8_t {name}[{rows}][{cols}] = {{");
     for row in values.chunks_exact(cols) {
-        let _ = writeln!(out, "    {{{}}},", list(row));
+        let _ = writeln!(out, "    {{{}}},", list(row, ", "));
     }
     out.push_str("};\n");
 }
@@ -46,10 +46,10 @@ pub fn weights_header(q: &QuantClassifier, name: &str, model: &[u8]) -> String {
     let _ = writeln!(h, "static const int32_t HG_REQUANT1_MULTIPLIER = {};", q.requant1.multiplier);
     let _ = writeln!(h, "static const int32_t HG_REQUANT1_SHIFT = {};\n", q.requant1.shift);
     matrix(&mut h, "HG_W1", &q.w1, INPUTS, HIDDEN1);
-    let _ = writeln!(h, "static const int32_t HG_B1[{HIDDEN1}] = {{{}}};", list(&q.b1));
+    let _ = writeln!(h, "static const int32_t HG_B1[{HIDDEN1}] = {{{}}};", list(&q.b1, ", "));
     matrix(&mut h, "HG_W2", &q.w2, HIDDEN1, HIDDEN2);
-    let _ = writeln!(h, "static const int32_t HG_B2[{HIDDEN2}] = {{{}}};", list(&q.b2));
-    let _ = writeln!(h, "static const int8_t HG_W3[{HIDDEN2}] = {{{}}};", list(&q.w3));
+    let _ = writeln!(h, "static const int32_t HG_B2[{HIDDEN2}] = {{{}}};", list(&q.b2, ", "));
+    let _ = writeln!(h, "static const int8_t HG_W3[{HIDDEN2}] = {{{}}};", list(&q.w3, ", "));
     let _ = writeln!(h, "static const int64_t HG_B3 = {}LL;\n", q.b3);
     h.push_str("#endif\n");
     h
@@ -74,7 +74,7 @@ pub fn test_vectors(q: &QuantClassifier, summaries: &[f32], extra: &[[i8; INPUTS
         x
     });
     for x in quantized.chain(extra.iter().copied()) {
-        let _ = writeln!(inputs, "{}", list(&x).replace(", ", " "));
+        let _ = writeln!(inputs, "{}", list(&x, " "));
         let _ = writeln!(expected, "{}", q.logit_accumulator(&x));
     }
     (inputs, expected)

@@ -18,6 +18,13 @@ use hitgate::config::{Config, Hdf5Section, SinkSection, StoredPixels, TriggerKin
 use hitgate::sim::{SimConfig, SimOutputs};
 use hitgate::sink::raw::{FLAG_AUDIT, read_index};
 
+/// The tests take turns: HDF5 opens files without close-on-exec and locks them, so a child process
+/// (a reader, `h5ls`, a hitgate run) that one test starts while another has a data file open would
+/// inherit that lock and keep the file from other readers until it exits.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    common::one_at_a_time()
+}
+
 /// The simulated run's replay config with raw frames in `out/raw` and NeXus files in `out/nexus`.
 fn config_with_nexus(sim: &SimOutputs, out: &Path, pixels: StoredPixels, frames_per_file: u64) -> Config {
     let mut config = common::replay_config(sim);
@@ -157,21 +164,25 @@ fn small_run(seed: u64) -> SimConfig {
 
 #[test]
 fn raw_frames_read_back_byte_for_byte_with_their_nxmx_description() {
+    let _turn = turn();
     run_and_check(StoredPixels::Raw, small_run(71));
 }
 
 #[test]
 fn whole_photons_as_u32_read_back_exactly() {
+    let _turn = turn();
     run_and_check(StoredPixels::PhotonsU32, small_run(72));
 }
 
 #[test]
 fn photons_as_f32_read_back_exactly() {
+    let _turn = turn();
     run_and_check(StoredPixels::PhotonsF32, small_run(73));
 }
 
 #[test]
 fn a_detector_of_four_modules_with_gaps_describes_where_each_sits() {
+    let _turn = turn();
     run_and_check(
         StoredPixels::Raw,
         SimConfig {
@@ -187,6 +198,7 @@ fn a_detector_of_four_modules_with_gaps_describes_where_each_sits() {
 
 #[test]
 fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
+    let _turn = turn();
     if Command::new("h5ls").arg("--version").output().is_err() {
         println!("skipped: no h5ls (hdf5-tools; scripts/setup installs it)");
         return;
@@ -215,6 +227,7 @@ fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
 
 #[test]
 fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
+    let _turn = turn();
     let Some(python) = common::h5py_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     // What the files must hold: a whole run of the same capture and config, in process.
@@ -262,6 +275,7 @@ fn a_run_killed_mid_file_leaves_whole_closed_files_and_a_marked_open_one() {
 /// NeXus files hold exactly the images the vendor's own receiver wrote for each port, ports stacked.
 #[test]
 fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
+    let _turn = turn();
     let Some(python) = common::h5py_python() else { return };
     let captures = std::env::var_os("HITGATE_CAPTURES")
         .map(PathBuf::from)
@@ -314,24 +328,17 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
 
 #[test]
 fn files_rotate_by_size_as_well_as_by_frames() {
+    let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
-    let sim = common::simulated(
-        &dir.path().join("sim"),
-        &SimConfig { frames: 16, hit_rate: 0.5, seed: 77, ..SimConfig::default() },
-    );
-    let out = dir.path().join("out");
-    let mut config = config_with_nexus(&sim, &out, StoredPixels::Raw, 1000);
-    config.trigger.kind = TriggerKind::AcceptAll;
-    if let Some(SinkSection::Hdf5(h)) = config.sinks.get_mut(1) {
+    keep_everything(dir.path(), 16, 77, |h| {
+        h.frames_per_file = 1000;
         h.max_file_mib = 1;
-    }
-    common::replay(config, &sim.capture);
-    let inspect = Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .arg("inspect")
-        .arg("--json")
-        .arg(out.join("nexus/run_master.h5"))
-        .output()
-        .unwrap();
+    });
+    let master = dir.path().join("out/nexus/run_master.h5");
+    let inspect =
+        Command::new(env!("CARGO_BIN_EXE_hitgate")).arg("inspect").arg("--json").arg(master).output().unwrap();
+    let said = String::from_utf8_lossy(&inspect.stderr);
+    assert!(inspect.status.success(), "{said}");
     let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     let files = summary["files"].as_array().unwrap();
     let frames: Vec<u64> = files.iter().map(|f| f["frames"].as_u64().unwrap()).collect();

@@ -14,10 +14,8 @@ use hitgate::sim::SimConfig;
 use hitgate::sink::features::read_verdicts;
 
 /// The live tests assert zero loss, so they take turns rather than share the two cores.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    common::one_at_a_time()
 }
 
 fn bin() -> &'static str {

@@ -75,3 +75,10 @@ pub fn h5py_python() -> Option<std::path::PathBuf> {
     }
     ok.then_some(p)
 }
+
+/// Tests of one binary that must not overlap take turns through this lock.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -2,7 +2,9 @@
 //! summary at a time and in batches: latency per call (median, p99) and frames/s, with the driver's
 //! share (DMA, registers, handshake) separated from the kernel's compute (timed inside the emulated
 //! card). The kernel here is the HLS C++ compiled for this CPU, so its compute time says nothing of
-//! the FPGA's; the cycle estimate and the published FPGA figures are in bench/RESULTS.md.
+//! the FPGA's; the cycle estimate and the published FPGA figures are in bench/RESULTS.md. Then the
+//! whole pipeline: a simulated capture replayed with the card judging one frame a call and with the
+//! workers' batches, beside tract, as frames/s and frames per card call.
 //!
 //! `cargo bench --bench fpga`
 
@@ -109,5 +111,50 @@ fn main() {
             us(kernel_per_call),
             us(p50.saturating_sub(kernel_per_call))
         );
+    }
+    pipeline();
+}
+
+/// Replays a simulated capture through the whole pipeline (two reducer workers, features sink) with
+/// each trigger path; three rounds each, the median.
+fn pipeline() {
+    use hitgate::config::{Config, SinkSection, TriggerKind};
+    use hitgate::ingest::Capture;
+    use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions};
+
+    let frames = 300;
+    let (dir, sim) = common::simulated(&SimConfig { frames, hit_rate: 0.3, seed: 92, ..SimConfig::default() });
+    let capture = Capture::open(&sim.capture).unwrap();
+    println!();
+    println!("pipeline replay of {frames} JUNGFRAU module frames, 2 reducer workers, features sink (median of 3)");
+    println!("{:<44} {:>10} {:>12} {:>14}", "trigger", "frames/s", "card calls", "frames a call");
+    for (name, kind, batch) in [
+        ("tract int8", TriggerKind::Tract, 1),
+        ("emulated card, one frame a call", TriggerKind::Fpga, 1),
+        ("emulated card, batches up to 64", TriggerKind::Fpga, 64),
+    ] {
+        let mut rates = Vec::new();
+        let mut calls = (0, 0);
+        for round in 0..3 {
+            let mut config = Config::load(&sim.replay_config).unwrap();
+            config.trigger.kind = kind;
+            config.trigger.tract.model = "builtin-int8".into();
+            config.trigger.fpga.batch_frames = batch;
+            config.reducer.workers = 2;
+            config.sinks = vec![SinkSection::Features { path: dir.path().join(format!("features-{round}.jsonl")) }];
+            let plan = Plan::new(config).unwrap();
+            let (summary, t) = common::time(|| {
+                plan.replay(&capture, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).unwrap()
+            });
+            assert_eq!(summary.frames_out(), frames);
+            rates.push(frames as f64 / t.as_secs_f64());
+            if let Some(f) = summary.fpga {
+                calls = (f.calls, f.on_card);
+            }
+        }
+        rates.sort_by(f64::total_cmp);
+        let per_call = if calls.0 > 0 { format!("{:.1}", calls.1 as f64 / calls.0 as f64) } else { "-".into() };
+        let calls = if calls.0 > 0 { calls.0.to_string() } else { "-".into() };
+        println!("{name:<44} {:>10.0} {calls:>12} {per_call:>14}", rates[1]);
     }
 }

@@ -3,9 +3,9 @@
 //! loaded and inverted) and shared; each worker thread owns a [`Reducer`] with its scratch buffers.
 
 use std::sync::Arc;
-
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::calib::{CalibrationMaps, PedestalTracker, PhotonConverter, PixelMask, counts_as_photons};
 use crate::config::{Config, FinderKind, LocaliseFrames, StoredPixels};
@@ -16,7 +16,7 @@ use crate::features::summary::{SUMMARY_LEN, SummaryCounter, SummaryPlan};
 use crate::features::{Peakfinder8, Peakfinder8Params, RadialMap, SpotFinder, SpotFinderParams};
 use crate::frame::FrameHandle;
 use crate::sink::encode::FrameEncoder;
-use crate::trigger::{Trigger, TriggerState};
+use crate::trigger::{Decision, Trigger, TriggerState};
 
 /// Why a reduction could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +261,8 @@ pub struct Reducer {
     trigger_state: TriggerState,
     summary: Option<SummaryCounter>,
     encoder: Option<FrameEncoder>,
+    /// The frames of a batch waiting for the trigger's verdict.
+    staged: Vec<FrameHandle>,
 }
 
 impl Reducer {
@@ -292,12 +294,79 @@ impl Reducer {
         let trigger_state = plan.trigger.state()?;
         let summary = plan.summary.as_ref().map(SummaryCounter::new);
         let encoder = plan.encoder();
-        Ok(Reducer { plan, photons, finder, converter: None, refiner, trigger_state, summary, encoder })
+        let staged = Vec::with_capacity(plan.trigger.batch_frames());
+        Ok(Reducer { plan, photons, finder, converter: None, refiner, trigger_state, summary, encoder, staged })
     }
 
-    /// Reduces one frame in place: its features and verdict are written into the frame. Panels are
-    /// calibrated and searched one at a time so the photon image stays in cache.
+    /// The most frames to reduce together (see [`Reducer::reduce_batch`]).
+    pub fn batch_frames(&self) -> usize {
+        self.plan.trigger.batch_frames()
+    }
+
+    /// Reduces one frame in place: its features and verdict are written into the frame.
     pub fn reduce(&mut self, frame: &mut FrameHandle) {
+        let t0 = Instant::now();
+        if self.measure(frame) {
+            let sequence = frame.meta().sequence;
+            let features = frame.pixels_and_features().1;
+            let decision =
+                self.plan.trigger.decide(&mut self.trigger_state, features.spots_found, &features.summary, sequence);
+            self.finish(frame, decision);
+        }
+        frame.pixels_and_features().1.reduce_ns = t0.elapsed().as_nanos() as u64;
+    }
+
+    /// Reduces frames popped together, judging them in one trigger call (the FPGA card's batch);
+    /// `done` takes each frame, in order, once it is reduced. A dark frame is handed on at once: the
+    /// sink thread measures the pedestal that the frames after it wait for. `frames` is left empty.
+    pub fn reduce_batch(&mut self, frames: &mut Vec<FrameHandle>, mut done: impl FnMut(FrameHandle)) {
+        if frames.len() <= 1 {
+            if let Some(mut frame) = frames.pop() {
+                self.reduce(&mut frame);
+                done(frame);
+            }
+            return;
+        }
+        let plan = Arc::clone(&self.plan);
+        let trigger = &plan.trigger;
+        for mut frame in frames.drain(..) {
+            let t0 = Instant::now();
+            let judge = self.measure(&mut frame);
+            let features = frame.pixels_and_features().1;
+            features.reduce_ns = t0.elapsed().as_nanos() as u64;
+            if judge {
+                trigger.stage(&mut self.trigger_state, &features.summary);
+                self.staged.push(frame);
+            } else {
+                done(frame);
+            }
+        }
+        let t0 = Instant::now();
+        trigger.judge_staged(&mut self.trigger_state);
+        let judge_share = t0.elapsed().as_nanos() as u64 / self.staged.len().max(1) as u64;
+        let mut staged = std::mem::take(&mut self.staged);
+        for (index, mut frame) in staged.drain(..).enumerate() {
+            let t0 = Instant::now();
+            let sequence = frame.meta().sequence;
+            let features = frame.pixels_and_features().1;
+            let decision = trigger.decide_staged(
+                &mut self.trigger_state,
+                index,
+                features.spots_found,
+                &features.summary,
+                sequence,
+            );
+            self.finish(&mut frame, decision);
+            frame.pixels_and_features().1.reduce_ns += judge_share + t0.elapsed().as_nanos() as u64;
+            done(frame);
+        }
+        self.staged = staged;
+    }
+
+    /// Calibrates the frame, finds its spots and sums up what the trigger reads; false for a dark
+    /// frame (nothing to judge). Panels are calibrated and searched one at a time so the photon
+    /// image stays in cache.
+    fn measure(&mut self, frame: &mut FrameHandle) -> bool {
         let sequence = frame.meta().sequence;
         let dark_frames = self.plan.dark_frames as u64;
         if sequence < dark_frames {
@@ -306,7 +375,7 @@ impl Reducer {
             features.dark = true;
             features.spots.clear();
             features.spots_found = 0;
-            return;
+            return false;
         }
         if let Photons::Integrating(shared) = &self.plan.photons {
             // After dark frames, no frame is converted before their pedestal is in place. The dark
@@ -356,8 +425,12 @@ impl Reducer {
             features.summary.resize(SUMMARY_LEN, 0.0);
             counter.finish(plan, features.spots_found, &features.spots, &mut features.summary);
         }
-        let decision =
-            self.plan.trigger.decide(&mut self.trigger_state, features.spots_found, &features.summary, sequence);
+        true
+    }
+
+    /// Writes the verdict into the frame, then what it calls for: refined spots, a compressed image.
+    fn finish(&mut self, frame: &mut FrameHandle, decision: Decision) {
+        let features = frame.pixels_and_features().1;
         features.score = decision.score;
         features.accepted = decision.accepted;
         features.trigger_failed = decision.failed;

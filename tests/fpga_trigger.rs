@@ -8,11 +8,14 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use hitgate::config::{Config, SinkSection, TriggerKind};
+use hitgate::config::{Config, SinkSection, TriggerKind, TriggerSection};
+use hitgate::features::SpotFinderParams;
+use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::ingest::Capture;
 use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
 use hitgate::sim::SimConfig;
 use hitgate::sink::features::read_scores;
+use hitgate::trigger::{Decision, Trigger};
 
 fn config(sim: &hitgate::sim::SimOutputs, out: &Path, kind: TriggerKind, card: &str) -> Config {
     let mut config = common::replay_config(sim);
@@ -45,6 +48,17 @@ fn the_fpga_trigger_judges_like_tract_and_falls_back_to_the_same_scores() {
     let stats = card_run.fpga.clone().unwrap();
     assert_eq!((stats.on_card, stats.in_software, stats.down.as_deref()), (120, 0, None), "{card_run}");
     assert!(card_run.to_string().contains("fpga         120 frames judged on the card, 0 in software"));
+    // Replayed as fast as possible, frames queue behind the reducer and share card calls.
+    assert!(stats.calls < stats.on_card, "{card_run}");
+
+    // One frame a call: as many calls as frames, the very same scores.
+    let single = dir.path().join("single.jsonl");
+    let mut one_a_call = config(&sim, &single, TriggerKind::Fpga, "emulated");
+    one_a_call.trigger.fpga.batch_frames = 1;
+    let single_run = common::replay(one_a_call, &sim.capture);
+    let stats = single_run.fpga.clone().unwrap();
+    assert_eq!((stats.on_card, stats.calls), (120, 120), "{single_run}");
+    assert_eq!(scores(&single_run, &single), scores(&card_run, &on_card), "batched = one a call, bit for bit");
 
     let tract_path = dir.path().join("tract.jsonl");
     let tract_run = common::replay(config(&sim, &tract_path, TriggerKind::Tract, "emulated"), &sim.capture);
@@ -73,4 +87,39 @@ fn the_fpga_trigger_judges_like_tract_and_falls_back_to_the_same_scores() {
     assert!(stats.down.as_deref().unwrap_or_default().contains("done never rose"), "{stats:?}");
     assert!(stuck_run.to_string().contains("card down:"), "{stuck_run}");
     assert_eq!(scores(&stuck_run, &stuck), card);
+}
+
+/// The summaries of a simulated run's frames, hits and misses.
+fn summaries(n: u64, seed: u64) -> Vec<Vec<f32>> {
+    let finder = SpotFinderParams::from(&hitgate::config::SpotsTriggerSection::default());
+    let run = SimConfig { frames: n, hit_rate: 0.5, seed, ..SimConfig::default() };
+    let data = hitgate::sim::dataset::frame_dataset(&run, finder, &|_| {}).unwrap();
+    data.summaries.chunks_exact(SUMMARY_LEN).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn frames_staged_together_share_one_card_call_and_keep_their_own_scores() {
+    let mut section = TriggerSection { kind: TriggerKind::Fpga, ..TriggerSection::default() };
+    section.fpga.batch_frames = 8;
+    let trigger = Trigger::from_config(&section).unwrap();
+    assert_eq!(trigger.batch_frames(), 8);
+    let card = trigger.emulated_card().unwrap();
+    let frames = summaries(9, 5);
+    let one_by_one: Vec<Decision> =
+        frames.iter().enumerate().map(|(i, s)| trigger.decide(&mut trigger.state().unwrap(), 0, s, i as u64)).collect();
+    let (calls_before, _) = card.calls();
+
+    let mut state = trigger.state().unwrap();
+    for s in &frames {
+        trigger.stage(&mut state, s);
+    }
+    trigger.judge_staged(&mut state);
+    // Eight fit the batch, one call; the ninth was past it and is judged alone, in a call of its own.
+    let batched: Vec<Decision> =
+        frames.iter().enumerate().map(|(i, s)| trigger.decide_staged(&mut state, i, 0, s, i as u64)).collect();
+    assert_eq!(card.calls().0 - calls_before, 2);
+    assert_eq!(batched, one_by_one);
+    assert!(one_by_one.iter().any(|d| d.score != one_by_one[0].score), "distinct frames, distinct scores");
+    let stats = trigger.fpga_stats().unwrap();
+    assert_eq!((stats.on_card, stats.calls, stats.in_software), (18, 11, 0));
 }

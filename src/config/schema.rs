@@ -320,6 +320,10 @@ pub struct FpgaTriggerSection {
     pub threshold: f32,
     /// A call the card has not finished in this long fails; the frame is judged in software.
     pub timeout_us: u64,
+    /// The most frames a reducer worker hands the card in one call. A worker takes what is already
+    /// queued behind the frame it waited for, up to this many: an idle pipeline still sends one
+    /// frame a call (no added wait), a busy one shares the call's fixed cost among many.
+    pub batch_frames: usize,
     /// The manifest of the bitstream on the card (`bitstreams/<board>/manifest.toml`); checked
     /// against this hitgate's register map and the model at start. Required for an XDMA card; the
     /// emulated card's is built in.
@@ -334,6 +338,7 @@ impl Default for FpgaTriggerSection {
             model: "builtin-int8".into(),
             threshold: 0.5,
             timeout_us: 10_000,
+            batch_frames: 64,
             manifest: None,
         }
     }
@@ -538,6 +543,9 @@ pub enum StoredPixels {
 pub struct StorageSection {
     /// Frames each sink may have waiting (memory: this many frame copies per frame-storing sink).
     pub queue_frames: usize,
+    /// `auto` (the default): `wait` for a capture replayed as fast as possible (a file can wait, so
+    /// the replay is lossless), `drop_newest` for live and paced sources; `wait`: the ordering
+    /// thread waits for the sink (a live source then drops at its own full queue, counted);
     /// `drop_newest`: a frame that finds a sink's queue full is not written there, counted and
     /// alarmed; `raise_threshold`: the same, and the trigger's cut rises until storage keeps up.
     pub on_full: OnFull,
@@ -545,7 +553,7 @@ pub struct StorageSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { queue_frames: 64, on_full: OnFull::DropNewest }
+        StorageSection { queue_frames: 64, on_full: OnFull::Auto }
     }
 }
 
@@ -554,6 +562,8 @@ impl Default for StorageSection {
 #[serde(rename_all = "snake_case")]
 pub enum OnFull {
     #[default]
+    Auto,
+    Wait,
     DropNewest,
     RaiseThreshold,
 }
@@ -1024,6 +1034,13 @@ impl Config {
         }
         if !(10..=10_000_000).contains(&f.timeout_us) {
             bad("trigger.fpga.timeout_us", format!("{} is outside 10..=10000000", f.timeout_us));
+        }
+        let most = crate::trigger::fpga::regs::MAX_FRAMES as usize;
+        if !(1..=most).contains(&f.batch_frames) {
+            bad(
+                "trigger.fpga.batch_frames",
+                format!("{} is outside 1..={most} (what the kernel takes a call)", f.batch_frames),
+            );
         }
         match &f.manifest {
             None if f.card != "emulated" => bad(

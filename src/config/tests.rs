@@ -48,6 +48,9 @@ file = "/nonexistent/calibration.bin"
 min_spot_pixels = 5
 max_spot_pixels = 4
 max_spots = 2
+[trigger.fpga]
+batch_frames = 5000
+timeout_us = 1
 [[sink]]
 kind = "raw"
 dir = "/tmp/out"
@@ -67,6 +70,8 @@ path = "/tmp/out/features.jsonl"
         "calibration.file",
         "trigger.spots.max_spot_pixels",
         "trigger.spots.max_spots",
+        "trigger.fpga.batch_frames",
+        "trigger.fpga.timeout_us",
         "sink[1].path",
     ] {
         assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
@@ -161,8 +166,22 @@ fn an_hdf5_sink_takes_its_defaults_and_an_unknown_pixel_form_is_refused() {
     .validated()
     .unwrap();
     assert_eq!(c.stored_pixels(), Some(StoredPixels::Raw));
-    assert_eq!(c.storage.on_full, OnFull::DropNewest);
+    assert_eq!(c.storage.on_full, OnFull::Auto);
     let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"n\"\npixels = \"kev\"\n";
     let err = Config::parse(text).unwrap_err();
     assert_eq!(err.problems()[0].key, "sink[0].pixels", "{err}");
+}
+
+#[test]
+fn every_committed_config_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 7, "{loaded} configs in {}", dir.display());
 }

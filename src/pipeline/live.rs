@@ -130,7 +130,7 @@ impl Plan {
         stop: &AtomicBool,
         progress: &Progress,
     ) -> Result<RunSummary, PipelineError> {
-        self.run_stages(|ctx| udp_source(ctx, &sources, stop), true, progress)
+        self.run_stages(|ctx| udp_source(ctx, &sources, stop), true, false, progress)
     }
 }
 
@@ -347,7 +347,7 @@ impl Plan {
         progress: &Progress,
     ) -> Result<RunSummary, PipelineError> {
         let mut ring = ring;
-        self.run_stages(move |ctx| dma_source(ctx, &mut ring, stop), true, progress)
+        self.run_stages(move |ctx| dma_source(ctx, &mut ring, stop), true, false, progress)
     }
 }
 

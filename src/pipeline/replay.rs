@@ -40,7 +40,8 @@ impl Plan {
         progress: &Progress,
     ) -> Result<RunSummary, PipelineError> {
         progress.input_bytes_total.store(capture.len_bytes() as u64, Ordering::Relaxed);
-        self.run_stages(|ctx| replay_source(ctx, capture, options), false, progress)
+        let can_wait = options.pace == Pace::AsFastAsPossible;
+        self.run_stages(|ctx| replay_source(ctx, capture, options), false, can_wait, progress)
     }
 }
 

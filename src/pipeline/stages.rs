@@ -109,6 +109,8 @@ struct Watch<'a> {
     to_sinks: &'a Ring<FrameHandle>,
     pool: &'a Arc<FramePool>,
     live: bool,
+    /// Whether the ordering thread waits for a sink that is behind (rather than drop the frame there).
+    sinks_wait: bool,
     /// Pedestal measurement and tracking, when the run does them, with the converter to update.
     pedestal: Option<(PedestalTracker, &'a SharedConverter, usize)>,
     /// The trigger's rate control, and the tracker that holds a target rate and samples the audit stream.
@@ -139,8 +141,14 @@ impl Watch<'_> {
 impl Plan {
     /// Runs `source` on its own thread, with the reducers and sinks behind it.
     /// With `live`, frame times are on [`telemetry::now_ns`]'s clock and packet-to-verdict latency is
-    /// measured.
-    pub(super) fn run_stages<F>(&self, source: F, live: bool, progress: &Progress) -> Result<RunSummary, PipelineError>
+    /// measured; `can_wait` says the source loses nothing by waiting (a file read as fast as possible).
+    pub(super) fn run_stages<F>(
+        &self,
+        source: F,
+        live: bool,
+        can_wait: bool,
+        progress: &Progress,
+    ) -> Result<RunSummary, PipelineError>
     where
         F: FnOnce(&SourceContext<'_>) -> SourceOutcome + Send,
     {
@@ -186,6 +194,11 @@ impl Plan {
                         to_sinks: &to_sinks,
                         pool,
                         live,
+                        sinks_wait: match self.config.storage.on_full {
+                            OnFull::Wait => true,
+                            OnFull::Auto => can_wait,
+                            OnFull::DropNewest | OnFull::RaiseThreshold => false,
+                        },
                         pedestal,
                         rate,
                         backpressure,
@@ -212,12 +225,21 @@ impl Plan {
                 let name = format!("hg-reduce-{w}");
                 let started = spawn(&name).spawn_scoped(s, move || {
                     pin_to(cpu);
-                    while let Some(mut frame) = input.pop_waiting() {
-                        let t0 = Instant::now();
-                        reducer.reduce(&mut frame);
-                        frame.pixels_and_features().1.reduce_ns = t0.elapsed().as_nanos() as u64;
+                    // What is already queued behind the frame waited for is reduced with it, up
+                    // to the trigger's batch: no frame waits for a batch to fill.
+                    let most = reducer.batch_frames();
+                    let mut batch = Vec::with_capacity(most);
+                    while let Some(frame) = input.pop_waiting() {
+                        batch.push(frame);
+                        while batch.len() < most
+                            && let Some(frame) = input.try_pop()
+                        {
+                            batch.push(frame);
+                        }
                         // The sink thread drains its ring even after a failure, so this wait ends.
-                        let _ = output.push_waiting(frame, || true);
+                        reducer.reduce_batch(&mut batch, |frame| {
+                            let _ = output.push_waiting(frame, || true);
+                        });
                     }
                     if running.fetch_sub(1, Ordering::AcqRel) == 1 {
                         output.close();
@@ -332,7 +354,7 @@ fn run_sinks(
     let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
     let (refined, peak_failures) = (counter!(telemetry::SPOTS_REFINED), counter!(telemetry::PEAK_MODEL_FAILURES));
     let mut failure: Option<PipelineError> = None;
-    let live = watch.live;
+    let (live, sinks_wait) = (watch.live, watch.sinks_wait);
     let (mut tracked, mut pedestal, mut rate) = (0u64, watch.pedestal.take(), watch.rate.take());
     let (mut backpressure, mut encoder) = (watch.backpressure.take(), watch.encoder.take());
     let wants_chunks = lanes.iter().any(|l| l.interest().payload == Payload::Chunk);
@@ -405,7 +427,7 @@ fn run_sinks(
         let (mut refused, mut fullest) = (false, 0.0f64);
         if failure.is_none() {
             for (lane, backlog) in lanes.iter_mut().zip(&backlog_gauges) {
-                refused |= lane.offer(&frame) == Offer::Full;
+                refused |= lane.offer_or_wait(&frame, sinks_wait) == Offer::Full;
                 backlog.set(lane.backlog() as f64);
                 fullest = fullest.max(lane.backlog() as f64 / lane.depth() as f64);
                 if lane.failed() {

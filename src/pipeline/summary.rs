@@ -113,6 +113,10 @@ impl fmt::Display for RunSummary {
         }
         if let Some(fpga) = &self.fpga {
             write!(f, "fpga         {} frames judged on the card, {} in software", fpga.on_card, fpga.in_software)?;
+            if fpga.calls > 0 {
+                let per_call = fpga.on_card as f64 / fpga.calls as f64;
+                write!(f, "; {} card calls, {per_call:.1} frames a call", fpga.calls)?;
+            }
             match &fpga.down {
                 Some(why) => writeln!(f, " (card down: {why})")?,
                 None => writeln!(f)?,

@@ -103,11 +103,19 @@ impl SinkLane {
 
     /// Copies what the sink takes of `frame` into its queue, without waiting.
     pub fn offer(&mut self, frame: &FrameHandle) -> Offer {
+        self.offer_or_wait(frame, false)
+    }
+
+    /// Copies what the sink takes of `frame` into its queue; with `wait`, waits for the sink to free
+    /// a record rather than drop the frame (the sink thread gives every record back, written or
+    /// not, so the wait ends unless that thread is gone — then the frame is dropped and counted).
+    pub fn offer_or_wait(&mut self, frame: &FrameHandle, wait: bool) -> Offer {
         if !self.interest.takes(frame.features()) {
             return Offer::NotTaken;
         }
         self.offered += 1;
-        match self.free.try_recv() {
+        let free = if wait { self.free.recv().map_err(|_| ()) } else { self.free.try_recv().map_err(|_| ()) };
+        match free {
             Ok(mut record) => {
                 record.capture(frame, self.interest.payload);
                 if let Some(work) = &self.work {

@@ -34,6 +34,7 @@ pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
 pub const FPGA_FRAMES: &str = "hitgate_fpga_frames_total";
 pub const FPGA_FALLBACKS: &str = "hitgate_fpga_fallbacks_total";
 pub const FPGA_UP: &str = "hitgate_fpga_card_up";
+pub const FPGA_BATCH_FRAMES: &str = "hitgate_fpga_batch_frames";
 pub const SINK_DROPPED: &str = "hitgate_sink_dropped_total";
 pub const SINK_BEHIND: &str = "hitgate_sink_behind";
 pub const SINK_BACKLOG: &str = "hitgate_sink_backlog_frames";
@@ -59,6 +60,10 @@ pub fn describe() {
             metrics::Unit::Seconds,
             "First packet of a frame received to its verdict written"
         );
+        describe_counter!(FPGA_FRAMES, "Frames the FPGA card judged");
+        describe_counter!(FPGA_FALLBACKS, "Frames the FPGA trigger judged in software because the card could not");
+        describe_gauge!(FPGA_UP, "1 while the FPGA card is in use, 0 once it is given up or could not be opened");
+        describe_histogram!(FPGA_BATCH_FRAMES, "Frames judged in one FPGA card call");
         describe_histogram!(REDUCE_TIME, metrics::Unit::Seconds, "Reducer time per frame");
         describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
         describe_gauge!(TRIGGER_THRESHOLD, "The trigger's cut: the score a frame needs to be accepted");

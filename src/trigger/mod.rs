@@ -35,10 +35,20 @@ pub enum TriggerError {
     Fpga(#[from] fpga::backend::FpgaBackendError),
 }
 
-/// One worker's trigger state (the learned backend's run state; nothing for the others).
+/// One worker's trigger state: the learned backend's run state, the FPGA backend's batch.
 #[derive(Debug, Default)]
 pub struct TriggerState {
     tract: Option<TractState>,
+    batch: Option<CardBatch>,
+}
+
+/// A worker's frames staged for one card call: their inputs, then their scores once judged. Sized
+/// once for the largest batch, so judging allocates nothing.
+#[derive(Debug)]
+struct CardBatch {
+    inputs: Vec<[i8; fpga::quant::INPUTS]>,
+    logits: Vec<i64>,
+    scores: Vec<f32>,
 }
 
 /// The configured trigger, prepared once and shared by every reducer worker.
@@ -101,12 +111,69 @@ impl Trigger {
     /// # Errors
     /// The learned backend's runtime cannot make one.
     pub fn state(&self) -> Result<TriggerState, TriggerError> {
+        let most = self.batch_frames();
         Ok(TriggerState {
             tract: match &self.backend {
                 Backend::Tract(t) => Some(t.state()?),
                 _ => None,
             },
+            batch: matches!(self.backend, Backend::Fpga(_)).then(|| CardBatch {
+                inputs: Vec::with_capacity(most),
+                logits: vec![0; most],
+                scores: Vec::with_capacity(most),
+            }),
         })
+    }
+
+    /// The most frames a worker should judge together ([`Trigger::stage`]): the FPGA card's batch;
+    /// one for backends that gain nothing from batches.
+    pub fn batch_frames(&self) -> usize {
+        match &self.backend {
+            Backend::Fpga(f) => f.batch_frames(),
+            _ => 1,
+        }
+    }
+
+    /// Stages a frame's summary for the next [`Trigger::judge_staged`] (the FPGA backend quantizes
+    /// it now; the others judge in [`Trigger::decide_staged`]). At most [`Trigger::batch_frames`]
+    /// frames are staged between two judgements; one more is judged alone, later.
+    pub fn stage(&self, state: &mut TriggerState, summary: &[f32]) {
+        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_mut())
+            && batch.inputs.len() < batch.inputs.capacity()
+        {
+            let mut input = [0i8; fpga::quant::INPUTS];
+            f.quantize(summary, &mut input);
+            batch.inputs.push(input);
+        }
+    }
+
+    /// Judges the staged frames together (one card call for the FPGA backend).
+    pub fn judge_staged(&self, state: &mut TriggerState) {
+        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_mut()) {
+            let n = batch.inputs.len();
+            batch.scores.clear();
+            batch.scores.resize(n, 0.0);
+            f.score_batch(&batch.inputs, &mut batch.logits[..n], &mut batch.scores);
+            batch.inputs.clear();
+        }
+    }
+
+    /// The decision on the `index`th frame staged before the last [`Trigger::judge_staged`]; the
+    /// arguments are those [`Trigger::decide`] takes, for backends that judge here.
+    pub fn decide_staged(
+        &self,
+        state: &mut TriggerState,
+        index: usize,
+        spots_found: u32,
+        summary: &[f32],
+        sequence: u64,
+    ) -> Decision {
+        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_ref()) {
+            // A frame staged past the batch's capacity was not judged with it: it is judged alone.
+            let score = batch.scores.get(index).copied().unwrap_or_else(|| f.score(summary));
+            return Decision { score, accepted: self.rate.passes(score, sequence), failed: false };
+        }
+        self.decide(state, spots_found, summary, sequence)
     }
 
     /// Whether the backend reads the frame's summary (`features::summary`).

@@ -1,5 +1,5 @@
-//! The `fpga` trigger backend: each frame's summary quantized on the host and judged on the card,
-//! one frame a call (frames reach each worker one at a time; the card is shared behind a lock). When
+//! The `fpga` trigger backend: frames' summaries quantized on the host and judged on the card, a
+//! worker's batch a call (the card is shared by the workers behind a lock). When
 //! the card cannot be opened, or fails a call, the frame is judged in software by the kernel's own
 //! arithmetic ([`QuantClassifier`], bit for bit what the card computes), counted
 //! (`hitgate_fpga_fallbacks_total`); after [`GIVE_UP_AFTER`] failures in a row the card is given up
@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 
 use super::card::CardPaths;
 use super::driver::{CardLayout, FpgaCard, FpgaError};
@@ -40,6 +40,8 @@ pub enum FpgaBackendError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FpgaStats {
     pub on_card: u64,
+    /// Card calls that judged `on_card` frames.
+    pub calls: u64,
     pub in_software: u64,
     /// Why the card is not in use, if it is not.
     pub down: Option<String>,
@@ -54,7 +56,9 @@ pub struct FpgaBackend {
     up: AtomicBool,
     down_reason: Mutex<Option<String>>,
     on_card: AtomicU64,
+    calls: AtomicU64,
     in_software: AtomicU64,
+    batch_frames: usize,
 }
 
 impl std::fmt::Debug for FpgaBackend {
@@ -125,37 +129,65 @@ impl FpgaBackend {
             failures_in_a_row: AtomicU32::new(0),
             down_reason: Mutex::new(down),
             on_card: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             in_software: AtomicU64::new(0),
+            batch_frames: section.batch_frames.clamp(1, super::regs::MAX_FRAMES as usize),
         })
     }
 
-    /// The hit probability of a frame with this summary.
-    pub fn score(&self, summary: &[f32]) -> f32 {
-        let mut x = [0i8; INPUTS];
-        self.quant.quantize_input(summary, &mut x);
+    /// The most frames judged in one card call.
+    pub fn batch_frames(&self) -> usize {
+        self.batch_frames
+    }
+
+    /// The card's input for a frame with this summary (quantized on the host, as the card expects).
+    pub fn quantize(&self, summary: &[f32], input: &mut [i8; INPUTS]) {
+        self.quant.quantize_input(summary, input);
+    }
+
+    /// The hit probabilities of a batch of frames, judged in one card call (`scores[i]` for
+    /// `inputs[i]`); `logits` is the caller's scratch, as long as `inputs`. A call the card fails
+    /// judges the whole batch in software.
+    pub fn score_batch(&self, inputs: &[[i8; INPUTS]], logits: &mut [i64], scores: &mut [f32]) {
+        let n = inputs.len();
+        let (logits, scores) = (&mut logits[..n], &mut scores[..n]);
         if self.up.load(Ordering::Relaxed) {
-            match self.on_card(&x) {
-                Some(Ok(logit)) => {
+            match self.on_card(inputs, logits) {
+                Some(Ok(())) => {
                     self.failures_in_a_row.store(0, Ordering::Relaxed);
-                    self.on_card.fetch_add(1, Ordering::Relaxed);
-                    counter!(telemetry::FPGA_FRAMES).increment(1);
-                    return self.quant.probability(logit);
+                    self.on_card.fetch_add(n as u64, Ordering::Relaxed);
+                    self.calls.fetch_add(1, Ordering::Relaxed);
+                    counter!(telemetry::FPGA_FRAMES).increment(n as u64);
+                    histogram!(telemetry::FPGA_BATCH_FRAMES).record(n as f64);
+                    for (score, &logit) in scores.iter_mut().zip(logits.iter()) {
+                        *score = self.quant.probability(logit);
+                    }
+                    return;
                 }
                 Some(Err(e)) => self.failed(&e),
                 None => {}
             }
         }
-        self.in_software.fetch_add(1, Ordering::Relaxed);
-        counter!(telemetry::FPGA_FALLBACKS).increment(1);
-        self.quant.probability(self.quant.logit_accumulator(&x))
+        self.in_software.fetch_add(n as u64, Ordering::Relaxed);
+        counter!(telemetry::FPGA_FALLBACKS).increment(n as u64);
+        for (score, x) in scores.iter_mut().zip(inputs) {
+            *score = self.quant.probability(self.quant.logit_accumulator(x));
+        }
     }
 
-    /// The card's logit for one frame; `None` when there is no card.
-    fn on_card(&self, x: &[i8; INPUTS]) -> Option<Result<i64, FpgaError>> {
+    /// The hit probability of one frame with this summary (one card call).
+    pub fn score(&self, summary: &[f32]) -> f32 {
+        let (mut x, mut logit, mut score) = ([[0i8; INPUTS]], [0i64], [0f32]);
+        self.quantize(summary, &mut x[0]);
+        self.score_batch(&x, &mut logit, &mut score);
+        score[0]
+    }
+
+    /// The card's logits for a batch; `None` when there is no card.
+    fn on_card(&self, inputs: &[[i8; INPUTS]], logits: &mut [i64]) -> Option<Result<(), FpgaError>> {
         let mut guard = self.card.lock().unwrap_or_else(|p| p.into_inner());
         let card = guard.as_mut()?;
-        let mut logit = [0i64];
-        Some(card.judge(std::slice::from_ref(x), &mut logit).map(|()| logit[0]))
+        Some(card.judge(inputs, logits))
     }
 
     fn failed(&self, e: &FpgaError) {
@@ -172,6 +204,7 @@ impl FpgaBackend {
     pub fn stats(&self) -> FpgaStats {
         FpgaStats {
             on_card: self.on_card.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
             in_software: self.in_software.load(Ordering::Relaxed),
             down: self.down_reason.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }

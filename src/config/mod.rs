@@ -9,8 +9,8 @@ pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
     FinderKind, FpgaTriggerSection, Hdf5Section, LocaliseFrames, LocaliserSection, OnFull, RateSection, ReducerSection,
-    SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, TractTriggerSection, TriggerKind, TriggerSection,
-    UdpSection,
+    SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, StreamSection, StreamSocket, TractTriggerSection,
+    TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

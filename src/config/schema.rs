@@ -463,6 +463,8 @@ pub enum SinkSection {
         #[serde(default)]
         write_delay_us: u64,
     },
+    /// Accepted (and audit) frames as a live stream: DECTRIS Stream V2 CBOR messages over ZeroMQ.
+    Stream(StreamSection),
 }
 
 impl SinkSection {
@@ -473,8 +475,75 @@ impl SinkSection {
             SinkSection::Features { .. } => "features",
             SinkSection::Hdf5(_) => "hdf5",
             SinkSection::Null { .. } => "null",
+            SinkSection::Stream(_) => "stream",
         }
     }
+
+    /// The pixels the sink takes compressed, when it takes compressed frames.
+    pub fn compressed_pixels(&self) -> Option<StoredPixels> {
+        match self {
+            SinkSection::Hdf5(h) => Some(h.pixels),
+            SinkSection::Stream(s) => Some(s.pixels),
+            _ => None,
+        }
+    }
+}
+
+/// The live stream of kept frames: DECTRIS Stream V2 (start, image and end messages, CBOR, images
+/// as bitshuffle-LZ4 multi-dimensional typed arrays) on a ZeroMQ socket consumers connect to.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    /// Where the stream binds: `tcp://ADDRESS:PORT` (31001 is Stream V2's port) or `ipc://PATH`.
+    #[serde(default = "default_stream_endpoint")]
+    pub endpoint: String,
+    /// `push` (each message to one consumer, round robin, as DECTRIS detectors do) or `pub` (every
+    /// subscriber gets every message; a slow one loses messages, never slows the stream).
+    #[serde(default)]
+    pub socket: StreamSocket,
+    /// What a pixel holds, as for the HDF5 sink (frames are compressed once for both).
+    #[serde(default)]
+    pub pixels: StoredPixels,
+    /// A message no consumer takes within this long is not sent, and counted.
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// Messages queued per consumer before sending waits (ZeroMQ's high-water mark).
+    #[serde(default = "default_high_water_mark")]
+    pub high_water_mark: i32,
+}
+
+impl StreamSection {
+    /// A push stream of raw frames bound at `endpoint`, every other key at its default.
+    pub fn at(endpoint: &str) -> StreamSection {
+        StreamSection {
+            endpoint: endpoint.into(),
+            socket: StreamSocket::Push,
+            pixels: StoredPixels::Raw,
+            send_timeout_ms: default_send_timeout_ms(),
+            high_water_mark: default_high_water_mark(),
+        }
+    }
+}
+
+/// The ZeroMQ socket type of the live stream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamSocket {
+    #[default]
+    Push,
+    Pub,
+}
+
+fn default_stream_endpoint() -> String {
+    "tcp://127.0.0.1:31001".into()
+}
+
+fn default_send_timeout_ms() -> u64 {
+    500
+}
+
+fn default_high_water_mark() -> i32 {
+    64
 }
 
 /// The NeXus/HDF5 sink: data files of `frames_per_file` frames (or `max_file_mib`), and a master
@@ -666,7 +735,7 @@ impl Config {
                 SinkSection::Raw { dir } => fix(dir),
                 SinkSection::Features { path } => fix(path),
                 SinkSection::Hdf5(h) => fix(&mut h.dir),
-                SinkSection::Null { .. } => {}
+                SinkSection::Null { .. } | SinkSection::Stream(_) => {}
             }
         }
         self
@@ -740,38 +809,50 @@ impl Config {
         {
             bad(&key("wavelength_angstrom"), format!("{w} must be a positive wavelength"));
         }
+        self.validate_pixels(i, h.pixels, bad);
+    }
+
+    /// A compressed-frame sink's pixels: storable for this detector, and the same as every other
+    /// such sink's (frames are compressed once, by the reducers).
+    fn validate_pixels(&self, i: usize, pixels: StoredPixels, bad: &mut impl FnMut(&str, String)) {
+        let key = format!("sink[{i}].pixels");
         if let Some(model) = DetectorModel::by_name(&self.detector.model) {
             let bits = model.bits_per_pixel;
-            match h.pixels {
+            match pixels {
                 StoredPixels::Raw if !matches!(bits, 8 | 16 | 32) => {
-                    bad(&key("pixels"), format!("raw {bits}-bit pixels are packed; store photons_u32 instead"))
+                    bad(&key, format!("raw {bits}-bit pixels are packed; store photons_u32 instead"))
                 }
-                StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 if bits != 16 => bad(
-                    &key("pixels"),
-                    format!("photons are computed from 16-bit pixels; {} sends {bits}-bit", model.name),
-                ),
+                StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 if bits != 16 => {
+                    bad(&key, format!("photons are computed from 16-bit pixels; {} sends {bits}-bit", model.name))
+                }
                 _ => {}
             }
         }
-        let formats: Vec<StoredPixels> = self
-            .sinks
-            .iter()
-            .filter_map(|s| match s {
-                SinkSection::Hdf5(h) => Some(h.pixels),
-                _ => None,
-            })
-            .collect();
-        if formats.iter().any(|f| *f != h.pixels) {
-            bad(&key("pixels"), "every HDF5 sink of a run stores the same pixels (they are compressed once)".into());
+        if self.sinks.iter().filter_map(SinkSection::compressed_pixels).any(|f| f != pixels) {
+            bad(&key, "every HDF5 and stream sink of a run takes the same pixels (frames are compressed once)".into());
         }
+    }
+
+    fn validate_stream(&self, i: usize, s: &StreamSection, bad: &mut impl FnMut(&str, String)) {
+        let key = |k: &str| format!("sink[{i}].{k}");
+        let tcp_port = s.endpoint.strip_prefix("tcp://").and_then(|a| a.rsplit_once(':')).map(|(_, p)| p);
+        match (tcp_port, s.endpoint.strip_prefix("ipc://")) {
+            (Some(port), _) if port.parse::<u16>().is_ok() => {}
+            (None, Some(path)) if !path.is_empty() => {}
+            _ => bad(&key("endpoint"), format!("{:?}: tcp://ADDRESS:PORT or ipc://PATH", s.endpoint)),
+        }
+        if !(1..=60_000).contains(&s.send_timeout_ms) {
+            bad(&key("send_timeout_ms"), format!("{} is outside 1..=60000", s.send_timeout_ms));
+        }
+        if !(1..=1_000_000).contains(&s.high_water_mark) {
+            bad(&key("high_water_mark"), format!("{} is outside 1..=1000000", s.high_water_mark));
+        }
+        self.validate_pixels(i, s.pixels, bad);
     }
 
     /// The pixels frames are compressed as for storage, when a sink stores compressed frames.
     pub fn stored_pixels(&self) -> Option<StoredPixels> {
-        self.sinks.iter().find_map(|s| match s {
-            SinkSection::Hdf5(h) => Some(h.pixels),
-            _ => None,
-        })
+        self.sinks.iter().find_map(SinkSection::compressed_pixels)
     }
 
     /// Every problem in the config, each with its key path; empty when it is sound.
@@ -1112,6 +1193,10 @@ impl Config {
                     (format!("sink[{i}].dir"), h.dir.clone())
                 }
                 SinkSection::Null { .. } => continue,
+                SinkSection::Stream(st) => {
+                    self.validate_stream(i, st, &mut bad);
+                    continue;
+                }
             };
             if path.as_os_str().is_empty() {
                 bad(&key, "an empty path".into());

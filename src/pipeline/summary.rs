@@ -160,6 +160,9 @@ impl fmt::Display for RunSummary {
                     s.frames_dropped_queue_full, s.name
                 )?;
             }
+            if s.frames_not_sent > 0 {
+                writeln!(f, "             {} frames not sent: no consumer took them in time", s.frames_not_sent)?;
+            }
         }
         if let Some(c) = self.storage_ceiling_min {
             writeln!(f, "storage      held the trigger's accept rate down to {:.2}% to keep up", 100.0 * c)?;

@@ -11,6 +11,7 @@ pub mod lanes;
 pub mod null;
 pub mod raw;
 pub mod record;
+pub mod stream;
 
 pub use record::FrameRecord;
 
@@ -35,6 +36,8 @@ pub enum SinkError {
     Thread { sink: &'static str, source: std::io::Error },
     #[error("the {0} sink's thread panicked")]
     Panicked(&'static str),
+    #[error("{sink} sink: {endpoint}: {reason}")]
+    Network { sink: &'static str, endpoint: String, reason: String },
 }
 
 /// Which frames a sink takes.
@@ -84,6 +87,8 @@ pub struct SinkReport {
     pub location: Option<PathBuf>,
     /// Frames it should have taken that found its queue full (filled in by its lane).
     pub frames_dropped_queue_full: u64,
+    /// Frames it took that its destination did not (a stream no consumer read in time).
+    pub frames_not_sent: u64,
 }
 
 /// A frame consumer running on its own thread, fed in frame order.
@@ -113,7 +118,6 @@ pub fn open(
     config: &crate::config::Config,
     geometry: &DetectorGeometry,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    let _ = config;
     Ok(match section {
         SinkSection::Raw { dir } => Box::new(raw::RawSink::create(dir, geometry)?),
         SinkSection::Features { path } => Box::new(features::FeaturesSink::create(path)?),
@@ -128,5 +132,6 @@ pub fn open(
             });
         }
         SinkSection::Null { write_delay_us } => Box::new(null::NullSink::new(*write_delay_us)),
+        SinkSection::Stream(st) => Box::new(stream::StreamSink::create(st, config, geometry)?),
     })
 }

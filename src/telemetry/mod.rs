@@ -35,6 +35,7 @@ pub const FPGA_FRAMES: &str = "hitgate_fpga_frames_total";
 pub const FPGA_FALLBACKS: &str = "hitgate_fpga_fallbacks_total";
 pub const FPGA_UP: &str = "hitgate_fpga_card_up";
 pub const FPGA_BATCH_FRAMES: &str = "hitgate_fpga_batch_frames";
+pub const STREAM_NOT_SENT: &str = "hitgate_stream_not_sent_total";
 pub const SINK_DROPPED: &str = "hitgate_sink_dropped_total";
 pub const SINK_BEHIND: &str = "hitgate_sink_behind";
 pub const SINK_BACKLOG: &str = "hitgate_sink_backlog_frames";
@@ -64,6 +65,7 @@ pub fn describe() {
         describe_counter!(FPGA_FALLBACKS, "Frames the FPGA trigger judged in software because the card could not");
         describe_gauge!(FPGA_UP, "1 while the FPGA card is in use, 0 once it is given up or could not be opened");
         describe_histogram!(FPGA_BATCH_FRAMES, "Frames judged in one FPGA card call");
+        describe_counter!(STREAM_NOT_SENT, "Kept frames the live stream did not send: no consumer took them in time");
         describe_histogram!(REDUCE_TIME, metrics::Unit::Seconds, "Reducer time per frame");
         describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
         describe_gauge!(TRIGGER_THRESHOLD, "The trigger's cut: the score a frame needs to be accepted");
@@ -164,4 +166,21 @@ impl AssemblyFlusher {
         self.last_records = records;
         self.last_bytes = bytes;
     }
+}
+
+/// Now as an ISO 8601 UTC time (`2026-11-24T10:00:00Z`).
+pub fn iso8601_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }

@@ -76,6 +76,27 @@ pub fn h5py_python() -> Option<std::path::PathBuf> {
     ok.then_some(p)
 }
 
+/// A Python that can `import` every module of `modules`: `$HITGATE_PYTHON`, else the test
+/// environment's (`scripts/python-env`); `None` (and the check says it is skipped) otherwise.
+pub fn python_with(modules: &str) -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("HITGATE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/hitgate-train/venv/bin/python".into());
+    let ok = std::process::Command::new(&p)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: no Python with {modules} (run scripts/python-env)");
+    }
+    ok.then_some(p)
+}
+
+/// A TCP port free on 127.0.0.1 a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Tests of one binary that must not overlap take turns through this lock.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

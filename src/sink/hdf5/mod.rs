@@ -15,8 +15,9 @@ pub mod nxmx;
 
 use std::path::{Path, PathBuf};
 
+use crate::telemetry::iso8601_now;
 use datafile::{DataFile, FrameEntry};
-use nxmx::{LinkedFile, RunDescription, iso8601_now, write_master};
+use nxmx::{LinkedFile, RunDescription, write_master};
 
 use super::encode::{chunk_bound, stored_element_size};
 use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};

@@ -174,20 +174,3 @@ fn transform(ds: &hdf5::Dataset, kind: &str, vector: [f64; 3], depends_on: &str)
     ds.new_attr::<f64>().shape(3).create("vector")?.write_raw(&vector)?;
     ds.new_attr::<f64>().shape(3).create("offset")?.write_raw(&[0.0f64; 3])
 }
-
-/// Now as an ISO 8601 UTC time (`2026-11-24T10:00:00Z`).
-pub fn iso8601_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}

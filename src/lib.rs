@@ -2,6 +2,7 @@
 //! whether a frame is worth keeping, and forwards only what passes to storage.
 
 pub mod calib;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod detector;

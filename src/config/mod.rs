@@ -2,9 +2,11 @@
 //! [`Config::validate`] that collects *every* problem with its key path, including two parts claiming
 //! one resource (a UDP port, an output path).
 
+mod cluster;
 mod errors;
 mod schema;
 
+pub use cluster::{ClusterNode, ClusterSection, VerdictRule};
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterSection;
 use super::errors::ConfigProblem;
 use crate::detector::{DetectorGeometry, DetectorModel, GeometryError, MODELS};
 use crate::frame::{AssemblerConfig, PartialPolicy};
@@ -36,6 +37,9 @@ pub struct Config {
     /// How sinks are fed: their queues and what happens when storage falls behind.
     #[serde(default)]
     pub storage: StorageSection,
+    /// Several nodes sharing the detector, with a trigger event builder (off unless `nats` is set).
+    #[serde(default)]
+    pub cluster: ClusterSection,
 }
 
 /// What detector sends, and on which UDP ports.
@@ -685,6 +689,7 @@ impl Config {
             features: FeaturesSection::default(),
             trigger: TriggerSection::default(),
             storage: StorageSection::default(),
+            cluster: ClusterSection::default(),
             sinks: vec![
                 SinkSection::Raw { dir: out.join("raw") },
                 SinkSection::Features { path: out.join("features.jsonl") },
@@ -1208,6 +1213,7 @@ impl Config {
             }
             claimed.push((path, key));
         }
+        p.extend(self.cluster.problems(self.detector.modules));
         p
     }
 }

@@ -185,3 +185,52 @@ fn every_committed_config_loads() {
     }
     assert!(loaded >= 7, "{loaded} configs in {}", dir.display());
 }
+
+#[test]
+fn a_cluster_must_own_every_module_once_and_name_its_node() {
+    let text = r#"
+[detector]
+model = "jungfrau-1if"
+modules = 4
+[cluster]
+nats = ["nats://127.0.0.1:4222", "127.0.0.1:4223"]
+run = "beam time"
+node = "d"
+nodes = [{ name = "a", modules = [0, 1] }, { name = "b", modules = [1, 7] }, { name = "a", modules = [] }]
+[[sink]]
+kind = "null"
+"#;
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let shown = err.to_string();
+    for expected in [
+        "cluster.nats[1]",
+        "cluster.run",
+        "cluster.node",
+        "cluster.nodes[1].modules[0]",
+        "cluster.nodes[1].modules[1]",
+        "cluster.nodes[2].name",
+        "cluster.nodes[2].modules",
+    ] {
+        assert!(err.problems().iter().any(|p| p.key == expected), "missing {expected} in {shown}");
+    }
+    assert!(shown.contains("module 1 is already owned by node \"a\""), "{shown}");
+    assert!(shown.contains("modules 2, 3 belong to no node"), "{shown}");
+
+    let good = r#"
+[detector]
+model = "jungfrau-2if"
+modules = 3
+first_udp_port = 50001
+[cluster]
+nats = ["nats://127.0.0.1:4222"]
+nodes = [{ name = "a", modules = [2, 0] }, { name = "b", modules = [1] }]
+[[sink]]
+kind = "null"
+"#;
+    let c = Config::parse(good).unwrap().validated().unwrap();
+    let a = c.for_node("a").unwrap();
+    // Two ports a module: module 2's, then module 0's.
+    assert_eq!(a.detector.udp_ports, Some(vec![50005, 50006, 50001, 50002]));
+    assert_eq!((a.detector.modules, a.cluster.node.as_deref()), (2, Some("a")));
+    assert!(c.for_node("z").is_none());
+}

@@ -1,0 +1,311 @@
+//! The cluster's JetStream side. Each role runs its NATS client on a thread of its own with a
+//! single-threaded tokio runtime, so the pipeline's threads never run async code: a node's ordering
+//! thread hands contributions to a bounded channel and reads verdicts from another.
+//!
+//! Streams (created by whoever comes first, file storage, `cluster.replicas` copies):
+//! `HITGATE_<RUN>_CONTRIB` on `hitgate.<run>.contrib.<node>` and `HITGATE_<RUN>_VERDICT` on
+//! `hitgate.<run>.verdict`. Verdicts carry the message id `<run>-verdict-<frame>`: JetStream keeps
+//! the first and drops the rest within its duplicate window, so with several builders each frame
+//! still has one stored verdict, and every node, reading the stream in order, applies that one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use futures_util::StreamExt;
+
+use super::builder::{BuilderStats, EventBuilder};
+use super::messages::{NodeMessage, Subjects, Verdict};
+use crate::config::ClusterSection;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster: cannot reach NATS at {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("cluster: JetStream stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("cluster: publishing to {subject}: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("cluster: {0}")]
+    Runtime(String),
+}
+
+/// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
+/// failure can leave unconfirmed.
+const ACK_WINDOW: usize = 256;
+/// A publish that fails (a server of the cluster going away) is tried again this many times.
+const PUBLISH_TRIES: u32 = 20;
+
+fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ClusterError::Runtime(e.to_string()))
+}
+
+/// Connects to the cluster's servers and makes sure the run's streams exist.
+async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Context, ClusterError> {
+    let urls = section.nats.join(",");
+    let refused = |reason: String| ClusterError::Connect { urls: urls.clone(), reason };
+    let addrs = section
+        .nats
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refused(e.to_string()))?;
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let js = jetstream::new(client);
+    let subjects = Subjects::new(&section.run);
+    for (name, subject) in [
+        (&subjects.contributions_stream, subjects.all_contributions()),
+        (&subjects.verdicts_stream, subjects.verdicts()),
+    ] {
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![subject],
+            storage: stream::StorageType::File,
+            num_replicas: section.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| ClusterError::Stream { stream: name.clone(), reason: e.to_string() })?;
+    }
+    Ok(js)
+}
+
+/// Publishes `payload`, trying again while the cluster fails over; returns the acknowledgement to
+/// wait for.
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    payload: bytes::Bytes,
+    id: Option<&str>,
+) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
+    let mut tries = 0;
+    loop {
+        let mut message = PublishMessage::build().payload(payload.clone());
+        if let Some(id) = id {
+            message = message.message_id(id);
+        }
+        match js.send_publish(subject.to_string(), message).await {
+            Ok(ack) => return Ok(ack),
+            Err(_) if tries + 1 < PUBLISH_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
+            }
+            Err(e) => return Err(ClusterError::Publish { subject: subject.to_string(), reason: e.to_string() }),
+        }
+    }
+}
+
+/// Waits for the oldest acknowledgements until at most `keep` are outstanding.
+async fn settle(
+    acks: &mut VecDeque<jetstream::context::PublishAckFuture>,
+    keep: usize,
+    subject: &str,
+) -> Result<u64, ClusterError> {
+    let mut duplicates = 0;
+    while acks.len() > keep {
+        let Some(ack) = acks.pop_front() else { break };
+        let ack =
+            ack.await.map_err(|e| ClusterError::Publish { subject: subject.to_string(), reason: e.to_string() })?;
+        duplicates += u64::from(ack.duplicate);
+    }
+    Ok(duplicates)
+}
+
+/// What a node's link did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub contributions: u64,
+    pub verdicts: u64,
+}
+
+/// A node's link to the cluster: contributions out, verdicts in.
+pub struct NodeLink {
+    outgoing: Option<tokio::sync::mpsc::Sender<NodeMessage>>,
+    verdicts: crossbeam::channel::Receiver<Verdict>,
+    thread: Option<JoinHandle<Result<LinkStats, ClusterError>>>,
+}
+
+impl NodeLink {
+    /// Connects `node` to the cluster (waiting until it is connected and the streams exist).
+    ///
+    /// # Errors
+    /// No server could be reached, or the streams could not be made.
+    pub fn start(section: &ClusterSection, node: &str) -> Result<NodeLink, ClusterError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<NodeMessage>(4096);
+        let (verdict_tx, verdict_rx) = crossbeam::channel::unbounded();
+        let (section, node) = (section.clone(), node.to_string());
+        let thread = std::thread::Builder::new()
+            .name("hg-cluster".into())
+            .spawn(move || -> Result<LinkStats, ClusterError> {
+                let rt = runtime()?;
+                rt.block_on(async move {
+                    let js = match connect(&section, &format!("hitgate-node-{node}")).await {
+                        Ok(js) => {
+                            let _ = ready_tx.send(Ok(()));
+                            js
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.clone()));
+                            return Err(e);
+                        }
+                    };
+                    let subjects = Subjects::new(&section.run);
+                    let reader = tokio::spawn(forward_verdicts(js.clone(), subjects.clone(), verdict_tx));
+                    let subject = subjects.contributions_of(&node);
+                    let mut acks = VecDeque::new();
+                    let mut stats = LinkStats::default();
+                    while let Some(message) = out_rx.recv().await {
+                        let payload = serde_json::to_vec(&message).unwrap_or_default();
+                        acks.push_back(publish(&js, &subject, payload.into(), None).await?);
+                        stats.contributions += 1;
+                        settle(&mut acks, ACK_WINDOW, &subject).await?;
+                    }
+                    settle(&mut acks, 0, &subject).await?;
+                    reader.abort();
+                    stats.verdicts = reader.await.unwrap_or(0);
+                    Ok(stats)
+                })
+            })
+            .map_err(|e| ClusterError::Runtime(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(NodeLink { outgoing: Some(out_tx), verdicts: verdict_rx, thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(thread
+                .join()
+                .ok()
+                .and_then(Result::err)
+                .unwrap_or(ClusterError::Runtime("the cluster thread ended before connecting".into()))),
+        }
+    }
+
+    /// Sends a message (waiting while 4096 are queued); false once the link has failed.
+    pub fn send(&self, message: NodeMessage) -> bool {
+        self.outgoing.as_ref().is_some_and(|o| o.blocking_send(message).is_ok())
+    }
+
+    /// Verdicts, in the order the stream holds them.
+    pub fn verdicts(&self) -> &crossbeam::channel::Receiver<Verdict> {
+        &self.verdicts
+    }
+
+    /// Waits until everything sent is acknowledged, then closes.
+    ///
+    /// # Errors
+    /// A publish failed for good.
+    pub fn finish(mut self) -> Result<LinkStats, ClusterError> {
+        self.outgoing = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ClusterError::Runtime("the cluster thread panicked".into())),
+            None => Ok(LinkStats::default()),
+        }
+    }
+}
+
+impl Drop for NodeLink {
+    fn drop(&mut self) {
+        self.outgoing = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads the verdict stream from its start, in order, into `out`; returns how many it read.
+async fn forward_verdicts(js: jetstream::Context, subjects: Subjects, out: crossbeam::channel::Sender<Verdict>) -> u64 {
+    let mut read = 0;
+    let Ok(stream) = js.get_stream(&subjects.verdicts_stream).await else { return read };
+    let config = consumer::pull::OrderedConfig {
+        filter_subject: subjects.verdicts(),
+        deliver_policy: consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    let Ok(consumer) = stream.create_consumer(config).await else { return read };
+    let Ok(mut messages) = consumer.messages().await else { return read };
+    while let Some(message) = messages.next().await {
+        // The ordered consumer recreates itself after a failure; a failed read is skipped.
+        let Ok(message) = message else { continue };
+        if let Ok(verdict) = serde_json::from_slice::<Verdict>(&message.payload) {
+            read += 1;
+            if out.send(verdict).is_err() {
+                break;
+            }
+        }
+    }
+    read
+}
+
+/// Runs a trigger event builder until every node has ended (or is down) and every frame is
+/// decided, or until `stop`.
+///
+/// # Errors
+/// The cluster cannot be reached, or a verdict cannot be published.
+pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> Result<BuilderStats, ClusterError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let js = connect(section, &format!("hitgate-builder-{name}")).await?;
+        let subjects = Subjects::new(&section.run);
+        let stream = js.get_stream(&subjects.contributions_stream).await.map_err(|e| ClusterError::Stream {
+            stream: subjects.contributions_stream.clone(),
+            reason: e.to_string(),
+        })?;
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: subjects.all_contributions(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await.map_err(|e| ClusterError::Stream {
+            stream: subjects.contributions_stream.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut messages = consumer.messages().await.map_err(|e| ClusterError::Stream {
+            stream: subjects.contributions_stream.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut builder = EventBuilder::new(name, section);
+        let mut acks = VecDeque::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let subject = subjects.verdicts();
+        let mut heard_end = false;
+        while !stop.load(Ordering::Relaxed) {
+            let verdicts = tokio::select! {
+                message = messages.next() => match message {
+                    Some(Ok(message)) => match serde_json::from_slice::<NodeMessage>(&message.payload) {
+                        Ok(m) => {
+                            heard_end |= matches!(m, NodeMessage::End { .. });
+                            builder.add(m, Instant::now())
+                        }
+                        Err(_) => Vec::new(),
+                    },
+                    Some(Err(_)) => Vec::new(),
+                    None => break,
+                },
+                _ = tick.tick() => builder.expire(Instant::now()),
+            };
+            for verdict in verdicts {
+                let payload = serde_json::to_vec(&verdict).unwrap_or_default();
+                let id = subjects.verdict_id(verdict.frame_number);
+                acks.push_back(publish(&js, &subject, payload.into(), Some(&id)).await?);
+            }
+            settle(&mut acks, ACK_WINDOW, &subject).await?;
+            if heard_end && builder.finished() {
+                break;
+            }
+        }
+        settle(&mut acks, 0, &subject).await?;
+        Ok(builder.stats().clone())
+    })
+}

@@ -52,6 +52,9 @@ pub enum Command {
         /// Hold this fraction of frames accepted instead of the config's cut.
         #[arg(long)]
         target_rate: Option<f64>,
+        /// Run as this node of the config's `[cluster]`: only its modules, verdicts from the builder.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Receive the detector live over UDP through the whole pipeline until SIGINT/SIGTERM (or
     /// --duration-s), then drain every queue, close every sink and print the summary.
@@ -61,6 +64,19 @@ pub enum Command {
         /// Stop by itself after this many seconds.
         #[arg(long)]
         duration_s: Option<f64>,
+        /// Run as this node of the config's `[cluster]`: only its modules, verdicts from the builder.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Run a trigger event builder for the config's `[cluster]`: combine the nodes' contributions
+    /// into one verdict per frame, until every node has ended or SIGINT/SIGTERM. Run several for
+    /// failover: each frame keeps the first verdict stored.
+    Builder {
+        #[arg(long)]
+        config: PathBuf,
+        /// This builder's name, in its verdicts.
+        #[arg(long, default_value = "builder")]
+        name: String,
     },
     /// Send a capture's detector packets over UDP (sendmmsg), paced, looped, optionally damaged.
     Send(SendArgs),
@@ -268,8 +284,8 @@ pub fn run(cli: Cli) -> Result<()> {
             print_sim(&outputs);
             Ok(())
         }
-        Command::Replay { capture, config: path, speed, truth, trigger, target_rate } => {
-            let mut config = load_config(&path)?;
+        Command::Replay { capture, config: path, speed, truth, trigger, target_rate, node } => {
+            let mut config = as_node(load_config(&path)?, node.as_deref(), &path)?;
             if let Some(t) = trigger {
                 config.trigger.kind = t.into();
             }
@@ -291,10 +307,30 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             damaged_input(&summary)
         }
-        Command::Run { config: path, duration_s } => {
-            let config = load_config(&path)?;
+        Command::Run { config: path, duration_s, node } => {
+            let config = as_node(load_config(&path)?, node.as_deref(), &path)?;
             let summary = run_live(config, &path, duration_s)?;
             print!("{summary}");
+            Ok(())
+        }
+        Command::Builder { config: path, name } => {
+            let config = load_config(&path)?;
+            if !config.cluster.enabled() {
+                return Err(Exit { code: 3, message: format!("{}: no [cluster] nats servers", path.display()) }.into());
+            }
+            let stop = stop_on_signals()?;
+            eprintln!(
+                "builder {name}: run {:?}, {} nodes, rule {:?}",
+                config.cluster.run,
+                config.cluster.nodes.len(),
+                config.cluster.rule
+            );
+            let stats = hitgate::cluster::run_builder(&config.cluster, &name, &stop)
+                .context("running the trigger event builder")?;
+            println!(
+                "builder {name}: {} frames decided, {} kept, {} without every node, {} late contributions, nodes taken as down {} times",
+                stats.decided, stats.kept, stats.incomplete, stats.late, stats.nodes_down
+            );
             Ok(())
         }
         Command::Send(args) => {
@@ -384,6 +420,26 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The threshold finder with the default parameters: what the datasets are made with.
 fn default_finder() -> hitgate::features::SpotFinderParams {
     (&hitgate::config::SpotsTriggerSection::default()).into()
+}
+
+/// The config as `node` of its cluster runs it (unchanged without `--node`).
+fn as_node(config: Config, node: Option<&str>, path: &Path) -> Result<Config> {
+    let Some(node) = node else { return Ok(config) };
+    if !config.cluster.enabled() {
+        return Err(Exit {
+            code: 3,
+            message: format!("{}: --node {node}, but no [cluster] nats servers", path.display()),
+        }
+        .into());
+    }
+    let names: Vec<&str> = config.cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+    config.for_node(node).ok_or_else(|| {
+        Exit {
+            code: 3,
+            message: format!("{}: --node {node}: not one of cluster.nodes ({})", path.display(), names.join(", ")),
+        }
+        .into()
+    })
 }
 
 fn load_config(path: &Path) -> Result<Config> {

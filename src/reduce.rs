@@ -109,7 +109,10 @@ impl ReducerPlan {
         let pixels = panels * rows * cols;
         let c = &config.calibration;
         let mask = match &c.mask_file {
-            Some(file) => Some(PixelMask::load(file, pixels)?),
+            Some(file) => Some(match &c.share {
+                Some(share) => PixelMask::load_modules(file, pixels, Some(&share.modules), share.of)?,
+                None => PixelMask::load(file, pixels)?,
+            }),
             None => None,
         };
         let mut gains_g0 = Vec::new();
@@ -117,7 +120,9 @@ impl ReducerPlan {
             DetectorType::Eiger => Photons::Counting,
             DetectorType::Jungfrau => {
                 let maps = match &c.file {
-                    Some(file) => CalibrationMaps::load(file, pixels)?,
+                    Some(file) => {
+                        CalibrationMaps::load_modules(file, pixels, c.share.as_ref().map(|s| &s.modules[..]))?
+                    }
                     None => CalibrationMaps::uniform(
                         geometry.modules,
                         geometry.model.module_rows(),

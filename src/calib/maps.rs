@@ -111,6 +111,15 @@ impl CalibrationMaps {
     /// # Errors
     /// Unreadable, not in the format, or for another pixel count.
     pub fn load(path: &Path, pixels: usize) -> Result<Self, CalibrationError> {
+        Self::load_modules(path, pixels, None)
+    }
+
+    /// Reads maps of a whole detector and keeps `modules` of it, in that order (a cluster node's
+    /// share; `None` keeps every module), and checks they fit a detector of `pixels` pixels.
+    ///
+    /// # Errors
+    /// Unreadable, not in the format, a module the file does not hold, or another pixel count.
+    pub fn load_modules(path: &Path, pixels: usize, keep: Option<&[usize]>) -> Result<Self, CalibrationError> {
         let bytes = std::fs::read(path).map_err(|source| CalibrationError::Read { path: path.into(), source })?;
         let format = |reason: String| CalibrationError::Format { path: path.into(), reason };
         let (header, body) =
@@ -127,8 +136,8 @@ impl CalibrationMaps {
             .checked_mul(rows)
             .and_then(|n| n.checked_mul(cols))
             .ok_or_else(|| format("dimensions overflow".into()))?;
-        if found != pixels {
-            return Err(CalibrationError::Size { path: path.into(), found, expected: pixels });
+        if found == 0 {
+            return Err(format("maps of no pixels".into()));
         }
         let values = 2 * GAIN_STAGES * found;
         if body.len() != values * 4 {
@@ -136,7 +145,26 @@ impl CalibrationMaps {
         }
         let all: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let (ped, gain) = all.split_at(GAIN_STAGES * found);
-        Ok(Self::from_arrays(modules, rows, cols, ped.to_vec(), gain.to_vec()))
+        let (modules, ped, gain) = match keep {
+            None => (modules, ped.to_vec(), gain.to_vec()),
+            Some(keep) => {
+                if let Some(&m) = keep.iter().find(|&&m| m >= modules) {
+                    return Err(format(format!("holds {modules} modules, not module {m}")));
+                }
+                let module = rows * cols;
+                let select = |maps: &[f32]| -> Vec<f32> {
+                    maps.chunks_exact(found)
+                        .flat_map(|stage| keep.iter().flat_map(move |&m| &stage[m * module..(m + 1) * module]))
+                        .copied()
+                        .collect()
+                };
+                (keep.len(), select(ped), select(gain))
+            }
+        };
+        if modules * rows * cols != pixels {
+            return Err(CalibrationError::Size { path: path.into(), found: modules * rows * cols, expected: pixels });
+        }
+        Ok(Self::from_arrays(modules, rows, cols, ped, gain))
     }
 }
 
@@ -152,6 +180,18 @@ mod tests {
         maps.pedestal_adu[7] = 42.5;
         maps.save(&path).unwrap();
         assert_eq!(CalibrationMaps::load(&path, 12).unwrap(), maps);
+        // A share of the modules, in the order asked for.
+        let share = CalibrationMaps::load_modules(&path, 12, Some(&[1, 0])).unwrap();
+        let module = maps.rows * maps.cols;
+        for stage in 0..GAIN_STAGES {
+            let (all, part) = (maps.pedestal(stage), share.pedestal(stage));
+            assert_eq!(&part[..module], &all[all.len() - module..]);
+            assert_eq!(&part[module..], &all[..module]);
+            assert_eq!(&share.gain(stage)[module..], &maps.gain(stage)[..module]);
+        }
+        assert_eq!(share.pedestal(0)[1], 42.5);
+        assert!(CalibrationMaps::load_modules(&path, 6, Some(&[9])).is_err());
+        assert_eq!(CalibrationMaps::load_modules(&path, 6, Some(&[1])).unwrap().pedestal(0)[1], 42.5);
         assert!(matches!(CalibrationMaps::load(&path, 13), Err(CalibrationError::Size { found: 12, .. })));
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();

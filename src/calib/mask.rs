@@ -80,6 +80,30 @@ impl PixelMask {
         }
         Ok(PixelMask { flags: bytes[12..].to_vec() })
     }
+
+    /// Reads the mask of a whole detector of `modules` modules and keeps `keep` of them, in that
+    /// order (a cluster node's share; `None` keeps all), for a detector of `pixels` pixels.
+    ///
+    /// # Errors
+    /// As [`PixelMask::load`] for the whole detector, or a module it does not hold.
+    pub fn load_modules(
+        path: &Path,
+        pixels: usize,
+        keep: Option<&[usize]>,
+        modules: usize,
+    ) -> Result<PixelMask, MaskError> {
+        let Some(keep) = keep.filter(|k| !k.is_empty()) else { return PixelMask::load(path, pixels) };
+        let module = pixels / keep.len();
+        let whole = PixelMask::load(path, module * modules)?;
+        if let Some(&m) = keep.iter().find(|&&m| m >= modules) {
+            return Err(MaskError::Format {
+                path: path.into(),
+                reason: format!("holds {modules} modules, not module {m}"),
+            });
+        }
+        let flags = keep.iter().flat_map(|&m| &whole.flags[m * module..(m + 1) * module]).copied().collect();
+        Ok(PixelMask { flags })
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +121,10 @@ mod tests {
         m.set(99, DEAD); // outside: ignored
         m.save(&path).unwrap();
         let back = PixelMask::load(&path, 10).unwrap();
+        // Two modules of five pixels: the second alone.
+        let share = PixelMask::load_modules(&path, 5, Some(&[1]), 2).unwrap();
+        assert_eq!(share.flags(), &back.flags()[5..]);
+        assert!(PixelMask::load_modules(&path, 5, Some(&[2]), 2).is_err());
         assert_eq!(back, m);
         assert_eq!((back.masked_count(), back.flags()[3]), (2, HOT | USER));
         assert!(matches!(PixelMask::load(&path, 11), Err(MaskError::Size { .. })));

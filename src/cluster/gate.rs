@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::messages::Verdict;
 use crate::frame::FrameHandle;
+use crate::telemetry::latency::LatencyHistogram;
 
 /// What the gate did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct VerdictGate {
     verdicts: HashMap<u64, Verdict>,
     timeout: Duration,
     stats: GateStats,
+    /// From a frame held to its verdict applied.
+    waits: LatencyHistogram,
 }
 
 impl VerdictGate {
@@ -35,7 +38,13 @@ impl VerdictGate {
             verdicts: HashMap::with_capacity(capacity * 2),
             timeout,
             stats: GateStats::default(),
+            waits: LatencyHistogram::default(),
         }
+    }
+
+    /// A quantile of the time frames waited for their verdicts.
+    pub fn wait_quantile_us(&self, q: f64) -> Option<u64> {
+        self.waits.quantile_us(q)
     }
 
     pub fn stats(&self) -> &GateStats {
@@ -76,10 +85,12 @@ impl VerdictGate {
             if verdict.is_none() && *deadline > now {
                 break;
             }
-            let Some((mut frame, _)) = self.held.pop_front() else { break };
+            let Some((mut frame, deadline)) = self.held.pop_front() else { break };
             let features = frame.pixels_and_features().1;
             match verdict {
                 Some(v) => {
+                    let held_at = deadline.checked_sub(self.timeout).unwrap_or(now);
+                    self.waits.record_ns(now.saturating_duration_since(held_at).as_nanos() as u64);
                     features.accepted = v.keep;
                     features.score = v.score;
                     features.trigger_failed = false;

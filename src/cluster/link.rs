@@ -167,7 +167,7 @@ impl NodeLink {
                     while let Some(message) = out_rx.recv().await {
                         let payload = serde_json::to_vec(&message).unwrap_or_default();
                         acks.push_back(publish(&js, &subject, payload.into(), None).await?);
-                        stats.contributions += 1;
+                        stats.contributions += u64::from(matches!(message, NodeMessage::Frame(_)));
                         settle(&mut acks, ACK_WINDOW, &subject).await?;
                     }
                     settle(&mut acks, 0, &subject).await?;

@@ -151,8 +151,9 @@ impl ClusterSection {
 
 impl super::Config {
     /// The config `node` runs with: the detector narrowed to the modules it owns (their ports, in
-    /// the order the cluster lists them, stacked one under the other), `cluster.node` set, the rest
-    /// as given. `None` when `node` is not one of `cluster.nodes`.
+    /// the order the cluster lists them, stacked one under the other; their share of the
+    /// calibration and mask files), `{node}` in sink paths replaced by its name, `cluster.node`
+    /// set, the rest as given. `None` when `node` is not one of `cluster.nodes`.
     pub fn for_node(&self, node: &str) -> Option<super::Config> {
         let owned = self.cluster.modules_of(node)?;
         let geometry = self.geometry().ok()?;
@@ -170,6 +171,17 @@ impl super::Config {
         d.modules_per_row = 1;
         (d.module_gap_rows_px, d.module_gap_cols_px) = (0, 0);
         (d.beam_center_row_px, d.beam_center_col_px) = (None, None);
+        // One config serves every node: `{node}` in a sink's path becomes the node's name.
+        let named = |p: &mut std::path::PathBuf| *p = p.to_string_lossy().replace("{node}", node).into();
+        for sink in &mut config.sinks {
+            match sink {
+                super::SinkSection::Raw { dir } => named(dir),
+                super::SinkSection::Features { path } => named(path),
+                super::SinkSection::Hdf5(h) => named(&mut h.dir),
+                super::SinkSection::Null { .. } | super::SinkSection::Stream(_) => {}
+            }
+        }
+        config.calibration.share = Some(super::ModuleShare { modules: owned.to_vec(), of: self.detector.modules });
         config.cluster.node = Some(node.to_string());
         Some(config)
     }

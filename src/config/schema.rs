@@ -222,6 +222,10 @@ pub struct CalibrationSection {
     pub pedestal_adu: [f32; 3],
     /// Gain of G0, G1, G2 where no file is given (G1 and G2 count down, hence negative).
     pub gain_adu_per_kev: [f32; 3],
+    /// Set for a cluster node (`--node`), never read from a config: the files describe the whole
+    /// detector, the node uses its modules of them.
+    #[serde(skip)]
+    pub share: Option<ModuleShare>,
 }
 
 impl Default for CalibrationSection {
@@ -235,8 +239,18 @@ impl Default for CalibrationSection {
             pedestal_track_every: 10,
             pedestal_adu: [3000.0, 14500.0, 14000.0],
             gain_adu_per_kev: [40.0, -1.45, -0.11],
+            share: None,
         }
     }
+}
+
+/// Which modules of a whole detector's calibration and mask files a cluster node uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleShare {
+    /// The files' modules, in this node's order.
+    pub modules: Vec<usize>,
+    /// Modules the files hold: the whole detector's.
+    pub of: usize,
 }
 
 /// Which spot finder the reducer runs.
@@ -1213,7 +1227,9 @@ impl Config {
             }
             claimed.push((path, key));
         }
-        p.extend(self.cluster.problems(self.detector.modules));
+        // A node's config has its own modules only; the cluster describes the whole detector.
+        let whole = self.calibration.share.as_ref().map_or(self.detector.modules, |s| s.of);
+        p.extend(self.cluster.problems(whole));
         p
     }
 }

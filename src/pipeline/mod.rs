@@ -46,6 +46,8 @@ pub enum PipelineError {
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]
     Panicked(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A validated config with everything prepared that does not depend on the input.

@@ -62,6 +62,19 @@ pub struct RunSummary {
     /// From a frame's first packet received to its verdict written (live runs).
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
+    /// What this node of a cluster sent and what the builder's verdicts did to its frames.
+    pub cluster: Option<ClusterReport>,
+}
+
+/// A cluster node's part of the run.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterReport {
+    pub node: String,
+    pub gate: crate::cluster::GateStats,
+    pub link: crate::cluster::LinkStats,
+    /// The builder's verdict latency from the contribution sent to the verdict applied, median and p99.
+    pub verdict_p50_us: Option<u64>,
+    pub verdict_p99_us: Option<u64>,
 }
 
 impl RunSummary {
@@ -120,6 +133,17 @@ impl fmt::Display for RunSummary {
             match &fpga.down {
                 Some(why) => writeln!(f, " (card down: {why})")?,
                 None => writeln!(f)?,
+            }
+        }
+        if let Some(c) = &self.cluster {
+            let g = &c.gate;
+            writeln!(
+                f,
+                "cluster      node {}: {} contributions sent; verdicts kept {}, dropped {}; {} without a verdict in time (kept, flagged)",
+                c.node, c.link.contributions, g.kept, g.dropped, g.timed_out
+            )?;
+            if let (Some(p50), Some(p99)) = (c.verdict_p50_us, c.verdict_p99_us) {
+                writeln!(f, "             verdict wait {p50} µs median, {p99} µs p99")?;
             }
         }
         if self.frames_audited > 0 {

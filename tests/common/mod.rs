@@ -103,3 +103,58 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A NATS server with JetStream on 127.0.0.1, stopped when dropped; `None` (and the check says it
+/// is skipped) where `nats-server` is not installed (`scripts/setup` installs it).
+pub struct NatsServer {
+    child: std::process::Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl NatsServer {
+    pub fn start(store: &Path) -> Option<NatsServer> {
+        Self::start_with(store, common_port(), &[])
+    }
+
+    /// A server with extra arguments (cluster routes, a name).
+    pub fn start_with(store: &Path, port: u16, extra: &[&str]) -> Option<NatsServer> {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| Path::new(p).exists())?;
+        std::fs::create_dir_all(store).unwrap();
+        let child = std::process::Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = NatsServer { child, url: format!("nats://127.0.0.1:{port}"), port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn common_port() -> u16 {
+    free_tcp_port()
+}
+
+/// Says the check is skipped for want of nats-server.
+pub fn no_nats() {
+    println!("skipped: no nats-server (scripts/setup installs it)");
+}

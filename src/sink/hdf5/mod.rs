@@ -51,12 +51,17 @@ impl Hdf5Sink {
         let panel_origins =
             (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect();
         let pixel_mask = match &config.calibration.mask_file {
-            Some(file) => crate::calib::PixelMask::load(file, panels * rows * cols)
-                .map_err(|e| failed(file, e))?
-                .flags()
-                .iter()
-                .map(|&f| u32::from(f))
-                .collect(),
+            Some(file) => match &config.calibration.share {
+                Some(share) => {
+                    crate::calib::PixelMask::load_modules(file, panels * rows * cols, Some(&share.modules), share.of)
+                }
+                None => crate::calib::PixelMask::load(file, panels * rows * cols),
+            }
+            .map_err(|e| failed(file, e))?
+            .flags()
+            .iter()
+            .map(|&f| u32::from(f))
+            .collect(),
             None => Vec::new(),
         };
         let wavelength =

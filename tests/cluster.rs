@@ -1,0 +1,156 @@
+//! Scale-out on a real NATS JetStream server on 127.0.0.1: a simulated JUNGFRAU 4M (8 modules)
+//! replayed by three hitgate node processes that own 3, 3 and 2 modules, with a trigger event
+//! builder process between them. Every node applies the same verdict to every frame, and what they
+//! keep is what one node with the whole detector keeps.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hitgate::config::{ClusterNode, ClusterSection, Config, SinkSection, TriggerKind, VerdictRule};
+use hitgate::sim::SimConfig;
+use hitgate::sink::raw::read_index;
+
+const NODES: [(&str, &[usize]); 3] = [("a", &[0, 1, 2]), ("b", &[3, 4, 5]), ("c", &[6, 7])];
+
+fn hitgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hitgate"))
+}
+
+/// Waits for a child, killing it past `limit`.
+fn wait(child: Child, limit: Duration, what: &str) -> Output {
+    let started = Instant::now();
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        while started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The child is this test's own; it may have ended already.
+        let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < limit, "{what} did not finish within {limit:?}");
+    drop(watchdog);
+    out
+}
+
+/// Each frame's verdict as a features file holds it.
+fn verdicts(path: &Path) -> BTreeMap<u64, bool> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (r["frame_number"].as_u64().unwrap(), r["accepted"].as_bool().unwrap())
+        })
+        .collect()
+}
+
+fn base_config(sim: &hitgate::sim::SimOutputs) -> Config {
+    let mut config = common::replay_config(sim);
+    config.trigger.kind = TriggerKind::Spots;
+    config.trigger.spots.min_spots = 12;
+    config.trigger.rate.audit_every = 0;
+    config.features.localiser.model = None;
+    config
+}
+
+fn cluster_config(base: &Config, nats: &[String], out: &Path) -> PathBuf {
+    let mut config = base.clone();
+    config.cluster = ClusterSection {
+        nats: nats.to_vec(),
+        run: "scaleout".into(),
+        nodes: NODES.iter().map(|(n, m)| ClusterNode { name: n.to_string(), modules: m.to_vec() }).collect(),
+        rule: VerdictRule::SumSpots,
+        min_spots: base.trigger.spots.min_spots,
+        builder_wait_ms: 3_000,
+        verdict_timeout_ms: 30_000,
+        ..ClusterSection::default()
+    };
+    config.sinks = vec![
+        SinkSection::Features { path: out.join("{node}/features.jsonl") },
+        SinkSection::Raw { dir: out.join("{node}/raw") },
+    ];
+    let path = out.join("cluster.toml");
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = common::NatsServer::start(&dir.path().join("nats")) else { return common::no_nats() };
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 24, hit_rate: 0.5, seed: 808, modules: 8, modules_per_row: 2, ..SimConfig::default() },
+    );
+    let base = base_config(&sim);
+
+    // One node with the whole detector.
+    let mut single = base.clone();
+    let single_out = dir.path().join("single");
+    single.sinks = vec![
+        SinkSection::Features { path: single_out.join("features.jsonl") },
+        SinkSection::Raw { dir: single_out.join("raw") },
+    ];
+    let single_run = common::replay(single, &sim.capture);
+    let expected = verdicts(&single_out.join("features.jsonl"));
+    let kept = expected.values().filter(|k| **k).count();
+    assert!(kept > 3 && kept < 24, "a test that can tell keep from drop: {single_run}");
+
+    let out = dir.path().join("cluster");
+    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out);
+    let builder = hitgate()
+        .args(["builder", "--config"])
+        .arg(&config)
+        .args(["--name", "b1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let nodes: Vec<(&str, Child)> = NODES
+        .iter()
+        .map(|(name, _)| {
+            let child = hitgate()
+                .arg("replay")
+                .arg(&sim.capture)
+                .arg("--config")
+                .arg(&config)
+                .args(["--node", name])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (*name, child)
+        })
+        .collect();
+    for (name, child) in nodes {
+        let o = wait(child, Duration::from_secs(120), name);
+        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "node {name}:\n{stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("cluster      node {name}: 24 contributions sent")), "{stdout}");
+        assert!(stdout.contains("0 without a verdict in time"), "{stdout}");
+    }
+    let b = wait(builder, Duration::from_secs(60), "the builder");
+    let report = String::from_utf8_lossy(&b.stdout);
+    assert!(b.status.success(), "{report}\n{}", String::from_utf8_lossy(&b.stderr));
+    assert!(report.contains("24 frames decided"), "{report}");
+    assert!(report.contains(&format!("{kept} kept")), "{report}");
+
+    // Every node applied the same verdict to every frame, the single node's; each stored its part
+    // of exactly those frames.
+    let expected_kept: Vec<u64> = expected.iter().filter(|(_, k)| **k).map(|(f, _)| *f).collect();
+    for (name, modules) in NODES {
+        let got = verdicts(&out.join(name).join("features.jsonl"));
+        assert_eq!(got, expected, "node {name}'s verdicts");
+        let index = read_index(&out.join(name).join("raw/frames.idx")).unwrap();
+        let stored: Vec<u64> = index.iter().map(|r| r.frame_number.get()).collect();
+        assert_eq!(stored, expected_kept, "node {name}'s stored frames");
+        let frame_bytes = std::fs::metadata(out.join(name).join("raw/frames.raw")).unwrap().len();
+        assert_eq!(frame_bytes, (kept * modules.len() * 512 * 1024 * 2) as u64, "node {name}: its modules only");
+    }
+}

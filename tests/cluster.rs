@@ -58,7 +58,7 @@ fn base_config(sim: &hitgate::sim::SimOutputs) -> Config {
     config
 }
 
-fn cluster_config(base: &Config, nats: &[String], out: &Path) -> PathBuf {
+fn cluster_config(base: &Config, nats: &[String], out: &Path, builder_wait_ms: u64) -> PathBuf {
     let mut config = base.clone();
     config.cluster = ClusterSection {
         nats: nats.to_vec(),
@@ -66,7 +66,7 @@ fn cluster_config(base: &Config, nats: &[String], out: &Path) -> PathBuf {
         nodes: NODES.iter().map(|(n, m)| ClusterNode { name: n.to_string(), modules: m.to_vec() }).collect(),
         rule: VerdictRule::SumSpots,
         min_spots: base.trigger.spots.min_spots,
-        builder_wait_ms: 3_000,
+        builder_wait_ms,
         verdict_timeout_ms: 30_000,
         ..ClusterSection::default()
     };
@@ -103,7 +103,7 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
     assert!(kept > 3 && kept < 24, "a test that can tell keep from drop: {single_run}");
 
     let out = dir.path().join("cluster");
-    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out);
+    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out, 3_000);
     let builder = hitgate()
         .args(["builder", "--config"])
         .arg(&config)
@@ -133,7 +133,7 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
         let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(o.status.success(), "node {name}:\n{stdout}\n{stderr}");
         assert!(stdout.contains(&format!("cluster      node {name}: 24 contributions sent")), "{stdout}");
-        assert!(stdout.contains("0 without a verdict in time"), "{stdout}");
+        assert!(stdout.contains("; 0 without a verdict in time"), "{stdout}");
     }
     let b = wait(builder, Duration::from_secs(60), "the builder");
     let report = String::from_utf8_lossy(&b.stdout);
@@ -153,4 +153,69 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
         let frame_bytes = std::fs::metadata(out.join(name).join("raw/frames.raw")).unwrap().len();
         assert_eq!(frame_bytes, (kept * modules.len() * 512 * 1024 * 2) as u64, "node {name}: its modules only");
     }
+}
+
+#[test]
+fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = common::NatsServer::start(&dir.path().join("nats")) else { return common::no_nats() };
+    let frames = 40;
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames, hit_rate: 0.5, seed: 809, modules: 8, modules_per_row: 2, ..SimConfig::default() },
+    );
+    let mut base = base_config(&sim);
+    base.trigger.spots.min_spots = 8;
+    let out = dir.path().join("cluster");
+    // The builder gives a silent node a second, then stops waiting for it.
+    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out, 1_000);
+    let builder = hitgate().args(["builder", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
+    // Paced at 10 frames a second: four seconds of run.
+    let start = |name: &str| {
+        hitgate()
+            .arg("replay")
+            .arg(&sim.capture)
+            .arg("--config")
+            .arg(&config)
+            .args(["--node", name, "--speed", "0.01"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b, mut c) = (start("a"), start("b"), start("c"));
+    // Killed a second and a half after its pipeline started (its sinks' files appear then): it has
+    // taken part in some frames, and most are still to come.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("c/features.jsonl").exists() {
+        assert!(Instant::now() < deadline, "node c never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill().unwrap();
+    let _ = c.wait();
+    let mut kept_by = Vec::new();
+    for (name, child) in [("a", a), ("b", b)] {
+        let o = wait(child, Duration::from_secs(120), name);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "node {name}:\n{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        // Every frame got its verdict: after c went silent the builder decided without it.
+        assert!(stdout.contains("; 0 without a verdict in time"), "{stdout}");
+        let got = verdicts(&out.join(name).join("features.jsonl"));
+        assert_eq!(got.len() as u64, frames, "node {name} judged every frame");
+        let index = read_index(&out.join(name).join("raw/frames.idx")).unwrap();
+        let stored: Vec<u64> = index.iter().map(|r| r.frame_number.get()).collect();
+        let kept: Vec<u64> = got.iter().filter(|(_, k)| **k).map(|(f, _)| *f).collect();
+        assert_eq!(stored, kept, "node {name} stored every frame it kept");
+        kept_by.push(got);
+    }
+    assert_eq!(kept_by[0], kept_by[1], "the survivors applied the same verdicts");
+    let report = wait(builder, Duration::from_secs(60), "the builder");
+    let report = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(report.contains(&format!("{frames} frames decided")), "{report}");
+    // The frames after the kill were decided without c, and counted so.
+    let incomplete: u64 =
+        report.split(" without every node").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(incomplete > 0 && incomplete < frames, "{report}");
+    assert!(report.contains("nodes taken as down 1 times"), "{report}");
 }

@@ -35,6 +35,9 @@ pub enum ClusterError {
 /// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
 /// failure can leave unconfirmed.
 const ACK_WINDOW: usize = 256;
+/// Pull requests of the ordered consumers expire this soon (heartbeats at half of it): a consumer
+/// whose server went away is noticed within about this long, not the client's default 30 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// A publish that fails (a server of the cluster going away) is tried again this many times.
 const PUBLISH_TRIES: u32 = 20;
 
@@ -72,9 +75,15 @@ async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Cont
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| ClusterError::Stream { stream: name.clone(), reason: e.to_string() })?;
+        // A cluster that has just started may not have elected its JetStream leader yet.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match js.get_or_create_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => return Err(ClusterError::Stream { stream: name.clone(), reason: e.to_string() }),
+            }
+        }
     }
     Ok(js)
 }
@@ -104,18 +113,52 @@ async fn publish(
     }
 }
 
-/// Waits for the oldest acknowledgements until at most `keep` are outstanding.
-async fn settle(
-    acks: &mut VecDeque<jetstream::context::PublishAckFuture>,
-    keep: usize,
+/// A message sent and not yet acknowledged, kept to be sent again if the acknowledgement fails.
+struct Unconfirmed {
+    ack: jetstream::context::PublishAckFuture,
+    subject: String,
+    payload: bytes::Bytes,
+    id: Option<String>,
+}
+
+/// Sends a message and queues its acknowledgement.
+async fn send(
+    js: &jetstream::Context,
+    acks: &mut VecDeque<Unconfirmed>,
     subject: &str,
-) -> Result<u64, ClusterError> {
+    payload: bytes::Bytes,
+    id: Option<String>,
+) -> Result<(), ClusterError> {
+    let ack = publish(js, subject, payload.clone(), id.as_deref()).await?;
+    acks.push_back(Unconfirmed { ack, subject: subject.to_string(), payload, id });
+    Ok(())
+}
+
+/// Waits for the oldest acknowledgements until at most `keep` are outstanding; a message whose
+/// acknowledgement fails (a server gone, a stream leader moving) is sent again. Returns how many
+/// the stream took as duplicates.
+async fn settle(js: &jetstream::Context, acks: &mut VecDeque<Unconfirmed>, keep: usize) -> Result<u64, ClusterError> {
     let mut duplicates = 0;
     while acks.len() > keep {
-        let Some(ack) = acks.pop_front() else { break };
-        let ack =
-            ack.await.map_err(|e| ClusterError::Publish { subject: subject.to_string(), reason: e.to_string() })?;
-        duplicates += u64::from(ack.duplicate);
+        let Some(u) = acks.pop_front() else { break };
+        let mut result = u.ack.await;
+        let mut tries = 1;
+        loop {
+            match result {
+                Ok(ack) => {
+                    duplicates += u64::from(ack.duplicate);
+                    break;
+                }
+                Err(e) if tries >= PUBLISH_TRIES => {
+                    return Err(ClusterError::Publish { subject: u.subject, reason: e.to_string() });
+                }
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
+                    result = publish(js, &u.subject, u.payload.clone(), u.id.as_deref()).await?.await;
+                }
+            }
+        }
     }
     Ok(duplicates)
 }
@@ -166,11 +209,11 @@ impl NodeLink {
                     let mut stats = LinkStats::default();
                     while let Some(message) = out_rx.recv().await {
                         let payload = serde_json::to_vec(&message).unwrap_or_default();
-                        acks.push_back(publish(&js, &subject, payload.into(), None).await?);
+                        send(&js, &mut acks, &subject, payload.into(), None).await?;
                         stats.contributions += u64::from(matches!(message, NodeMessage::Frame(_)));
-                        settle(&mut acks, ACK_WINDOW, &subject).await?;
+                        settle(&js, &mut acks, ACK_WINDOW).await?;
                     }
-                    settle(&mut acks, 0, &subject).await?;
+                    settle(&js, &mut acks, 0).await?;
                     reader.abort();
                     stats.verdicts = reader.await.unwrap_or(0);
                     Ok(stats)
@@ -224,21 +267,53 @@ impl Drop for NodeLink {
     }
 }
 
-/// Reads the verdict stream from its start, in order, into `out`; returns how many it read.
+/// Follows a stream from its start, in order, handing each message's payload on. An ordered
+/// consumer that fails (its server gone, the stream's leader moving) is made again from the
+/// message after the last one handed on, so nothing is skipped and nothing is handed on twice. Ends
+/// when the receiver is dropped.
+fn follow(js: jetstream::Context, stream_name: String, filter: String) -> tokio::sync::mpsc::Receiver<bytes::Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tokio::spawn(async move {
+        let mut next = 1u64;
+        while !tx.is_closed() {
+            if let Ok(stream) = js.get_stream(&stream_name).await {
+                let config = consumer::pull::OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+                    max_expires: PULL_EXPIRES,
+                    ..Default::default()
+                };
+                if let Ok(consumer) = stream.create_consumer(config).await
+                    && let Ok(mut messages) = consumer.messages().await
+                {
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(message) => {
+                                if let Ok(info) = message.info() {
+                                    next = info.stream_sequence + 1;
+                                }
+                                if tx.send(message.payload.clone()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            // A gap or silence the client could not mend: made anew from `next`.
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    rx
+}
+
+/// Reads the verdict stream in order into `out`; returns how many it read.
 async fn forward_verdicts(js: jetstream::Context, subjects: Subjects, out: crossbeam::channel::Sender<Verdict>) -> u64 {
     let mut read = 0;
-    let Ok(stream) = js.get_stream(&subjects.verdicts_stream).await else { return read };
-    let config = consumer::pull::OrderedConfig {
-        filter_subject: subjects.verdicts(),
-        deliver_policy: consumer::DeliverPolicy::All,
-        ..Default::default()
-    };
-    let Ok(consumer) = stream.create_consumer(config).await else { return read };
-    let Ok(mut messages) = consumer.messages().await else { return read };
-    while let Some(message) = messages.next().await {
-        // The ordered consumer recreates itself after a failure; a failed read is skipped.
-        let Ok(message) = message else { continue };
-        if let Ok(verdict) = serde_json::from_slice::<Verdict>(&message.payload) {
+    let mut payloads = follow(js, subjects.verdicts_stream.clone(), subjects.verdicts());
+    while let Some(payload) = payloads.recv().await {
+        if let Ok(verdict) = serde_json::from_slice::<Verdict>(&payload) {
             read += 1;
             if out.send(verdict).is_err() {
                 break;
@@ -258,23 +333,7 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
     rt.block_on(async {
         let js = connect(section, &format!("hitgate-builder-{name}")).await?;
         let subjects = Subjects::new(&section.run);
-        let stream = js.get_stream(&subjects.contributions_stream).await.map_err(|e| ClusterError::Stream {
-            stream: subjects.contributions_stream.clone(),
-            reason: e.to_string(),
-        })?;
-        let config = consumer::pull::OrderedConfig {
-            filter_subject: subjects.all_contributions(),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        };
-        let consumer = stream.create_consumer(config).await.map_err(|e| ClusterError::Stream {
-            stream: subjects.contributions_stream.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut messages = consumer.messages().await.map_err(|e| ClusterError::Stream {
-            stream: subjects.contributions_stream.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut messages = follow(js.clone(), subjects.contributions_stream.clone(), subjects.all_contributions());
         let mut builder = EventBuilder::new(name, section);
         let mut acks = VecDeque::new();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -282,15 +341,14 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
         let mut heard_end = false;
         while !stop.load(Ordering::Relaxed) {
             let verdicts = tokio::select! {
-                message = messages.next() => match message {
-                    Some(Ok(message)) => match serde_json::from_slice::<NodeMessage>(&message.payload) {
+                payload = messages.recv() => match payload {
+                    Some(payload) => match serde_json::from_slice::<NodeMessage>(&payload) {
                         Ok(m) => {
                             heard_end |= matches!(m, NodeMessage::End { .. });
                             builder.add(m, Instant::now())
                         }
                         Err(_) => Vec::new(),
                     },
-                    Some(Err(_)) => Vec::new(),
                     None => break,
                 },
                 _ = tick.tick() => builder.expire(Instant::now()),
@@ -298,14 +356,14 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
             for verdict in verdicts {
                 let payload = serde_json::to_vec(&verdict).unwrap_or_default();
                 let id = subjects.verdict_id(verdict.frame_number);
-                acks.push_back(publish(&js, &subject, payload.into(), Some(&id)).await?);
+                send(&js, &mut acks, &subject, payload.into(), Some(id)).await?;
             }
-            settle(&mut acks, ACK_WINDOW, &subject).await?;
+            settle(&js, &mut acks, ACK_WINDOW).await?;
             if heard_end && builder.finished() {
                 break;
             }
         }
-        settle(&mut acks, 0, &subject).await?;
+        settle(&js, &mut acks, 0).await?;
         Ok(builder.stats().clone())
     })
 }

@@ -82,6 +82,8 @@ fn cluster_config(base: &Config, nats: &[String], out: &Path, builder_wait_ms: u
 
 #[test]
 fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
+    // Four processes each: two such runs at once would starve each other's deadlines.
+    let _turn = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let Some(server) = common::NatsServer::start(&dir.path().join("nats")) else { return common::no_nats() };
     let sim = common::simulated(
@@ -157,6 +159,7 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
 
 #[test]
 fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
+    let _turn = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let Some(server) = common::NatsServer::start(&dir.path().join("nats")) else { return common::no_nats() };
     let frames = 40;
@@ -184,14 +187,14 @@ fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
             .unwrap()
     };
     let (a, b, mut c) = (start("a"), start("b"), start("c"));
-    // Killed a second and a half after its pipeline started (its sinks' files appear then): it has
-    // taken part in some frames, and most are still to come.
+    // Killed two seconds after its pipeline started (its sinks' files appear then): it has taken
+    // part in some frames, and many are still to come.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !out.join("c/features.jsonl").exists() {
         assert!(Instant::now() < deadline, "node c never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     c.kill().unwrap();
     let _ = c.wait();
     let mut kept_by = Vec::new();
@@ -217,5 +220,7 @@ fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
     let incomplete: u64 =
         report.split(" without every node").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(incomplete > 0 && incomplete < frames, "{report}");
-    assert!(report.contains("nodes taken as down 1 times"), "{report}");
+    // c at least (on a busy machine a slow survivor may have been waited out once too).
+    let down: u64 = report.rsplit("nodes taken as down ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(down >= 1, "{report}");
 }

@@ -80,6 +80,26 @@ fn a_done_bit_that_never_rises_times_out_and_the_card_recovers() {
 }
 
 #[test]
+fn a_call_given_up_on_is_never_taken_for_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulated = EmulatedCard::start(dir.path(), Faults::default()).unwrap();
+    let mut card = FpgaCard::open(emulated.paths(), LAYOUT, model_hash(), TIMEOUT).unwrap();
+    let q = QuantClassifier::from_onnx(BUILTIN_INT8_MODEL).unwrap();
+    // A slow card: the first call is given up on while the card still computes it.
+    emulated.set_slow(TIMEOUT * 3 / 2);
+    let (first, second) = (inputs(4, 1), inputs(4, 7));
+    assert!(matches!(card.judge(&first, &mut [0; 4]).unwrap_err(), FpgaError::NoAnswer { .. }));
+    emulated.set_slow(Duration::ZERO);
+    // The next call waits for the card to be idle, and its results are its own, not the late
+    // call's (which finished with done raised after the driver had stopped waiting).
+    let mut logits = [0i64; 4];
+    card.judge(&second, &mut logits).unwrap();
+    let expected: Vec<i64> = second.iter().map(|x| q.logit_accumulator(x)).collect();
+    assert_eq!(logits.to_vec(), expected);
+    assert_ne!(expected, first.iter().map(|x| q.logit_accumulator(x)).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_dma_channel_that_refuses_transfers_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let emulated = EmulatedCard::start(dir.path(), Faults { dma_refused: true, ..Faults::default() }).unwrap();

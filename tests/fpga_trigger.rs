@@ -101,6 +101,8 @@ fn summaries(n: u64, seed: u64) -> Vec<Vec<f32>> {
 fn frames_staged_together_share_one_card_call_and_keep_their_own_scores() {
     let mut section = TriggerSection { kind: TriggerKind::Fpga, ..TriggerSection::default() };
     section.fpga.batch_frames = 8;
+    // Generous: on a busy machine a call given up on would be judged in software, not on the card.
+    section.fpga.timeout_us = 2_000_000;
     let trigger = Trigger::from_config(&section).unwrap();
     assert_eq!(trigger.batch_frames(), 8);
     let card = trigger.emulated_card().unwrap();

@@ -90,6 +90,27 @@ impl FpgaCard {
         Ok(card)
     }
 
+    /// Waits (within the timeout) until the card is idle, then clears a done bit left over. A call
+    /// given up on may still be running, or have finished since: its inputs must not be overwritten
+    /// under it, and its late done must not be taken for the next call's (which would read the
+    /// earlier call's results).
+    fn wait_idle(&mut self) -> Result<(), FpgaError> {
+        let r = &self.card.registers;
+        let started = Instant::now();
+        loop {
+            let ctrl = r.read(regs::CTRL);
+            if ctrl & regs::CTRL_IDLE != 0 && ctrl & regs::CTRL_START == 0 {
+                r.read_and_clear(regs::CTRL, regs::CTRL_DONE);
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited > self.timeout {
+                return Err(FpgaError::NoAnswer { waited, hint: ", the card is still busy with an earlier call" });
+            }
+            std::thread::sleep(Duration::from_micros(10));
+        }
+    }
+
     /// One kernel call on what is in card memory: arguments, start, wait for done; status and count.
     fn call(&mut self, frames: u32) -> Result<(u32, u32), FpgaError> {
         let r = &self.card.registers;
@@ -135,6 +156,7 @@ impl FpgaCard {
         if n == 0 {
             return Ok(());
         }
+        self.wait_idle()?;
         self.input.clear();
         self.input.extend(inputs.iter().flatten().map(|&v| v as u8));
         self.card.dma_to_card(self.layout.input_address, &self.input)?;

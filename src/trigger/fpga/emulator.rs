@@ -42,6 +42,8 @@ pub struct EmulatedCard {
     stop: Arc<AtomicBool>,
     /// Switchable while running: from the next call on, done never rises.
     stuck_done: Arc<AtomicBool>,
+    /// Switchable while running: each call takes this many µs longer (a slow or busy card).
+    slow_us: Arc<AtomicU64>,
     calls: Arc<AtomicU64>,
     kernel_ns: Arc<AtomicU64>,
     device: Option<JoinHandle<()>>,
@@ -67,6 +69,7 @@ impl EmulatedCard {
         let paths = CardPaths { registers: registers.clone(), to_card, from_card: memory.clone() };
         let (stop, calls, kernel_ns) = (Arc::default(), Arc::<AtomicU64>::default(), Arc::<AtomicU64>::default());
         let stuck_done = Arc::new(AtomicBool::new(faults.stuck_done));
+        let slow_us = Arc::new(AtomicU64::new(0));
         let device = if faults.not_loaded {
             None
         } else {
@@ -84,6 +87,7 @@ impl EmulatedCard {
             let shared = Shared {
                 stop: Arc::clone(&stop),
                 stuck_done: Arc::clone(&stuck_done),
+                slow_us: Arc::clone(&slow_us),
                 calls: Arc::clone(&calls),
                 kernel_ns: Arc::clone(&kernel_ns),
             };
@@ -93,12 +97,17 @@ impl EmulatedCard {
                 .map_err(|source| CardError::Open { path: dir.into(), source })?;
             Some(thread)
         };
-        Ok(EmulatedCard { paths, stop, stuck_done, calls, kernel_ns, device })
+        Ok(EmulatedCard { paths, stop, stuck_done, slow_us, calls, kernel_ns, device })
     }
 
     /// From the next call on, the card computes but never raises done (or does again).
     pub fn set_stuck_done(&self, stuck: bool) {
         self.stuck_done.store(stuck, Ordering::Relaxed);
+    }
+
+    /// From the next call on, each call takes `extra` longer before done rises.
+    pub fn set_slow(&self, extra: Duration) {
+        self.slow_us.store(extra.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Where the driver finds the card.
@@ -131,6 +140,7 @@ const IDLE_SLEEP: Duration = Duration::from_micros(20);
 struct Shared {
     stop: Arc<AtomicBool>,
     stuck_done: Arc<AtomicBool>,
+    slow_us: Arc<AtomicU64>,
     calls: Arc<AtomicU64>,
     kernel_ns: Arc<AtomicU64>,
 }
@@ -165,6 +175,10 @@ fn device(window: &RegisterWindow, mut memory: MmapMut, shared: &Shared) {
         window.write(regs::ABI_VERSION, report.abi_version);
         window.write(regs::MODEL_HASH_LO, report.model_hash as u32);
         window.write(regs::MODEL_HASH_HI, (report.model_hash >> 32) as u32);
+        let slow = shared.slow_us.load(Ordering::Relaxed);
+        if slow > 0 {
+            std::thread::sleep(Duration::from_micros(slow));
+        }
         let finished = regs::CTRL_IDLE | regs::CTRL_READY;
         let stuck = shared.stuck_done.load(Ordering::Relaxed);
         window.write(regs::CTRL, if stuck { finished } else { finished | regs::CTRL_DONE });

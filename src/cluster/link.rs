@@ -88,40 +88,34 @@ async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Cont
     Ok(js)
 }
 
-/// Publishes `payload`, trying again while the cluster fails over; returns the acknowledgement to
-/// wait for.
-async fn publish(
+/// Sends one message to its stream; the acknowledgement is to be awaited.
+async fn send_once(
     js: &jetstream::Context,
     subject: &str,
-    payload: bytes::Bytes,
+    payload: &bytes::Bytes,
     id: Option<&str>,
-) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
-    let mut tries = 0;
-    loop {
-        let mut message = PublishMessage::build().payload(payload.clone());
-        if let Some(id) = id {
-            message = message.message_id(id);
-        }
-        match js.send_publish(subject.to_string(), message).await {
-            Ok(ack) => return Ok(ack),
-            Err(_) if tries + 1 < PUBLISH_TRIES => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
-            }
-            Err(e) => return Err(ClusterError::Publish { subject: subject.to_string(), reason: e.to_string() }),
-        }
+) -> Result<jetstream::context::PublishAckFuture, String> {
+    let mut message = PublishMessage::build().payload(payload.clone());
+    if let Some(id) = id {
+        message = message.message_id(id);
     }
+    js.send_publish(subject.to_string(), message).await.map_err(|e| e.to_string())
+}
+
+/// The pause before the `tries`th attempt: longer each time, at most half a second.
+async fn back_off(tries: u32) {
+    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
 }
 
 /// A message sent and not yet acknowledged, kept to be sent again if the acknowledgement fails.
 struct Unconfirmed {
     ack: jetstream::context::PublishAckFuture,
-    subject: String,
     payload: bytes::Bytes,
     id: Option<String>,
 }
 
-/// Sends a message and queues its acknowledgement.
+/// Sends a message to `subject`, trying again while the cluster fails over, and queues its
+/// acknowledgement.
 async fn send(
     js: &jetstream::Context,
     acks: &mut VecDeque<Unconfirmed>,
@@ -129,45 +123,55 @@ async fn send(
     payload: bytes::Bytes,
     id: Option<String>,
 ) -> Result<(), ClusterError> {
-    let ack = publish(js, subject, payload.clone(), id.as_deref()).await?;
-    acks.push_back(Unconfirmed { ack, subject: subject.to_string(), payload, id });
+    let mut tries = 1;
+    let ack = loop {
+        match send_once(js, subject, &payload, id.as_deref()).await {
+            Ok(ack) => break ack,
+            Err(reason) if tries >= PUBLISH_TRIES => {
+                return Err(ClusterError::Publish { subject: subject.to_string(), reason });
+            }
+            Err(_) => {
+                back_off(tries).await;
+                tries += 1;
+            }
+        }
+    };
+    acks.push_back(Unconfirmed { ack, payload, id });
     Ok(())
 }
 
 /// Waits for the oldest acknowledgements until at most `keep` are outstanding; a message whose
-/// acknowledgement fails (a server gone, a stream leader moving) is sent again. Returns how many
-/// the stream took as duplicates.
-async fn settle(js: &jetstream::Context, acks: &mut VecDeque<Unconfirmed>, keep: usize) -> Result<u64, ClusterError> {
-    let mut duplicates = 0;
+/// acknowledgement fails (a server gone, a stream leader moving) is sent again, within the same
+/// number of tries a send has.
+async fn settle(
+    js: &jetstream::Context,
+    acks: &mut VecDeque<Unconfirmed>,
+    keep: usize,
+    subject: &str,
+) -> Result<(), ClusterError> {
     while acks.len() > keep {
         let Some(u) = acks.pop_front() else { break };
-        let mut result = u.ack.await;
+        let mut result = u.ack.await.map(drop).map_err(|e| e.to_string());
         let mut tries = 1;
-        loop {
-            match result {
-                Ok(ack) => {
-                    duplicates += u64::from(ack.duplicate);
-                    break;
-                }
-                Err(e) if tries >= PUBLISH_TRIES => {
-                    return Err(ClusterError::Publish { subject: u.subject, reason: e.to_string() });
-                }
-                Err(_) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
-                    result = publish(js, &u.subject, u.payload.clone(), u.id.as_deref()).await?.await;
-                }
+        while let Err(reason) = result {
+            if tries >= PUBLISH_TRIES {
+                return Err(ClusterError::Publish { subject: subject.to_string(), reason });
             }
+            back_off(tries).await;
+            tries += 1;
+            result = match send_once(js, subject, &u.payload, u.id.as_deref()).await {
+                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Err(reason) => Err(reason),
+            };
         }
     }
-    Ok(duplicates)
+    Ok(())
 }
 
 /// What a node's link did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
     pub contributions: u64,
-    pub verdicts: u64,
 }
 
 /// A node's link to the cluster: contributions out, verdicts in.
@@ -207,15 +211,21 @@ impl NodeLink {
                     let subject = subjects.contributions_of(&node);
                     let mut acks = VecDeque::new();
                     let mut stats = LinkStats::default();
-                    while let Some(message) = out_rx.recv().await {
+                    while let Some(mut message) = out_rx.recv().await {
+                        // The ordering thread leaves the node's name to this thread.
+                        match &mut message {
+                            NodeMessage::Frame(c) => {
+                                c.node.clone_from(&node);
+                                stats.contributions += 1;
+                            }
+                            NodeMessage::End { node: name, .. } => name.clone_from(&node),
+                        }
                         let payload = serde_json::to_vec(&message).unwrap_or_default();
                         send(&js, &mut acks, &subject, payload.into(), None).await?;
-                        stats.contributions += u64::from(matches!(message, NodeMessage::Frame(_)));
-                        settle(&js, &mut acks, ACK_WINDOW).await?;
+                        settle(&js, &mut acks, ACK_WINDOW, &subject).await?;
                     }
-                    settle(&js, &mut acks, 0).await?;
+                    settle(&js, &mut acks, 0, &subject).await?;
                     reader.abort();
-                    stats.verdicts = reader.await.unwrap_or(0);
                     Ok(stats)
                 })
             })
@@ -308,19 +318,16 @@ fn follow(js: jetstream::Context, stream_name: String, filter: String) -> tokio:
     rx
 }
 
-/// Reads the verdict stream in order into `out`; returns how many it read.
-async fn forward_verdicts(js: jetstream::Context, subjects: Subjects, out: crossbeam::channel::Sender<Verdict>) -> u64 {
-    let mut read = 0;
+/// Reads the verdict stream in order into `out`.
+async fn forward_verdicts(js: jetstream::Context, subjects: Subjects, out: crossbeam::channel::Sender<Verdict>) {
     let mut payloads = follow(js, subjects.verdicts_stream.clone(), subjects.verdicts());
     while let Some(payload) = payloads.recv().await {
-        if let Ok(verdict) = serde_json::from_slice::<Verdict>(&payload) {
-            read += 1;
-            if out.send(verdict).is_err() {
-                break;
-            }
+        if let Ok(verdict) = serde_json::from_slice::<Verdict>(&payload)
+            && out.send(verdict).is_err()
+        {
+            break;
         }
     }
-    read
 }
 
 /// Runs a trigger event builder until every node has ended (or is down) and every frame is
@@ -358,12 +365,12 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
                 let id = subjects.verdict_id(verdict.frame_number);
                 send(&js, &mut acks, &subject, payload.into(), Some(id)).await?;
             }
-            settle(&js, &mut acks, ACK_WINDOW).await?;
+            settle(&js, &mut acks, ACK_WINDOW, &subject).await?;
             if heard_end && builder.finished() {
                 break;
             }
         }
-        settle(&js, &mut acks, 0).await?;
+        settle(&js, &mut acks, 0, &subject).await?;
         Ok(builder.stats().clone())
     })
 }

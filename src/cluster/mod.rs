@@ -7,9 +7,11 @@ pub mod builder;
 pub mod gate;
 pub mod link;
 pub mod messages;
+pub mod node;
 pub mod rule;
 
 pub use builder::{BuilderStats, EventBuilder};
 pub use gate::{GateStats, VerdictGate};
 pub use link::{ClusterError, LinkStats, NodeLink, run_builder};
 pub use messages::{Contribution, NodeMessage, Subjects, Verdict};
+pub use node::{ClusterNode, NodeReport};

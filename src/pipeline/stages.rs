@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::summary::{ClusterReport, Progress, RunSummary, add};
+use super::summary::{Progress, RunSummary, add};
 use super::{PipelineError, Plan};
 use crate::calib::PedestalTracker;
-use crate::cluster::{Contribution, NodeLink, NodeMessage, VerdictGate};
+use crate::cluster::{ClusterNode, NodeReport};
 use crate::config::OnFull;
 use crate::frame::{Assembler, AssemblyCounters, FrameHandle, FramePool};
 use crate::ingest::SkipReason;
@@ -102,7 +102,7 @@ struct SinkOutcome {
     latency: LatencyHistogram,
     /// The lowest accept-rate ceiling storage imposed, if it did.
     storage_ceiling_min: Option<f64>,
-    cluster: Option<ClusterReport>,
+    cluster: Option<NodeReport>,
 }
 
 /// What the sink thread keeps an eye on besides its own work: queue and pool levels for the metrics.
@@ -122,7 +122,7 @@ struct Watch<'a> {
     /// Compresses audit frames (chosen here, after the reducers) for sinks that store chunks.
     encoder: Option<(FrameEncoder, &'a ReducerPlan)>,
     /// This node's link to the cluster, when the run is one node of several.
-    cluster: Option<(NodeLink, String, Duration)>,
+    cluster: Option<ClusterNode>,
 }
 
 /// Tracked frames between two publications of a new converter.
@@ -168,11 +168,7 @@ impl Plan {
         }
         // Connected before any thread starts: a cluster that cannot be reached fails the run at once.
         let cluster = match (&cfg.cluster.node, cfg.cluster.enabled()) {
-            (Some(node), true) => Some((
-                NodeLink::start(&cfg.cluster, node)?,
-                node.clone(),
-                Duration::from_millis(cfg.cluster.verdict_timeout_ms),
-            )),
+            (Some(node), true) => Some(ClusterNode::start(&cfg.cluster, node, pool.capacity())?),
             _ => None,
         };
         let to_reducers: Ring<FrameHandle> = Ring::new(cfg.reducer.queue_frames);
@@ -338,43 +334,6 @@ pub(super) fn pin_to(cpu: Option<usize>) {
 /// How often the sink thread publishes queue and pool levels.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// In a cluster, sends the frame's contribution and holds it in the gate, handing on what the gate
-/// frees; otherwise (or for a dark frame, which is this node's own business) hands it on at once.
-fn judge(
-    frame: FrameHandle,
-    (gate, cluster): (&mut Option<VerdictGate>, &Option<(NodeLink, String, Duration)>),
-    deliver: &mut impl FnMut(FrameHandle),
-) {
-    match (gate, cluster) {
-        (Some(gate), Some((link, node, _))) if !frame.features().dark => {
-            let (meta, f) = (frame.meta(), frame.features());
-            link.send(NodeMessage::Frame(Contribution {
-                node: node.clone(),
-                frame_number: meta.frame_number,
-                spots_found: f.spots_found,
-                score: f.score,
-                accepted: f.accepted,
-                packets_received: meta.packets_received,
-                packets_expected: meta.packets_expected,
-            }));
-            gate.hold(frame, Instant::now());
-            absorb_verdicts(gate, link, Duration::ZERO);
-            gate.release(Instant::now(), deliver);
-        }
-        _ => deliver(frame),
-    }
-}
-
-/// Moves the verdicts that have come into the gate, waiting up to `wait` for the first.
-fn absorb_verdicts(gate: &mut VerdictGate, link: &NodeLink, wait: Duration) {
-    if let Ok(v) = link.verdicts().recv_timeout(wait) {
-        gate.verdict(v);
-    }
-    while let Ok(v) = link.verdicts().try_recv() {
-        gate.verdict(v);
-    }
-}
-
 /// The ordering thread: restores the order frames left assembly, follows the rate and the pedestal,
 /// then hands each frame to every sink's lane (in a cluster, once the builder's verdict is in).
 fn run_sinks(
@@ -511,11 +470,10 @@ fn run_sinks(
         }
     };
     let mut published = Instant::now();
-    let cluster = watch.cluster.take();
-    let mut gate = cluster.as_ref().map(|(_, _, timeout)| VerdictGate::new(*timeout, pool_capacity));
+    let mut cluster = watch.cluster.take();
     loop {
-        let frame = match (&mut gate, &cluster) {
-            (Some(gate), Some((link, _, _))) => loop {
+        let frame = match cluster.as_mut() {
+            Some(node) => loop {
                 if let Some(frame) = input.try_pop() {
                     break Some(frame);
                 }
@@ -523,16 +481,18 @@ fn run_sinks(
                     break input.try_pop();
                 }
                 // Nothing to order: wait a little for verdicts and hand on what they free.
-                absorb_verdicts(gate, link, Duration::from_micros(200));
-                gate.release(Instant::now(), |f| deliver(f, &mut outcome, &mut failure));
+                node.wait(Duration::from_micros(200), |f| deliver(f, &mut outcome, &mut failure));
             },
-            _ => input.pop_waiting(),
+            None => input.pop_waiting(),
         };
         let Some(frame) = frame else { break };
         let at = (frame.meta().sequence % pool_capacity as u64) as usize;
         pending[at] = Some(frame);
         while let Some(frame) = pending[(next % pool_capacity as u64) as usize].take() {
-            judge(frame, (&mut gate, &cluster), &mut |f| deliver(f, &mut outcome, &mut failure));
+            match cluster.as_mut() {
+                Some(node) => node.judge(frame, |f| deliver(f, &mut outcome, &mut failure)),
+                None => deliver(frame, &mut outcome, &mut failure),
+            }
             next += 1;
         }
         if published.elapsed() >= PUBLISH_EVERY {
@@ -544,29 +504,16 @@ fn run_sinks(
     let mut rest: Vec<FrameHandle> = pending.into_iter().flatten().collect();
     rest.sort_by_key(|f| f.meta().sequence);
     for frame in rest {
-        judge(frame, (&mut gate, &cluster), &mut |f| deliver(f, &mut outcome, &mut failure));
-    }
-    if let (Some(mut gate), Some((link, node, _))) = (gate, cluster) {
-        // Every contribution is out: say so, and wait for the last verdicts (each frame at most
-        // its timeout).
-        link.send(NodeMessage::End { node: node.clone(), frames: next });
-        while !gate.is_empty() {
-            absorb_verdicts(&mut gate, &link, Duration::from_millis(1));
-            gate.release(Instant::now(), |f| deliver(f, &mut outcome, &mut failure));
+        match cluster.as_mut() {
+            Some(node) => node.judge(frame, |f| deliver(f, &mut outcome, &mut failure)),
+            None => deliver(frame, &mut outcome, &mut failure),
         }
-        let report = ClusterReport {
-            node,
-            gate: gate.stats().clone(),
-            verdict_p50_us: gate.wait_quantile_us(0.5),
-            verdict_p99_us: gate.wait_quantile_us(0.99),
-            link: Default::default(),
-        };
-        match link.finish() {
-            Ok(stats) => outcome.cluster = Some(ClusterReport { link: stats, ..report }),
-            Err(e) => {
-                outcome.cluster = Some(report);
-                failure = failure.or(Some(e.into()));
-            }
+    }
+    if let Some(node) = cluster {
+        let (report, error) = node.finish(next, |f| deliver(f, &mut outcome, &mut failure));
+        outcome.cluster = Some(report);
+        if let Some(e) = error {
+            failure = failure.or(Some(e.into()));
         }
     }
     for lane in lanes.drain(..) {

@@ -63,18 +63,7 @@ pub struct RunSummary {
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
     /// What this node of a cluster sent and what the builder's verdicts did to its frames.
-    pub cluster: Option<ClusterReport>,
-}
-
-/// A cluster node's part of the run.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterReport {
-    pub node: String,
-    pub gate: crate::cluster::GateStats,
-    pub link: crate::cluster::LinkStats,
-    /// The builder's verdict latency from the contribution sent to the verdict applied, median and p99.
-    pub verdict_p50_us: Option<u64>,
-    pub verdict_p99_us: Option<u64>,
+    pub cluster: Option<crate::cluster::NodeReport>,
 }
 
 impl RunSummary {

@@ -108,13 +108,7 @@ impl ReducerPlan {
         let (panels, rows, cols) = geometry.panels();
         let pixels = panels * rows * cols;
         let c = &config.calibration;
-        let mask = match &c.mask_file {
-            Some(file) => Some(match &c.share {
-                Some(share) => PixelMask::load_modules(file, pixels, Some(&share.modules), share.of)?,
-                None => PixelMask::load(file, pixels)?,
-            }),
-            None => None,
-        };
+        let mask = PixelMask::for_calibration(c, pixels)?;
         let mut gains_g0 = Vec::new();
         let photons = match geometry.model.det_type {
             DetectorType::Eiger => Photons::Counting,

@@ -81,6 +81,23 @@ impl PixelMask {
         Ok(PixelMask { flags: bytes[12..].to_vec() })
     }
 
+    /// The mask a calibration section names, for a detector of `pixels` pixels (a cluster node's
+    /// share of the file when it is one); `None` without a mask file.
+    ///
+    /// # Errors
+    /// As [`PixelMask::load_modules`].
+    pub fn for_calibration(
+        c: &crate::config::CalibrationSection,
+        pixels: usize,
+    ) -> Result<Option<PixelMask>, MaskError> {
+        let Some(file) = &c.mask_file else { return Ok(None) };
+        let mask = match &c.share {
+            Some(share) => PixelMask::load_modules(file, pixels, Some(&share.modules), share.of)?,
+            None => PixelMask::load(file, pixels)?,
+        };
+        Ok(Some(mask))
+    }
+
     /// Reads the mask of a whole detector of `modules` modules and keeps `keep` of them, in that
     /// order (a cluster node's share; `None` keeps all), for a detector of `pixels` pixels.
     ///

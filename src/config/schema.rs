@@ -244,6 +244,16 @@ impl Default for CalibrationSection {
     }
 }
 
+/// h·c in keV·Å: a photon of E keV has a wavelength of `HC_KEV_ANGSTROM / E` Å.
+pub const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
+
+impl CalibrationSection {
+    /// The incident wavelength the photon energy makes.
+    pub fn wavelength_angstrom(&self) -> f64 {
+        HC_KEV_ANGSTROM / f64::from(self.photon_energy_kev)
+    }
+}
+
 /// Which modules of a whole detector's calibration and mask files a cluster node uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModuleShare {
@@ -624,6 +634,17 @@ pub enum StoredPixels {
     PhotonsF32,
 }
 
+impl StoredPixels {
+    /// What a stored pixel holds, in words, for the files' and streams' own descriptions.
+    pub fn description(self) -> &'static str {
+        match self {
+            StoredPixels::Raw => "raw detector values",
+            StoredPixels::PhotonsU32 => "photons (whole)",
+            StoredPixels::PhotonsF32 => "photons",
+        }
+    }
+}
+
 /// Sink queues and the policy when storage cannot keep up.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -784,6 +805,13 @@ impl Config {
             gap_rows_px: d.module_gap_rows_px,
             gap_cols_px: d.module_gap_cols_px,
         })
+    }
+
+    /// Where each panel's first pixel sits in the assembled image (row, column).
+    pub fn panel_origins(&self, geometry: &DetectorGeometry) -> Vec<(usize, usize)> {
+        let (panels, rows, _) = geometry.panels();
+        let layout = self.image_layout();
+        (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect()
     }
 
     /// The beam centre in image pixels (row, column).

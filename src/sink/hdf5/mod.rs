@@ -21,7 +21,7 @@ use nxmx::{LinkedFile, RunDescription, write_master};
 
 use super::encode::{chunk_bound, stored_element_size};
 use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
-use crate::config::{Config, Hdf5Section, StoredPixels};
+use crate::config::{Config, Hdf5Section};
 use crate::detector::DetectorGeometry;
 
 pub struct Hdf5Sink {
@@ -47,25 +47,14 @@ impl Hdf5Sink {
         let dir = &section.dir;
         std::fs::create_dir_all(dir).map_err(|source| SinkError::Io { sink: "hdf5", path: dir.clone(), source })?;
         let (panels, rows, cols) = geometry.panels();
-        let layout = config.image_layout();
-        let panel_origins =
-            (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect();
-        let pixel_mask = match &config.calibration.mask_file {
-            Some(file) => match &config.calibration.share {
-                Some(share) => {
-                    crate::calib::PixelMask::load_modules(file, panels * rows * cols, Some(&share.modules), share.of)
-                }
-                None => crate::calib::PixelMask::load(file, panels * rows * cols),
-            }
-            .map_err(|e| failed(file, e))?
-            .flags()
-            .iter()
-            .map(|&f| u32::from(f))
-            .collect(),
-            None => Vec::new(),
+        let panel_origins = config.panel_origins(geometry);
+        let pixels = panels * rows * cols;
+        let pixel_mask = match crate::calib::PixelMask::for_calibration(&config.calibration, pixels) {
+            Ok(Some(mask)) => mask.flags().iter().map(|&f| u32::from(f)).collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(failed(config.calibration.mask_file.as_deref().unwrap_or(dir), e)),
         };
-        let wavelength =
-            section.wavelength_angstrom.unwrap_or(HC_KEV_ANGSTROM / f64::from(config.calibration.photon_energy_kev));
+        let wavelength = section.wavelength_angstrom.unwrap_or_else(|| config.calibration.wavelength_angstrom());
         let run = RunDescription {
             detector_model: geometry.model.name.to_string(),
             bits_per_pixel: geometry.model.bits_per_pixel as u32,
@@ -76,11 +65,7 @@ impl Hdf5Sink {
             panel_rows: rows,
             panel_cols: cols,
             panel_origins,
-            pixels: match section.pixels {
-                StoredPixels::Raw => "raw detector values",
-                StoredPixels::PhotonsU32 => "photons (whole)",
-                StoredPixels::PhotonsF32 => "photons",
-            },
+            pixels: section.pixels.description(),
             sample_name: section.sample_name.clone(),
             start_time: iso8601_now(),
             pixel_mask,
@@ -131,9 +116,6 @@ impl Hdf5Sink {
 fn failed(path: &Path, e: impl std::fmt::Display) -> SinkError {
     SinkError::Format { sink: "hdf5", path: path.to_path_buf(), reason: e.to_string() }
 }
-
-/// h·c in keV·Å: wavelength = this / photon energy.
-const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
 
 impl Sink for Hdf5Sink {
     fn interest(&self) -> Interest {

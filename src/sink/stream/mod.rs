@@ -188,14 +188,11 @@ impl Sink for StreamSink {
 
 /// The series' `start` message: the geometry and beam a consumer needs to make sense of the images.
 fn start_message(series: &Series, section: &StreamSection, config: &Config, geometry: &DetectorGeometry) -> Vec<u8> {
-    const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
     let energy_kev = f64::from(config.calibration.photon_energy_kev);
     let pixel_size_m = f64::from(geometry.model.pixel_size_um) * 1e-6;
     let (beam_row, beam_col) = config.beam_center_px();
-    let (panels, rows, _) = geometry.panels();
-    let layout = config.image_layout();
-    let origins: Vec<(usize, usize)> =
-        (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect();
+    let (_, rows, _) = geometry.panels();
+    let origins = config.panel_origins(geometry);
     let mut e = Encoder::default();
     e.map(19).key("type").text("start");
     e.key("series_id").uint(series.id);
@@ -208,7 +205,7 @@ fn start_message(series: &Series, section: &StreamSection, config: &Config, geom
     e.key("image_size_x").uint(series.cols as u64);
     e.key("image_size_y").uint(series.rows as u64);
     e.key("incident_energy").float(energy_kev * 1000.0);
-    e.key("incident_wavelength").float(HC_KEV_ANGSTROM / energy_kev);
+    e.key("incident_wavelength").float(config.calibration.wavelength_angstrom());
     // Frames are chosen as they come: how many is not known when the series starts.
     e.key("number_of_images").uint(0);
     e.key("pixel_size_x").float(pixel_size_m);
@@ -217,11 +214,7 @@ fn start_message(series: &Series, section: &StreamSection, config: &Config, geom
     e.key("sensor_material").text("Si");
     e.key("sensor_thickness").float(320e-6);
     e.key("user_data").map(1).key("hitgate").map(4);
-    e.key("pixels").text(match section.pixels {
-        StoredPixels::Raw => "raw detector values",
-        StoredPixels::PhotonsU32 => "photons (whole)",
-        StoredPixels::PhotonsF32 => "photons",
-    });
+    e.key("pixels").text(section.pixels.description());
     e.key("module_rows").uint(rows as u64);
     e.key("module_origins").array(origins.len());
     for (r, c) in origins {

@@ -172,14 +172,8 @@ impl super::Config {
         (d.module_gap_rows_px, d.module_gap_cols_px) = (0, 0);
         (d.beam_center_row_px, d.beam_center_col_px) = (None, None);
         // One config serves every node: `{node}` in a sink's path becomes the node's name.
-        let named = |p: &mut std::path::PathBuf| *p = p.to_string_lossy().replace("{node}", node).into();
-        for sink in &mut config.sinks {
-            match sink {
-                super::SinkSection::Raw { dir } => named(dir),
-                super::SinkSection::Features { path } => named(path),
-                super::SinkSection::Hdf5(h) => named(&mut h.dir),
-                super::SinkSection::Null { .. } | super::SinkSection::Stream(_) => {}
-            }
+        for path in config.sinks.iter_mut().filter_map(super::SinkSection::output_mut) {
+            *path = path.to_string_lossy().replace("{node}", node).into();
         }
         config.calibration.share = Some(super::ModuleShare { modules: owned.to_vec(), of: self.detector.modules });
         config.cluster.node = Some(node.to_string());

@@ -507,6 +507,16 @@ impl SinkSection {
         }
     }
 
+    /// The file or folder the sink writes, when it writes one.
+    pub fn output_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            SinkSection::Raw { dir } => Some(dir),
+            SinkSection::Features { path } => Some(path),
+            SinkSection::Hdf5(h) => Some(&mut h.dir),
+            SinkSection::Null { .. } | SinkSection::Stream(_) => None,
+        }
+    }
+
     /// The pixels the sink takes compressed, when it takes compressed frames.
     pub fn compressed_pixels(&self) -> Option<StoredPixels> {
         match self {
@@ -770,13 +780,8 @@ impl Config {
         {
             *m = base.join(m.as_str()).to_string_lossy().into_owned();
         }
-        for sink in &mut self.sinks {
-            match sink {
-                SinkSection::Raw { dir } => fix(dir),
-                SinkSection::Features { path } => fix(path),
-                SinkSection::Hdf5(h) => fix(&mut h.dir),
-                SinkSection::Null { .. } | SinkSection::Stream(_) => {}
-            }
+        for path in self.sinks.iter_mut().filter_map(SinkSection::output_mut) {
+            fix(path);
         }
         self
     }

@@ -78,6 +78,28 @@ pub enum Command {
         #[arg(long, default_value = "builder")]
         name: String,
     },
+    /// Read one source of the config's `jetstream` forward through a durable consumer and write it
+    /// as the node's storage would (features records, NeXus/HDF5 files), in parts of
+    /// --frames-per-part frames, acknowledging each part once it is whole on disk. Started again
+    /// under the same --durable name, it resumes where the last whole part ended.
+    Consume {
+        #[arg(long)]
+        config: PathBuf,
+        /// Folder for the parts (`part-000001/`, …).
+        #[arg(long)]
+        out: PathBuf,
+        /// Read this cluster node's messages (its modules, its `{node}`), else the single node's.
+        #[arg(long)]
+        node: Option<String>,
+        /// The durable consumer's name; default `consume-<source>`.
+        #[arg(long)]
+        durable: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        frames_per_part: u64,
+        /// Stop once the source's run has ended and all of it is written.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
     /// Send a capture's detector packets over UDP (sendmmsg), paced, looped, optionally damaged.
     Send(SendArgs),
     /// Show what a capture holds (detectors, ports, frames, losses), or what a NeXus master written
@@ -330,6 +352,46 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "builder {name}: {} frames decided, {} kept, {} without every node, {} late contributions, nodes taken as down {} times",
                 stats.decided, stats.kept, stats.incomplete, stats.late, stats.nodes_down
+            );
+            Ok(())
+        }
+        Command::Consume { config: path, out, node, durable, frames_per_part, exit_at_end } => {
+            let config = as_node(load_config(&path)?, node.as_deref(), &path)?;
+            let Some(section) = config.sinks.iter().find_map(|s| match s {
+                hitgate::config::SinkSection::Jetstream(f) => Some(f.clone()),
+                _ => None,
+            }) else {
+                return Err(
+                    Exit { code: 3, message: format!("{}: no [[sink]] kind = \"jetstream\"", path.display()) }.into()
+                );
+            };
+            if frames_per_part == 0 {
+                return Err(Exit { code: 2, message: "--frames-per-part must be at least 1".into() }.into());
+            }
+            let source = section.source_name().to_string();
+            let options = hitgate::forward::consume::ConsumeOptions {
+                out,
+                durable: durable.unwrap_or_else(|| format!("consume-{source}")),
+                source,
+                frames_per_part,
+                exit_at_end,
+                idle: std::time::Duration::from_secs(1),
+            };
+            let stop = stop_on_signals()?;
+            eprintln!("consume: {} source {} as {}", section.stream, options.source, options.durable);
+            let report = hitgate::forward::consume::consume(&config, &section, &options, &stop)
+                .with_context(|| format!("consuming {} into {}", section.stream, options.out.display()))?;
+            let r = &report.reassembly;
+            println!(
+                "consume: {} parts, {} frames, {} chunks written; {} messages already written skipped; {} chunks missing, {} parts dropped, {} messages malformed; {} run ends",
+                report.parts,
+                report.frames,
+                report.chunks,
+                report.messages_skipped,
+                r.chunks_missing,
+                r.parts_dropped,
+                r.messages_malformed,
+                report.ends
             );
             Ok(())
         }

@@ -8,60 +8,27 @@
 //! the first and drops the rest within its duplicate window, so with several builders each frame
 //! still has one stored verdict, and every node, reading the stream in order, applies that one.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
 use super::builder::{BuilderStats, EventBuilder};
 use super::messages::{NodeMessage, Subjects, Verdict};
 use crate::config::ClusterSection;
+use crate::nats::{self, ACK_WINDOW, Outgoing, Publisher};
 
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error("cluster: cannot reach NATS at {urls}: {reason}")]
-    Connect { urls: String, reason: String },
-    #[error("cluster: JetStream stream {stream}: {reason}")]
-    Stream { stream: String, reason: String },
-    #[error("cluster: publishing to {subject}: {reason}")]
-    Publish { subject: String, reason: String },
-    #[error("cluster: {0}")]
-    Runtime(String),
-}
+pub use crate::nats::NatsError as ClusterError;
 
-/// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
-/// failure can leave unconfirmed.
-const ACK_WINDOW: usize = 256;
 /// Pull requests of the ordered consumers expire this soon (heartbeats at half of it): a consumer
 /// whose server went away is noticed within about this long, not the client's default 30 s.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
-/// A publish that fails (a server of the cluster going away) is tried again this many times.
-const PUBLISH_TRIES: u32 = 20;
-
-fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ClusterError::Runtime(e.to_string()))
-}
 
 /// Connects to the cluster's servers and makes sure the run's streams exist.
 async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Context, ClusterError> {
-    let urls = section.nats.join(",");
-    let refused = |reason: String| ClusterError::Connect { urls: urls.clone(), reason };
-    let addrs = section
-        .nats
-        .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refused(e.to_string()))?;
-    let client = async_nats::ConnectOptions::new()
-        .name(name)
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
-        .await
-        .map_err(|e| refused(e.to_string()))?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(nats::connect(&section.nats, name).await?);
     let subjects = Subjects::new(&section.run);
     for (name, subject) in [
         (&subjects.contributions_stream, subjects.all_contributions()),
@@ -75,97 +42,9 @@ async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Cont
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        // A cluster that has just started may not have elected its JetStream leader yet.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match js.get_or_create_stream(config.clone()).await {
-                Ok(_) => break,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(e) => return Err(ClusterError::Stream { stream: name.clone(), reason: e.to_string() }),
-            }
-        }
+        nats::ensure_stream(&js, config).await?;
     }
     Ok(js)
-}
-
-/// Sends one message to its stream; the acknowledgement is to be awaited.
-async fn send_once(
-    js: &jetstream::Context,
-    subject: &str,
-    payload: &bytes::Bytes,
-    id: Option<&str>,
-) -> Result<jetstream::context::PublishAckFuture, String> {
-    let mut message = PublishMessage::build().payload(payload.clone());
-    if let Some(id) = id {
-        message = message.message_id(id);
-    }
-    js.send_publish(subject.to_string(), message).await.map_err(|e| e.to_string())
-}
-
-/// The pause before the `tries`th attempt: longer each time, at most half a second.
-async fn back_off(tries: u32) {
-    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
-}
-
-/// A message sent and not yet acknowledged, kept to be sent again if the acknowledgement fails.
-struct Unconfirmed {
-    ack: jetstream::context::PublishAckFuture,
-    payload: bytes::Bytes,
-    id: Option<String>,
-}
-
-/// Sends a message to `subject`, trying again while the cluster fails over, and queues its
-/// acknowledgement.
-async fn send(
-    js: &jetstream::Context,
-    acks: &mut VecDeque<Unconfirmed>,
-    subject: &str,
-    payload: bytes::Bytes,
-    id: Option<String>,
-) -> Result<(), ClusterError> {
-    let mut tries = 1;
-    let ack = loop {
-        match send_once(js, subject, &payload, id.as_deref()).await {
-            Ok(ack) => break ack,
-            Err(reason) if tries >= PUBLISH_TRIES => {
-                return Err(ClusterError::Publish { subject: subject.to_string(), reason });
-            }
-            Err(_) => {
-                back_off(tries).await;
-                tries += 1;
-            }
-        }
-    };
-    acks.push_back(Unconfirmed { ack, payload, id });
-    Ok(())
-}
-
-/// Waits for the oldest acknowledgements until at most `keep` are outstanding; a message whose
-/// acknowledgement fails (a server gone, a stream leader moving) is sent again, within the same
-/// number of tries a send has.
-async fn settle(
-    js: &jetstream::Context,
-    acks: &mut VecDeque<Unconfirmed>,
-    keep: usize,
-    subject: &str,
-) -> Result<(), ClusterError> {
-    while acks.len() > keep {
-        let Some(u) = acks.pop_front() else { break };
-        let mut result = u.ack.await.map(drop).map_err(|e| e.to_string());
-        let mut tries = 1;
-        while let Err(reason) = result {
-            if tries >= PUBLISH_TRIES {
-                return Err(ClusterError::Publish { subject: subject.to_string(), reason });
-            }
-            back_off(tries).await;
-            tries += 1;
-            result = match send_once(js, subject, &u.payload, u.id.as_deref()).await {
-                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-                Err(reason) => Err(reason),
-            };
-        }
-    }
-    Ok(())
 }
 
 /// What a node's link did.
@@ -194,7 +73,7 @@ impl NodeLink {
         let thread = std::thread::Builder::new()
             .name("hg-cluster".into())
             .spawn(move || -> Result<LinkStats, ClusterError> {
-                let rt = runtime()?;
+                let rt = nats::runtime()?;
                 rt.block_on(async move {
                     let js = match connect(&section, &format!("hitgate-node-{node}")).await {
                         Ok(js) => {
@@ -209,7 +88,7 @@ impl NodeLink {
                     let subjects = Subjects::new(&section.run);
                     let reader = tokio::spawn(forward_verdicts(js.clone(), subjects.clone(), verdict_tx));
                     let subject = subjects.contributions_of(&node);
-                    let mut acks = VecDeque::new();
+                    let mut publisher = Publisher::default();
                     let mut stats = LinkStats::default();
                     while let Some(mut message) = out_rx.recv().await {
                         // The ordering thread leaves the node's name to this thread.
@@ -221,10 +100,10 @@ impl NodeLink {
                             NodeMessage::End { node: name, .. } => name.clone_from(&node),
                         }
                         let payload = serde_json::to_vec(&message).unwrap_or_default();
-                        send(&js, &mut acks, &subject, payload.into(), None).await?;
-                        settle(&js, &mut acks, ACK_WINDOW, &subject).await?;
+                        publisher.send(&js, Outgoing::new(subject.clone(), payload.into())).await?;
+                        publisher.settle(&js, ACK_WINDOW).await?;
                     }
-                    settle(&js, &mut acks, 0, &subject).await?;
+                    publisher.settle(&js, 0).await?;
                     reader.abort();
                     Ok(stats)
                 })
@@ -336,13 +215,13 @@ async fn forward_verdicts(js: jetstream::Context, subjects: Subjects, out: cross
 /// # Errors
 /// The cluster cannot be reached, or a verdict cannot be published.
 pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> Result<BuilderStats, ClusterError> {
-    let rt = runtime()?;
+    let rt = nats::runtime()?;
     rt.block_on(async {
         let js = connect(section, &format!("hitgate-builder-{name}")).await?;
         let subjects = Subjects::new(&section.run);
         let mut messages = follow(js.clone(), subjects.contributions_stream.clone(), subjects.all_contributions());
         let mut builder = EventBuilder::new(name, section);
-        let mut acks = VecDeque::new();
+        let mut publisher = Publisher::default();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let subject = subjects.verdicts();
         let mut heard_end = false;
@@ -363,14 +242,15 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
             for verdict in verdicts {
                 let payload = serde_json::to_vec(&verdict).unwrap_or_default();
                 let id = subjects.verdict_id(verdict.frame_number);
-                send(&js, &mut acks, &subject, payload.into(), Some(id)).await?;
+                let message = Outgoing { id: Some(id), ..Outgoing::new(subject.clone(), payload.into()) };
+                publisher.send(&js, message).await?;
             }
-            settle(&js, &mut acks, ACK_WINDOW, &subject).await?;
+            publisher.settle(&js, ACK_WINDOW).await?;
             if heard_end && builder.finished() {
                 break;
             }
         }
-        settle(&js, &mut acks, 0, &subject).await?;
+        publisher.settle(&js, 0).await?;
         Ok(builder.stats().clone())
     })
 }

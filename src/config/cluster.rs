@@ -175,6 +175,13 @@ impl super::Config {
         for path in config.sinks.iter_mut().filter_map(super::SinkSection::output_mut) {
             *path = path.to_string_lossy().replace("{node}", node).into();
         }
+        for sink in &mut config.sinks {
+            if let super::SinkSection::Jetstream(f) = sink
+                && f.source.is_empty()
+            {
+                f.source = node.to_string();
+            }
+        }
         config.calibration.share = Some(super::ModuleShare { modules: owned.to_vec(), of: self.detector.modules });
         config.cluster.node = Some(node.to_string());
         Some(config)

@@ -10,9 +10,9 @@ pub use cluster::{ClusterNode, ClusterSection, VerdictRule};
 pub use errors::{ConfigError, ConfigProblem};
 pub use schema::{
     AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
-    FinderKind, FpgaTriggerSection, Hdf5Section, LocaliseFrames, LocaliserSection, ModuleShare, OnFull, RateSection,
-    ReducerSection, SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, StreamSection, StreamSocket,
-    TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
+    FinderKind, ForwardSection, FpgaTriggerSection, Hdf5Section, LocaliseFrames, LocaliserSection, ModuleShare, OnFull,
+    RateSection, ReducerSection, SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, StreamSection,
+    StreamSocket, TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
 };
 
 use std::path::Path;

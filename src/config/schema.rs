@@ -493,6 +493,9 @@ pub enum SinkSection {
     },
     /// Accepted (and audit) frames as a live stream: DECTRIS Stream V2 CBOR messages over ZeroMQ.
     Stream(StreamSection),
+    /// Every frame's features record and the kept frames' compressed chunks, forwarded to a NATS
+    /// JetStream stream with acknowledgements, for consumers on other machines (`hitgate consume`).
+    Jetstream(ForwardSection),
 }
 
 impl SinkSection {
@@ -504,6 +507,7 @@ impl SinkSection {
             SinkSection::Hdf5(_) => "hdf5",
             SinkSection::Null { .. } => "null",
             SinkSection::Stream(_) => "stream",
+            SinkSection::Jetstream(_) => "jetstream",
         }
     }
 
@@ -513,7 +517,7 @@ impl SinkSection {
             SinkSection::Raw { dir } => Some(dir),
             SinkSection::Features { path } => Some(path),
             SinkSection::Hdf5(h) => Some(&mut h.dir),
-            SinkSection::Null { .. } | SinkSection::Stream(_) => None,
+            SinkSection::Null { .. } | SinkSection::Stream(_) | SinkSection::Jetstream(_) => None,
         }
     }
 
@@ -522,6 +526,7 @@ impl SinkSection {
         match self {
             SinkSection::Hdf5(h) => Some(h.pixels),
             SinkSection::Stream(s) => Some(s.pixels),
+            SinkSection::Jetstream(f) => Some(f.pixels),
             _ => None,
         }
     }
@@ -561,6 +566,77 @@ impl StreamSection {
             high_water_mark: default_high_water_mark(),
         }
     }
+}
+
+/// The durable forward: a JetStream stream (file storage, `replicas` copies) holding, per source,
+/// every frame's features record on `<subject>.<source>.features` and each kept frame's compressed
+/// chunk on `<subject>.<source>.frame`, cut in parts no larger than the server takes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSection {
+    /// The NATS servers (any of them; the client moves to another when one goes away).
+    #[serde(default = "default_nats")]
+    pub nats: Vec<String>,
+    /// The JetStream stream's name (created when missing).
+    #[serde(default = "default_forward_stream")]
+    pub stream: String,
+    /// Subject prefix: the stream holds `<subject>.>`.
+    #[serde(default = "default_forward_subject")]
+    pub subject: String,
+    /// Names this node's messages; empty: the cluster node's name, or `all` for a single node.
+    #[serde(default)]
+    pub source: String,
+    /// What a pixel holds, as for the HDF5 sink (frames are compressed once for both).
+    #[serde(default)]
+    pub pixels: StoredPixels,
+    /// Copies the stream keeps (servers of a cluster it lives on).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// The stream keeps at most this many GiB, dropping its oldest messages past it; 0: no limit
+    /// but the server's.
+    #[serde(default)]
+    pub max_gib: u64,
+    /// Largest part a chunk is cut into, bytes; 0: what the server takes (its `max_payload`)
+    /// less room for headers.
+    #[serde(default)]
+    pub part_bytes: usize,
+}
+
+impl ForwardSection {
+    /// A forward of raw frames to `nats`, every other key at its default.
+    pub fn to(nats: &str) -> ForwardSection {
+        ForwardSection {
+            nats: vec![nats.into()],
+            stream: default_forward_stream(),
+            subject: default_forward_subject(),
+            source: String::new(),
+            pixels: StoredPixels::Raw,
+            replicas: default_replicas(),
+            max_gib: 0,
+            part_bytes: 0,
+        }
+    }
+
+    /// The name this node's messages carry.
+    pub fn source_name(&self) -> &str {
+        if self.source.is_empty() { "all" } else { &self.source }
+    }
+}
+
+fn default_nats() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".into()]
+}
+
+fn default_forward_stream() -> String {
+    "HITGATE_FORWARD".into()
+}
+
+fn default_forward_subject() -> String {
+    "hitgate.forward".into()
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 /// The ZeroMQ socket type of the live stream.
@@ -900,6 +976,38 @@ impl Config {
             bad(&key("high_water_mark"), format!("{} is outside 1..=1000000", s.high_water_mark));
         }
         self.validate_pixels(i, s.pixels, bad);
+    }
+
+    fn validate_forward(&self, i: usize, f: &ForwardSection, bad: &mut impl FnMut(&str, String)) {
+        let key = |k: &str| format!("sink[{i}].{k}");
+        if f.nats.is_empty() {
+            bad(&key("nats"), "no server: give at least one nats://HOST:PORT".into());
+        }
+        for url in &f.nats {
+            if url.parse::<async_nats::ServerAddr>().is_err() {
+                bad(&key("nats"), format!("{url:?} is not a NATS URL (nats://HOST:PORT)"));
+            }
+        }
+        let token = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !token(&f.stream) {
+            bad(&key("stream"), format!("{:?}: letters, digits, '_' and '-' only", f.stream));
+        }
+        if !f.subject.split('.').all(token) {
+            bad(&key("subject"), format!("{:?}: dot-separated tokens of letters, digits, '_' and '-'", f.subject));
+        }
+        if !f.source.is_empty() && !token(&f.source) {
+            bad(&key("source"), format!("{:?}: letters, digits, '_' and '-' only", f.source));
+        }
+        if !(1..=5).contains(&f.replicas) {
+            bad(&key("replicas"), format!("{} is outside 1..=5 (JetStream's limit)", f.replicas));
+        }
+        if f.part_bytes != 0 && !(1024..=64 << 20).contains(&f.part_bytes) {
+            bad(
+                &key("part_bytes"),
+                format!("{} is outside 1024..=67108864 (0: the server's max_payload)", f.part_bytes),
+            );
+        }
+        self.validate_pixels(i, f.pixels, bad);
     }
 
     /// The pixels frames are compressed as for storage, when a sink stores compressed frames.
@@ -1247,6 +1355,10 @@ impl Config {
                 SinkSection::Null { .. } => continue,
                 SinkSection::Stream(st) => {
                     self.validate_stream(i, st, &mut bad);
+                    continue;
+                }
+                SinkSection::Jetstream(f) => {
+                    self.validate_forward(i, f, &mut bad);
                     continue;
                 }
             };

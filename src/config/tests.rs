@@ -234,3 +234,41 @@ kind = "null"
     assert_eq!((a.detector.modules, a.cluster.node.as_deref()), (2, Some("a")));
     assert!(c.for_node("z").is_none());
 }
+
+#[test]
+fn a_forward_names_its_bad_keys_and_a_node_names_its_messages() {
+    let text = r#"
+[detector]
+model = "jungfrau-1if"
+modules = 2
+[[sink]]
+kind = "jetstream"
+nats = ["not a url at all"]
+stream = "has space"
+subject = "hitgate..forward"
+replicas = 7
+part_bytes = 10
+"#;
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let keys: Vec<String> = err.problems().into_iter().map(|p| p.key).collect();
+    for key in ["sink[0].nats", "sink[0].stream", "sink[0].subject", "sink[0].replicas", "sink[0].part_bytes"] {
+        assert!(keys.iter().any(|k| k == key), "{key} not in {err}");
+    }
+
+    let text = r#"
+[detector]
+model = "jungfrau-1if"
+modules = 2
+[[sink]]
+kind = "jetstream"
+[cluster]
+nats = ["nats://127.0.0.1:4222"]
+nodes = [{ name = "a", modules = [0] }, { name = "b", modules = [1] }]
+"#;
+    let config = Config::parse(text).unwrap().validated().unwrap();
+    let SinkSection::Jetstream(whole) = &config.sinks[0] else { panic!() };
+    assert_eq!(whole.source_name(), "all");
+    let node = config.for_node("b").unwrap();
+    let SinkSection::Jetstream(part) = &node.sinks[0] else { panic!() };
+    assert_eq!(part.source_name(), "b");
+}

@@ -11,7 +11,7 @@ pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
 pub use spots::{SpotFinder, SpotFinderParams};
 
 /// One spot: connected pixels above threshold, in the coordinates of its panel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Spot {
     /// Panel (a module, or an EIGER port) the spot lies in.
     pub panel: u16,

@@ -46,7 +46,7 @@ pub enum PipelineError {
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]
     Panicked(String),
-    #[error(transparent)]
+    #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
 }
 

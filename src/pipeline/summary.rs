@@ -165,7 +165,7 @@ impl fmt::Display for RunSummary {
         }
         for s in &self.sinks {
             let at = s.location.as_ref().map(|p| format!(" → {}", p.display())).unwrap_or_default();
-            writeln!(f, "sink {:<9}{} frames, {:.1} MB{at}", s.name, s.frames_written, s.bytes_written as f64 / 1e6)?;
+            writeln!(f, "sink {:<9} {} frames, {:.1} MB{at}", s.name, s.frames_written, s.bytes_written as f64 / 1e6)?;
             if s.frames_dropped_queue_full > 0 {
                 writeln!(
                     f,

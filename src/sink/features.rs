@@ -3,7 +3,8 @@
 //! missing packets, spot count and the recorded spots.
 //!
 //! ```json
-//! {"frame_number":12,"sequence":11,"accepted":true,"audit":false,"score":23.0,"complete":false,"packets_received":126,
+//! {"frame_number":12,"sequence":11,"bunch_id":0,"detector_timestamp":4413000,
+//!  "first_packet_ns":1764523000000000000,"last_packet_ns":1764523000000190000,"accepted":true,"audit":false,"score":23.0,"complete":false,"packets_received":126,
 //!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
 //!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2,"snr":41.0,
 //!  "image_row":101.2,"image_col":77.9,"refined":[101.31,77.84]}],"reduce_us":412.0}
@@ -22,6 +23,10 @@ use crate::features::Spot;
 struct Record<'a> {
     frame_number: u64,
     sequence: u64,
+    bunch_id: u64,
+    detector_timestamp: u64,
+    first_packet_ns: u64,
+    last_packet_ns: u64,
     accepted: bool,
     audit: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -75,32 +80,8 @@ impl Sink for FeaturesSink {
     }
 
     fn write(&mut self, frame: &FrameRecord) -> Result<(), SinkError> {
-        let meta = &frame.meta;
-        let features = &frame.features;
-        self.missing.clear();
-        if !meta.is_complete() {
-            self.missing.extend(frame.missing_packets());
-        }
-        let record = Record {
-            frame_number: meta.frame_number,
-            sequence: meta.sequence,
-            accepted: features.accepted,
-            audit: features.audit,
-            trigger_failed: features.trigger_failed,
-            score: features.score,
-            dark: features.dark,
-            complete: meta.is_complete(),
-            packets_received: meta.packets_received,
-            packets_expected: meta.packets_expected,
-            missing_packets: &self.missing,
-            spots_found: features.spots_found,
-            spots: &features.spots,
-            reduce_us: features.reduce_ns as f64 / 1000.0,
-        };
         let err = |source| SinkError::Io { sink: "features", path: self.path.clone(), source };
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, &record).map_err(|e| err(std::io::Error::other(e)))?;
-        self.line.push(b'\n');
+        encode_line(frame, &mut self.missing, &mut self.line).map_err(|e| err(std::io::Error::other(e)))?;
         self.out.write_all(&self.line).map_err(err)?;
         self.bytes += self.line.len() as u64;
         self.written += 1;
@@ -117,6 +98,105 @@ impl Sink for FeaturesSink {
             ..SinkReport::default()
         })
     }
+}
+
+/// Writes `frame`'s record into `line` (cleared first), one JSON object and its newline; `missing`
+/// is room for the missing packets' list.
+///
+/// # Errors
+/// A value JSON cannot hold (never for a record the pipeline made).
+pub fn encode_line(frame: &FrameRecord, missing: &mut Vec<u32>, line: &mut Vec<u8>) -> serde_json::Result<()> {
+    let meta = &frame.meta;
+    let features = &frame.features;
+    missing.clear();
+    if !meta.is_complete() {
+        missing.extend(frame.missing_packets());
+    }
+    let record = Record {
+        frame_number: meta.frame_number,
+        sequence: meta.sequence,
+        bunch_id: meta.bunch_id,
+        detector_timestamp: meta.detector_timestamp,
+        first_packet_ns: meta.first_packet_ns,
+        last_packet_ns: meta.last_packet_ns,
+        accepted: features.accepted,
+        audit: features.audit,
+        trigger_failed: features.trigger_failed,
+        score: features.score,
+        dark: features.dark,
+        complete: meta.is_complete(),
+        packets_received: meta.packets_received,
+        packets_expected: meta.packets_expected,
+        missing_packets: missing,
+        spots_found: features.spots_found,
+        spots: &features.spots,
+        reduce_us: features.reduce_ns as f64 / 1000.0,
+    };
+    line.clear();
+    serde_json::to_writer(&mut *line, &record)?;
+    line.push(b'\n');
+    Ok(())
+}
+
+/// A record as read back, every field owned.
+#[derive(serde::Deserialize)]
+struct OwnedRecord {
+    frame_number: u64,
+    sequence: u64,
+    // Records written before these were recorded read as 0.
+    #[serde(default)]
+    bunch_id: u64,
+    #[serde(default)]
+    detector_timestamp: u64,
+    #[serde(default)]
+    first_packet_ns: u64,
+    #[serde(default)]
+    last_packet_ns: u64,
+    accepted: bool,
+    audit: bool,
+    #[serde(default)]
+    trigger_failed: bool,
+    score: f32,
+    dark: bool,
+    packets_received: u32,
+    packets_expected: u32,
+    missing_packets: Vec<u32>,
+    spots_found: u32,
+    spots: Vec<Spot>,
+    reduce_us: f64,
+}
+
+/// Reads a record back as the frame record a sink receives, without payload: writing it again with
+/// [`encode_line`] gives the same line.
+///
+/// # Errors
+/// The line is not a record, or its missing packets lie past the packets expected.
+pub fn decode_line(line: &[u8]) -> Result<FrameRecord, String> {
+    let r: OwnedRecord = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if r.packets_expected > 1 << 20 || r.missing_packets.iter().any(|&m| m >= r.packets_expected) {
+        return Err(format!("missing packets outside the {} expected", r.packets_expected));
+    }
+    let mut frame = FrameRecord::with_capacity(r.spots.len(), r.packets_expected.div_ceil(64) as usize, 0);
+    frame.meta = crate::frame::FrameMeta {
+        frame_number: r.frame_number,
+        sequence: r.sequence,
+        bunch_id: r.bunch_id,
+        detector_timestamp: r.detector_timestamp,
+        first_packet_ns: r.first_packet_ns,
+        last_packet_ns: r.last_packet_ns,
+        packets_received: r.packets_received,
+        packets_expected: r.packets_expected,
+    };
+    frame.packet_mask.resize(r.packets_expected.div_ceil(64) as usize, u64::MAX);
+    for m in r.missing_packets {
+        frame.packet_mask[m as usize / 64] &= !(1 << (m % 64));
+    }
+    let f = &mut frame.features;
+    (f.accepted, f.audit, f.trigger_failed, f.score, f.dark) = (r.accepted, r.audit, r.trigger_failed, r.score, r.dark);
+    f.spots_found = r.spots_found;
+    f.spots = r.spots;
+    f.reduce_ns = (r.reduce_us * 1000.0).round() as u64;
+    Ok(frame)
 }
 
 /// Reads every record of a features file as `T` (the fields it names), line by line.

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod features;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
+pub mod jetstream;
 pub mod lanes;
 pub mod null;
 pub mod raw;
@@ -133,5 +134,6 @@ pub fn open(
         }
         SinkSection::Null { write_delay_us } => Box::new(null::NullSink::new(*write_delay_us)),
         SinkSection::Stream(st) => Box::new(stream::StreamSink::create(st, config, geometry)?),
+        SinkSection::Jetstream(f) => Box::new(jetstream::JetstreamSink::create(f, geometry)?),
     })
 }

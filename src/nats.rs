@@ -1,0 +1,174 @@
+//! What every NATS JetStream role shares: connecting to a cluster's servers, making sure a stream
+//! exists, and publishing with acknowledgements that survives a server of the cluster going away
+//! (a message whose publish or acknowledgement fails is sent again, with its message id, so the
+//! stream's duplicate window keeps one copy).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot reach NATS at {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("JetStream stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("publishing to {subject}: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("JetStream consumer {consumer}: {reason}")]
+    Consumer { consumer: String, reason: String },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
+/// failure can leave unconfirmed.
+pub const ACK_WINDOW: usize = 256;
+/// A publish that fails (a server of the cluster going away) is tried again this many times.
+const PUBLISH_TRIES: u32 = 20;
+
+/// The single-threaded runtime each role's NATS thread runs.
+///
+/// # Errors
+/// The runtime cannot be made (no threads, no epoll).
+pub fn runtime() -> Result<tokio::runtime::Runtime, NatsError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| NatsError::Runtime(e.to_string()))
+}
+
+/// Connects to any of `urls` (the client moves to another when its server goes away).
+///
+/// # Errors
+/// A URL is malformed, or no server answered within 5 s.
+pub async fn connect(urls: &[String], name: &str) -> Result<async_nats::Client, NatsError> {
+    let joined = urls.join(",");
+    let refused = |reason: String| NatsError::Connect { urls: joined.clone(), reason };
+    let addrs = urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refused(e.to_string()))?;
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| refused(e.to_string()))
+}
+
+/// Gets the stream `config` names, creating it when it does not exist yet.
+///
+/// # Errors
+/// The stream could not be had within 15 s (a cluster that has just started may not have elected
+/// its JetStream leader yet, so failures are tried again until then).
+pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, NatsError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(NatsError::Stream { stream: config.name.clone(), reason: e.to_string() }),
+        }
+    }
+}
+
+/// One message for a stream.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub subject: String,
+    pub payload: bytes::Bytes,
+    pub headers: Option<HeaderMap>,
+    /// `Nats-Msg-Id`: a message sent again within the stream's duplicate window is stored once.
+    pub id: Option<String>,
+}
+
+impl Outgoing {
+    pub fn new(subject: String, payload: bytes::Bytes) -> Outgoing {
+        Outgoing { subject, payload, headers: None, id: None }
+    }
+}
+
+/// Sends one message to its stream; the acknowledgement is to be awaited.
+async fn send_once(js: &jetstream::Context, m: &Outgoing) -> Result<jetstream::context::PublishAckFuture, String> {
+    let mut message = PublishMessage::build().payload(m.payload.clone());
+    if let Some(headers) = &m.headers {
+        message = message.headers(headers.clone());
+    }
+    if let Some(id) = &m.id {
+        message = message.message_id(id);
+    }
+    js.send_publish(m.subject.clone(), message).await.map_err(|e| e.to_string())
+}
+
+/// The pause before the `tries`th attempt: longer each time, at most half a second.
+async fn back_off(tries: u32) {
+    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
+}
+
+/// A message sent and not yet acknowledged, kept to be sent again if the acknowledgement fails.
+struct Unconfirmed {
+    ack: jetstream::context::PublishAckFuture,
+    message: Outgoing,
+}
+
+/// Publishes messages in order, awaiting their acknowledgements a window behind.
+#[derive(Default)]
+pub struct Publisher {
+    acks: VecDeque<Unconfirmed>,
+}
+
+impl Publisher {
+    /// Sends a message, trying again while the cluster fails over, and queues its acknowledgement.
+    ///
+    /// # Errors
+    /// Every try failed.
+    pub async fn send(&mut self, js: &jetstream::Context, message: Outgoing) -> Result<(), NatsError> {
+        let mut tries = 1;
+        let ack = loop {
+            match send_once(js, &message).await {
+                Ok(ack) => break ack,
+                Err(reason) if tries >= PUBLISH_TRIES => {
+                    return Err(NatsError::Publish { subject: message.subject, reason });
+                }
+                Err(_) => {
+                    back_off(tries).await;
+                    tries += 1;
+                }
+            }
+        };
+        self.acks.push_back(Unconfirmed { ack, message });
+        Ok(())
+    }
+
+    /// Waits for the oldest acknowledgements until at most `keep` are outstanding; a message whose
+    /// acknowledgement fails (a server gone, a stream leader moving) is sent again, within the same
+    /// number of tries a send has.
+    ///
+    /// # Errors
+    /// A message could not be stored within its tries.
+    pub async fn settle(&mut self, js: &jetstream::Context, keep: usize) -> Result<(), NatsError> {
+        while self.acks.len() > keep {
+            let Some(u) = self.acks.pop_front() else { break };
+            let mut result = u.ack.await.map(drop).map_err(|e| e.to_string());
+            let mut tries = 1;
+            while let Err(reason) = result {
+                if tries >= PUBLISH_TRIES {
+                    return Err(NatsError::Publish { subject: u.message.subject, reason });
+                }
+                back_off(tries).await;
+                tries += 1;
+                result = match send_once(js, &u.message).await {
+                    Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                    Err(reason) => Err(reason),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Messages sent and not yet acknowledged.
+    pub fn outstanding(&self) -> usize {
+        self.acks.len()
+    }
+}

@@ -1,0 +1,167 @@
+//! The durable forward: every frame's features record, and each kept frame's compressed chunk cut
+//! in parts the server takes, published to a JetStream stream and acknowledged by it
+//! (`crate::forward::protocol` has the messages). Consumers on other machines read the stream at
+//! their own pace, replay it and resume after a restart (`hitgate consume`); the node's own storage
+//! sinks stay the local alternative.
+//!
+//! The NATS client runs on a runtime with one worker thread of its own; the sink thread hands each
+//! frame's messages over and waits only when `ACK_WINDOW` messages are unacknowledged — then the
+//! sink's queue fills, and frames are dropped and counted like any sink that falls behind.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use bytes::Bytes;
+
+use super::encode::chunk_bound;
+use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
+use crate::config::ForwardSection;
+use crate::detector::DetectorGeometry;
+use crate::forward::protocol::{self, ForwardSubjects};
+use crate::nats::{self, ACK_WINDOW, NatsError, Outgoing, Publisher};
+
+pub struct JetstreamSink {
+    // The runtime outlives the client it drives (fields drop in order).
+    js: jetstream::Context,
+    publisher: Publisher,
+    runtime: tokio::runtime::Runtime,
+    subjects: ForwardSubjects,
+    stream: String,
+    series: String,
+    part_bytes: usize,
+    payload_bytes: usize,
+    missing: Vec<u32>,
+    line: Vec<u8>,
+    frames: u64,
+    kept: u64,
+    bytes: u64,
+}
+
+fn network(section: &ForwardSection, e: NatsError) -> SinkError {
+    SinkError::Network { sink: "jetstream", endpoint: section.nats.join(","), reason: e.to_string() }
+}
+
+impl JetstreamSink {
+    /// Connects and makes sure the stream exists.
+    ///
+    /// # Errors
+    /// No server answered, or the stream cannot be had.
+    pub fn create(section: &ForwardSection, geometry: &DetectorGeometry) -> Result<JetstreamSink, SinkError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("hg-jetstream")
+            .enable_all()
+            .build()
+            .map_err(|e| network(section, NatsError::Runtime(e.to_string())))?;
+        let subjects = ForwardSubjects::new(section);
+        let (js, server_max) = runtime
+            .block_on(async {
+                let client =
+                    nats::connect(&section.nats, &format!("hitgate-forward-{}", section.source_name())).await?;
+                let server_max = client.server_info().max_payload;
+                let js = jetstream::new(client);
+                nats::ensure_stream(&js, crate::forward::stream_config(section)).await?;
+                Ok::<_, NatsError>((js, server_max))
+            })
+            .map_err(|e| network(section, e))?;
+        let fits = server_max.saturating_sub(protocol::HEADER_ROOM).max(1024);
+        let part_bytes = if section.part_bytes == 0 { fits } else { section.part_bytes.min(fits) };
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(JetstreamSink {
+            js,
+            publisher: Publisher::default(),
+            runtime,
+            series: format!("{}-{}-{}", section.source_name(), std::process::id(), started.as_nanos()),
+            stream: section.stream.clone(),
+            subjects,
+            part_bytes,
+            payload_bytes: chunk_bound(section.pixels, geometry),
+            missing: Vec::new(),
+            line: Vec::with_capacity(4096),
+            frames: 0,
+            kept: 0,
+            bytes: 0,
+        })
+    }
+
+    fn headers(&self, sequence: u64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(protocol::SERIES, self.series.as_str());
+        h.insert(protocol::SEQUENCE, sequence.to_string().as_str());
+        h
+    }
+
+    fn publish(&mut self, messages: Vec<Outgoing>) -> Result<(), SinkError> {
+        let (js, publisher) = (&self.js, &mut self.publisher);
+        self.runtime
+            .block_on(async {
+                for m in messages {
+                    publisher.send(js, m).await?;
+                }
+                publisher.settle(js, ACK_WINDOW).await
+            })
+            .map_err(|e| SinkError::Network { sink: "jetstream", endpoint: self.stream.clone(), reason: e.to_string() })
+    }
+}
+
+impl Sink for JetstreamSink {
+    fn interest(&self) -> Interest {
+        // Every frame's record; the chunk is there for kept frames only.
+        Interest { frames: Frames::Every, payload: Payload::Chunk, payload_bytes: self.payload_bytes }
+    }
+
+    fn write(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        let sequence = record.meta.sequence;
+        let chunk = &record.payload;
+        let count = protocol::part_count(chunk.len(), self.part_bytes);
+        let mut messages = Vec::with_capacity(count + 1);
+        if count > 0 {
+            for (i, range) in protocol::parts(chunk.len(), self.part_bytes).enumerate() {
+                let mut headers = self.headers(sequence);
+                headers.insert(protocol::PART, format!("{}/{count}", i + 1).as_str());
+                headers.insert(protocol::BYTES, chunk.len().to_string().as_str());
+                messages.push(Outgoing {
+                    headers: Some(headers),
+                    id: Some(format!("{}-{sequence}-p{}", self.series, i + 1)),
+                    ..Outgoing::new(self.subjects.frame.clone(), Bytes::copy_from_slice(&chunk[range]))
+                });
+            }
+            self.kept += 1;
+        }
+        crate::sink::features::encode_line(record, &mut self.missing, &mut self.line).map_err(|e| {
+            SinkError::Format { sink: "jetstream", path: self.stream.clone().into(), reason: e.to_string() }
+        })?;
+        let mut headers = self.headers(sequence);
+        headers.insert(protocol::PARTS, count.to_string().as_str());
+        messages.push(Outgoing {
+            headers: Some(headers),
+            id: Some(format!("{}-{sequence}-r", self.series)),
+            ..Outgoing::new(self.subjects.features.clone(), Bytes::copy_from_slice(&self.line))
+        });
+        self.bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        self.publish(messages)?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<SinkReport, SinkError> {
+        let end = serde_json::json!({ "series": self.series, "frames": self.frames, "kept": self.kept });
+        let message = Outgoing {
+            id: Some(format!("{}-end", self.series)),
+            ..Outgoing::new(self.subjects.end.clone(), Bytes::from(end.to_string()))
+        };
+        self.publish(vec![message])?;
+        let (js, publisher) = (&self.js, &mut self.publisher);
+        self.runtime.block_on(publisher.settle(js, 0)).map_err(|e| SinkError::Network {
+            sink: "jetstream",
+            endpoint: self.stream.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(SinkReport {
+            name: "jetstream",
+            frames_written: self.frames,
+            bytes_written: self.bytes,
+            location: Some(format!("{} ({})", self.stream, self.subjects.source).into()),
+            ..SinkReport::default()
+        })
+    }
+}

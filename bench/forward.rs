@@ -85,8 +85,12 @@ fn main() {
     for round in 0..ROUNDS {
         let endpoint = format!("tcp://127.0.0.1:{}", 31100 + round);
         let push = context.socket(zmq::PUSH).unwrap();
+        // The stream sink's default high-water mark: the same queue between the two ends.
+        push.set_sndhwm(StreamSection::at(&endpoint).high_water_mark).unwrap();
         push.bind(&endpoint).unwrap();
         let consumer = pull(&context, &endpoint, records.len());
+        // Timed once connected, as the stream sink is.
+        std::thread::sleep(Duration::from_millis(100));
         let t0 = Instant::now();
         for r in &records {
             push.send(&r.payload[..], 0).unwrap();

@@ -4,6 +4,7 @@
 //! stream's duplicate window keeps one copy).
 
 use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -26,6 +27,8 @@ pub enum NatsError {
 /// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
 /// failure can leave unconfirmed.
 pub const ACK_WINDOW: usize = 256;
+/// How long a request (a publish's acknowledgement, an API call) waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// A publish that fails (a server of the cluster going away) is tried again this many times.
 const PUBLISH_TRIES: u32 = 20;
 
@@ -52,6 +55,9 @@ pub async fn connect(urls: &[String], name: &str) -> Result<async_nats::Client, 
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
+        // Requests (acknowledgements included) wait this long: one lost while a cluster elects a
+        // stream leader is sent again within seconds, not after the default 10 s.
+        .request_timeout(Some(REQUEST_TIMEOUT))
         .connect(addrs)
         .await
         .map_err(|e| refused(e.to_string()))
@@ -106,10 +112,32 @@ async fn back_off(tries: u32) {
     tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(10)))).await;
 }
 
+type AckFuture = std::pin::Pin<
+    Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>,
+>;
+
 /// A message sent and not yet acknowledged, kept to be sent again if the acknowledgement fails.
 struct Unconfirmed {
-    ack: jetstream::context::PublishAckFuture,
+    ack: AckFuture,
     message: Outgoing,
+}
+
+/// Sends `message` again until it is acknowledged, within the tries a send has, when `result`
+/// says its first acknowledgement failed.
+async fn confirm(js: &jetstream::Context, message: Outgoing, mut result: Result<(), String>) -> Result<(), NatsError> {
+    let mut tries = 1;
+    while let Err(reason) = result {
+        if tries >= PUBLISH_TRIES {
+            return Err(NatsError::Publish { subject: message.subject, reason });
+        }
+        back_off(tries).await;
+        tries += 1;
+        result = match send_once(js, &message).await {
+            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+    }
+    Ok(())
 }
 
 /// Publishes messages in order, awaiting their acknowledgements a window behind.
@@ -137,7 +165,29 @@ impl Publisher {
                 }
             }
         };
-        self.acks.push_back(Unconfirmed { ack, message });
+        self.acks.push_back(Unconfirmed { ack: ack.into_future(), message });
+        Ok(())
+    }
+
+    /// Takes the acknowledgements that have already come, oldest first, without waiting; a message
+    /// refused (no stream leader while a cluster fails over) is sent again now rather than when the
+    /// window fills, which on a quiet link could be the end of the run.
+    ///
+    /// # Errors
+    /// A refused message could not be stored within its tries.
+    pub async fn settle_ready(&mut self, js: &jetstream::Context) -> Result<(), NatsError> {
+        while let Some(front) = self.acks.front_mut() {
+            match futures_util::FutureExt::now_or_never(front.ack.as_mut()) {
+                None => break,
+                Some(Ok(_)) => {
+                    self.acks.pop_front();
+                }
+                Some(Err(e)) => {
+                    let Some(u) = self.acks.pop_front() else { break };
+                    confirm(js, u.message, Err(e.to_string())).await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -150,19 +200,8 @@ impl Publisher {
     pub async fn settle(&mut self, js: &jetstream::Context, keep: usize) -> Result<(), NatsError> {
         while self.acks.len() > keep {
             let Some(u) = self.acks.pop_front() else { break };
-            let mut result = u.ack.await.map(drop).map_err(|e| e.to_string());
-            let mut tries = 1;
-            while let Err(reason) = result {
-                if tries >= PUBLISH_TRIES {
-                    return Err(NatsError::Publish { subject: u.message.subject, reason });
-                }
-                back_off(tries).await;
-                tries += 1;
-                result = match send_once(js, &u.message).await {
-                    Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-                    Err(reason) => Err(reason),
-                };
-            }
+            let result = u.ack.await.map(drop).map_err(|e| e.to_string());
+            confirm(js, u.message, result).await?;
         }
         Ok(())
     }

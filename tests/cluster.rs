@@ -224,3 +224,117 @@ fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
     let down: u64 = report.rsplit("nodes taken as down ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(down >= 1, "{report}");
 }
+
+/// GETs a NATS server's monitoring page.
+fn monitoring(port: u16, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// The server that leads a JetStream stream, as the cluster's servers report it.
+fn stream_leader(monitor_ports: &[u16], stream: &str) -> Option<String> {
+    monitor_ports.iter().find_map(|&port| {
+        let jsz = monitoring(port, "/jsz?streams=true")?;
+        jsz["account_details"].as_array()?.iter().find_map(|account| {
+            account["stream_detail"].as_array()?.iter().find_map(|s| {
+                (s["name"] == stream).then(|| s["cluster"]["leader"].as_str().map(str::to_string)).flatten()
+            })
+        })
+    })
+}
+
+#[test]
+fn the_server_leading_the_contributions_killed_mid_run_changes_no_verdict() {
+    let _turn = common::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let client_ports: Vec<u16> = (0..3).map(|_| common::free_tcp_port()).collect();
+    let route_ports: Vec<u16> = (0..3).map(|_| common::free_tcp_port()).collect();
+    let monitor_ports: Vec<u16> = (0..3).map(|_| common::free_tcp_port()).collect();
+    let routes = route_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let (name, cluster, monitor) =
+            (format!("s{i}"), format!("nats://127.0.0.1:{}", route_ports[i]), monitor_ports[i].to_string());
+        let extra =
+            ["-n", &name, "--cluster_name", "hitgate", "--cluster", &cluster, "--routes", &routes, "-m", &monitor];
+        let Some(server) = common::NatsServer::start_with(&dir.path().join(&name), client_ports[i], &extra) else {
+            return common::no_nats();
+        };
+        servers.push(server);
+    }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let frames = 40;
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames, hit_rate: 0.5, seed: 810, modules: 8, modules_per_row: 2, ..SimConfig::default() },
+    );
+    let mut base = base_config(&sim);
+    base.trigger.spots.min_spots = 8;
+
+    let mut single = base.clone();
+    let single_out = dir.path().join("single");
+    single.sinks = vec![SinkSection::Features { path: single_out.join("features.jsonl") }];
+    common::replay(single, &sim.capture);
+    let expected = verdicts(&single_out.join("features.jsonl"));
+
+    // The builder waits for every node through the leader election (a few seconds): the failover
+    // may slow verdicts, never change them.
+    let out = dir.path().join("cluster");
+    let config = cluster_config(&base, &urls, &out, 20_000);
+    let text = std::fs::read_to_string(&config).unwrap().replace("replicas = 1", "replicas = 3");
+    assert!(text.contains("replicas = 3"), "every stream on all three servers");
+    std::fs::write(&config, text).unwrap();
+
+    let builder = hitgate().args(["builder", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
+    let nodes: Vec<(&str, Child)> = NODES
+        .iter()
+        .map(|(name, _)| {
+            let child = hitgate()
+                .arg("replay")
+                .arg(&sim.capture)
+                .arg("--config")
+                .arg(&config)
+                .args(["--node", name, "--speed", "0.02"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (*name, child)
+        })
+        .collect();
+    // Once every node's pipeline runs, the server leading the contributions' stream goes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !NODES.iter().all(|(name, _)| out.join(name).join("features.jsonl").exists()) {
+        assert!(Instant::now() < deadline, "the nodes never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let leader = stream_leader(&monitor_ports, "HITGATE_SCALEOUT_CONTRIB").expect("the stream has a leader");
+    let index: usize = leader.trim_start_matches('s').parse().expect("a server's name");
+    servers[index].kill();
+
+    for (name, child) in nodes {
+        let o = wait(child, Duration::from_secs(120), name);
+        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "node {name}:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("; 0 without a verdict in time"), "node {name}, {leader} killed:\n{stdout}");
+        let waits: Vec<&str> = stdout.lines().filter(|l| l.contains("verdict wait")).collect();
+        println!("{leader} killed; node {name}: {}", waits.join(" ").trim());
+        let got = verdicts(&out.join(name).join("features.jsonl"));
+        assert_eq!(got, expected, "node {name}'s verdicts, {leader} killed");
+        let index = read_index(&out.join(name).join("raw/frames.idx")).unwrap();
+        let stored: Vec<u64> = index.iter().map(|r| r.frame_number.get()).collect();
+        let kept: Vec<u64> = expected.iter().filter(|(_, k)| **k).map(|(f, _)| *f).collect();
+        assert_eq!(stored, kept, "node {name} stored every frame it kept");
+    }
+    let b = wait(builder, Duration::from_secs(60), "the builder");
+    let report = String::from_utf8_lossy(&b.stdout);
+    assert!(b.status.success(), "{report}");
+    assert!(report.contains(&format!("{frames} frames decided")), "{report}");
+    assert!(report.contains(" 0 without every node"), "{leader} killed: {report}");
+}

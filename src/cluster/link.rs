@@ -7,6 +7,8 @@
 //! `hitgate.<run>.verdict`. Verdicts carry the message id `<run>-verdict-<frame>`: JetStream keeps
 //! the first and drops the rest within its duplicate window, so with several builders each frame
 //! still has one stored verdict, and every node, reading the stream in order, applies that one.
+//! Contributions carry `<run>-<node>-<nonce>-<frame>`, so one published again after a lost
+//! acknowledgement is stored once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -25,6 +27,12 @@ pub use crate::nats::NatsError as ClusterError;
 /// Pull requests of the ordered consumers expire this soon (heartbeats at half of it): a consumer
 /// whose server went away is noticed within about this long, not the client's default 30 s.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// A reader that has had nothing for this long checks whether the stream holds more.
+const QUIET: Duration = Duration::from_secs(1);
+/// A JetStream API call (stream, consumer) not answered within this long is made again.
+const API_WAIT: Duration = Duration::from_secs(2);
+/// A quiet link looks at its acknowledgements this often, so a refused message is sent again soon.
+const SETTLE_EVERY: Duration = Duration::from_millis(20);
 
 /// Connects to the cluster's servers and makes sure the run's streams exist.
 async fn connect(section: &ClusterSection, name: &str) -> Result<jetstream::Context, ClusterError> {
@@ -89,18 +97,41 @@ impl NodeLink {
                     let reader = tokio::spawn(forward_verdicts(js.clone(), subjects.clone(), verdict_tx));
                     let subject = subjects.contributions_of(&node);
                     let mut publisher = Publisher::default();
+                    // Names this process's messages: one sent again after a lost acknowledgement
+                    // is stored once, and a node started again is not taken for its earlier self.
+                    let nonce = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos();
                     let mut stats = LinkStats::default();
-                    while let Some(mut message) = out_rx.recv().await {
+                    let mut tick = tokio::time::interval(SETTLE_EVERY);
+                    loop {
+                        let mut message = tokio::select! {
+                            message = out_rx.recv() => match message {
+                                Some(message) => message,
+                                None => break,
+                            },
+                            _ = tick.tick() => {
+                                publisher.settle_ready(&js).await?;
+                                continue;
+                            }
+                        };
                         // The ordering thread leaves the node's name to this thread.
-                        match &mut message {
+                        let id = match &mut message {
                             NodeMessage::Frame(c) => {
                                 c.node.clone_from(&node);
                                 stats.contributions += 1;
+                                format!("{}-{node}-{nonce}-{}", section.run, c.frame_number)
                             }
-                            NodeMessage::End { node: name, .. } => name.clone_from(&node),
-                        }
+                            NodeMessage::End { node: name, .. } => {
+                                name.clone_from(&node);
+                                format!("{}-{node}-{nonce}-end", section.run)
+                            }
+                        };
                         let payload = serde_json::to_vec(&message).unwrap_or_default();
-                        publisher.send(&js, Outgoing::new(subject.clone(), payload.into())).await?;
+                        let message = Outgoing { id: Some(id), ..Outgoing::new(subject.clone(), payload.into()) };
+                        publisher.send(&js, message).await?;
+                        publisher.settle_ready(&js).await?;
                         publisher.settle(&js, ACK_WINDOW).await?;
                     }
                     publisher.settle(&js, 0).await?;
@@ -156,28 +187,32 @@ impl Drop for NodeLink {
     }
 }
 
-/// Follows a stream from its start, in order, handing each message's payload on. An ordered
-/// consumer that fails (its server gone, the stream's leader moving) is made again from the
-/// message after the last one handed on, so nothing is skipped and nothing is handed on twice. Ends
+/// Follows a stream from its start, in order, handing each message's payload on. Nothing is
+/// skipped and nothing is handed on twice: whenever the reading stops — an error the client could
+/// not mend, or a quiet second while the stream holds messages not yet read (the client's own
+/// recovery waits for its requests to time out, tens of seconds while a cluster elects new
+/// leaders) — a new ordered consumer starts from the message after the last one handed on. Ends
 /// when the receiver is dropped.
 fn follow(js: jetstream::Context, stream_name: String, filter: String) -> tokio::sync::mpsc::Receiver<bytes::Bytes> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     tokio::spawn(async move {
         let mut next = 1u64;
         while !tx.is_closed() {
-            if let Ok(stream) = js.get_stream(&stream_name).await {
+            if let Ok(Ok(mut stream)) = tokio::time::timeout(API_WAIT, js.get_stream(&stream_name)).await {
                 let config = consumer::pull::OrderedConfig {
                     filter_subject: filter.clone(),
                     deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
                     max_expires: PULL_EXPIRES,
                     ..Default::default()
                 };
-                if let Ok(consumer) = stream.create_consumer(config).await
-                    && let Ok(mut messages) = consumer.messages().await
-                {
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(message) => {
+                let messages = tokio::time::timeout(API_WAIT, async {
+                    let consumer = stream.create_consumer(config).await.ok()?;
+                    consumer.messages().await.ok()
+                });
+                if let Ok(Some(mut messages)) = messages.await {
+                    loop {
+                        match tokio::time::timeout(QUIET, messages.next()).await {
+                            Ok(Some(Ok(message))) => {
                                 if let Ok(info) = message.info() {
                                     next = info.stream_sequence + 1;
                                 }
@@ -185,8 +220,17 @@ fn follow(js: jetstream::Context, stream_name: String, filter: String) -> tokio:
                                     return;
                                 }
                             }
-                            // A gap or silence the client could not mend: made anew from `next`.
-                            Err(_) => break,
+                            Ok(Some(Err(_)) | None) => break,
+                            Err(_) => {
+                                let behind = match tokio::time::timeout(API_WAIT, stream.info()).await {
+                                    Ok(Ok(info)) => info.state.last_sequence >= next,
+                                    // No stream leader to answer: read again once there is one.
+                                    _ => true,
+                                };
+                                if behind {
+                                    break;
+                                }
+                            }
                         }
                     }
                 }
@@ -237,7 +281,10 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
                     },
                     None => break,
                 },
-                _ = tick.tick() => builder.expire(Instant::now()),
+                _ = tick.tick() => {
+                    publisher.settle_ready(&js).await?;
+                    builder.expire(Instant::now())
+                }
             };
             for verdict in verdicts {
                 let payload = serde_json::to_vec(&verdict).unwrap_or_default();

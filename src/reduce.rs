@@ -133,15 +133,7 @@ impl ReducerPlan {
                 Photons::Integrating(SharedConverter::new(converter))
             }
         };
-        let layout = config.image_layout().unwrap_or(crate::detector::ImageLayout {
-            modules: geometry.modules,
-            module_rows: geometry.model.module_rows(),
-            module_cols: geometry.model.module_cols(),
-            modules_per_row: 1,
-            gap_rows_px: 0,
-            gap_cols_px: 0,
-        });
-        let origins: Vec<(usize, usize)> = (0..panels).map(|i| geometry.panel_origin(i, &layout)).collect();
+        let origins = config.panel_origins(geometry);
         let s = &config.trigger.spots;
         let finder = match config.features.finder {
             FinderKind::Threshold => FinderPlan::Threshold(SpotFinderParams::from(s)),

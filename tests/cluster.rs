@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hitgate::config::{ClusterNode, ClusterSection, Config, SinkSection, TriggerKind, VerdictRule};
 use hitgate::sim::SimConfig;
+use hitgate::sink::features::read_spots;
 use hitgate::sink::raw::read_index;
 
 const NODES: [(&str, &[usize]); 3] = [("a", &[0, 1, 2]), ("b", &[3, 4, 5]), ("c", &[6, 7])];
@@ -155,6 +156,29 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
         let frame_bytes = std::fs::metadata(out.join(name).join("raw/frames.raw")).unwrap().len();
         assert_eq!(frame_bytes, (kept * modules.len() * 512 * 1024 * 2) as u64, "node {name}: its modules only");
     }
+
+    // The nodes' spots together are the single node's, at the same places in the whole image.
+    let places = |spots: &[hitgate::sink::features::RecordedSpot]| -> Vec<(i64, i64)> {
+        spots.iter().map(|s| ((s.row * 100.0).round() as i64, (s.col * 100.0).round() as i64)).collect()
+    };
+    let single_spots = read_spots(&single_out.join("features.jsonl")).unwrap();
+    let node_spots: Vec<_> =
+        NODES.iter().map(|(n, _)| read_spots(&out.join(n).join("features.jsonl")).unwrap()).collect();
+    let most = base.trigger.spots.max_spots_recorded;
+    let mut compared = 0;
+    for (frame, spots) in &single_spots {
+        // A frame with more spots than are recorded keeps a different first few on each node.
+        if spots.len() >= most || node_spots.iter().any(|s| s[frame].len() >= most) {
+            continue;
+        }
+        compared += 1;
+        let mut expected = places(spots);
+        let mut got: Vec<(i64, i64)> = node_spots.iter().flat_map(|s| places(&s[frame])).collect();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected, "frame {frame}'s spots");
+    }
+    assert!(compared > 12, "{compared} frames' spots compared");
 }
 
 #[test]

@@ -182,7 +182,20 @@ impl super::Config {
                 f.source = node.to_string();
             }
         }
-        config.calibration.share = Some(super::ModuleShare { modules: owned.to_vec(), of: self.detector.modules });
+        // Its panels keep their places in the whole detector's image: spot positions, the radial
+        // features and the NeXus geometry are the whole detector's.
+        let whole_origins = self.panel_origins(&geometry);
+        let panels_per_module = whole_origins.len() / self.detector.modules.max(1);
+        let panel_origins = owned
+            .iter()
+            .flat_map(|&m| whole_origins.iter().skip(m * panels_per_module).take(panels_per_module).copied())
+            .collect();
+        config.calibration.share = Some(super::ModuleShare {
+            modules: owned.to_vec(),
+            of: self.detector.modules,
+            panel_origins,
+            beam_center_px: self.beam_center_px(),
+        });
         config.cluster.node = Some(node.to_string());
         Some(config)
     }

@@ -254,13 +254,18 @@ impl CalibrationSection {
     }
 }
 
-/// Which modules of a whole detector's calibration and mask files a cluster node uses.
+/// A cluster node's part of the whole detector: which modules of the calibration and mask files
+/// it uses, and where its panels sit in the whole detector's image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModuleShare {
     /// The files' modules, in this node's order.
     pub modules: Vec<usize>,
     /// Modules the files hold: the whole detector's.
     pub of: usize,
+    /// Each of this node's panels' first pixel in the whole detector's image (row, column).
+    pub panel_origins: Vec<(usize, usize)>,
+    /// The beam centre in the whole detector's image (row, column).
+    pub beam_center_px: (f64, f64),
 }
 
 /// Which spot finder the reducer runs.
@@ -888,15 +893,24 @@ impl Config {
         })
     }
 
-    /// Where each panel's first pixel sits in the assembled image (row, column).
+    /// Where each panel's first pixel sits in the assembled image (row, column); a cluster node's
+    /// panels where they sit in the whole detector's.
     pub fn panel_origins(&self, geometry: &DetectorGeometry) -> Vec<(usize, usize)> {
         let (panels, rows, _) = geometry.panels();
+        if let Some(share) = &self.calibration.share
+            && share.panel_origins.len() == panels
+        {
+            return share.panel_origins.clone();
+        }
         let layout = self.image_layout();
         (0..panels).map(|p| layout.as_ref().map_or((p * rows, 0), |l| geometry.panel_origin(p, l))).collect()
     }
 
-    /// The beam centre in image pixels (row, column).
+    /// The beam centre in image pixels (row, column); a cluster node's in the whole detector's image.
     pub fn beam_center_px(&self) -> (f64, f64) {
+        if let Some(share) = &self.calibration.share {
+            return share.beam_center_px;
+        }
         let layout = self.image_layout();
         let (rows, cols) = layout.map_or((0.0, 0.0), |l| (l.image_rows() as f64, l.image_cols() as f64));
         (self.detector.beam_center_row_px.unwrap_or(rows / 2.0), self.detector.beam_center_col_px.unwrap_or(cols / 2.0))

@@ -272,3 +272,26 @@ nodes = [{ name = "a", modules = [0] }, { name = "b", modules = [1] }]
     let SinkSection::Jetstream(part) = &node.sinks[0] else { panic!() };
     assert_eq!(part.source_name(), "b");
 }
+
+#[test]
+fn a_node_keeps_its_modules_places_and_the_beam_of_the_whole_detector() {
+    let text = r#"
+[detector]
+model = "jungfrau-1if"
+modules = 4
+modules_per_row = 2
+module_gap_rows_px = 36
+module_gap_cols_px = 8
+[[sink]]
+kind = "null"
+[cluster]
+nats = ["nats://127.0.0.1:4222"]
+nodes = [{ name = "a", modules = [0, 3] }, { name = "b", modules = [1, 2] }]
+"#;
+    let whole = Config::parse(text).unwrap().validated().unwrap();
+    let origins = whole.panel_origins(&whole.geometry().unwrap());
+    let node = whole.for_node("a").unwrap();
+    assert_eq!(node.panel_origins(&node.geometry().unwrap()), vec![origins[0], origins[3]]);
+    assert_eq!(origins[3], (512 + 36, 1024 + 8));
+    assert_eq!(node.beam_center_px(), whole.beam_center_px());
+}

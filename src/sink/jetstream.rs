@@ -97,6 +97,7 @@ impl JetstreamSink {
                 for m in messages {
                     publisher.send(js, m).await?;
                 }
+                publisher.settle_ready(js).await?;
                 publisher.settle(js, ACK_WINDOW).await
             })
             .map_err(|e| SinkError::Network { sink: "jetstream", endpoint: self.stream.clone(), reason: e.to_string() })

@@ -9,6 +9,7 @@ pub mod detector;
 pub mod features;
 pub mod forward;
 pub mod frame;
+pub mod fuzz;
 pub mod ingest;
 pub mod nats;
 pub mod onnx_model;

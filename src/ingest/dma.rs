@@ -157,8 +157,9 @@ impl DmaRing {
             return 0;
         }
         let n = available.min(max as u64);
-        for i in consumed..consumed + n {
-            let slot = (i % self.buffer_count) as usize;
+        // The indices count for ever and wrap at 2^64: the ring's slots follow them round.
+        for k in 0..n {
+            let slot = (consumed.wrapping_add(k) % self.buffer_count) as usize;
             let d = DESCRIPTORS_OFFSET + slot * DESCRIPTOR_BYTES;
             let (size, flags, dest) =
                 (read_u32(&self.map, d) as usize, read_u32(&self.map, d + 4), read_u32(&self.map, d + 12));
@@ -166,7 +167,7 @@ impl DmaRing {
             let payload = &self.map[start..start + size.min(self.buffer_bytes)];
             take(dest as u16, payload, flags & FLAG_TRUNCATED != 0);
         }
-        self.index(CONSUMER_AT).store(consumed + n, Ordering::Release);
+        self.index(CONSUMER_AT).store(consumed.wrapping_add(n), Ordering::Release);
         n as usize
     }
 
@@ -188,7 +189,7 @@ impl DmaRing {
         for (k, v) in [size as u32, flags, 0, u32::from(destination)].into_iter().enumerate() {
             self.map[d + 4 * k..d + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
         }
-        self.index(PRODUCER_AT).store(produced + 1, Ordering::Release);
+        self.index(PRODUCER_AT).store(produced.wrapping_add(1), Ordering::Release);
         true
     }
 

@@ -905,6 +905,7 @@ fn run_live(config: Config, config_path: &Path, duration_s: Option<f64>) -> Resu
         config_path: Some(config_path.to_path_buf()),
         reload,
         started: std::time::Instant::now(),
+        token: plan.config.control.token().map_err(|reason| anyhow::anyhow!("control.token_file: {reason}"))?,
     };
     std::thread::scope(|s| {
         if let Some(listener) = listener {

@@ -47,6 +47,19 @@ impl LiveRun {
 
     /// As [`LiveRun::start`], with `udp_extra` added to the `[udp]` section.
     fn start_with(sim_dir: &Path, model: &str, ports: &[u16], out: &Path, extra: &str, udp_extra: &str) -> LiveRun {
+        Self::start_full(sim_dir, model, ports, out, extra, udp_extra, "")
+    }
+
+    /// As [`LiveRun::start_with`], with `control_extra` added to the `[control]` section.
+    fn start_full(
+        sim_dir: &Path,
+        model: &str,
+        ports: &[u16],
+        out: &Path,
+        extra: &str,
+        udp_extra: &str,
+        control_extra: &str,
+    ) -> LiveRun {
         let config = out.join("live.toml");
         std::fs::create_dir_all(out).unwrap();
         let ports_list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -69,6 +82,7 @@ recv_buffer_bytes = 67108864
 
 [control]
 listen_address = "127.0.0.1:0"
+{control_extra}
 
 [calibration]
 file = "{calibration}"
@@ -308,15 +322,52 @@ fn sigterm_mid_run_drains_and_closes_every_sink() {
 
 /// One HTTP/1.1 request to the control plane; the status code and body.
 fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, "")
+}
+
+/// As [`http`], with `headers` (each ending in CRLF) in the request.
+fn http_with(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     let code = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (code, body)
+}
+
+#[test]
+fn a_control_plane_with_a_token_answers_only_requests_that_carry_it() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    // The live run reads the simulated run's calibration.
+    common::simulated(&dir.path().join("sim"), &SimConfig { frames: 2, seed: 42, ..SimConfig::default() });
+    let token_file = dir.path().join("control.token");
+    std::fs::write(&token_file, "s3cr3t-t0ken-0f-the-beamline\n").unwrap();
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ports = free_ports(1);
+    let control = format!("token_file = \"{}\"", token_file.display());
+    let live = LiveRun::start_full(
+        &dir.path().join("sim"),
+        "jungfrau-1if",
+        &ports,
+        &dir.path().join("live"),
+        "",
+        "",
+        &control,
+    );
+    assert_eq!(http(&live.control, "GET", "/status").0, 401, "no token");
+    assert_eq!(http(&live.control, "POST", "/retune?min_spots=3").0, 401, "no token, no retune");
+    let wrong = "Authorization: Bearer s3cr3t-t0ken-0f-the-beamlinf\r\n";
+    assert_eq!(http_with(&live.control, "GET", "/metrics", wrong).0, 401, "a wrong token");
+    let right = "Authorization: Bearer s3cr3t-t0ken-0f-the-beamline\r\n";
+    let (code, status) = http_with(&live.control, "GET", "/status", right);
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(http_with(&live.control, "GET", "/metrics", right).0, 200);
+    let (code, body) = http_with(&live.control, "POST", "/retune?min_spots=3", right);
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]

@@ -107,11 +107,45 @@ pub struct ControlSection {
     pub enabled: bool,
     /// Where `/metrics`, `/status` and `/retune` are served; loopback unless you mean otherwise.
     pub listen_address: std::net::SocketAddr,
+    /// A file holding the bearer token every request must carry (`Authorization: Bearer …`);
+    /// required when `listen_address` is not a loopback address. Readable by its owner only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
-        ControlSection { enabled: true, listen_address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        ControlSection {
+            enabled: true,
+            listen_address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token_file: None,
+        }
+    }
+}
+
+impl ControlSection {
+    /// The token in `token_file`, without surrounding white space.
+    ///
+    /// # Errors
+    /// Why the file cannot serve as one: unreadable, readable by others than its owner, or holding
+    /// fewer than 16 characters.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(format!("{} is readable by others than its owner (chmod 600 it)", path.display()));
+            }
+        }
+        let _ = meta;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+            return Err(format!("{} must hold one token of at least 16 characters", path.display()));
+        }
+        Ok(Some(token.to_string()))
     }
 }
 
@@ -844,6 +878,9 @@ impl Config {
         if let Some(d) = self.dma.device.as_mut() {
             fix(d);
         }
+        if let Some(t) = self.control.token_file.as_mut() {
+            fix(t);
+        }
         if let Some(m) = self.trigger.fpga.manifest.as_mut() {
             fix(m);
         }
@@ -1353,6 +1390,19 @@ impl Config {
         }
         if self.storage.on_full == OnFull::RaiseThreshold && !self.trigger_has_cut() {
             bad("storage.on_full", "raise_threshold needs a trigger with a cut; accept_all has none".into());
+        }
+        if self.control.enabled {
+            if let Err(reason) = self.control.token() {
+                bad("control.token_file", reason);
+            } else if self.control.token_file.is_none() && !self.control.listen_address.ip().is_loopback() {
+                bad(
+                    "control.listen_address",
+                    format!(
+                        "{} is not a loopback address: set control.token_file so that requests must carry its token",
+                        self.control.listen_address
+                    ),
+                );
+            }
         }
         if self.sinks.is_empty() {
             bad("sink", "no sink: add at least one [[sink]] (kind = \"null\" to discard)".into());

@@ -295,3 +295,24 @@ nodes = [{ name = "a", modules = [0, 3] }, { name = "b", modules = [1, 2] }]
     assert_eq!(origins[3], (512 + 36, 1024 + 8));
     assert_eq!(node.beam_center_px(), whole.beam_center_px());
 }
+
+#[test]
+fn a_control_plane_off_loopback_needs_a_token_file_only_its_owner_reads() {
+    let off = format!("{MINIMAL}[control]\nlisten_address = \"0.0.0.0:9464\"\n");
+    let err = Config::parse(&off).unwrap().validated().unwrap_err();
+    assert_eq!(err.problems()[0].key, "control.listen_address", "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let with = format!("{off}token_file = \"{}\"\n", token.display());
+    let err = Config::parse(&with).unwrap().validated().unwrap_err();
+    assert_eq!(err.problems()[0].key, "control.token_file");
+    assert!(err.problems()[0].reason.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = Config::parse(&with).unwrap().validated().unwrap();
+    assert_eq!(config.control.token().unwrap().as_deref(), Some("0123456789abcdef0123"));
+    std::fs::write(&token, "short\n").unwrap();
+    assert!(Config::parse(&with).unwrap().validated().is_err(), "a short token is refused");
+}

@@ -28,6 +28,11 @@ pub(super) async fn handle(
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if let Some(token) = &state.token
+        && !carries(&text, token)
+    {
+        return respond(&mut stream, 401, "text/plain", "a bearer token is required\n").await;
+    }
     match (method, path) {
         ("GET", "/metrics") => respond(&mut stream, 200, "text/plain; version=0.0.4", &prometheus.render()).await,
         ("GET", "/status") => respond(&mut stream, 200, "application/json", &format!("{}\n", status(state))).await,
@@ -50,19 +55,51 @@ pub(super) async fn handle(
     }
 }
 
+/// Whether the request's head carries `Authorization: Bearer <token>`, compared in time that does
+/// not depend on where the first difference is.
+fn carries(head: &str, token: &str) -> bool {
+    let given = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("authorization").then(|| value.trim())
+    });
+    let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else { return false };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 async fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &str) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
         _ => "Error",
     };
+    let challenge = if code == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries;
+
+    #[test]
+    fn only_the_exact_bearer_token_is_taken() {
+        let token = "0123456789abcdef";
+        let head = |auth: &str| format!("GET /status HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n");
+        assert!(carries(&head("Authorization: Bearer 0123456789abcdef"), token));
+        assert!(carries(&head("authorization:   Bearer 0123456789abcdef  "), token));
+        assert!(!carries(&head("Authorization: Bearer 0123456789abcdeg"), token));
+        assert!(!carries(&head("Authorization: Bearer 0123456789abcde"), token));
+        assert!(!carries(&head("Authorization: Basic 0123456789abcdef"), token));
+        assert!(!carries(&head("X-Token: 0123456789abcdef"), token));
+        assert!(!carries("GET /status HTTP/1.1\r\n\r\n", token));
+    }
 }

@@ -7,7 +7,8 @@
 //!   from then on; `?target_rate=R` holds the accept rate at R instead; `?audit_every=N` keeps 1 in N
 //!   rejected frames for the audit stream (0: none);
 //!
-//! and applies SIGHUP: the config file is read again and what can change live (the trigger's cut, its
+//! every request carrying `Authorization: Bearer TOKEN` when `control.token_file` is set (required
+//! off loopback), and applies SIGHUP: the config file is read again and what can change live (the trigger's cut, its
 //! target rate, the audit stream) is applied; anything else that changed is named as needing a restart.
 
 mod http;
@@ -62,6 +63,8 @@ pub struct ControlState<'a> {
     /// Set by SIGHUP.
     pub reload: Arc<AtomicBool>,
     pub started: Instant,
+    /// The bearer token every request must carry, when one is configured.
+    pub token: Option<String>,
 }
 
 /// Binds the control plane's address (so a clash is an error at start, before any data flows).

@@ -384,9 +384,14 @@ impl<'a> Records<'a> {
                             what: "simple packet block before any interface".into(),
                         });
                     };
-                    let orig = e.u32(body, 0).unwrap_or(0) as usize;
+                    let Some(orig) = e.u32(body, 0).map(|n| n as usize) else {
+                        return self.fail(PcapError::Damaged {
+                            offset: at,
+                            what: "simple packet block too short for its packet length".into(),
+                        });
+                    };
                     let snap = if iface.snaplen == 0 { usize::MAX } else { iface.snaplen as usize };
-                    let cap = orig.min(snap).min(body.len().saturating_sub(4));
+                    let cap = orig.min(snap).min(body.len() - 4);
                     let data = &body[4..4 + cap];
                     return Some(Ok(CaptureRecord { timestamp_ns: 0, link: iface.link, data, original_len: orig }));
                 }

@@ -9,9 +9,8 @@
 #[path = "common.rs"]
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hitgate::config::{ClusterNode, ClusterSection, SinkSection, TriggerKind, VerdictRule};
 use hitgate::ingest::Capture;
@@ -21,8 +20,7 @@ use hitgate::sim::SimConfig;
 const NODES: [(&str, &[usize]); 3] = [("a", &[0, 1, 2]), ("b", &[3, 4, 5]), ("c", &[6, 7])];
 
 fn main() {
-    let Some(server) = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| Path::new(p).exists())
-    else {
+    let Some(server) = common::nats_server() else {
         println!("no nats-server: nothing measured (scripts/setup installs it)");
         return;
     };
@@ -80,18 +78,7 @@ fn sharded_run(
     let mut sharded = Vec::new();
     let tag = if speed.is_some() { "paced" } else { "fast" };
     for round in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let store = dir.path().join(format!("nats-{tag}-{round}"));
-        let mut nats = Command::new(server)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (mut nats, port) = common::start_nats(server, &dir.path().join(format!("nats-{tag}-{round}")));
         let mut config = base.clone();
         let out = dir.path().join(format!("cluster-{tag}-{round}"));
         config.cluster = ClusterSection {

@@ -54,3 +54,25 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
+
+/// The installed `nats-server`, if any (`scripts/setup` installs it).
+pub fn nats_server() -> Option<&'static str> {
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| std::path::Path::new(p).exists())
+}
+
+/// Starts `binary` with JetStream on a free port of 127.0.0.1, storing in `store`; returns once it
+/// listens, with its port.
+pub fn start_nats(binary: &str, store: &std::path::Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}

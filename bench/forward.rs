@@ -12,8 +12,6 @@
 #[path = "common.rs"]
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hitgate::config::{ForwardSection, StoredPixels, StreamSection};
@@ -42,8 +40,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let Some(server) = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| Path::new(p).exists())
-    else {
+    let Some(server) = common::nats_server() else {
         println!("no nats-server: nothing measured (scripts/setup installs it)");
         return;
     };
@@ -124,18 +121,7 @@ fn main() {
     }
     line("live stream sink (Stream V2 CBOR over PUSH) → PULL", median(stream));
 
-    let port = 14300;
-    let store = dir.path().join("nats");
-    let mut child = Command::new(server)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, port) = common::start_nats(server, &dir.path().join("nats"));
     let mut forward = Vec::new();
     for round in 0..ROUNDS {
         let mut section = ForwardSection::to(&format!("nats://127.0.0.1:{port}"));

@@ -21,6 +21,17 @@ fn hitgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hitgate"))
 }
 
+/// Starts a node process replaying `capture` as `node` of `config`, at `speed` × the recorded pace
+/// (as fast as possible without one).
+fn start_node(capture: &Path, config: &Path, node: &str, speed: Option<&str>) -> Child {
+    let mut command = hitgate();
+    command.arg("replay").arg(capture).arg("--config").arg(config).args(["--node", node]);
+    if let Some(speed) = speed {
+        command.args(["--speed", speed]);
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 /// Waits for a child, killing it past `limit`.
 fn wait(child: Child, limit: Duration, what: &str) -> Output {
     let started = Instant::now();
@@ -115,22 +126,8 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let nodes: Vec<(&str, Child)> = NODES
-        .iter()
-        .map(|(name, _)| {
-            let child = hitgate()
-                .arg("replay")
-                .arg(&sim.capture)
-                .arg("--config")
-                .arg(&config)
-                .args(["--node", name])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            (*name, child)
-        })
-        .collect();
+    let nodes: Vec<(&str, Child)> =
+        NODES.iter().map(|(name, _)| (*name, start_node(&sim.capture, &config, name, None))).collect();
     for (name, child) in nodes {
         let o = wait(child, Duration::from_secs(120), name);
         let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -198,18 +195,7 @@ fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
     let config = cluster_config(&base, std::slice::from_ref(&server.url), &out, 1_000);
     let builder = hitgate().args(["builder", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
     // Paced at 10 frames a second: four seconds of run.
-    let start = |name: &str| {
-        hitgate()
-            .arg("replay")
-            .arg(&sim.capture)
-            .arg("--config")
-            .arg(&config)
-            .args(["--node", name, "--speed", "0.01"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let start = |name: &str| start_node(&sim.capture, &config, name, Some("0.01"));
     let (a, b, mut c) = (start("a"), start("b"), start("c"));
     // Killed two seconds after its pipeline started (its sinks' files appear then): it has taken
     // part in some frames, and many are still to come.
@@ -315,22 +301,8 @@ fn the_server_leading_the_contributions_killed_mid_run_changes_no_verdict() {
     std::fs::write(&config, text).unwrap();
 
     let builder = hitgate().args(["builder", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
-    let nodes: Vec<(&str, Child)> = NODES
-        .iter()
-        .map(|(name, _)| {
-            let child = hitgate()
-                .arg("replay")
-                .arg(&sim.capture)
-                .arg("--config")
-                .arg(&config)
-                .args(["--node", name, "--speed", "0.02"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            (*name, child)
-        })
-        .collect();
+    let nodes: Vec<(&str, Child)> =
+        NODES.iter().map(|(name, _)| (*name, start_node(&sim.capture, &config, name, Some("0.02")))).collect();
     // Once every node's pipeline runs, the server leading the contributions' stream goes.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !NODES.iter().all(|(name, _)| out.join(name).join("features.jsonl").exists()) {

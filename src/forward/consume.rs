@@ -95,12 +95,7 @@ fn part_name(number: u64) -> String {
 
 /// The sinks a part writes: the features records, and the kept frames as NeXus/HDF5 (the config's
 /// first HDF5 sink's settings, else the defaults) in the forward's pixels.
-fn part_sinks(
-    dir: &Path,
-    config: &Config,
-    section: &ForwardSection,
-    geometry: &DetectorGeometry,
-) -> Result<Vec<SinkSection>, SinkError> {
+fn part_sinks(dir: &Path, config: &Config, section: &ForwardSection) -> [SinkSection; 2] {
     let mut hdf5 = config
         .sinks
         .iter()
@@ -108,8 +103,7 @@ fn part_sinks(
         .unwrap_or_else(|| crate::config::Hdf5Section::in_dir(dir.to_path_buf()));
     hdf5.dir = dir.to_path_buf();
     hdf5.pixels = section.pixels;
-    let _ = geometry;
-    Ok(vec![SinkSection::Features { path: dir.join("features.jsonl") }, SinkSection::Hdf5(hdf5)])
+    [SinkSection::Features { path: dir.join("features.jsonl") }, SinkSection::Hdf5(hdf5)]
 }
 
 impl OpenPart {
@@ -125,7 +119,7 @@ impl OpenPart {
             std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let sinks = part_sinks(&dir, config, section, geometry)?
+        let sinks = part_sinks(&dir, config, section)
             .iter()
             .map(|s| crate::sink::open(s, config, geometry))
             .collect::<Result<Vec<_>, _>>()?;

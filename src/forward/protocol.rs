@@ -33,8 +33,6 @@ pub struct ForwardSubjects {
     pub end: String,
     /// Every message of the source.
     pub source: String,
-    /// Every message of the stream.
-    pub stream: String,
 }
 
 impl ForwardSubjects {
@@ -49,7 +47,6 @@ impl ForwardSubjects {
             features: format!("{base}.features"),
             end: format!("{base}.end"),
             source: format!("{base}.>"),
-            stream: format!("{}.>", section.subject),
         }
     }
 }

@@ -92,11 +92,8 @@ impl Reassembler {
             p.age += 1;
         }
         match kind {
-            Err(_) | Ok(Kind::End) => {
-                if kind.is_err() {
-                    self.stats.messages_malformed += 1;
-                }
-            }
+            Ok(Kind::End) => {}
+            Err(_) => self.stats.messages_malformed += 1,
             Ok(Kind::Part { series, sequence, index, count, bytes }) => {
                 let p = self.entry(&series, sequence);
                 let fits = p.parts.is_empty() || (p.parts.len() == count as usize && p.bytes == bytes);

@@ -90,7 +90,8 @@ impl JetstreamSink {
         h
     }
 
-    fn publish(&mut self, messages: Vec<Outgoing>) -> Result<(), SinkError> {
+    /// Sends `messages`, then waits until at most `keep` are unacknowledged.
+    fn publish(&mut self, messages: Vec<Outgoing>, keep: usize) -> Result<(), SinkError> {
         let (js, publisher) = (&self.js, &mut self.publisher);
         self.runtime
             .block_on(async {
@@ -98,7 +99,7 @@ impl JetstreamSink {
                     publisher.send(js, m).await?;
                 }
                 publisher.settle_ready(js).await?;
-                publisher.settle(js, ACK_WINDOW).await
+                publisher.settle(js, keep).await
             })
             .map_err(|e| SinkError::Network { sink: "jetstream", endpoint: self.stream.clone(), reason: e.to_string() })
     }
@@ -139,7 +140,7 @@ impl Sink for JetstreamSink {
             ..Outgoing::new(self.subjects.features.clone(), Bytes::copy_from_slice(&self.line))
         });
         self.bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
-        self.publish(messages)?;
+        self.publish(messages, ACK_WINDOW)?;
         self.frames += 1;
         Ok(())
     }
@@ -150,13 +151,7 @@ impl Sink for JetstreamSink {
             id: Some(format!("{}-end", self.series)),
             ..Outgoing::new(self.subjects.end.clone(), Bytes::from(end.to_string()))
         };
-        self.publish(vec![message])?;
-        let (js, publisher) = (&self.js, &mut self.publisher);
-        self.runtime.block_on(publisher.settle(js, 0)).map_err(|e| SinkError::Network {
-            sink: "jetstream",
-            endpoint: self.stream.clone(),
-            reason: e.to_string(),
-        })?;
+        self.publish(vec![message], 0)?;
         Ok(SinkReport {
             name: "jetstream",
             frames_written: self.frames,

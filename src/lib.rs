@@ -19,6 +19,7 @@ pub mod ring;
 pub mod send;
 pub mod sim;
 pub mod sink;
+pub mod sync;
 pub mod telemetry;
 pub mod trigger;
 pub mod tune;

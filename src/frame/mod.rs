@@ -3,6 +3,8 @@
 
 pub mod assembler;
 pub mod pool;
+#[cfg(test)]
+mod pool_tests;
 
 pub use assembler::{Assembler, AssemblerConfig, AssemblyCounters, PacketDrop, PartialPolicy};
 pub use pool::{FrameHandle, FrameMeta, FramePool, PoolError};

@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 
-use crossbeam::queue::ArrayQueue;
-use memmap2::{MmapMut, MmapOptions};
-
 use crate::features::FrameFeatures;
+use crate::sync::BoundedQueue;
 
 /// What is known about a frame besides its pixels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,7 +33,7 @@ impl FrameMeta {
 
 /// A preallocated frame buffer with its packet mask.
 pub struct FrameSlot {
-    data: MmapMut,
+    data: SlotMemory,
     /// One bit per packet of the frame, set when it arrived.
     mask: Box<[u64]>,
     pub meta: FrameMeta,
@@ -70,9 +68,49 @@ pub fn available_memory_bytes() -> Option<u64> {
 /// page cache the sinks write through need room too.
 const MAX_SHARE_OF_AVAILABLE: f64 = 0.75;
 
+/// A slot's pixel memory: a page-aligned anonymous mapping, populated now because a page first
+/// touched on the hot path costs a fault and a clear.
+#[cfg(not(miri))]
+struct SlotMemory(memmap2::MmapMut);
+
+#[cfg(not(miri))]
+impl SlotMemory {
+    fn new(bytes: usize) -> std::io::Result<SlotMemory> {
+        memmap2::MmapOptions::new().len(bytes.max(1)).populate().map_anon().map(SlotMemory)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// Miri cannot map memory: under it a slot is a heap allocation aligned for 64-bit words, so the
+/// rest of the pool runs unchanged.
+#[cfg(miri)]
+struct SlotMemory(Box<[u64]>);
+
+#[cfg(miri)]
+impl SlotMemory {
+    fn new(bytes: usize) -> std::io::Result<SlotMemory> {
+        Ok(SlotMemory(vec![0u64; bytes.max(1).div_ceil(8)].into_boxed_slice()))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        zerocopy::IntoBytes::as_bytes(&self.0[..])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        zerocopy::IntoBytes::as_mut_bytes(&mut self.0[..])
+    }
+}
+
 /// Fixed set of frame buffers shared by all stages.
 pub struct FramePool {
-    free: ArrayQueue<Box<FrameSlot>>,
+    free: BoundedQueue<Box<FrameSlot>>,
     capacity: usize,
     frame_bytes: usize,
     packets_per_frame: usize,
@@ -114,14 +152,10 @@ impl FramePool {
         {
             return Err(PoolError::TooLarge { slots, frame_bytes: frame_bytes + chunk_bytes, available_bytes });
         }
-        let free = ArrayQueue::new(slots);
+        let free = BoundedQueue::new(slots);
         for slot in 0..slots {
-            // Populated now: a page first touched on the hot path costs a fault and a clear.
-            let data = MmapOptions::new()
-                .len(frame_bytes.max(1))
-                .populate()
-                .map_anon()
-                .map_err(|source| PoolError::Map { slot, bytes: frame_bytes, source })?;
+            let data =
+                SlotMemory::new(frame_bytes).map_err(|source| PoolError::Map { slot, bytes: frame_bytes, source })?;
             let mask = vec![0u64; packets_per_frame.div_ceil(64)].into_boxed_slice();
             let mut features = FrameFeatures::with_capacity(spots_per_frame);
             features.chunk.reserve_exact(chunk_bytes);
@@ -182,12 +216,12 @@ impl FrameHandle {
 
     /// The frame's bytes (see the layout in `detector::geometry`).
     pub fn data(&self) -> &[u8] {
-        &self.slot().data[..self.pool.frame_bytes]
+        &self.slot().data.bytes()[..self.pool.frame_bytes]
     }
 
     pub fn data_mut(&mut self) -> &mut [u8] {
         let n = self.pool.frame_bytes;
-        &mut self.slot_mut().data[..n]
+        &mut self.slot_mut().data.bytes_mut()[..n]
     }
 
     /// The frame's pixels as little-endian 16-bit words (JUNGFRAU, EIGER 16-bit).
@@ -204,7 +238,7 @@ impl FrameHandle {
     pub fn pixels_and_features(&mut self) -> (&[u16], &mut FrameFeatures) {
         let n = self.pool.frame_bytes;
         let slot = self.slot.as_mut().expect("slot present until drop");
-        let pixels = zerocopy::FromBytes::ref_from_bytes(&slot.data[..n]).unwrap_or(&[][..]);
+        let pixels = zerocopy::FromBytes::ref_from_bytes(&slot.data.bytes()[..n]).unwrap_or(&[][..]);
         (pixels, &mut slot.features)
     }
 
@@ -234,48 +268,5 @@ impl Drop for FrameHandle {
             let returned = self.pool.free.push(slot);
             debug_assert!(returned.is_ok());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_come_back_when_handles_drop() {
-        let pool = FramePool::new(8192, 130, 2, 4).unwrap();
-        let mut a = pool.try_acquire().unwrap();
-        let b = pool.try_acquire().unwrap();
-        assert!(pool.try_acquire().is_none());
-        assert_eq!(a.data().as_ptr() as usize % 4096, 0, "page aligned");
-        assert!(a.mark_packet(129));
-        assert!(!a.mark_packet(129));
-        a.data_mut()[0] = 9;
-        a.meta_mut().frame_number = 5;
-        drop(a);
-        let again = pool.try_acquire().unwrap();
-        assert_eq!(again.meta().frame_number, 0, "metadata cleared on reuse");
-        assert!(!again.has_packet(129), "mask cleared on reuse");
-        assert_eq!(again.meta().packets_expected, 130);
-        drop((b, again));
-        assert_eq!(pool.free_slots(), 2);
-    }
-
-    #[test]
-    fn a_pool_larger_than_memory_is_refused_before_mapping() {
-        let Some(available) = available_memory_bytes() else { return };
-        let frame_bytes = 64 << 20;
-        let slots = (available / frame_bytes as u64) as usize + 1;
-        let err = FramePool::new(frame_bytes, 1, slots, 0).err().expect("refused");
-        assert!(matches!(err, PoolError::TooLarge { .. }), "{err}");
-        assert!(err.to_string().contains("lower assembler.pool_frames"), "{err}");
-    }
-
-    #[test]
-    fn handles_cross_threads() {
-        let pool = FramePool::new(64, 1, 4, 0).unwrap();
-        let handles: Vec<_> = (0..4).map(|_| pool.try_acquire().unwrap()).collect();
-        std::thread::spawn(move || drop(handles)).join().unwrap();
-        assert_eq!(pool.free_slots(), 4);
     }
 }

@@ -8,6 +8,9 @@
 //!   missing packets read as zeros and are flagged in its packet mask. [`PartialPolicy`] keeps or drops it.
 //! - Every packet offered is counted exactly once: placed, or dropped under one [`PacketDrop`] reason.
 //!   Packets that never came are counted as lost when their frame leaves.
+//! - A packet whose frame number jumps beyond the window is held aside until a second packet agrees
+//!   (then both are placed and the window follows); one that stays alone is dropped as out of the
+//!   window, so a single corrupted frame number cannot make every genuine packet after it late.
 //! - When the pool has no free slot the frame is dropped and counted (`frames_no_slot`): the assembler
 //!   never waits and never allocates after construction.
 
@@ -158,6 +161,21 @@ struct InFlight {
     deadline_ns: u64,
 }
 
+/// Packets that may pass a held jump before it is given up as a corrupted frame number.
+const HOLD_PACKETS: u32 = 64;
+
+/// A packet whose frame number jumps beyond the window, held (its bytes in `Assembler::held_bytes`)
+/// until a second packet agrees: one corrupted frame number must not move the window on and make
+/// every genuine packet after it late.
+#[derive(Clone, Copy)]
+struct HeldJump {
+    udp_port: u16,
+    len: usize,
+    frame_number: u64,
+    since_ns: u64,
+    passed: u32,
+}
+
 /// Packets in, frames out. See the module documentation for the contract.
 pub struct Assembler {
     geometry: DetectorGeometry,
@@ -174,6 +192,8 @@ pub struct Assembler {
     recent_next: usize,
     newest: u64,
     counters: AssemblyCounters,
+    held: Option<HeldJump>,
+    held_bytes: Box<[u8]>,
 }
 
 impl Assembler {
@@ -184,8 +204,9 @@ impl Assembler {
             port_lookup[udp as usize] = index as u16;
         }
         let window = config.window_frames.max(1);
+        let packet_bytes = geometry.model.packet_bytes();
         Assembler {
-            packet_bytes: geometry.model.packet_bytes(),
+            packet_bytes,
             packets_per_port: geometry.model.packets_per_port(),
             det_type: geometry.model.det_type.code(),
             geometry,
@@ -198,6 +219,8 @@ impl Assembler {
             recent_next: 0,
             newest: 0,
             counters: AssemblyCounters::default(),
+            held: None,
+            held_bytes: vec![0; packet_bytes].into_boxed_slice(),
         }
     }
 
@@ -251,6 +274,64 @@ impl Assembler {
         if frame_number == 0 || packet_number >= self.packets_per_port {
             return self.drop_packet(PacketDrop::BadHeader);
         }
+        if self.jumps_beyond_window(frame_number) {
+            let window = self.config.window_frames as u64;
+            match self.held {
+                // A second packet in the same place: a real jump (a burst lost, the detector restarted).
+                Some(h) if frame_number.abs_diff(h.frame_number) < window => self.release_held(true),
+                _ => return self.hold(udp_port, packet, frame_number, now_ns),
+            }
+        } else if let Some(h) = self.held.as_mut() {
+            h.passed += 1;
+            if h.passed >= HOLD_PACKETS {
+                self.release_held(false);
+            }
+        }
+        self.place(port_index, header, payload, now_ns)
+    }
+
+    /// A frame number ahead of the newest by more than the window (but within `max_frame_jump`).
+    fn jumps_beyond_window(&self, frame_number: u64) -> bool {
+        self.newest != 0
+            && frame_number > self.newest.saturating_add(self.config.window_frames as u64)
+            && frame_number <= self.newest.saturating_add(self.config.max_frame_jump)
+    }
+
+    /// Keeps the packet aside; one already held, never confirmed, is dropped.
+    fn hold(&mut self, udp_port: u16, packet: &[u8], frame_number: u64, now_ns: u64) -> Result<(), PacketDrop> {
+        if self.held.is_some() {
+            self.release_held(false);
+        }
+        self.held_bytes[..packet.len()].copy_from_slice(packet);
+        self.held = Some(HeldJump { udp_port, len: packet.len(), frame_number, since_ns: now_ns, passed: 0 });
+        Ok(())
+    }
+
+    /// Places the held packet (confirmed) or drops it as out of the window (never confirmed).
+    fn release_held(&mut self, confirmed: bool) {
+        let Some(h) = self.held.take() else { return };
+        if !confirmed {
+            let _ = self.drop_packet(PacketDrop::OutOfWindow);
+            return;
+        }
+        let bytes = std::mem::take(&mut self.held_bytes);
+        let port_index = usize::from(self.port_lookup[h.udp_port as usize]);
+        if let Ok((header, payload)) = SlsDetectorHeader::split(&bytes[..h.len]) {
+            let _ = self.place(port_index as u16, header, payload, h.since_ns);
+        }
+        self.held_bytes = bytes;
+    }
+
+    /// Puts a packet that passed every check into its frame.
+    fn place(
+        &mut self,
+        port_index: u16,
+        header: &SlsDetectorHeader,
+        payload: &[u8],
+        now_ns: u64,
+    ) -> Result<(), PacketDrop> {
+        let frame_number = header.frame_number.get();
+        let packet_number = header.packet_number.get() as usize;
         let slot = match self.in_flight.iter().position(|f| f.handle.meta().frame_number == frame_number) {
             Some(slot) => slot,
             None => match self.open_frame(frame_number, header, now_ns) {
@@ -360,6 +441,9 @@ impl Assembler {
 
     /// Lets partial frames whose time is up leave.
     pub fn poll_timeouts(&mut self, now_ns: u64) {
+        if self.held.is_some_and(|h| h.since_ns.saturating_add(self.config.frame_timeout_ns) <= now_ns) {
+            self.release_held(false);
+        }
         while let Some(slot) = self.in_flight.iter().position(|f| f.deadline_ns <= now_ns) {
             self.finish(slot);
         }
@@ -367,6 +451,7 @@ impl Assembler {
 
     /// Ends the stream: every frame still assembling leaves.
     pub fn flush(&mut self) {
+        self.release_held(false);
         while !self.in_flight.is_empty() {
             let oldest =
                 (0..self.in_flight.len()).min_by_key(|&i| self.in_flight[i].handle.meta().frame_number).unwrap_or(0);
@@ -458,6 +543,43 @@ mod tests {
         send_frame(&mut a, 3, &[]);
         let out: Vec<u64> = std::iter::from_fn(|| a.pop_ready()).map(|f| f.meta().frame_number).collect();
         assert_eq!(out, vec![1, 3], "frame 1 left when frame 3 moved the 2-frame window");
+    }
+
+    #[test]
+    fn one_corrupted_frame_number_does_not_make_the_frames_after_it_late() {
+        let (mut a, _pool) = jf2();
+        send_frame(&mut a, 1, &[]);
+        // A bit flipped in frame 2's number (2 + 65536), then the genuine stream goes on.
+        assert_eq!(a.push(50001, &packet(2 + (1 << 16), 5, 0), 150), Ok(()), "held, not yet judged");
+        let mut out = vec![a.pop_ready().unwrap().meta().frame_number];
+        for frame in 2..=6 {
+            send_frame(&mut a, frame, &[]);
+            out.extend(std::iter::from_fn(|| a.pop_ready()).map(|f| f.meta().frame_number));
+        }
+        assert_eq!(out, vec![1, 2, 3, 4, 5, 6]);
+        let c = a.counters();
+        assert_eq!((c.frames_complete, c.packets_placed, c.packets_lost), (6, 6 * 128, 0));
+        assert_eq!(c.dropped(PacketDrop::OutOfWindow), 1, "the corrupted packet, once given up");
+        assert_eq!(c.dropped(PacketDrop::Late), 0);
+        assert_eq!(c.packets_offered(), 6 * 128 + 1);
+    }
+
+    #[test]
+    fn a_genuine_jump_is_followed_at_its_second_packet() {
+        let (mut a, _pool) = jf2();
+        send_frame(&mut a, 1, &[]);
+        // The detector restarted its numbering far ahead (or a long burst was lost).
+        let mut out = vec![a.pop_ready().unwrap().meta().frame_number];
+        for frame in [500_000, 500_001] {
+            send_frame(&mut a, frame, &[]);
+            out.extend(std::iter::from_fn(|| a.pop_ready()).map(|f| f.meta().frame_number));
+        }
+        assert_eq!(out, vec![1, 500_000, 500_001]);
+        assert_eq!((a.counters().frames_complete, a.counters().packets_dropped.iter().sum::<u64>()), (3, 0));
+        let first = a.push(50001, &packet(900_000, 0, 0), 0);
+        a.flush();
+        assert_eq!(first, Ok(()));
+        assert_eq!(a.counters().dropped(PacketDrop::OutOfWindow), 1, "a lone jump at the end is given up");
     }
 
     #[test]

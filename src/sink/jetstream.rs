@@ -146,6 +146,10 @@ impl Sink for JetstreamSink {
     }
 
     fn finish(&mut self) -> Result<SinkReport, SinkError> {
+        // Everything stored before the end marker: a message sent again after a lost
+        // acknowledgement (a server restarted) must not land behind it, where a consumer that
+        // stops at the end would never read it.
+        self.publish(Vec::new(), 0)?;
         let end = serde_json::json!({ "series": self.series, "frames": self.frames, "kept": self.kept });
         let message = Outgoing {
             id: Some(format!("{}-end", self.series)),

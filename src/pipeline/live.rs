@@ -82,6 +82,7 @@ impl LiveAssembly {
         let o = &self.outcome;
         ctx.progress.input_bytes_read.store(o.input_bytes, Ordering::Relaxed);
         self.flusher.flush(self.assembler.counters(), o.records, o.input_bytes);
+        self.flusher.flush_queue_full(o.frames_dropped_queue_full);
         ctx.report_drops(&self.assembler, o.frames_dropped_queue_full);
     }
 

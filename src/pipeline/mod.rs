@@ -26,7 +26,8 @@ use crate::sink::SinkError;
 pub enum PipelineError {
     #[error("detector")]
     Geometry(#[from] GeometryError),
-    #[error("calibration")]
+    /// Calibration, spot finding, trigger or feature models could not be prepared.
+    #[error("reduction")]
     Calibration(#[from] crate::reduce::PlanError),
     #[error("frame pool")]
     Pool(#[from] PoolError),

@@ -121,6 +121,8 @@ pub struct AssemblyFlusher {
     partial: Counter,
     partial_dropped: Counter,
     no_slot: Counter,
+    queue_full: Counter,
+    last_queue_full: u64,
 }
 
 impl Default for AssemblyFlusher {
@@ -145,6 +147,8 @@ impl AssemblyFlusher {
             partial: counter!(FRAMES, "outcome" => "partial"),
             partial_dropped: counter!(FRAMES, "outcome" => "partial_dropped"),
             no_slot: counter!(FRAMES, "outcome" => "dropped_no_slot"),
+            queue_full: counter!(FRAMES, "outcome" => "dropped_queue_full"),
+            last_queue_full: 0,
         }
     }
 
@@ -165,6 +169,12 @@ impl AssemblyFlusher {
         self.last = *now;
         self.last_records = records;
         self.last_bytes = bytes;
+    }
+
+    /// Adds the frames a live source dropped because the reducers' queue was full, `total` so far.
+    pub fn flush_queue_full(&mut self, total: u64) {
+        self.queue_full.increment(total - self.last_queue_full);
+        self.last_queue_full = total;
     }
 }
 

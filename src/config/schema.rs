@@ -396,7 +396,15 @@ pub struct FpgaTriggerSection {
     /// emulated card's is built in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<PathBuf>,
+    /// Faults the emulated card plays, to rehearse the driver's error paths on a machine without a
+    /// card: `"stuck_done"` (the kernel never says done), `"dma_refused"` (every transfer to the card
+    /// fails), `"not_loaded"` (nothing answers the registers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub emulated_faults: Vec<String>,
 }
+
+/// The faults `trigger.fpga.emulated_faults` knows.
+pub const EMULATED_FAULTS: [&str; 3] = ["stuck_done", "dma_refused", "not_loaded"];
 
 impl Default for FpgaTriggerSection {
     fn default() -> Self {
@@ -407,6 +415,7 @@ impl Default for FpgaTriggerSection {
             timeout_us: 10_000,
             batch_frames: 64,
             manifest: None,
+            emulated_faults: Vec::new(),
         }
     }
 }
@@ -1323,6 +1332,14 @@ impl Config {
         }
         if f.card != "emulated" && f.card.strip_prefix("xdma").is_none_or(|n| n.parse::<u32>().is_err()) {
             bad("trigger.fpga.card", format!("{:?}: \"emulated\" or \"xdmaN\"", f.card));
+        }
+        for fault in &f.emulated_faults {
+            if !EMULATED_FAULTS.contains(&fault.as_str()) {
+                bad("trigger.fpga.emulated_faults", format!("{fault:?} is not one of {EMULATED_FAULTS:?}"));
+            }
+        }
+        if !f.emulated_faults.is_empty() && f.card != "emulated" {
+            bad("trigger.fpga.emulated_faults", format!("only an emulated card plays faults, not {:?}", f.card));
         }
         if !(10..=10_000_000).contains(&f.timeout_us) {
             bad("trigger.fpga.timeout_us", format!("{} is outside 10..=10000000", f.timeout_us));

@@ -316,3 +316,19 @@ fn a_control_plane_off_loopback_needs_a_token_file_only_its_owner_reads() {
     std::fs::write(&token, "short\n").unwrap();
     assert!(Config::parse(&with).unwrap().validated().is_err(), "a short token is refused");
 }
+
+#[test]
+fn emulated_card_faults_are_named_and_for_the_emulated_card_only() {
+    let ok = format!("{MINIMAL}[trigger.fpga]\nemulated_faults = [\"stuck_done\", \"dma_refused\"]\n");
+    Config::parse(&ok).unwrap().validated().unwrap();
+    let unknown = format!("{MINIMAL}[trigger.fpga]\nemulated_faults = [\"on_fire\"]\n");
+    let err = Config::parse(&unknown).unwrap().validated().unwrap_err();
+    assert_eq!(err.problems()[0].key, "trigger.fpga.emulated_faults");
+    assert!(err.problems()[0].reason.contains("stuck_done"), "{err}");
+    let real = format!(
+        "{MINIMAL}[trigger.fpga]\ncard = \"xdma0\"\nmanifest = \"{}\"\nemulated_faults = [\"stuck_done\"]\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/bitstreams/emulated/manifest.toml")
+    );
+    let err = Config::parse(&real).unwrap().validated().unwrap_err();
+    assert!(err.problems().iter().any(|p| p.key == "trigger.fpga.emulated_faults"), "{err}");
+}

@@ -97,7 +97,13 @@ impl FpgaBackend {
             static CARDS: AtomicU64 = AtomicU64::new(0);
             let n = CARDS.fetch_add(1, Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!("hitgate-fpga-{}-{n}", std::process::id()));
-            match EmulatedCard::start(&dir, Faults::default()) {
+            let plays = |name: &str| section.emulated_faults.iter().any(|f| f == name);
+            let faults = Faults {
+                stuck_done: plays("stuck_done"),
+                dma_refused: plays("dma_refused"),
+                not_loaded: plays("not_loaded"),
+            };
+            match EmulatedCard::start(&dir, faults) {
                 Ok(card) => {
                     let paths = card.paths().clone();
                     emulated = Some((card, dir));

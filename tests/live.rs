@@ -645,3 +645,60 @@ frames_per_file = 50
     assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
     assert_eq!(names.len() as u64, 1 + hdf5_written.div_ceil(50), "{names:?}");
 }
+
+/// The receiving thread held up (here: the process stopped) for longer than the frame timeout while
+/// the rest of a frame waits in the kernel's buffer: once it runs again, the frame completes from
+/// what was queued instead of being given up as partial with its packets then counted late.
+#[test]
+fn a_receiver_held_up_longer_than_the_frame_timeout_loses_no_queued_packet() {
+    use hitgate::detector::{DetectorType, SlsDetectorHeader};
+    use zerocopy::IntoBytes;
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    common::simulated(&dir.path().join("sim"), &SimConfig { frames: 2, seed: 3, ..SimConfig::default() });
+    let ports = free_ports(1);
+    // Frame timeout 200 ms (LiveRun's), 16 datagrams a receive call: 3 frames take 24 calls.
+    let live = LiveRun::start_with(
+        &dir.path().join("sim"),
+        "jungfrau-1if",
+        &ports,
+        &dir.path().join("live"),
+        "",
+        "batch_packets = 16",
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |frame: u64, packet: u32| {
+        let header = SlsDetectorHeader {
+            frame_number: frame.into(),
+            packet_number: packet.into(),
+            det_type: DetectorType::Jungfrau.code(),
+            version: 2,
+            ..Default::default()
+        };
+        let mut datagram = header.as_bytes().to_vec();
+        datagram.resize(48 + 8192, packet as u8);
+        socket.send_to(&datagram, ("127.0.0.1", ports[0])).unwrap();
+    };
+    for p in 0..64 {
+        send(1, p);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = live.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    for p in 64..128 {
+        send(1, p);
+    }
+    for frame in 2..=3 {
+        for p in 0..128 {
+            send(frame, p);
+        }
+    }
+    // Twice the frame timeout with frame 1's second half queued.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, summary) = live.terminate();
+    assert!(status.status.success(), "{summary}");
+    assert!(summary.contains("packets      384 placed, 0 lost"), "{summary}");
+    assert!(summary.contains("3 complete, 0 partial kept"), "{summary}");
+}

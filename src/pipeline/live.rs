@@ -78,6 +78,18 @@ impl LiveAssembly {
         self.publish(ctx);
     }
 
+    /// After a round over the sockets that may have left datagrams queued in the kernel: a frame
+    /// is not timed out while its missing packets may be waiting there (the receiver was descheduled
+    /// for longer than the timeout), only once the sockets were drained.
+    fn after_round(&mut self, ctx: &SourceContext<'_>, drained: bool) {
+        if drained {
+            self.after_batch(ctx);
+        } else {
+            self.forward(ctx);
+            self.publish(ctx);
+        }
+    }
+
     fn publish(&mut self, ctx: &SourceContext<'_>) {
         let o = &self.outcome;
         ctx.progress.input_bytes_read.store(o.input_bytes, Ordering::Relaxed);
@@ -144,8 +156,10 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot_bytes(ctx));
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
     let mut stopping = Stopping::new();
+    let batch_capacity = ctx.plan.config.udp.batch_packets;
     loop {
         let mut received = 0;
+        let mut drained = true;
         for (port, socket) in &sources.sockets {
             let n = match socket.recv_batch(&mut batch) {
                 Ok(n) => n,
@@ -157,6 +171,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             if n == 0 {
                 continue;
             }
+            drained &= n < batch_capacity;
             received += n;
             let now_ns = telemetry::now_ns();
             for (datagram, _truncated) in batch.datagrams() {
@@ -168,7 +183,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             live.outcome.records += n as u64;
             live.forward(ctx);
         }
-        live.after_batch(ctx);
+        live.after_round(ctx, drained);
         if received == 0 {
             match stopping.when_idle(stop, ctx.abort) {
                 WhenIdle::End => break,

@@ -11,6 +11,8 @@ pub struct KernelReport {
     pub model_hash: u64,
 }
 
+// SAFETY: the declaration is the C++ one in hls/kernels/hitgate_trigger.h (`extern "C"`), type for
+// type: const int8_t*, int64_t*, uint32_t, then four uint32_t* / one uint64_t* out-parameters.
 unsafe extern "C" {
     fn hitgate_trigger(
         input: *const i8,

@@ -51,16 +51,20 @@ def lossless_rate(binary, capture, work, ports, seconds):
     until the sender cannot go faster), then halving the gap three times."""
     good, bad = 0.0, None
     rate = 250.0
-    while bad is None:
+    while bad is None and rate >= 50:
         ok, reached, counted = trial(binary, capture, work, ports, rate, seconds)
         print(f"  {rate:7.0f} frames/s asked, {reached:7.0f} sent: {'lossless' if ok else counted}", flush=True)
-        if not ok:
+        if not ok and good == 0:
+            rate /= 2  # not even the first rate: look lower
+        elif not ok:
             bad = rate
         elif reached < 0.95 * rate:
             # The sender is the limit: its own rate is as far as this machine can show.
             return reached
         else:
             good, rate = rate, rate * 2
+    if bad is None:
+        return good
     for _ in range(3):
         rate = (good + bad) / 2
         ok, reached, counted = trial(binary, capture, work, ports, rate, seconds)
@@ -96,6 +100,9 @@ def main():
         ports = h.free_udp_ports(2)
         print(f"lossless rate of this machine ({a.trial_s:.0f} s trials, {h.MODEL}, one module):", flush=True)
         limit = lossless_rate(binary, capture, work, ports, a.trial_s)
+        if limit < 50:
+            print(f"SOAK FAILED: no lossless rate found (best {limit:.0f} frames/s): is the machine saturated?")
+            return 1
         rate = a.share * limit
         seconds = a.minutes * 60
         frames = int(rate * seconds)

@@ -49,8 +49,10 @@ def simulate(binary, work, hit_rate, frames=SIM_FRAMES):
 
 
 def live_config(work, ports, out, sinks=None, extra=""):
-    """A live config for the simulated module: the shipped live config's assembler and UDP settings,
-    the simulation's calibration, features for every frame and NeXus/HDF5 for kept frames."""
+    """A live config for the simulated module: the shipped live config's UDP settings, queues sized
+    for half a second of a stalled reducer at 1000 frames/s (the defaults hold 30 ms: on a shared
+    two-core machine the 30-minute soak lost frames in bursts with them), the simulation's
+    calibration, features for every frame and NeXus/HDF5 for kept frames."""
     sim = work / "sim"
     if sinks is None:
         sinks = f"""
@@ -73,7 +75,10 @@ beam_center_col_px = 506.3
 
 [assembler]
 frame_timeout_us = 5000
-pool_frames = 128
+pool_frames = 1024
+
+[reducer]
+queue_frames = 512
 
 [udp]
 bind_address = "127.0.0.1"

@@ -87,7 +87,7 @@ def main():
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--share", type=float, default=0.8, help="share of the lossless rate to soak at")
     p.add_argument("--every-s", type=float, default=5.0, help="seconds between samples")
-    p.add_argument("--trial-s", type=float, default=4.0, help="seconds of each lossless-rate trial")
+    p.add_argument("--trial-s", type=float, default=10.0, help="seconds of each lossless-rate trial")
     p.add_argument("--hit-rate", type=float, default=0.02, help="share of simulated frames with a crystal hit")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     a = p.parse_args()

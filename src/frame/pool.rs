@@ -158,7 +158,11 @@ impl FramePool {
                 SlotMemory::new(frame_bytes).map_err(|source| PoolError::Map { slot, bytes: frame_bytes, source })?;
             let mask = vec![0u64; packets_per_frame.div_ceil(64)].into_boxed_slice();
             let mut features = FrameFeatures::with_capacity(spots_per_frame);
-            features.chunk.reserve_exact(chunk_bytes);
+            // Touched now, like the pixels: otherwise each slot's chunk room is faulted in the first
+            // time a kept frame lands in it, on the hot path, and the process grows for as long as
+            // slots are still meeting their first kept frame.
+            features.chunk.resize(chunk_bytes, 0);
+            features.chunk.clear();
             let pushed = free.push(Box::new(FrameSlot { data, mask, meta: FrameMeta::default(), features }));
             debug_assert!(pushed.is_ok(), "queue sized for every slot");
         }

@@ -74,13 +74,14 @@ class Campaign:
         self.case += 1
         return self.work / f"{self.case:02d}-{name}"
 
-    def live(self, name, send_extra=(), capture=None, sinks=None, extra="", during=None, rate=RATE, frames=FRAMES):
-        """A live run fed by `hitgate send`; `during(run, out)` acts while it sends. Returns what the
-        row needs: metrics at the end, exit code, summary, stderr, sender's output, output folder."""
+    def live(self, name, send_extra=(), capture=None, sinks=None, extra="", trigger="spots", during=None, rate=RATE,
+             frames=FRAMES):
+        """A live run fed by `hitgate send`; `during(run, out)` acts while it sends; `sinks(out)` gives
+        the sinks besides the features (NeXus without). Returns what the row needs: metrics at the
+        end, exit code, summary, stderr, sender's output, output folder."""
         out = self.out(name)
-        # Sinks are written for the row's folder: a text with OUT in it.
-        sinks = sinks.replace("OUT", str(out)) if sinks else None
-        config = h.live_config(self.work, self.ports, out, sinks=sinks, extra=extra)
+        config = h.live_config(self.work, self.ports, out, sinks=sinks(out) if sinks else None, extra=extra,
+                               trigger=trigger)
         run = h.LiveRun(self.binary, config)
         sender = h.send(self.binary, capture or self.capture, self.ports, rate_hz=rate, frames=frames,
                         extra=send_extra, background=True)
@@ -164,28 +165,19 @@ class Campaign:
             ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(full)], capture_output=True).returncode == 0
         try:
             if mounted:
-                where, sinks = "a 4 MiB tmpfs", f"""
-[[sink]]
-kind = "features"
-path = "OUT/features.jsonl"
-
+                where, sink = "a 4 MiB tmpfs", f"""
 [[sink]]
 kind = "hdf5"
 dir = "{full}"
 prefix = "run"
-frames_per_file = 1000
 """
             else:
-                where, sinks = "/dev/full (not root: no tmpfs)", """
-[[sink]]
-kind = "features"
-path = "OUT/features.jsonl"
-
+                where, sink = "/dev/full (not root: no tmpfs)", """
 [[sink]]
 kind = "features"
 path = "/dev/full"
 """
-            r = self.live("full", sinks=sinks)
+            r = self.live("full", sinks=lambda out: sink)
         finally:
             if mounted:
                 subprocess.run(["umount", str(full)], capture_output=True)
@@ -199,17 +191,12 @@ path = "/dev/full"
                    "the error, with the file", lost, ok)
 
     def slow_storage(self):
-        sinks = """
-[[sink]]
-kind = "features"
-path = "OUT/features.jsonl"
-
+        slow = """
 [[sink]]
 kind = "null"
 write_delay_us = 20000
 """
-        r = self.live("slow", sinks=sinks, extra="\n[storage]\nqueue_frames = 4\n",
-                      rate=200)
+        r = self.live("slow", sinks=lambda out: slow, extra="\n[storage]\nqueue_frames = 4\n", rate=200)
         m = r["m"]
         dropped = int(m.get('hitgate_sink_dropped_total{sink="null",reason="queue_full"}', 0))
         _, once, handed, kept = accounting(m)
@@ -242,24 +229,12 @@ write_delay_us = 20000
                    "nothing" if ok else f"{handed - lines} lines, {kept - stored} kept frames missing", ok)
 
     def sigkill(self):
-        sinks = """
-[[sink]]
-kind = "features"
-path = "OUT/features.jsonl"
-
-[[sink]]
-kind = "hdf5"
-dir = "OUT/nexus"
-prefix = "run"
-frames_per_file = 20
-"""
-
         def during(run, out):
             time.sleep(2.5)
             run.proc.kill()
             run.proc.wait()
             return run.proc.returncode
-        r = self.live("sigkill", sinks=sinks, during=during, frames=2000)
+        r = self.live("sigkill", sinks=lambda out: h.nexus_sink(out, frames_per_file=20), during=during, frames=2000)
         stored, closed, shown = nexus_frames(self.binary, r["out"] / "nexus" / "run_master.h5")
         partial = "open or cut short" in shown
         files = re.search(r"(\d+) frames in (\d+) files", shown)
@@ -274,9 +249,8 @@ frames_per_file = 20
         path = self.work / "model.onnx"
         if what == "corrupt":
             path.write_bytes(b"\x08\x07garbage, not an ONNX protobuf" * 10)
-        config = h.live_config(self.work, self.ports, self.out(f"model-{what}"))
-        config.write_text(config.read_text().replace(
-            '[trigger]\nkind = "spots"', f'[trigger]\nkind = "tract"\n\n[trigger.tract]\nmodel = "{path}"\n'))
+        config = h.live_config(self.work, self.ports, self.out(f"model-{what}"), trigger="tract",
+                               extra=f'\n[trigger.tract]\nmodel = "{path}"\n')
         p = subprocess.run([self.binary, "run", "--config", str(config), "--duration-s", "2"],
                            capture_output=True, text=True, timeout=60)
         said = " ".join(p.stderr.split())
@@ -285,18 +259,9 @@ frames_per_file = 20
                    "nothing received (no port bound)", "nothing (nothing was accepted)", ok)
 
     def fpga_stuck(self):
-        out = self.out("fpga")
-        config = h.live_config(self.work, self.ports, out)
-        text = config.read_text().replace('[trigger]\nkind = "spots"',
-                                          '[trigger]\nkind = "fpga"\n\n[trigger.fpga]\nemulated_faults = ["stuck_done"]'
-                                          '\ntimeout_us = 2000\n')
-        config.write_text(text)
-        run = h.LiveRun(self.binary, config)
-        sent = h.send(self.binary, self.capture, self.ports, rate_hz=RATE, frames=FRAMES)
-        run.wait_idle()
-        m = run.metrics()
-        code, summary, stderr = run.stop()
-        r = {"m": m, "code": code, "summary": summary, "stderr": stderr, "sent": sent, "out": out}
+        r = self.live("fpga", trigger="fpga",
+                      extra='\n[trigger.fpga]\nemulated_faults = ["stuck_done"]\ntimeout_us = 2000\n')
+        m, summary = r["m"], r["summary"]
         row = self.whole(r, "FPGA card stuck (emulator's done bit never rises)",
                          "gave the card up after three timed-out calls; judged every frame in software "
                          "(bit-exact model)")
@@ -327,11 +292,7 @@ frames_per_file = 20
                     time.sleep(0.05)
             raise RuntimeError("nats-server did not start")
         nats = start()
-        sinks = f"""
-[[sink]]
-kind = "features"
-path = "OUT/features.jsonl"
-
+        forward = f"""
 [[sink]]
 kind = "jetstream"
 nats = ["nats://127.0.0.1:{port}"]
@@ -347,7 +308,7 @@ subject = "hitgate.faults"
             time.sleep(2.0)
             nats = start()
         try:
-            r = self.live("nats", sinks=sinks, during=during)
+            r = self.live("nats", sinks=lambda out: forward, during=during)
             consumed = self.work / "consumed"
             c = subprocess.run([self.binary, "consume", "--config", str(r["config"]), "--out", str(consumed),
                                 "--exit-at-end"], capture_output=True, text=True, timeout=120)

@@ -48,26 +48,28 @@ def simulate(binary, work, hit_rate, frames=SIM_FRAMES):
     return sim / "run.pcap"
 
 
-def live_config(work, ports, out, sinks=None, extra=""):
-    """A live config for the simulated module: the shipped live config's UDP settings, queues sized
-    for half a second of a stalled reducer at 1000 frames/s (the defaults hold 30 ms: on a shared
-    two-core machine the 30-minute soak lost frames in bursts with them), the simulation's
-    calibration, features for every frame and NeXus/HDF5 for kept frames. Frames time out after
-    100 ms, not the shipped 5: here the sender shares the two cores and can be descheduled mid-frame
-    for longer than 5 ms, which a detector never is (its late packets would be counted as lost)."""
-    sim = work / "sim"
-    if sinks is None:
-        sinks = f"""
-[[sink]]
-kind = "features"
-path = "{out}/features.jsonl"
-
+def nexus_sink(out, frames_per_file=1000):
+    """The NeXus/HDF5 sink of kept frames, in out/nexus."""
+    return f"""
 [[sink]]
 kind = "hdf5"
 dir = "{out}/nexus"
 prefix = "run"
-frames_per_file = 1000
+frames_per_file = {frames_per_file}
 """
+
+
+def live_config(work, ports, out, sinks=None, extra="", trigger="spots"):
+    """A live config for the simulated module: the shipped live config's UDP settings, queues sized
+    for half a second of a stalled reducer at 1000 frames/s (the defaults hold 30 ms: on a shared
+    two-core machine the 30-minute soak lost frames in bursts with them), the simulation's
+    calibration, the `trigger` (`extra` follows its kind), features for every frame in
+    out/features.jsonl and then `sinks` (NeXus/HDF5 for kept frames by default). Frames time out after
+    100 ms, not the shipped 5: here the sender shares the two cores and can be descheduled mid-frame
+    for longer than 5 ms, which a detector never is (its late packets would be counted as lost)."""
+    sim = work / "sim"
+    if sinks is None:
+        sinks = nexus_sink(out)
     text = f"""[detector]
 model = "{MODEL}"
 modules = 1
@@ -95,8 +97,12 @@ mask_file = "{sim}/mask.bin"
 photon_energy_kev = 12.4
 
 [trigger]
-kind = "spots"
+kind = "{trigger}"
 {extra}
+
+[[sink]]
+kind = "features"
+path = "{out}/features.jsonl"
 {sinks}"""
     path = work / f"live-{len(list(work.glob('live-*.toml')))}.toml"
     path.write_text(text)

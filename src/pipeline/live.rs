@@ -73,21 +73,18 @@ impl LiveAssembly {
 
     /// After a batch (or an idle wait): timed-out frames leave, progress and metrics are published.
     fn after_batch(&mut self, ctx: &SourceContext<'_>) {
-        self.assembler.poll_timeouts(telemetry::now_ns());
-        self.forward(ctx);
-        self.publish(ctx);
+        self.after_round(ctx, true);
     }
 
-    /// After a round over the sockets that may have left datagrams queued in the kernel: a frame
-    /// is not timed out while its missing packets may be waiting there (the receiver was descheduled
-    /// for longer than the timeout), only once the sockets were drained.
+    /// As `after_batch`, after a round over the sockets that may have left datagrams queued in the
+    /// kernel (`drained` false): then no frame is timed out, since its missing packets may be
+    /// waiting there (the receiver was descheduled for longer than the timeout).
     fn after_round(&mut self, ctx: &SourceContext<'_>, drained: bool) {
         if drained {
-            self.after_batch(ctx);
-        } else {
-            self.forward(ctx);
-            self.publish(ctx);
+            self.assembler.poll_timeouts(telemetry::now_ns());
         }
+        self.forward(ctx);
+        self.publish(ctx);
     }
 
     fn publish(&mut self, ctx: &SourceContext<'_>) {

@@ -4,6 +4,9 @@ NeXus/HDF5 sinks) fed by `hitgate send` over loopback for a long time at a share
 lossless rate, measured first in the same run. Every few seconds it samples the run's resident memory,
 open file descriptors, frames queued between stages, free pool slots and every loss counter.
 
+Closed NeXus data files are removed as the run goes, as a facility's data mover would take them
+off the node: a 30-minute run writes tens of GB.
+
 It fails (exit 1) on any loss, or when memory, descriptors or queue occupancy grow: the last third of
 the samples against the first third (after a warm-up), beyond the tolerances printed.
 
@@ -76,6 +79,20 @@ def lossless_rate(binary, capture, work, ports, seconds):
     return good
 
 
+def drain_storage(nexus_dir, keep=2):
+    """Remove all but the newest `keep` data files (the newest is the one being written, those before
+    it are closed): bytes removed."""
+    files = sorted(Path(nexus_dir).glob("*_data_*.h5"))
+    removed = 0
+    for f in files[:max(0, len(files) - keep)]:
+        try:
+            removed += f.stat().st_size
+            f.unlink()
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def thirds(samples, key, warmup):
     body = samples[warmup:]
     n = max(1, len(body) // 3)
@@ -114,10 +131,12 @@ def main():
         sender = h.send(binary, capture, ports, rate_hz=rate, frames=frames, background=True)
         started = time.monotonic()
         samples = []
+        moved = 0
         print(f"{'t s':>6} {'RSS MiB':>8} {'fds':>4} {'queued':>6} {'free':>5} {'frames':>9} {'kept':>7}  losses",
               flush=True)
         while sender.poll() is None:
             time.sleep(a.every_s)
+            moved += drain_storage(out / "nexus")
             m = run.metrics()
             s = {
                 "t": time.monotonic() - started,
@@ -140,6 +159,8 @@ def main():
         final = run.metrics()
         code, summary, stderr = run.stop()
         print(summary)
+        moved += drain_storage(out / "nexus", keep=0)
+        print(f"NeXus data written (removed as it was closed): {moved / 1e9:.2f} GB")
         if code != 0:
             failures.append(f"hitgate run exited {code}: {stderr[-2000:]}")
 

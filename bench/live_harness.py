@@ -60,8 +60,8 @@ frames_per_file = {frames_per_file}
 
 
 def live_config(work, ports, out, sinks=None, extra="", trigger="spots"):
-    """A live config for the simulated module: the shipped live config's UDP settings, queues sized
-    for half a second of a stalled reducer at 1000 frames/s (the defaults hold 30 ms: on a shared
+    """A live config for the simulated module: the shipped live config's UDP settings and queues
+    (half a second of a stalled reducer at 1000 frames/s; the defaults hold 30 ms: on a shared
     two-core machine the 30-minute soak lost frames in bursts with them), the simulation's
     calibration, the `trigger` (`extra` follows its kind), features for every frame in
     out/features.jsonl and then `sinks` (NeXus/HDF5 for kept frames by default). Frames time out after

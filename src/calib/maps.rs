@@ -139,9 +139,10 @@ impl CalibrationMaps {
         if found == 0 {
             return Err(format("maps of no pixels".into()));
         }
-        let values = 2 * GAIN_STAGES * found;
-        if body.len() != values * 4 {
-            return Err(format(format!("{} bytes of maps, expected {}", body.len(), values * 4)));
+        let values = found.checked_mul(2 * GAIN_STAGES).ok_or_else(|| format("dimensions overflow".into()))?;
+        let expected = values.checked_mul(4).ok_or_else(|| format("dimensions overflow".into()))?;
+        if body.len() != expected {
+            return Err(format(format!("{} bytes of maps, expected {expected}", body.len())));
         }
         let all: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let (ped, gain) = all.split_at(GAIN_STAGES * found);
@@ -198,5 +199,21 @@ mod tests {
         assert!(matches!(CalibrationMaps::load(&path, 12), Err(CalibrationError::Format { .. })));
         std::fs::write(&path, b"garbage").unwrap();
         assert!(matches!(CalibrationMaps::load(&path, 12), Err(CalibrationError::Format { .. })));
+    }
+
+    #[test]
+    fn dimensions_whose_byte_count_wraps_are_refused() {
+        // 1 824 726 041 × 37 171 × 33 996 = 2^61 + 4 pixels: 6 maps of 4 bytes each wrap to 96
+        // bytes, which this body has; unchecked, the maps were then cut past their end.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.bin");
+        let mut bytes = MAGIC.to_vec();
+        for v in [1_824_726_041u32, 37_171, 33_996, GAIN_STAGES as u32] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&[0; 96]);
+        std::fs::write(&path, &bytes).unwrap();
+        let refused = CalibrationMaps::load(&path, 12);
+        assert!(matches!(refused, Err(CalibrationError::Format { .. })), "{refused:?}");
     }
 }

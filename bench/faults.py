@@ -8,7 +8,7 @@ files: every datagram received is counted once (placed, or dropped under one rea
 handed on has its line in the features file; every kept frame is in the NeXus files (or the
 forward's stream). A row that finds otherwise fails the campaign (exit 1).
 
-    bench/faults.py                 # all rows, ~3 minutes
+    bench/faults.py                 # all rows, ~2 minutes
     bench/faults.py --only sigkill  # rows whose name contains the word
 """
 
@@ -165,12 +165,7 @@ class Campaign:
             ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(full)], capture_output=True).returncode == 0
         try:
             if mounted:
-                where, sink = "a 4 MiB tmpfs", f"""
-[[sink]]
-kind = "hdf5"
-dir = "{full}"
-prefix = "run"
-"""
+                where, sink = "a 4 MiB tmpfs", h.nexus_sink(full)
             else:
                 where, sink = "/dev/full (not root: no tmpfs)", """
 [[sink]]

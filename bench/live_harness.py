@@ -182,10 +182,20 @@ class LiveRun:
         return self.result
 
 
+def send_loops(frames):
+    """Passes over the simulated capture that send makes for `frames` frames (whole passes)."""
+    return max(1, math.ceil(frames / SIM_FRAMES))
+
+
+def frames_sent(frames):
+    """Frames send puts on the wire when asked for `frames`."""
+    return SIM_FRAMES * send_loops(frames)
+
+
 def send(binary, capture, ports, rate_hz=None, frames=SIM_FRAMES, extra=(), background=False):
     """`hitgate send` of the capture to the ports, whole frames at rate_hz (as fast as the socket
     takes them without), looped until `frames` frames have gone."""
-    loops = max(1, math.ceil(frames / SIM_FRAMES))
+    loops = send_loops(frames)
     args = [binary, "send", str(capture), "--to", "127.0.0.1:" + ",".join(map(str, ports)), "--loops", str(loops)]
     args += ["--frame-rate-hz", str(rate_hz)] if rate_hz else ["--fast"]
     args += list(extra)

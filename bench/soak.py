@@ -44,8 +44,7 @@ def trial(binary, capture, work, ports, rate, seconds):
         shutil.rmtree(out, ignore_errors=True)
     counted = h.losses(m)
     complete = m.get('hitgate_frames_total{outcome="complete"}', 0)
-    sent_frames = h.SIM_FRAMES * max(1, -(-frames // h.SIM_FRAMES))
-    lossless = code == 0 and not any(counted.values()) and complete == sent_frames
+    lossless = code == 0 and not any(counted.values()) and complete == h.frames_sent(frames)
     return lossless, h.sent_rate(sent), counted
 
 
@@ -168,7 +167,7 @@ def main():
         if any(counted.values()):
             failures.append(f"loss: {counted}")
         complete = final.get('hitgate_frames_total{outcome="complete"}', 0)
-        want = h.SIM_FRAMES * max(1, -(-frames // h.SIM_FRAMES))
+        want = h.frames_sent(frames)
         if complete != want:
             failures.append(f"{complete:.0f} frames complete of {want} sent")
         warmup = max(1, len(samples) // 10)

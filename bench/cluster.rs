@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use hitgate::config::{ClusterNode, ClusterSection, SinkSection, TriggerKind, VerdictRule};
+use hitgate::config::{ClusterMember, ClusterSection, SinkSection, TriggerKind, VerdictRule};
 use hitgate::ingest::Capture;
 use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions};
 use hitgate::sim::SimConfig;
@@ -45,7 +45,9 @@ fn main() {
     let mut single = Vec::new();
     for round in 0..3 {
         let mut config = base.clone();
-        config.sinks = vec![SinkSection::Features { path: dir.path().join(format!("single-{round}.jsonl")) }];
+        config.sinks = vec![SinkSection::Features(hitgate::config::FeaturesSinkSection {
+            path: dir.path().join(format!("single-{round}.jsonl")),
+        })];
         let plan = Plan::new(config).unwrap();
         let (summary, t) = common::time(|| {
             plan.replay(&capture, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).unwrap()
@@ -84,14 +86,16 @@ fn sharded_run(
         config.cluster = ClusterSection {
             nats: vec![format!("nats://127.0.0.1:{port}")],
             run: format!("bench-{tag}-{round}"),
-            nodes: NODES.iter().map(|(n, m)| ClusterNode { name: n.to_string(), modules: m.to_vec() }).collect(),
+            nodes: NODES.iter().map(|(n, m)| ClusterMember { name: n.to_string(), modules: m.to_vec() }).collect(),
             rule: VerdictRule::SumSpots,
             min_spots: 12,
             builder_wait_ms: 5_000,
             verdict_timeout_ms: 60_000,
             ..ClusterSection::default()
         };
-        config.sinks = vec![SinkSection::Features { path: out.join("{node}/features.jsonl") }];
+        config.sinks = vec![SinkSection::Features(hitgate::config::FeaturesSinkSection {
+            path: out.join("{node}/features.jsonl"),
+        })];
         std::fs::create_dir_all(&out).unwrap();
         let path = out.join("cluster.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

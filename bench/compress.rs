@@ -11,8 +11,8 @@ use std::hint::black_box;
 
 use common::{assembled, percentiles, simulated, us};
 use hitgate::calib::{CalibrationMaps, PhotonConverter};
+use hitgate::codec::bitshuffle::{ChunkCompressor, ElementSize, decompress};
 use hitgate::sim::SimConfig;
-use hitgate::sink::bitshuffle::{ChunkCompressor, decompress};
 
 fn main() {
     let n = 30;
@@ -40,7 +40,9 @@ fn main() {
         let (mut bytes_in, mut bytes_out) = (0usize, 0usize);
         for _ in 0..5 {
             for d in data {
-                times.push(common::time(|| compressor.compress(black_box(d), elem, &mut chunk).unwrap()).1);
+                times.push(
+                    common::time(|| compressor.compress(black_box(d), ElementSize::new(elem).unwrap(), &mut chunk)).1,
+                );
                 bytes_in += d.len();
                 bytes_out += chunk.len();
                 copies.push(common::time(|| copy.copy_from_slice(black_box(d))).1);

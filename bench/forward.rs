@@ -14,9 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use hitgate::codec::bitshuffle::{ChunkCompressor, ElementSize};
 use hitgate::config::{ForwardSection, StoredPixels, StreamSection};
 use hitgate::sim::SimConfig;
-use hitgate::sink::bitshuffle::ChunkCompressor;
 use hitgate::sink::{FrameRecord, Sink};
 
 const ROUNDS: usize = 3;
@@ -64,7 +64,7 @@ fn main() {
             r.meta = *h.meta();
             r.packet_mask.extend_from_slice(h.packet_mask());
             r.features.accepted = true;
-            compressor.compress(h.data(), 2, &mut r.payload).unwrap();
+            compressor.compress(h.data(), ElementSize::new(2).unwrap(), &mut r.payload);
             r
         })
         .collect();
@@ -106,7 +106,7 @@ fn main() {
         let endpoint = format!("tcp://127.0.0.1:{}", 31200 + round);
         let mut section = StreamSection::at(&endpoint);
         section.send_timeout_ms = 10_000;
-        let mut sink = hitgate::sink::stream::StreamSink::create(&section, &config, &geometry).unwrap();
+        let mut sink = hitgate::sink::stream::StreamSink::create(&section, &config.experiment(&geometry)).unwrap();
         // start, the images, end
         let consumer = pull(&context, &endpoint, records.len() + 2);
         std::thread::sleep(Duration::from_millis(100));
@@ -128,7 +128,7 @@ fn main() {
         section.stream = format!("BENCH_{round}");
         section.subject = format!("bench.r{round}");
         section.pixels = StoredPixels::Raw;
-        let mut sink = hitgate::sink::jetstream::JetstreamSink::create(&section, &geometry).unwrap();
+        let mut sink = hitgate::scaleout::forward::sink::JetstreamSink::create(&section, &geometry).unwrap();
         let t0 = Instant::now();
         for r in &records {
             sink.write(r).unwrap();

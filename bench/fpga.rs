@@ -19,12 +19,12 @@ use hitgate::features::SpotFinderParams;
 use hitgate::sim::SimConfig;
 use hitgate::trigger::fpga::driver::{CardLayout, FpgaCard};
 use hitgate::trigger::fpga::emulator::{EmulatedCard, Faults, INPUT_ADDRESS, OUTPUT_ADDRESS};
+use hitgate::trigger::fpga::manifest::fnv1a64;
 use hitgate::trigger::fpga::quant::{INPUTS, QuantClassifier};
-use hitgate::trigger::fpga::weights::fnv1a64;
 use hitgate::trigger::tract::{BUILTIN_INT8_MODEL, ClassifierSource, TractTrigger};
 
 fn main() {
-    let finder = SpotFinderParams::from(&hitgate::config::SpotsTriggerSection::default());
+    let finder = SpotFinderParams::default();
     let run = SimConfig { frames: 64, hit_rate: 0.3, seed: 91, ..SimConfig::default() };
     let data = hitgate::sim::dataset::frame_dataset(&run, finder, &|_| {}).unwrap();
     let summaries: Vec<&[f32]> = data.summaries.chunks_exact(INPUTS).collect();
@@ -59,7 +59,7 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..rounds {
         for s in &summaries {
-            times.push(common::time(|| black_box(tract.score(black_box(s)).unwrap())).1);
+            times.push(common::time(|| black_box(tract.hit_probability(black_box(s)).unwrap())).1);
         }
     }
     row("tract int8, one frame a call", times, 1);
@@ -141,7 +141,9 @@ fn pipeline() {
             config.trigger.tract.model = "builtin-int8".into();
             config.trigger.fpga.batch_frames = batch;
             config.reducer.workers = 2;
-            config.sinks = vec![SinkSection::Features { path: dir.path().join(format!("features-{round}.jsonl")) }];
+            config.sinks = vec![SinkSection::Features(hitgate::config::FeaturesSinkSection {
+                path: dir.path().join(format!("features-{round}.jsonl")),
+            })];
             let plan = Plan::new(config).unwrap();
             let (summary, t) = common::time(|| {
                 plan.replay(&capture, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).unwrap()

@@ -242,7 +242,7 @@ fn main() {
     config.udp.bind_address = "127.0.0.1".parse().unwrap();
     config.udp.recv_buffer_bytes = RECV_BUFFER;
     config.control.enabled = false;
-    config.sinks = vec![SinkSection::Null { write_delay_us: 0 }];
+    config.sinks = vec![SinkSection::Null(hitgate::config::NullSection { write_delay_us: 0 })];
     let plan = Plan::new(config).unwrap();
     let _ = hitgate::control::prometheus();
     println!(

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use common::{assembled, percentiles, simulated, us};
 use hitgate::calib::{CalibrationMaps, PhotonConverter};
 use hitgate::config::SpotsTriggerSection;
-use hitgate::features::{SpotFinder, SpotFinderParams};
+use hitgate::features::SpotFinder;
 use hitgate::sim::SimConfig;
 
 fn main() {
@@ -24,7 +24,7 @@ fn main() {
     let maps = CalibrationMaps::load(&out.calibration, 512 * 1024).unwrap();
     let conv = PhotonConverter::new(&maps, 12.4);
     let s = SpotsTriggerSection::default();
-    let mut finder = SpotFinder::new(SpotFinderParams::from(&s));
+    let mut finder = SpotFinder::new(s.finder());
     let pf8_params = hitgate::features::Peakfinder8Params::default();
     let radial = hitgate::features::RadialMap::new(&[(0, 0)], 512, 1024, (259.3, 506.3), &pf8_params);
     let mut pf8 = hitgate::features::Peakfinder8::new(pf8_params, radial.rings);
@@ -87,8 +87,8 @@ fn main() {
 /// The learned localiser on every spot of hit module frames: patch cutting plus model runs, per frame
 /// and per spot, at several batch sizes (the model's cost is the reason to batch).
 fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConverter, finder: &mut SpotFinder) {
+    use hitgate::features::localiser::{Localiser, LocaliserSource};
     use hitgate::features::patch::{PATCH_PIXELS, extract_patch, patch_centre};
-    use hitgate::features::peaks::{ModelSource, PeakModel};
     let mut photons = vec![0f32; 512 * 1024];
     let mut spots = Vec::with_capacity(512);
     // Hit frames (at least 8 spots) with their spots, as the trigger would pass them on.
@@ -106,14 +106,14 @@ fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConver
         hits.len(),
         total_spots as f64 / hits.len().max(1) as f64
     );
-    let braggnn = ModelSource::File(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/braggnn.onnx"));
+    let braggnn = LocaliserSource::File(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/braggnn.onnx"));
     let runs = [1usize, 8, 16, 32, 64]
-        .map(|b| ("built-in (dense)", ModelSource::Builtin, b))
+        .map(|b| ("built-in (dense)", LocaliserSource::Builtin, b))
         .into_iter()
         .chain([1usize, 16].map(|b| ("braggnn (conv + attention)", braggnn.clone(), b)));
     for (name, source, batch) in runs {
-        let model = PeakModel::load(&source, batch).unwrap();
-        let mut loc = model.localiser().unwrap();
+        let model = Localiser::load(&source, batch).unwrap();
+        let mut loc = model.state().unwrap();
         let mut patches = vec![0f32; batch * PATCH_PIXELS];
         let mut centres = vec![[0f32; 2]; batch];
         let (mut frame_times, mut cut_times) = (Vec::new(), Vec::new());
@@ -170,7 +170,7 @@ fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind, localise: bool) {
     config.features.localiser.model = localise.then(|| "builtin".to_string());
     config.features.localiser.frames = hitgate::config::LocaliseFrames::Accepted;
     let geometry = config.geometry().unwrap();
-    let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config, &geometry).unwrap());
+    let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config.reducer_settings(&geometry)).unwrap());
     let mut reducer = hitgate::reduce::Reducer::new(plan).unwrap();
     let mut frames = assembled(&out.capture, &geometry, n as usize, 512);
     let mut samples = Vec::new();
@@ -215,7 +215,7 @@ fn whole_reducer_on_a_4m(finder: hitgate::config::FinderKind, localise: bool) {
     );
     if localise {
         let accepted: Vec<_> = frames.iter().map(|f| f.features()).filter(|f| f.accepted).collect();
-        let refined: u32 = accepted.iter().map(|f| f.spots_refined).sum();
+        let refined: u32 = accepted.iter().map(|f| f.spots_localised).sum();
         println!(
             "  {} of {} 4M frames accepted, {:.0} spots refined in each on average",
             accepted.len(),
@@ -230,6 +230,6 @@ fn reducer_plan_converter(
     config: &hitgate::config::Config,
     geometry: &hitgate::detector::DetectorGeometry,
 ) -> std::sync::Arc<PhotonConverter> {
-    let plan = hitgate::reduce::ReducerPlan::new(config, geometry).unwrap();
-    std::sync::Arc::clone(&plan.converter().expect("JUNGFRAU").base)
+    let plan = hitgate::reduce::ReducerPlan::new(&config.reducer_settings(geometry)).unwrap();
+    std::sync::Arc::clone(&plan.photons().converter().expect("JUNGFRAU").base)
 }

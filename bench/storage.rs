@@ -13,9 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{assembled, simulated};
+use hitgate::codec::bitshuffle::{ChunkCompressor, ElementSize};
 use hitgate::config::{Config, Hdf5Section, StoredPixels};
 use hitgate::sim::SimConfig;
-use hitgate::sink::bitshuffle::ChunkCompressor;
 use hitgate::sink::{FrameRecord, Sink};
 
 /// Frames written by each writer: 600 module frames, 629 MB uncompressed.
@@ -53,7 +53,7 @@ fn main() {
     for f in &frames {
         raw_records.push(FrameRecord::of(f, raw_interest()));
         let mut r = FrameRecord::of(f, raw_interest());
-        compressor.compress(f.data(), 2, &mut r.payload).unwrap();
+        compressor.compress(f.data(), ElementSize::new(2).unwrap(), &mut r.payload);
         records.push(r);
     }
     let compressed: usize = records.iter().map(|r| r.payload.len()).sum::<usize>() * FRAMES / records.len();
@@ -87,7 +87,7 @@ fn main() {
         section.pixels = StoredPixels::Raw;
         config.sinks = vec![hitgate::config::SinkSection::Hdf5(section.clone())];
         let t = Instant::now();
-        let mut sink = hitgate::sink::hdf5::Hdf5Sink::create(&section, &config, &geometry).unwrap();
+        let mut sink = hitgate::sink::hdf5::Hdf5Sink::create(&section, &config.experiment(&geometry)).unwrap();
         for i in 0..FRAMES {
             sink.write(&records[i % records.len()]).unwrap();
         }

@@ -60,12 +60,12 @@ fn main() {
         let trigger = TractTrigger::load(&source).unwrap();
         let mut state = trigger.state().unwrap();
         for s in &summaries {
-            black_box(state.score(s).unwrap());
+            black_box(state.hit_probability(s).unwrap());
         }
         let mut samples = Vec::new();
         for _ in 0..rounds {
             for s in &summaries {
-                samples.push(common::time(|| black_box(state.score(s).unwrap())).1);
+                samples.push(common::time(|| black_box(state.hit_probability(s).unwrap())).1);
             }
         }
         let (t50, t99) = percentiles(samples);

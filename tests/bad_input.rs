@@ -129,8 +129,10 @@ fn a_full_disk_ends_the_run_with_a_clear_error_not_a_hang() {
     // when it flushes on closing, after every frame went through the first one.
     config.trigger.kind = hitgate::config::TriggerKind::AcceptAll;
     config.sinks = vec![
-        hitgate::config::SinkSection::Features { path: dir.path().join("features.jsonl") },
-        hitgate::config::SinkSection::Features { path: "/dev/full".into() },
+        hitgate::config::SinkSection::Features(hitgate::config::FeaturesSinkSection {
+            path: dir.path().join("features.jsonl"),
+        }),
+        hitgate::config::SinkSection::Features(hitgate::config::FeaturesSinkSection { path: "/dev/full".into() }),
     ];
     let plan = hitgate::pipeline::Plan::new(config).unwrap();
     let cap = Capture::open(&out.capture).unwrap();

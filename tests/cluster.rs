@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hitgate::config::{ClusterNode, ClusterSection, Config, SinkSection, TriggerKind, VerdictRule};
+use hitgate::config::{ClusterMember, ClusterSection, Config, SinkSection, TriggerKind, VerdictRule};
 use hitgate::sim::SimConfig;
 use hitgate::sink::features::read_spots;
 use hitgate::sink::raw::read_index;
@@ -75,7 +75,7 @@ fn cluster_config(base: &Config, nats: &[String], out: &Path, builder_wait_ms: u
     config.cluster = ClusterSection {
         nats: nats.to_vec(),
         run: "scaleout".into(),
-        nodes: NODES.iter().map(|(n, m)| ClusterNode { name: n.to_string(), modules: m.to_vec() }).collect(),
+        nodes: NODES.iter().map(|(n, m)| ClusterMember { name: n.to_string(), modules: m.to_vec() }).collect(),
         rule: VerdictRule::SumSpots,
         min_spots: base.trigger.spots.min_spots,
         builder_wait_ms,
@@ -83,8 +83,8 @@ fn cluster_config(base: &Config, nats: &[String], out: &Path, builder_wait_ms: u
         ..ClusterSection::default()
     };
     config.sinks = vec![
-        SinkSection::Features { path: out.join("{node}/features.jsonl") },
-        SinkSection::Raw { dir: out.join("{node}/raw") },
+        SinkSection::Features(hitgate::config::FeaturesSinkSection { path: out.join("{node}/features.jsonl") }),
+        SinkSection::Raw(hitgate::config::RawSection { dir: out.join("{node}/raw") }),
     ];
     let path = out.join("cluster.toml");
     std::fs::create_dir_all(out).unwrap();
@@ -108,8 +108,8 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
     let mut single = base.clone();
     let single_out = dir.path().join("single");
     single.sinks = vec![
-        SinkSection::Features { path: single_out.join("features.jsonl") },
-        SinkSection::Raw { dir: single_out.join("raw") },
+        SinkSection::Features(hitgate::config::FeaturesSinkSection { path: single_out.join("features.jsonl") }),
+        SinkSection::Raw(hitgate::config::RawSection { dir: single_out.join("raw") }),
     ];
     let single_run = common::replay(single, &sim.capture);
     let expected = verdicts(&single_out.join("features.jsonl"));
@@ -288,7 +288,8 @@ fn the_server_leading_the_contributions_killed_mid_run_changes_no_verdict() {
 
     let mut single = base.clone();
     let single_out = dir.path().join("single");
-    single.sinks = vec![SinkSection::Features { path: single_out.join("features.jsonl") }];
+    single.sinks =
+        vec![SinkSection::Features(hitgate::config::FeaturesSinkSection { path: single_out.join("features.jsonl") })];
     common::replay(single, &sim.capture);
     let expected = verdicts(&single_out.join("features.jsonl"));
 

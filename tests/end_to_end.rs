@@ -329,8 +329,8 @@ fn learned_peak_centres_beat_the_centre_of_mass_on_accepted_frames() {
     }
     assert!(refined_in_accepted > 500, "{refined_in_accepted} spots refined");
     assert_eq!(refined_in_rejected, 0);
-    assert_eq!(summary.spots_refined, refined_in_accepted);
-    assert_eq!(summary.peak_batches_failed, 0);
+    assert_eq!(summary.spots_localised, refined_in_accepted);
+    assert_eq!(summary.localiser_batches_failed, 0);
 
     // Against the truth, on the same spots: the learned centre is closer than the centre of mass for
     // weak and medium reflections, where the centre of mass is noisy, and no worse for strong ones.

@@ -38,7 +38,7 @@ fn forwarded(dir: &Path, frames: u64, seed: u64) -> Option<Forwarded> {
     let mut config: Config = common::replay_config(&sim);
     let local = dir.join("local");
     config.sinks = vec![
-        SinkSection::Features { path: local.join("features.jsonl") },
+        SinkSection::Features(hitgate::config::FeaturesSinkSection { path: local.join("features.jsonl") }),
         SinkSection::Hdf5(Hdf5Section::in_dir(local.join("nexus"))),
         SinkSection::Jetstream(ForwardSection::to(&server.url)),
     ];

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use hitgate::trigger::fpga::driver::{CardLayout, FpgaCard, FpgaError};
 use hitgate::trigger::fpga::emulator::{EmulatedCard, Faults, INPUT_ADDRESS, OUTPUT_ADDRESS};
+use hitgate::trigger::fpga::manifest::fnv1a64;
 use hitgate::trigger::fpga::quant::{INPUTS, QuantClassifier};
-use hitgate::trigger::fpga::weights::fnv1a64;
 use hitgate::trigger::tract::BUILTIN_INT8_MODEL;
 
 const LAYOUT: CardLayout = CardLayout { input_address: INPUT_ADDRESS, output_address: OUTPUT_ADDRESS };

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hitgate::features::SpotFinderParams;
+use hitgate::fpga_export::{self, EXPECTED_FILE, INPUTS_FILE};
 use hitgate::sim::SimConfig;
 use hitgate::sim::dataset::frame_dataset;
 use hitgate::trigger::fpga::quant::{INPUTS, QuantClassifier};
-use hitgate::trigger::fpga::weights::{self, EXPECTED_FILE, INPUTS_FILE};
 use hitgate::trigger::tract::{BUILTIN_INT8_MODEL, ClassifierSource, TractTrigger};
 
 fn hls() -> PathBuf {
@@ -21,7 +21,7 @@ fn hls() -> PathBuf {
 
 #[test]
 fn generated_files_are_what_the_tool_writes_from_the_model() {
-    for (file, text) in weights::generate(BUILTIN_INT8_MODEL, "models/hit_classifier.int8.onnx").unwrap() {
+    for (file, text) in fpga_export::generate(BUILTIN_INT8_MODEL, "models/hit_classifier.int8.onnx").unwrap() {
         let committed = std::fs::read_to_string(hls().join(file)).unwrap();
         assert!(committed == text, "hls/{file} differs from what `hitgate fpga-export` writes: regenerate it");
     }
@@ -73,13 +73,13 @@ fn the_csim_test_bench_agrees_with_the_rust_model_bit_for_bit() {
 fn the_kernels_scores_follow_tracts_int8_model_within_the_quantizations_error() {
     let q = QuantClassifier::from_onnx(BUILTIN_INT8_MODEL).unwrap();
     let mut tract = TractTrigger::load(&ClassifierSource::BuiltinInt8).unwrap().state().unwrap();
-    let finder = SpotFinderParams::from(&hitgate::config::SpotsTriggerSection::default());
+    let finder = SpotFinderParams::default();
     let run = SimConfig { frames: 400, hit_rate: 0.2, seed: 4343, ..SimConfig::default() };
     let data = frame_dataset(&run, finder, &|_| {}).unwrap();
     let (mut worst, mut sum, mut disagree, mut hits_kept, mut hits) = (0f32, 0f64, 0, 0, 0);
     for (summary, &hit) in data.summaries.chunks_exact(INPUTS).zip(&data.hit) {
         let kernel = q.score(summary);
-        let reference = tract.score(summary).unwrap();
+        let reference = tract.hit_probability(summary).unwrap();
         let d = (kernel - reference).abs();
         worst = worst.max(d);
         sum += f64::from(d);

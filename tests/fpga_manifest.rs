@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use hitgate::config::{Config, FpgaTriggerSection, TriggerKind};
+use hitgate::fpga_export::{EMULATED_MANIFEST_FILE, emulated_manifest_text};
 use hitgate::trigger::fpga::manifest::{self, Manifest, WEIGHTS};
-use hitgate::trigger::fpga::weights::{EMULATED_MANIFEST_FILE, emulated_manifest_text};
 use hitgate::trigger::tract::BUILTIN_INT8_MODEL;
 use hitgate::trigger::{Trigger, TriggerError};
 

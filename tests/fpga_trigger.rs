@@ -15,7 +15,8 @@ use hitgate::ingest::Capture;
 use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
 use hitgate::sim::SimConfig;
 use hitgate::sink::features::read_scores;
-use hitgate::trigger::{Decision, Trigger};
+use hitgate::trigger::fpga::backend::FpgaTrigger;
+use hitgate::trigger::{Decision, FrameFacts, Trigger};
 
 fn config(sim: &hitgate::sim::SimOutputs, out: &Path, kind: TriggerKind, card: &str) -> Config {
     let mut config = common::replay_config(sim);
@@ -26,7 +27,7 @@ fn config(sim: &hitgate::sim::SimOutputs, out: &Path, kind: TriggerKind, card: &
     // The absent XDMA card needs a manifest to be tried at all; the emulated one is as good as any.
     config.trigger.fpga.manifest =
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("bitstreams/emulated/manifest.toml"));
-    config.sinks = vec![SinkSection::Features { path: out.to_path_buf() }];
+    config.sinks = vec![SinkSection::Features(hitgate::config::FeaturesSinkSection { path: out.to_path_buf() })];
     config
 }
 
@@ -78,7 +79,7 @@ fn the_fpga_trigger_judges_like_tract_and_falls_back_to_the_same_scores() {
     // A card that stops raising done after it opened: given up after three calls, same scores.
     let stuck = dir.path().join("stuck.jsonl");
     let plan = Plan::new(config(&sim, &stuck, TriggerKind::Fpga, "emulated")).unwrap();
-    plan.trigger().emulated_card().unwrap().set_stuck_done(true);
+    plan.trigger().backend_as::<FpgaTrigger>().unwrap().emulated_card().unwrap().set_stuck_done(true);
     let capture = Capture::open(&sim.capture).unwrap();
     let stuck_run =
         plan.replay(&capture, ReplayOptions { pace: Pace::AsFastAsPossible }, &Progress::default()).unwrap();
@@ -89,9 +90,14 @@ fn the_fpga_trigger_judges_like_tract_and_falls_back_to_the_same_scores() {
     assert_eq!(scores(&stuck_run, &stuck), card);
 }
 
+/// What a scorer is given of a frame that is its summary alone.
+fn facts(summary: &[f32]) -> FrameFacts<'_> {
+    FrameFacts { spots_found: 0, summary }
+}
+
 /// The summaries of a simulated run's frames, hits and misses.
 fn summaries(n: u64, seed: u64) -> Vec<Vec<f32>> {
-    let finder = SpotFinderParams::from(&hitgate::config::SpotsTriggerSection::default());
+    let finder = SpotFinderParams::default();
     let run = SimConfig { frames: n, hit_rate: 0.5, seed, ..SimConfig::default() };
     let data = hitgate::sim::dataset::frame_dataset(&run, finder, &|_| {}).unwrap();
     data.summaries.chunks_exact(SUMMARY_LEN).map(<[f32]>::to_vec).collect()
@@ -105,23 +111,27 @@ fn frames_staged_together_share_one_card_call_and_keep_their_own_scores() {
     section.fpga.timeout_us = 2_000_000;
     let trigger = Trigger::from_config(&section).unwrap();
     assert_eq!(trigger.batch_frames(), 8);
-    let card = trigger.emulated_card().unwrap();
+    let fpga = trigger.backend_as::<FpgaTrigger>().unwrap();
+    let card = fpga.emulated_card().unwrap();
     let frames = summaries(9, 5);
-    let one_by_one: Vec<Decision> =
-        frames.iter().enumerate().map(|(i, s)| trigger.decide(&mut trigger.state().unwrap(), 0, s, i as u64)).collect();
+    let one_by_one: Vec<Decision> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, s)| trigger.decide(trigger.scorer().unwrap().as_mut(), facts(s), i as u64))
+        .collect();
     let (calls_before, _) = card.calls();
 
-    let mut state = trigger.state().unwrap();
+    let mut scorer = trigger.scorer().unwrap();
     for s in &frames {
-        trigger.stage(&mut state, s);
+        scorer.stage(s);
     }
-    trigger.judge_staged(&mut state);
+    scorer.judge_staged();
     // Eight fit the batch, one call; the ninth was past it and is judged alone, in a call of its own.
     let batched: Vec<Decision> =
-        frames.iter().enumerate().map(|(i, s)| trigger.decide_staged(&mut state, i, 0, s, i as u64)).collect();
+        frames.iter().enumerate().map(|(i, s)| trigger.decide_staged(scorer.as_mut(), i, facts(s), i as u64)).collect();
     assert_eq!(card.calls().0 - calls_before, 2);
     assert_eq!(batched, one_by_one);
     assert!(one_by_one.iter().any(|d| d.score != one_by_one[0].score), "distinct frames, distinct scores");
-    let stats = trigger.fpga_stats().unwrap();
+    let stats = fpga.stats();
     assert_eq!((stats.on_card, stats.calls, stats.in_software), (18, 11, 0));
 }

@@ -34,7 +34,8 @@ fn config_with_nexus(sim: &SimOutputs, out: &Path, pixels: StoredPixels, frames_
     nexus.flush_every_frames = 2;
     nexus.distance_mm = 123.5;
     nexus.sample_name = "lysozyme".into();
-    config.sinks = vec![SinkSection::Raw { dir: out.join("raw") }, SinkSection::Hdf5(nexus)];
+    config.sinks =
+        vec![SinkSection::Raw(hitgate::config::RawSection { dir: out.join("raw") }), SinkSection::Hdf5(nexus)];
     config.trigger.rate.audit_every = 4;
     config
 }

@@ -16,7 +16,7 @@ fn check(source: ClassifierSource, name: &str) {
     let mut state = trigger.state().unwrap();
     let mut worst = 0f32;
     for (summary, want) in g.inputs.chunks(SUMMARY_LEN).zip(&g.outputs) {
-        let got = state.score(summary).unwrap();
+        let got = state.hit_probability(summary).unwrap();
         worst = worst.max((got - want).abs());
     }
     assert!(

@@ -109,7 +109,9 @@ fn dumpcap_recordings_of_loopback_traffic_assemble_exactly() {
         let mut config = common::replay_config(&out);
         // This sender is paced far below line rate: a frame spans milliseconds of capture time.
         config.assembler.frame_timeout_us = 5_000_000;
-        config.sinks = vec![hitgate::config::SinkSection::Raw { dir: dir.path().join(format!("{name}.raw")) }];
+        config.sinks = vec![hitgate::config::SinkSection::Raw(hitgate::config::RawSection {
+            dir: dir.path().join(format!("{name}.raw")),
+        })];
         let summary = common::replay(config, &file);
         assert_eq!(summary.input_error, None, "{name}");
         assert_eq!(summary.assembly.frames_complete, FRAMES, "{name}: {summary}");

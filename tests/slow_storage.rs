@@ -12,8 +12,8 @@ use hitgate::sim::SimConfig;
 fn run(dir: &std::path::Path, sim: &hitgate::sim::SimOutputs, on_full: OnFull) -> RunSummary {
     let mut config = common::replay_config(sim);
     config.sinks = vec![
-        SinkSection::Null { write_delay_us: 20_000 },
-        SinkSection::Features { path: dir.join(format!("{on_full:?}.jsonl")) },
+        SinkSection::Null(hitgate::config::NullSection { write_delay_us: 20_000 }),
+        SinkSection::Features(hitgate::config::FeaturesSinkSection { path: dir.join(format!("{on_full:?}.jsonl")) }),
     ];
     config.trigger.kind = TriggerKind::Spots;
     config.trigger.spots.min_spots = 1;

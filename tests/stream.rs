@@ -34,7 +34,8 @@ fn a_stream_v2_consumer_reads_every_kept_frame_as_the_raw_sink_stored_it() {
     let mut stream = StreamSection::at(&endpoint);
     // The consumer connects while the run starts; the first message waits for it.
     stream.send_timeout_ms = 10_000;
-    config.sinks = vec![SinkSection::Raw { dir: raw_dir.clone() }, SinkSection::Stream(stream)];
+    config.sinks =
+        vec![SinkSection::Raw(hitgate::config::RawSection { dir: raw_dir.clone() }), SinkSection::Stream(stream)];
     let summary = common::replay(config, &sim.capture);
     let status = consumer.wait().unwrap();
     assert!(status.success(), "the consumer read the stream to its end\n{summary}");
@@ -87,7 +88,8 @@ fn a_stream_nobody_reads_counts_what_it_could_not_send_and_the_run_keeps_everyth
     let raw_dir = dir.path().join("raw");
     let mut stream = StreamSection::at(&format!("tcp://127.0.0.1:{}", common::free_tcp_port()));
     stream.send_timeout_ms = 5;
-    config.sinks = vec![SinkSection::Stream(stream), SinkSection::Raw { dir: raw_dir.clone() }];
+    config.sinks =
+        vec![SinkSection::Stream(stream), SinkSection::Raw(hitgate::config::RawSection { dir: raw_dir.clone() })];
     let summary = common::replay(config, &sim.capture);
     let kept = summary.frames_accepted + summary.frames_audited;
     assert!(kept > 5, "{summary}");

@@ -86,10 +86,7 @@ impl PixelMask {
     ///
     /// # Errors
     /// As [`PixelMask::load_modules`].
-    pub fn for_calibration(
-        c: &crate::config::CalibrationSection,
-        pixels: usize,
-    ) -> Result<Option<PixelMask>, MaskError> {
+    pub fn for_calibration(c: &super::CalibrationSection, pixels: usize) -> Result<Option<PixelMask>, MaskError> {
         let Some(file) = &c.mask_file else { return Ok(None) };
         let mask = match &c.share {
             Some(share) => PixelMask::load_modules(file, pixels, Some(&share.modules), share.of)?,

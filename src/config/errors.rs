@@ -1,27 +1,8 @@
 //! Config errors that name the key path and the reason.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// One thing wrong with a config, at one key path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted path of the key, e.g. `detector.udp_ports[1]`.
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigProblem {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigProblem { key: key.into(), reason: reason.into() }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+pub use crate::section::ConfigProblem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

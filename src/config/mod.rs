@@ -1,21 +1,76 @@
-//! The TOML configuration: a serde schema (unknown keys refused, units in key names) and one
-//! [`Config::validate`] that collects *every* problem with its key path, including two parts claiming
-//! one resource (a UDP port, an output path).
+//! The TOML configuration's root document. Every section belongs to the component that reads it
+//! (its struct, defaults, docs and `validate` live there); this module puts them together, parses the
+//! file with key paths in every error, takes relative paths from the file's folder, and runs one pass
+//! over what no section sees alone ([`checks`]): resources claimed twice and settings that contradict
+//! each other. [`Config::validate`] collects *every* problem with its key path.
 
-mod cluster;
+mod checks;
+pub mod edit;
 mod errors;
-mod schema;
+mod node;
+mod sinks;
 
-pub use cluster::{ClusterNode, ClusterSection, VerdictRule};
 pub use errors::{ConfigError, ConfigProblem};
-pub use schema::{
-    AssemblerSection, CalibrationSection, Config, ControlSection, DetectorSection, DmaSection, FeaturesSection,
-    FinderKind, ForwardSection, FpgaTriggerSection, Hdf5Section, LocaliseFrames, LocaliserSection, ModuleShare, OnFull,
-    RateSection, ReducerSection, SinkSection, SpotsTriggerSection, StorageSection, StoredPixels, StreamSection,
-    StreamSocket, TractTriggerSection, TriggerKind, TriggerSection, UdpSection,
-};
+pub use sinks::SinkSection;
+
+pub use crate::calib::{CalibrationSection, HC_KEV_ANGSTROM};
+pub use crate::codec::StoredPixels;
+pub use crate::control::ControlSection;
+pub use crate::detector::{DetectorSection, ModuleShare};
+pub use crate::features::{FeaturesSection, FinderKind, LocaliseFrames, LocaliserSection};
+pub use crate::frame::AssemblerSection;
+pub use crate::ingest::{DmaSection, UdpSection};
+pub use crate::reduce::{ReducerSection, ReducerSettings};
+pub use crate::scaleout::cluster::{ClusterMember, ClusterSection, VerdictRule};
+pub use crate::scaleout::forward::ForwardSection;
+pub use crate::sink::features::FeaturesSinkSection;
+pub use crate::sink::hdf5::Hdf5Section;
+pub use crate::sink::null::NullSection;
+pub use crate::sink::raw::RawSection;
+pub use crate::sink::stream::{StreamSection, StreamSocket};
+pub use crate::sink::{Experiment, OnFull, StorageSection};
+pub use crate::trigger::fpga::backend::FpgaTriggerSection;
+pub use crate::trigger::{RateSection, SpotsTriggerSection, TractTriggerSection, TriggerKind, TriggerSection};
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{DetectorGeometry, GeometryError, ImageLayout};
+use crate::frame::AssemblerConfig;
+use crate::section::{Problems, resolve};
+
+/// A whole hitgate configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub detector: DetectorSection,
+    #[serde(default)]
+    pub assembler: AssemblerSection,
+    #[serde(default)]
+    pub reducer: ReducerSection,
+    #[serde(default)]
+    pub udp: UdpSection,
+    #[serde(default)]
+    pub control: ControlSection,
+    #[serde(default)]
+    pub dma: DmaSection,
+    #[serde(default)]
+    pub calibration: CalibrationSection,
+    #[serde(default)]
+    pub features: FeaturesSection,
+    #[serde(default)]
+    pub trigger: TriggerSection,
+    /// Where results go; each entry is one sink.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkSection>,
+    /// How sinks are fed: their queues and what happens when storage falls behind.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Several nodes sharing the detector, with a trigger event builder (off unless `nats` is set).
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -45,6 +100,128 @@ impl Config {
     pub fn validated(self) -> Result<Config, ConfigError> {
         let problems = self.validate();
         if problems.is_empty() { Ok(self) } else { Err(ConfigError::Invalid { file: None, problems }) }
+    }
+
+    /// Every problem in the config, each with its key path; empty when it is sound.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        let d = &self.detector;
+        d.validate("detector", &mut p);
+        self.assembler.validate("assembler", &mut p);
+        self.reducer.validate("reducer", &mut p);
+        self.udp.validate("udp", d.modules, &mut p);
+        let packet = d.detector_model().map(|m| (m.name, m.packet_bytes()));
+        self.dma.validate("dma", packet, &mut p);
+        self.calibration.validate("calibration", &mut p);
+        self.features.validate("features", &mut p);
+        self.trigger.validate("trigger", &mut p);
+        self.storage.validate("storage", &mut p);
+        self.control.validate("control", &mut p);
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.config().validate(&format!("sink[{i}]"), &mut p);
+        }
+        // A node's config has its own modules only; the cluster describes the whole detector.
+        let whole = self.calibration.share.as_ref().map_or(d.modules, |s| s.of);
+        self.cluster.validate("cluster", whole, &mut p);
+        checks::cross_check(self, &mut p);
+        p.into_vec()
+    }
+
+    /// The built-in default: one JUNGFRAU module on one interface, raw and feature sinks under `out`.
+    pub fn default_for(out: &Path) -> Config {
+        Config {
+            detector: DetectorSection::single("jungfrau-1if"),
+            assembler: AssemblerSection::default(),
+            udp: UdpSection::default(),
+            control: ControlSection::default(),
+            dma: DmaSection::default(),
+            reducer: ReducerSection::default(),
+            calibration: CalibrationSection::default(),
+            features: FeaturesSection::default(),
+            trigger: TriggerSection::default(),
+            storage: StorageSection::default(),
+            cluster: ClusterSection::default(),
+            sinks: vec![
+                SinkSection::Raw(RawSection { dir: out.join("raw") }),
+                SinkSection::Features(FeaturesSinkSection { path: out.join("features.jsonl") }),
+            ],
+        }
+    }
+
+    /// Whether the configured trigger has a cut to tune (`accept_all` has none).
+    pub fn trigger_has_cut(&self) -> bool {
+        self.trigger.has_cut()
+    }
+
+    /// Relative paths in the config are taken from the config file's folder.
+    pub fn resolved_against(mut self, base: &Path) -> Config {
+        self.calibration.resolve_paths(base);
+        self.dma.resolve_paths(base);
+        self.control.resolve_paths(base);
+        self.trigger.resolve_paths(base);
+        self.features.localiser.resolve_paths(base);
+        for path in self.sinks.iter_mut().filter_map(|s| s.config_mut().output_mut()) {
+            resolve(path, base);
+        }
+        self
+    }
+
+    /// The detector geometry this config describes.
+    ///
+    /// # Errors
+    /// As [`DetectorGeometry::new`]; [`Config::validate`] reports the same with key paths.
+    pub fn geometry(&self) -> Result<DetectorGeometry, GeometryError> {
+        self.detector.geometry()
+    }
+
+    /// How modules sit in the assembled image.
+    pub fn image_layout(&self) -> Option<ImageLayout> {
+        self.detector.image_layout()
+    }
+
+    /// Where each panel's first pixel sits in the assembled image (row, column); a cluster node's
+    /// panels where they sit in the whole detector's.
+    pub fn panel_origins(&self, geometry: &DetectorGeometry) -> Vec<(usize, usize)> {
+        self.detector.panel_origins(geometry, self.calibration.share.as_ref())
+    }
+
+    /// The beam centre in image pixels (row, column); a cluster node's in the whole detector's image.
+    pub fn beam_center_px(&self) -> (f64, f64) {
+        self.detector.beam_center_px(self.calibration.share.as_ref())
+    }
+
+    pub fn assembler_config(&self) -> AssemblerConfig {
+        self.assembler.assembler_config()
+    }
+
+    /// The pixels frames are compressed as for storage, when a sink stores compressed frames.
+    pub fn stored_pixels(&self) -> Option<StoredPixels> {
+        self.sinks.iter().find_map(|s| s.config().stored_pixels())
+    }
+
+    /// What the sinks describe of the run besides its frames.
+    pub fn experiment(&self, geometry: &DetectorGeometry) -> Experiment {
+        Experiment {
+            geometry: geometry.clone(),
+            panel_origins: self.panel_origins(geometry),
+            beam_center_px: self.beam_center_px(),
+            calibration: self.calibration.clone(),
+            trigger: self.trigger.kind.name(),
+        }
+    }
+
+    /// What the reducers are prepared from.
+    pub fn reducer_settings<'a>(&'a self, geometry: &'a DetectorGeometry) -> ReducerSettings<'a> {
+        ReducerSettings {
+            geometry,
+            calibration: &self.calibration,
+            features: &self.features,
+            threshold_finder: self.trigger.spots.finder(),
+            trigger: &self.trigger,
+            panel_origins: self.panel_origins(geometry),
+            beam_center_px: self.beam_center_px(),
+            stored_pixels: self.stored_pixels(),
+        }
     }
 }
 

@@ -99,7 +99,7 @@ fn the_peak_localiser_is_checked_at_load() {
     assert!(err.to_string().contains("/nonexistent/models/none.onnx"), "{err}");
     let text = format!("{MINIMAL}[features.localiser]\nmodel = \"builtin\"\nframes = \"all\"\n");
     let c = Config::parse(&text).unwrap().resolved_against(Path::new("/elsewhere")).validated().unwrap();
-    assert_eq!(c.features.localiser.source(), Some(crate::features::peaks::ModelSource::Builtin));
+    assert_eq!(c.features.localiser.source(), Some(crate::features::localiser::LocaliserSource::Builtin));
     assert_eq!(c.features.localiser.frames, LocaliseFrames::All);
 }
 

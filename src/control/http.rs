@@ -6,13 +6,13 @@ use tokio::net::TcpStream;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use super::{ControlState, retune, status, trigger_status};
+use super::{ControlPlane, retune, trigger_status};
 
 const MAX_HEAD: usize = 8192;
 
 pub(super) async fn handle(
     mut stream: TcpStream,
-    state: &ControlState<'_>,
+    plane: &ControlPlane<'_>,
     prometheus: &PrometheusHandle,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
@@ -28,21 +28,24 @@ pub(super) async fn handle(
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if let Some(token) = &state.token
+    if let Some(token) = &plane.token
         && !carries(&text, token)
     {
         return respond(&mut stream, 401, "text/plain", "a bearer token is required\n").await;
     }
     match (method, path) {
         ("GET", "/metrics") => respond(&mut stream, 200, "text/plain; version=0.0.4", &prometheus.render()).await,
-        ("GET", "/status") => respond(&mut stream, 200, "application/json", &format!("{}\n", status(state))).await,
+        ("GET", "/status") => {
+            respond(&mut stream, 200, "application/json", &format!("{}\n", plane.target.status())).await
+        }
         ("POST", "/retune") | ("PUT", "/retune") => {
-            let (code, body) = match retune(state.plan.trigger(), query) {
+            let trigger = plane.target.trigger();
+            let (code, body) = match retune(trigger, query) {
                 Ok(applied) => {
                     eprintln!("hitgate: trigger retuned: {applied}");
-                    (200, trigger_status(state.plan.trigger()))
+                    (200, trigger_status(trigger))
                 }
-                Err((code, message)) => (code, serde_json::json!({ "error": message })),
+                Err(refused) => (refused.http_status(), serde_json::json!({ "error": refused.to_string() })),
             };
             respond(&mut stream, code, "application/json", &format!("{body}\n")).await
         }

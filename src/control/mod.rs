@@ -8,22 +8,113 @@
 //!   rejected frames for the audit stream (0: none);
 //!
 //! every request carrying `Authorization: Bearer TOKEN` when `control.token_file` is set (required
-//! off loopback), and applies SIGHUP: the config file is read again and what can change live (the trigger's cut, its
-//! target rate, the audit stream) is applied; anything else that changed is named as needing a restart.
+//! off loopback), and passes SIGHUP on to the run, which reads its config file again and applies what
+//! can change live. What the status holds and what a reload changes are the run's to say: the control
+//! plane serves a [`ControlTarget`]. `[control]` is [`ControlSection`].
 
 mod http;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::pipeline::{Plan, Progress};
+use crate::section::{Claim, Problems, Resource, key, resolve};
 use crate::telemetry;
+use crate::trigger::Trigger;
+
+/// `[control]`: the control plane of a live run: metrics, status, retune.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    pub enabled: bool,
+    /// Where `/metrics`, `/status` and `/retune` are served; loopback unless you mean otherwise.
+    pub listen_address: SocketAddr,
+    /// A file holding the bearer token every request must carry (`Authorization: Bearer …`);
+    /// required when `listen_address` is not a loopback address. Readable by its owner only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection { enabled: true, listen_address: SocketAddr::from(([127, 0, 0, 1], 9464)), token_file: None }
+    }
+}
+
+/// Why a token file cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{path} is readable by others than its owner (chmod 600 it)")]
+    Shared { path: PathBuf },
+    #[error("{path} must hold one token of at least 16 characters")]
+    Short { path: PathBuf },
+}
+
+impl ControlSection {
+    /// The token in `token_file`, without surrounding white space.
+    ///
+    /// # Errors
+    /// Why the file cannot serve as one: unreadable, readable by others than its owner, or holding
+    /// fewer than 16 characters.
+    pub fn token(&self) -> Result<Option<String>, TokenError> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let unreadable = |source| TokenError::Unreadable { path: path.clone(), source };
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(TokenError::Shared { path: path.clone() });
+            }
+        }
+        let _ = meta;
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
+        let token = text.trim();
+        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+            return Err(TokenError::Short { path: path.clone() });
+        }
+        Ok(Some(token.to_string()))
+    }
+
+    /// Every problem of the section, with its key path under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(reason) = self.token() {
+            problems.bad(key(path, "token_file"), reason.to_string());
+        } else if self.token_file.is_none() && !self.listen_address.ip().is_loopback() {
+            problems.bad(
+                key(path, "listen_address"),
+                format!(
+                    "{} is not a loopback address: set control.token_file so that requests must carry its token",
+                    self.listen_address
+                ),
+            );
+        }
+    }
+
+    /// The address it listens on.
+    pub fn claims(&self, path: &str) -> Vec<Claim> {
+        let a = self.listen_address;
+        let listens = Resource::Tcp { host: a.ip().to_string(), port: a.port() };
+        if self.enabled { vec![Claim::new(key(path, "listen_address"), listens)] } else { Vec::new() }
+    }
+
+    /// Relative paths are taken from the config file's folder.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(token) = self.token_file.as_mut() {
+            resolve(token, base);
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -54,15 +145,24 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// What the control plane reads and tunes.
-pub struct ControlState<'a> {
-    pub plan: &'a Plan,
-    pub progress: &'a Progress,
-    /// The config file, for SIGHUP reloads.
-    pub config_path: Option<PathBuf>,
-    /// Set by SIGHUP.
+/// The run behind the control plane: what `/status` shows, the trigger `/retune` tunes, what a
+/// SIGHUP reloads.
+pub trait ControlTarget: Sync {
+    /// The run as JSON.
+    fn status(&self) -> serde_json::Value;
+
+    /// The trigger every worker consults.
+    fn trigger(&self) -> &Trigger;
+
+    /// Reads the config file again and applies what can change live.
+    fn reload(&self);
+}
+
+/// A control plane about to serve: its target, the flag SIGHUP sets, the token requests must carry.
+pub struct ControlPlane<'a> {
+    pub target: &'a dyn ControlTarget,
+    /// Set by SIGHUP; the plane reloads its target and clears it.
     pub reload: Arc<AtomicBool>,
-    pub started: Instant,
     /// The bearer token every request must carry, when one is configured.
     pub token: Option<String>,
 }
@@ -81,22 +181,22 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ControlError> {
 ///
 /// # Errors
 /// The runtime cannot start or the listener cannot be handed to it.
-pub fn serve(listener: TcpListener, state: &ControlState<'_>, done: &AtomicBool) -> Result<(), ControlError> {
+pub fn serve(listener: TcpListener, plane: &ControlPlane<'_>, done: &AtomicBool) -> Result<(), ControlError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(ControlError::Runtime)?;
     let handle = prometheus();
-    if let Some(n) = state.plan.trigger().min_spots() {
+    if let Some(n) = plane.target.trigger().min_spots() {
         metrics::gauge!(telemetry::TRIGGER_MIN_SPOTS).set(f64::from(n));
     }
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ControlError::Runtime)?;
         let mut upkeep = Instant::now();
         while !done.load(Ordering::Relaxed) {
-            if state.reload.swap(false, Ordering::Relaxed) {
-                reload(state);
+            if plane.reload.swap(false, Ordering::Relaxed) {
+                plane.target.reload();
             }
             if upkeep.elapsed() > Duration::from_secs(5) {
                 handle.run_upkeep();
@@ -104,32 +204,15 @@ pub fn serve(listener: TcpListener, state: &ControlState<'_>, done: &AtomicBool)
             }
             // Requests are tiny and rare: one at a time, with a short wait so flags are seen.
             if let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await {
-                let _ = tokio::time::timeout(Duration::from_secs(5), http::handle(stream, state, &handle)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), http::handle(stream, plane, &handle)).await;
             }
         }
         Ok(())
     })
 }
 
-/// The run as JSON.
-fn status(state: &ControlState<'_>) -> serde_json::Value {
-    let p = state.progress;
-    let g = &state.plan.geometry;
-    let pool = state.plan.pool();
-    serde_json::json!({
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-        "detector": { "model": g.model.name, "modules": g.modules, "udp_ports": g.udp_ports },
-        "input_bytes": p.input_bytes_read.load(Ordering::Relaxed),
-        "frames_done": p.frames_done.load(Ordering::Relaxed),
-        "frames_accepted": p.frames_accepted.load(Ordering::Relaxed),
-        "frames_dropped": p.frames_dropped.load(Ordering::Relaxed),
-        "pool": { "slots": pool.capacity(), "free": pool.free_slots() },
-        "trigger": trigger_status(state.plan.trigger()),
-    })
-}
-
 /// The trigger's cut and rate settings as JSON.
-pub(crate) fn trigger_status(trigger: &crate::trigger::Trigger) -> serde_json::Value {
+pub fn trigger_status(trigger: &Trigger) -> serde_json::Value {
     let rate = trigger.rate();
     serde_json::json!({
         "min_spots": trigger.min_spots(),
@@ -139,96 +222,44 @@ pub(crate) fn trigger_status(trigger: &crate::trigger::Trigger) -> serde_json::V
     })
 }
 
-/// Applies `POST /retune?KEY=VALUE`: `min_spots` or `threshold` fix the cut, `target_rate` holds an
-/// accept rate, `audit_every` sets the audit stream. Returns what was applied, or an HTTP code and why.
-pub(crate) fn retune(trigger: &crate::trigger::Trigger, query: &str) -> Result<String, (u16, String)> {
-    let usage = "expected ?min_spots=N, ?threshold=X, ?target_rate=R (0 < R <= 1) or ?audit_every=N";
-    let (key, value) = query.split('&').find_map(|kv| kv.split_once('=')).ok_or((400, usage.to_string()))?;
-    let bad = || (400, format!("{key}={value}: not a number; {usage}"));
-    let refused = |e: crate::trigger::RetuneError| (409, e.to_string());
-    match key {
-        "min_spots" => trigger.set_min_spots(value.parse().map_err(|_| bad())?).map_err(refused)?,
-        "threshold" => trigger.set_threshold(value.parse().map_err(|_| bad())?).map_err(refused)?,
-        "target_rate" => trigger.set_target_rate(value.parse().map_err(|_| bad())?).map_err(refused)?,
-        "audit_every" => trigger.rate().set_audit_every(value.parse().map_err(|_| bad())?),
-        _ => return Err((400, format!("{key}: unknown; {usage}"))),
-    }
-    Ok(format!("{key} = {value}"))
+/// A retune refused, with the HTTP status it is answered with.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RetuneRefused {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The trigger cannot take the setting (409).
+    #[error(transparent)]
+    Conflict(#[from] crate::trigger::RetuneError),
 }
 
-/// Applies a SIGHUP: re-reads the config, takes what can change live, names what cannot.
-fn reload(state: &ControlState<'_>) {
-    let Some(path) = &state.config_path else { return };
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("hitgate: reload refused, the running config stays: {e}");
-            return;
-        }
-    };
-    let old = &state.plan.config;
-    let mut applied = Vec::new();
-    let trigger = state.plan.trigger();
-    let (was, now) = (&old.trigger, &new.trigger);
-    let mut apply = |key: &str, result: Result<(), crate::trigger::RetuneError>| match result {
-        Ok(()) => applied.push(key.to_string()),
-        Err(e) => eprintln!("hitgate: reload: {key}: {e}"),
-    };
-    if now.spots.min_spots != was.spots.min_spots {
-        apply(
-            &format!("trigger.spots.min_spots = {}", now.spots.min_spots),
-            trigger.set_min_spots(now.spots.min_spots),
-        );
-    }
-    if now.tract.threshold != was.tract.threshold && now.kind == crate::config::TriggerKind::Tract {
-        apply(
-            &format!("trigger.tract.threshold = {}", now.tract.threshold),
-            trigger.set_threshold(now.tract.threshold),
-        );
-    }
-    if now.fpga.threshold != was.fpga.threshold && now.kind == crate::config::TriggerKind::Fpga {
-        apply(&format!("trigger.fpga.threshold = {}", now.fpga.threshold), trigger.set_threshold(now.fpga.threshold));
-    }
-    if now.rate.target_accept_rate != was.rate.target_accept_rate {
-        match now.rate.target_accept_rate {
-            Some(r) => apply(&format!("trigger.rate.target_accept_rate = {r}"), trigger.set_target_rate(r)),
-            // No target any more: the cut goes back to the configured one.
-            None => apply(
-                "trigger.rate.target_accept_rate = none",
-                match now.kind {
-                    crate::config::TriggerKind::Tract => trigger.set_threshold(now.tract.threshold),
-                    crate::config::TriggerKind::Fpga => trigger.set_threshold(now.fpga.threshold),
-                    _ => trigger.set_min_spots(now.spots.min_spots),
-                },
-            ),
+impl RetuneRefused {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RetuneRefused::BadRequest(_) => 400,
+            RetuneRefused::Conflict(_) => 409,
         }
     }
-    if now.rate.audit_every != was.rate.audit_every {
-        trigger.rate().set_audit_every(now.rate.audit_every);
-        applied.push(format!("trigger.rate.audit_every = {}", now.rate.audit_every));
+}
+
+/// Applies `POST /retune?KEY=VALUE`: `min_spots` or `threshold` fix the cut, `target_rate` holds an
+/// accept rate, `audit_every` sets the audit stream. Returns what was applied.
+///
+/// # Errors
+/// The query is not one of those, or the trigger refuses the value.
+pub fn retune(trigger: &Trigger, query: &str) -> Result<String, RetuneRefused> {
+    let usage = "expected ?min_spots=N, ?threshold=X, ?target_rate=R (0 < R <= 1) or ?audit_every=N";
+    let (name, value) = query
+        .split('&')
+        .find_map(|kv| kv.split_once('='))
+        .ok_or_else(|| RetuneRefused::BadRequest(usage.to_string()))?;
+    let bad = || RetuneRefused::BadRequest(format!("{name}={value}: not a number; {usage}"));
+    match name {
+        "min_spots" => trigger.set_min_spots(value.parse().map_err(|_| bad())?)?,
+        "threshold" => trigger.set_threshold(value.parse().map_err(|_| bad())?)?,
+        "target_rate" => trigger.set_target_rate(value.parse().map_err(|_| bad())?)?,
+        "audit_every" => trigger.rate().set_audit_every(value.parse().map_err(|_| bad())?),
+        _ => return Err(RetuneRefused::BadRequest(format!("{name}: unknown; {usage}"))),
     }
-    let mut comparable = new.clone();
-    comparable.trigger.spots.min_spots = old.trigger.spots.min_spots;
-    comparable.trigger.rate.target_accept_rate = old.trigger.rate.target_accept_rate;
-    comparable.trigger.rate.audit_every = old.trigger.rate.audit_every;
-    comparable.trigger.tract.threshold = old.trigger.tract.threshold;
-    let sections = |c: &Config| serde_json::to_value(c).unwrap_or_default();
-    let (a, b) = (sections(old), sections(&comparable));
-    let restart: Vec<String> = a
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    eprintln!(
-        "hitgate: reloaded {}: applied [{}]{}",
-        path.display(),
-        applied.join(", "),
-        if restart.is_empty() {
-            String::new()
-        } else {
-            format!("; changed but needs a restart: [{}]", restart.join(", "))
-        }
-    );
+    Ok(format!("{name} = {value}"))
 }

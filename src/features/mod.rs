@@ -1,120 +1,48 @@
-//! What the reducer extracts from a frame. [`FrameFeatures`] travels with the frame in its pool slot
-//! (its spot list is preallocated there), so reducing a frame allocates nothing.
+//! What the reducer extracts from a frame: spots (a threshold finder and peakfinder8), the summary the
+//! learned trigger reads, the patches the learned localiser refines spots from. The findings travel
+//! with the frame in its pool slot ([`FrameFeatures`], defined with the slot in `crate::frame`).
 
+pub mod localiser;
 pub mod patch;
 pub mod peakfinder8;
-pub mod peaks;
 pub mod spots;
 pub mod summary;
 
+pub use crate::frame::features::{FrameFeatures, Spot};
 pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
 pub use spots::{SpotFinder, SpotFinderParams};
 
-/// One spot: connected pixels above threshold, in the coordinates of its panel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Spot {
-    /// Panel (a module, or an EIGER port) the spot lies in.
-    pub panel: u16,
-    /// Photon-weighted centre, in pixels of the panel.
-    pub row: f32,
-    pub col: f32,
-    /// Summed photons.
-    pub photons: f32,
-    pub pixels: u32,
-    /// Brightest pixel, photons.
-    pub peak: f32,
-    /// Integrated intensity over the local background's noise (peakfinder8; 0 where not measured).
-    pub snr: f32,
-    /// The centre in the assembled detector image (modules placed with their gaps), pixels.
-    pub image_row: f32,
-    pub image_col: f32,
-    /// The centre the learned localiser gives, in the assembled image (row, column); `None` where the
-    /// spot was not refined (no model, a rejected frame, or past the recorded spots).
-    pub refined: Option<[f32; 2]>,
+use serde::{Deserialize, Serialize};
+
+use crate::section::{Problems, key};
+pub use localiser::{LocaliseFrames, LocaliserSection};
+
+/// `[features]`: which spot finder the reducer runs, its parameters, and the localiser.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesSection {
+    pub finder: FinderKind,
+    /// Parameters of the peakfinder8 finder (see `features::peakfinder8`).
+    pub peakfinder8: Peakfinder8Params,
+    /// The localiser (see `features::localiser`).
+    pub localiser: LocaliserSection,
 }
 
-/// A frame's features and the trigger's verdict on it.
-#[derive(Clone, Debug, Default)]
-pub struct FrameFeatures {
-    /// Spots recorded, up to the configured maximum.
-    pub spots: Vec<Spot>,
-    /// Spots found, recorded or not.
-    pub spots_found: u32,
-    pub score: f32,
-    pub accepted: bool,
-    /// A rejected frame kept for the audit stream (1 in `trigger.rate.audit_every`).
-    pub audit: bool,
-    /// The trigger's backend failed on this frame (it was accepted so no hit is lost).
-    pub trigger_failed: bool,
-    /// A dark frame of the run's start, used for the pedestal, not judged.
-    pub dark: bool,
-    /// Time the reducer spent on this frame.
-    pub reduce_ns: u64,
-    /// Spots the learned localiser refined, and batches of patches it failed on.
-    pub spots_refined: u32,
-    pub peak_batches_failed: u32,
-    /// The frame's summary for the learned trigger ([`summary::SUMMARY_LEN`] values), empty when the
-    /// trigger does not use one.
-    pub summary: Vec<f32>,
-    /// The frame compressed for storage (one bitshuffle-LZ4 chunk), when a sink stores compressed
-    /// frames and the reducer kept the frame; empty otherwise.
-    pub chunk: Vec<u8>,
+/// Which spot finder the reducer runs.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FinderKind {
+    /// Connected pixels above a fixed photon threshold (`trigger.spots` parameters).
+    #[default]
+    Threshold,
+    /// Per-ring background by sigma clipping, SNR against a local background.
+    Peakfinder8,
 }
 
-impl FrameFeatures {
-    /// Empty features whose spot list can hold `capacity` spots without allocating.
-    pub fn with_capacity(capacity: usize) -> FrameFeatures {
-        FrameFeatures {
-            spots: Vec::with_capacity(capacity),
-            summary: Vec::with_capacity(summary::SUMMARY_LEN),
-            ..FrameFeatures::default()
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.spots.clear();
-        self.spots_found = 0;
-        self.score = 0.0;
-        self.accepted = false;
-        self.audit = false;
-        self.trigger_failed = false;
-        self.dark = false;
-        self.reduce_ns = 0;
-        self.spots_refined = 0;
-        self.peak_batches_failed = 0;
-        self.summary.clear();
-        self.chunk.clear();
-    }
-
-    /// Becomes a copy of `other` without its compressed chunk (left empty), reusing its own buffers
-    /// (no allocation once they are large enough).
-    pub fn copy_without_chunk(&mut self, other: &FrameFeatures) {
-        let FrameFeatures {
-            spots,
-            spots_found,
-            score,
-            accepted,
-            audit,
-            trigger_failed,
-            dark,
-            reduce_ns,
-            spots_refined,
-            peak_batches_failed,
-            summary,
-            chunk: _,
-        } = other;
-        self.spots.clear();
-        self.spots.extend_from_slice(spots);
-        self.summary.clear();
-        self.summary.extend_from_slice(summary);
-        self.chunk.clear();
-        (self.spots_found, self.score, self.accepted, self.audit) = (*spots_found, *score, *accepted, *audit);
-        (self.trigger_failed, self.dark, self.reduce_ns) = (*trigger_failed, *dark, *reduce_ns);
-        (self.spots_refined, self.peak_batches_failed) = (*spots_refined, *peak_batches_failed);
-    }
-
-    /// Whether a frame-storing sink keeps this frame: accepted, or sampled for the audit stream.
-    pub fn is_kept(&self) -> bool {
-        self.accepted || self.audit
+impl FeaturesSection {
+    /// Every problem of the section, with its key path under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        self.peakfinder8.validate(&key(path, "peakfinder8"), problems);
+        self.localiser.validate(&key(path, "localiser"), problems);
     }
 }

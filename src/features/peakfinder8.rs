@@ -18,6 +18,7 @@
 
 use super::Spot;
 use super::spots::next_at_or_above;
+use crate::section::{Problems, key};
 
 /// A pixel that belongs to no ring (masked, outside the resolution limits).
 pub const NO_RING: u16 = u16::MAX;
@@ -60,6 +61,47 @@ impl Default for Peakfinder8Params {
             min_background_sigma: 0.7,
             min_radius_px: 0.0,
             max_radius_px: 1e9,
+        }
+    }
+}
+
+impl Peakfinder8Params {
+    /// Every problem of `[features.peakfinder8]`, with its key path under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        let k = |name: &str| key(path, name);
+        if self.ring_width_px.is_nan() || self.ring_width_px <= 0.0 {
+            problems.bad(k("ring_width_px"), format!("{} must be above 0", self.ring_width_px));
+        }
+        if self.min_photons.is_nan() || self.min_photons <= 0.0 {
+            problems.bad(k("min_photons"), format!("{} must be above 0", self.min_photons));
+        }
+        if self.min_pixels == 0 || self.max_pixels < self.min_pixels {
+            problems.bad(
+                k("max_pixels"),
+                format!(
+                    "pixels must satisfy 1 <= min_pixels ({}) <= max_pixels ({})",
+                    self.min_pixels, self.max_pixels
+                ),
+            );
+        }
+        problems.outside(k("clip_iterations"), self.clip_iterations, (1, 20));
+        if self.background_sample_stride == 0 {
+            problems.bad(k("background_sample_stride"), "must be at least 1");
+        }
+        if self.local_bg_outer_px <= self.local_bg_inner_px || self.local_bg_outer_px > 32 {
+            problems.bad(
+                k("local_bg_outer_px"),
+                format!(
+                    "{} must exceed local_bg_inner_px ({}) and be at most 32",
+                    self.local_bg_outer_px, self.local_bg_inner_px
+                ),
+            );
+        }
+        if self.max_radius_px.is_nan() || self.min_radius_px.is_nan() || self.max_radius_px <= self.min_radius_px {
+            problems.bad(
+                k("max_radius_px"),
+                format!("{} must exceed min_radius_px ({})", self.max_radius_px, self.min_radius_px),
+            );
         }
     }
 }

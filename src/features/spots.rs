@@ -5,12 +5,23 @@
 
 use super::Spot;
 
+/// The threshold finder's parameters (configured under `[trigger.spots]`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SpotFinderParams {
+    /// A pixel belongs to a spot from this many photons on.
     pub threshold_photons: f32,
+    /// Connected pixels a spot needs, at least and at most.
     pub min_spot_pixels: u32,
     pub max_spot_pixels: u32,
+    /// A spot's summed photons must reach this.
     pub min_spot_photons: f32,
+}
+
+impl Default for SpotFinderParams {
+    /// What the simulator's runs were tuned on, and what the datasets are made with.
+    fn default() -> Self {
+        SpotFinderParams { threshold_photons: 2.5, min_spot_pixels: 2, max_spot_pixels: 400, min_spot_photons: 8.0 }
+    }
 }
 
 /// A reusable spot finder (one per worker).

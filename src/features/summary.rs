@@ -19,6 +19,9 @@ pub const BLOCK_PHOTONS: [u32; 5] = [1, 2, 3, 4, 6];
 /// Values in a summary.
 pub const SUMMARY_LEN: usize = SHELLS * BLOCK_PHOTONS.len() + 2;
 
+// Every pool slot reserves room for the summary, so reducing a frame never grows it.
+const _: () = assert!(SUMMARY_LEN <= crate::frame::features::SUMMARY_ROOM);
+
 /// A run of blocks in one row of blocks that lie in one ring: `start..end` and the ring.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Segment {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::features::FrameFeatures;
+use super::features::FrameFeatures;
 use crate::sync::BoundedQueue;
 
 /// What is known about a frame besides its pixels.

@@ -9,12 +9,13 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::assembly_metrics::AssemblyFlusher;
 use super::stages::{SourceContext, SourceOutcome, pin_to};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, pollfd, wait_readable};
 use crate::ring::Ring;
-use crate::telemetry::{self, AssemblyFlusher};
+use crate::telemetry;
 
 /// How long the receiver sleeps in `poll` when nothing arrives; also how often partial frames are
 /// checked for their timeout when the detector is silent.

@@ -4,13 +4,21 @@
 //! ends and closes its ring, reducers drain it and the last one closes theirs, the sink thread drains
 //! that, restores frame order, flushes and closes every sink. Nothing accepted is left behind.
 
+mod assembly_metrics;
 mod live;
+mod ordering;
 mod replay;
+mod run_control;
+mod scoring;
+mod service;
 mod stages;
 mod summary;
 
 pub use live::UdpSources;
 pub use replay::{Pace, ReplayOptions};
+pub use run_control::{ReloadReport, RunControl, apply_reload};
+pub use scoring::{ScoredRun, ScoringError, score_capture};
+pub use service::{LiveOptions, LiveSource};
 pub use summary::{Progress, RunSummary};
 
 use std::sync::Arc;
@@ -47,8 +55,10 @@ pub enum PipelineError {
     Thread { name: String, source: std::io::Error },
     #[error("thread {0} panicked")]
     Panicked(String),
+    #[error("control.token_file: {0}")]
+    Token(#[from] crate::control::TokenError),
     #[error("cluster: {0}")]
-    Cluster(#[from] crate::cluster::ClusterError),
+    Cluster(#[from] crate::scaleout::cluster::ClusterError),
 }
 
 /// A validated config with everything prepared that does not depend on the input.
@@ -76,8 +86,8 @@ impl Plan {
     /// The geometry or the calibration is unusable, or the pool cannot be allocated.
     pub fn new(config: Config) -> Result<Plan, PipelineError> {
         let geometry = config.geometry()?;
-        let reducer = Arc::new(ReducerPlan::new(&config, &geometry)?);
-        let chunk_room = config.stored_pixels().map_or(0, |p| crate::sink::encode::chunk_bound(p, &geometry));
+        let reducer = Arc::new(ReducerPlan::new(&config.reducer_settings(&geometry))?);
+        let chunk_room = config.stored_pixels().map_or(0, |p| crate::codec::chunk_bound(p, &geometry));
         let pool = FramePool::with_chunk_room(
             geometry.frame_bytes(),
             geometry.packets_per_frame(),

@@ -3,11 +3,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::assembly_metrics::AssemblyFlusher;
 use super::stages::{SourceContext, SourceOutcome};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::{Capture, SkipReason};
-use crate::telemetry::AssemblyFlusher;
 
 /// How fast to replay.
 #[derive(Clone, Copy, Debug, PartialEq)]

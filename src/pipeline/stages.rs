@@ -5,24 +5,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::summary::{Progress, RunSummary, add};
+use super::ordering::{Delivery, DeliverySetup, LateEncoder, Levels, PedestalFollower, RateFollower, run_ordering};
+use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
-use crate::calib::PedestalTracker;
-use crate::cluster::{ClusterNode, NodeReport};
 use crate::config::OnFull;
 use crate::frame::{Assembler, AssemblyCounters, FrameHandle, FramePool};
 use crate::ingest::SkipReason;
-use crate::reduce::{Reducer, ReducerPlan, SharedConverter};
+use crate::reduce::Reducer;
 use crate::ring::Ring;
+use crate::scaleout::cluster::ClusterNode;
 use crate::sink::backpressure::Backpressure;
-use crate::sink::encode::FrameEncoder;
-use crate::sink::lanes::{Offer, SinkLane};
-use crate::sink::{self, Payload, SinkReport};
-use crate::telemetry::{self, latency::LatencyHistogram};
-use crate::trigger::{RateTracker, Trigger};
-use metrics::{counter, gauge, histogram};
+use crate::sink::lanes::SinkLane;
+use crate::telemetry;
+use crate::trigger::RateTracker;
 
 /// What a source thread has to work with.
 pub(super) struct SourceContext<'a> {
@@ -89,59 +86,6 @@ pub(super) struct SourceOutcome {
     pub cpu_seconds: f64,
 }
 
-struct SinkOutcome {
-    accepted: u64,
-    rejected: u64,
-    accepted_partial: u64,
-    reduce_time: Duration,
-    audited: u64,
-    trigger_failures: u64,
-    spots_refined: u64,
-    peak_batches_failed: u64,
-    reports: Vec<SinkReport>,
-    latency: LatencyHistogram,
-    /// The lowest accept-rate ceiling storage imposed, if it did.
-    storage_ceiling_min: Option<f64>,
-    cluster: Option<NodeReport>,
-}
-
-/// What the sink thread keeps an eye on besides its own work: queue and pool levels for the metrics.
-struct Watch<'a> {
-    to_reducers: &'a Ring<FrameHandle>,
-    to_sinks: &'a Ring<FrameHandle>,
-    pool: &'a Arc<FramePool>,
-    live: bool,
-    /// Whether the ordering thread waits for a sink that is behind (rather than drop the frame there).
-    sinks_wait: bool,
-    /// Pedestal measurement and tracking, when the run does them, with the converter to update.
-    pedestal: Option<(PedestalTracker, &'a SharedConverter, usize)>,
-    /// The trigger's rate control, and the tracker that holds a target rate and samples the audit stream.
-    rate: Option<(&'a Trigger, RateTracker)>,
-    /// Storage's hold on the trigger, when full queues raise the cut.
-    backpressure: Option<Backpressure>,
-    /// Compresses audit frames (chosen here, after the reducers) for sinks that store chunks.
-    encoder: Option<(FrameEncoder, &'a ReducerPlan)>,
-    /// This node's link to the cluster, when the run is one node of several.
-    cluster: Option<ClusterNode>,
-}
-
-/// Tracked frames between two publications of a new converter.
-const PUBLISH_PEDESTAL_EVERY: u64 = 10;
-
-impl Watch<'_> {
-    fn publish(&self) {
-        for (name, ring) in [("reduce", self.to_reducers), ("sink", self.to_sinks)] {
-            counter!(telemetry::QUEUE_PUSHED, "queue" => name).absolute(ring.pushed());
-            counter!(telemetry::QUEUE_POPPED, "queue" => name).absolute(ring.popped());
-        }
-        gauge!(telemetry::POOL_FREE_SLOTS).set(self.pool.free_slots() as f64);
-        if let Some((trigger, _)) = &self.rate {
-            gauge!(telemetry::TRIGGER_THRESHOLD).set(f64::from(trigger.rate().threshold()));
-            gauge!(telemetry::TRIGGER_TARGET_RATE).set(trigger.rate().target_rate().unwrap_or(0.0));
-        }
-    }
-}
-
 impl Plan {
     /// Runs `source` on its own thread, with the reducers and sinks behind it.
     /// With `live`, frame times are on [`telemetry::now_ns`]'s clock and packet-to-verdict latency is
@@ -160,12 +104,15 @@ impl Plan {
         let cfg = &self.config;
         let pool = &self.pool;
         let mut lanes = Vec::new();
+        let experiment = cfg.experiment(&self.geometry);
         for section in &cfg.sinks {
-            let opened = sink::open(section, cfg, &self.geometry)?;
+            let opened = section.config().open(&experiment)?;
             let mask_words = self.geometry.packets_per_frame().div_ceil(64);
             let spots = cfg.trigger.spots.max_spots_recorded;
             lanes.push(SinkLane::start(opened, section.kind_name(), cfg.storage.queue_frames, spots, mask_words)?);
         }
+        // Made before any thread starts: an encoder that cannot be had fails the run now.
+        let late_encoder = self.reducer.encoder().transpose().map_err(crate::reduce::PlanError::from)?;
         // Connected before any thread starts: a cluster that cannot be reached fails the run at once.
         let cluster = match (&cfg.cluster.node, cfg.cluster.enabled()) {
             (Some(node), true) => Some(ClusterNode::start(&cfg.cluster, node, pool.capacity())?),
@@ -186,35 +133,36 @@ impl Plan {
             };
             let sink_thread = spawn("hg-sink")
                 .spawn_scoped(s, || {
-                    let pedestal = self
-                        .reducer
-                        .pedestal_tracker(&self.config)
-                        .zip(self.reducer.converter())
-                        .map(|(t, c)| (t, c, self.config.calibration.pedestal_track_every));
-                    let trigger = self.reducer.trigger();
+                    let plan = &self.reducer;
+                    let trigger = plan.trigger();
                     let r = &self.config.trigger.rate;
-                    let rate =
-                        trigger.has_cut().then(|| (trigger, RateTracker::new(r.window_frames, r.update_every_frames)));
-                    let backpressure = (self.config.storage.on_full == OnFull::RaiseThreshold && rate.is_some())
+                    let backpressure = (self.config.storage.on_full == OnFull::RaiseThreshold)
                         .then(|| Backpressure::new(r.update_every_frames.max(10)));
-                    let encoder = self.reducer.encoder().map(|e| (e, self.reducer.as_ref()));
-                    let mut watch = Watch {
-                        to_reducers: &to_reducers,
-                        to_sinks: &to_sinks,
-                        pool,
+                    let rate = trigger.has_cut().then(|| RateFollower {
+                        trigger,
+                        tracker: RateTracker::new(r.window_frames, r.update_every_frames),
+                        backpressure,
+                    });
+                    let pedestal =
+                        plan.pedestal_tracker().zip(plan.photons().converter()).map(|(tracker, converter)| {
+                            PedestalFollower::new(
+                                tracker,
+                                converter,
+                                self.config.calibration.pedestal_track_every as u64,
+                            )
+                        });
+                    let delivery = Delivery::new(DeliverySetup {
+                        lanes,
+                        sinks_wait: self.config.storage.sinks_wait(can_wait),
                         live,
-                        sinks_wait: match self.config.storage.on_full {
-                            OnFull::Wait => true,
-                            OnFull::Auto => can_wait,
-                            OnFull::DropNewest | OnFull::RaiseThreshold => false,
-                        },
                         pedestal,
                         rate,
-                        backpressure,
-                        encoder,
-                        cluster,
-                    };
-                    run_sinks(lanes, &to_sinks, &mut watch, &abort, progress)
+                        encoder: late_encoder.map(|encoder| LateEncoder { encoder, photons: plan.photons() }),
+                        abort: &abort,
+                        progress,
+                    });
+                    let levels = Levels { to_reducers: &to_reducers, to_sinks: &to_sinks, pool, trigger };
+                    run_ordering(&to_sinks, delivery, cluster, &levels)
                 })
                 .map_err(failed("hg-sink"))?;
             let mut workers = Vec::new();
@@ -308,11 +256,11 @@ impl Plan {
             frames_audited: sinks.audited,
             trigger_failures: sinks.trigger_failures,
             reduce_time: sinks.reduce_time,
-            spots_refined: sinks.spots_refined,
-            peak_batches_failed: sinks.peak_batches_failed,
+            spots_localised: sinks.spots_localised,
+            localiser_batches_failed: sinks.localiser_batches_failed,
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,
-            fpga: self.reducer.trigger().fpga_stats(),
+            fpga: self.reducer.trigger().backend_as::<crate::trigger::fpga::backend::FpgaTrigger>().map(|f| f.stats()),
             sinks: sinks.reports,
             elapsed: started.elapsed(),
             input_error: outcome.input_error,
@@ -328,209 +276,5 @@ impl Plan {
 pub(super) fn pin_to(cpu: Option<usize>) {
     if let Some(id) = cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id });
-    }
-}
-
-/// How often the sink thread publishes queue and pool levels.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-
-/// The ordering thread: restores the order frames left assembly, follows the rate and the pedestal,
-/// then hands each frame to every sink's lane (in a cluster, once the builder's verdict is in).
-fn run_sinks(
-    mut lanes: Vec<SinkLane>,
-    input: &Ring<FrameHandle>,
-    watch: &mut Watch<'_>,
-    abort: &AtomicBool,
-    progress: &Progress,
-) -> Result<SinkOutcome, PipelineError> {
-    telemetry::describe();
-    let pool_capacity = watch.pool.capacity();
-    // At most `pool_capacity` frames exist, so their sequence numbers are distinct modulo it.
-    let mut pending: Vec<Option<FrameHandle>> = (0..pool_capacity).map(|_| None).collect();
-    let mut next = 0u64;
-    let mut outcome = SinkOutcome {
-        accepted: 0,
-        rejected: 0,
-        accepted_partial: 0,
-        reduce_time: Duration::ZERO,
-        audited: 0,
-        trigger_failures: 0,
-        spots_refined: 0,
-        peak_batches_failed: 0,
-        reports: Vec::new(),
-        latency: LatencyHistogram::default(),
-        storage_ceiling_min: None,
-        cluster: None,
-    };
-    let (accepted, rejected) = (counter!(telemetry::FRAMES_ACCEPTED), counter!(telemetry::FRAMES_REJECTED));
-    let (to_verdict, reduce_time) = (histogram!(telemetry::PACKET_TO_VERDICT), histogram!(telemetry::REDUCE_TIME));
-    let (refined, peak_failures) = (counter!(telemetry::SPOTS_REFINED), counter!(telemetry::PEAK_MODEL_FAILURES));
-    let mut failure: Option<PipelineError> = None;
-    let (live, sinks_wait) = (watch.live, watch.sinks_wait);
-    let (mut tracked, mut pedestal, mut rate) = (0u64, watch.pedestal.take(), watch.rate.take());
-    let (mut backpressure, mut encoder) = (watch.backpressure.take(), watch.encoder.take());
-    let wants_chunks = lanes.iter().any(|l| l.interest().payload == Payload::Chunk);
-    let ceiling_gauge = gauge!(telemetry::STORAGE_RATE_CEILING);
-    let backlog_gauges: Vec<_> = lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect();
-    let audit_counter = counter!(telemetry::FRAMES_AUDIT);
-    let trigger_failures = counter!(telemetry::TRIGGER_FAILURES);
-    let mut deliver = |mut frame: FrameHandle, outcome: &mut SinkOutcome, failure: &mut Option<PipelineError>| {
-        if let Some((trigger, tracker)) = rate.as_mut() {
-            // Frames arrive in order: the target rate follows the run as it was judged.
-            let (sequence, f) = (frame.meta().sequence, frame.features());
-            if !f.dark {
-                let score = trigger.rate().effective_score(f.score, sequence);
-                if tracker.observe(trigger.rate(), score, f.accepted) {
-                    frame.pixels_and_features().1.audit = true;
-                    outcome.audited += 1;
-                    audit_counter.increment(1);
-                }
-            }
-        }
-        let f = frame.features();
-        if let Some((tracker, converter, every)) = pedestal.as_mut() {
-            // Frames arrive here in order: dark frames first, then the run.
-            if f.dark {
-                tracker.add_dark(frame.pixels_u16());
-                if tracker.has_pedestal() {
-                    converter.publish(converter.base.with_g0_pedestal(tracker.pedestal()));
-                }
-            } else if !f.accepted && f.spots_found == 0 && frame.meta().is_complete() {
-                tracked += 1;
-                if tracked.is_multiple_of(*every as u64) {
-                    tracker.track(frame.pixels_u16());
-                    if (tracked / *every as u64).is_multiple_of(PUBLISH_PEDESTAL_EVERY) {
-                        converter.publish(converter.base.with_g0_pedestal(tracker.pedestal()));
-                    }
-                }
-            }
-        }
-        if f.accepted {
-            outcome.accepted += 1;
-            outcome.accepted_partial += u64::from(!frame.meta().is_complete());
-            add(&progress.frames_accepted, 1);
-            accepted.increment(1);
-        } else {
-            outcome.rejected += 1;
-            rejected.increment(1);
-        }
-        if f.trigger_failed {
-            outcome.trigger_failures += 1;
-            trigger_failures.increment(1);
-        }
-        if f.spots_refined > 0 || f.peak_batches_failed > 0 {
-            refined.increment(u64::from(f.spots_refined));
-            peak_failures.increment(u64::from(f.peak_batches_failed));
-            outcome.spots_refined += u64::from(f.spots_refined);
-            outcome.peak_batches_failed += u64::from(f.peak_batches_failed);
-        }
-        outcome.reduce_time += Duration::from_nanos(f.reduce_ns);
-        reduce_time.record(f.reduce_ns as f64 * 1e-9);
-        add(&progress.frames_done, 1);
-        // Audit frames, and in a cluster frames the builder kept that this node's trigger did not,
-        // are compressed here.
-        if wants_chunks
-            && f.is_kept()
-            && f.chunk.is_empty()
-            && let Some((encoder, plan)) = encoder.as_mut()
-        {
-            let converter = plan.current_converter();
-            let (raw, features) = frame.pixels_and_features();
-            encoder.encode(plan, converter.as_deref(), raw, &mut features.chunk);
-        }
-        let (mut refused, mut fullest) = (false, 0.0f64);
-        if failure.is_none() {
-            for (lane, backlog) in lanes.iter_mut().zip(&backlog_gauges) {
-                refused |= lane.offer_or_wait(&frame, sinks_wait) == Offer::Full;
-                backlog.set(lane.backlog() as f64);
-                fullest = fullest.max(lane.backlog() as f64 / lane.depth() as f64);
-                if lane.failed() {
-                    // The lane reports its error when it finishes; the source stops now.
-                    *failure = Some(PipelineError::SinkFailed(lane.name()));
-                    abort.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        let f = frame.features();
-        if let (Some(bp), Some((trigger, tracker))) = (backpressure.as_mut(), rate.as_mut())
-            && !f.dark
-            && let Some(ceiling) = bp.observe(f.accepted, refused, fullest)
-        {
-            tracker.set_ceiling(trigger.rate(), ceiling);
-            ceiling_gauge.set(ceiling.unwrap_or(0.0));
-            if let Some(c) = ceiling {
-                outcome.storage_ceiling_min = Some(outcome.storage_ceiling_min.map_or(c, |m: f64| m.min(c)));
-            }
-        }
-        if live {
-            // The verdict is written: from the frame's first packet to here is what an operator waits.
-            let ns = telemetry::now_ns().saturating_sub(frame.meta().first_packet_ns);
-            outcome.latency.record_ns(ns);
-            to_verdict.record(ns as f64 * 1e-9);
-        }
-    };
-    let mut published = Instant::now();
-    let mut cluster = watch.cluster.take();
-    loop {
-        let frame = match cluster.as_mut() {
-            Some(node) => loop {
-                if let Some(frame) = input.try_pop() {
-                    break Some(frame);
-                }
-                if input.is_drained() {
-                    break input.try_pop();
-                }
-                // Nothing to order: wait a little for verdicts and hand on what they free.
-                node.wait(Duration::from_micros(200), |f| deliver(f, &mut outcome, &mut failure));
-            },
-            None => input.pop_waiting(),
-        };
-        let Some(frame) = frame else { break };
-        let at = (frame.meta().sequence % pool_capacity as u64) as usize;
-        pending[at] = Some(frame);
-        while let Some(frame) = pending[(next % pool_capacity as u64) as usize].take() {
-            match cluster.as_mut() {
-                Some(node) => node.judge(frame, |f| deliver(f, &mut outcome, &mut failure)),
-                None => deliver(frame, &mut outcome, &mut failure),
-            }
-            next += 1;
-        }
-        if published.elapsed() >= PUBLISH_EVERY {
-            watch.publish();
-            published = Instant::now();
-        }
-    }
-    // Anything left (only if a sequence never came) still goes out, in order.
-    let mut rest: Vec<FrameHandle> = pending.into_iter().flatten().collect();
-    rest.sort_by_key(|f| f.meta().sequence);
-    for frame in rest {
-        match cluster.as_mut() {
-            Some(node) => node.judge(frame, |f| deliver(f, &mut outcome, &mut failure)),
-            None => deliver(frame, &mut outcome, &mut failure),
-        }
-    }
-    if let Some(node) = cluster {
-        let (report, error) = node.finish(next, |f| deliver(f, &mut outcome, &mut failure));
-        outcome.cluster = Some(report);
-        if let Some(e) = error {
-            failure = failure.or(Some(e.into()));
-        }
-    }
-    for lane in lanes.drain(..) {
-        match lane.finish() {
-            Ok(report) => outcome.reports.push(report),
-            // The sink's own error says more than "a sink failed".
-            Err(e) => {
-                failure = match failure {
-                    None | Some(PipelineError::SinkFailed(_)) => Some(e.into()),
-                    other => other,
-                }
-            }
-        }
-    }
-    watch.publish();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(outcome),
     }
 }

@@ -45,8 +45,8 @@ pub struct RunSummary {
     pub trigger_failures: u64,
     pub reduce_time: Duration,
     /// Spots the learned localiser refined, and batches of patches it failed on.
-    pub spots_refined: u64,
-    pub peak_batches_failed: u64,
+    pub spots_localised: u64,
+    pub localiser_batches_failed: u64,
     pub sinks: Vec<SinkReport>,
     /// Frames sinks should have taken that found their queue full (storage behind), over all sinks.
     pub frames_dropped_storage: u64,
@@ -63,7 +63,7 @@ pub struct RunSummary {
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
     /// What this node of a cluster sent and what the builder's verdicts did to its frames.
-    pub cluster: Option<crate::cluster::NodeReport>,
+    pub cluster: Option<crate::scaleout::cluster::NodeReport>,
 }
 
 impl RunSummary {
@@ -140,10 +140,10 @@ impl fmt::Display for RunSummary {
         }
         let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
         writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
-        if self.spots_refined > 0 || self.peak_batches_failed > 0 {
-            write!(f, "peaks        {} spot centres refined by the learned localiser", self.spots_refined)?;
-            if self.peak_batches_failed > 0 {
-                write!(f, "; the model failed on {} batches (centre of mass kept)", self.peak_batches_failed)?;
+        if self.spots_localised > 0 || self.localiser_batches_failed > 0 {
+            write!(f, "localiser    {} spot centres refined", self.spots_localised)?;
+            if self.localiser_batches_failed > 0 {
+                write!(f, "; it failed on {} batches (centre of mass kept)", self.localiser_batches_failed)?;
             }
             writeln!(f)?;
         }

@@ -1,7 +1,7 @@
 //! Bragg diffraction from a randomly oriented crystal: the reciprocal lattice rotated at random,
 //! every reflection near the Ewald sphere projected along its diffracted ray onto the detector plane.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// The unit cell (orthorhombic) and how the crystal diffracts.
 #[derive(Clone, Copy, Debug)]

@@ -295,12 +295,11 @@ impl<'a> FrameExamples<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SpotsTriggerSection;
 
     #[test]
     fn examples_are_bright_patches_near_their_targets() {
         let cfg = SimConfig { frames: 4, hit_rate: 1.0, seed: 5, ..SimConfig::default() };
-        let params = SpotFinderParams::from(&SpotsTriggerSection::default());
+        let params = SpotFinderParams::default();
         let data = peak_dataset(&cfg, params, 2.0, &|_| {}).unwrap();
         assert!(data.len() > 20, "{} examples", data.len());
         assert_eq!(data.patches.len(), data.len() * PATCH_PIXELS);
@@ -321,7 +320,7 @@ mod tests {
     #[test]
     fn frame_summaries_tell_hits_from_misses() {
         let cfg = SimConfig { frames: 12, hit_rate: 0.5, seed: 9, ..SimConfig::default() };
-        let params = SpotFinderParams::from(&SpotsTriggerSection::default());
+        let params = SpotFinderParams::default();
         let data = frame_dataset(&cfg, params, &|_| {}).unwrap();
         assert_eq!(data.len(), 12);
         assert_eq!(data.summaries.len(), 12 * SUMMARY_LEN);

@@ -12,8 +12,8 @@ pub mod capture_writer;
 pub mod crystal;
 pub mod dataset;
 pub mod npy;
+mod packets;
 pub mod response;
-pub mod rng;
 pub mod run;
 pub mod score;
 

@@ -3,8 +3,8 @@
 //! calibration file), electronic noise, automatic gain switching, and the encoding (gain code in bits
 //! 15–14: G0 → 0, G1 → 1, G2 → 3; ADC in bits 13–0).
 
-use super::rng::Rng;
 use crate::calib::CalibrationMaps;
+use crate::rng::Rng;
 
 /// A module's analogue response, one map value per pixel.
 pub struct JungfrauResponse {

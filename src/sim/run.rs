@@ -1,25 +1,17 @@
 //! One simulated run, from its parameters to the files on disk: `run.pcap` (or `.pcapng`),
 //! `truth.json`, `calibration.bin` and `replay.toml` (a config that replays the run).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zerocopy::IntoBytes;
 
 use super::capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
 use super::crystal::{Crystal, Experiment, Reflection, random_rotation, reflections};
+pub use super::packets::PacketFaults;
+use super::packets::{PacketCounts, PacketEmitter};
 use super::response::JungfrauResponse;
-use super::rng::Rng;
-use crate::detector::{DetectorGeometry, DetectorType, GeometryError, ImageLayout, SlsDetectorHeader};
-
-/// Damage done to the packet stream on its way, as fractions of packets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PacketFaults {
-    pub loss: f64,
-    pub reorder: f64,
-    pub duplicate: f64,
-}
+use crate::detector::{DetectorGeometry, DetectorType, GeometryError, ImageLayout};
+use crate::rng::Rng;
 
 /// Everything that defines a simulated run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -448,7 +440,8 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let mut next = 1u64;
-    let mut packets = PacketEmitter::new(&model.geometry, cfg);
+    let mut packets = PacketEmitter::new(&model.geometry, cfg.seed, cfg.frame_rate_hz, cfg.faults, cfg.modules_per_row);
+    let mut counts = PacketCounts::default();
     while next <= cfg.frames {
         let batch: Vec<u64> = (next..=cfg.frames).take(threads * 2).collect();
         next += batch.len() as u64;
@@ -466,12 +459,14 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
             chunks.into_iter().flat_map(|h| h.join().expect("simulation thread")).collect()
         });
         for (raw, frame_truth) in frames {
-            packets.emit(&mut writer, &raw, frame_truth.frame_number, &mut truth).map_err(io(&capture))?;
+            packets.emit(&mut writer, &raw, frame_truth.frame_number, &mut counts).map_err(io(&capture))?;
             progress(frame_truth.frame_number);
             truth.frames.push(frame_truth);
         }
     }
     writer.finish().map_err(io(&capture))?;
+    (truth.packets_sent, truth.packets_lost) = (counts.sent, counts.lost);
+    (truth.packets_reordered, truth.packets_duplicated) = (counts.reordered, counts.duplicated);
     let truth_path = out_dir.join("truth.json");
     let json = serde_json::to_vec_pretty(&truth).map_err(|e| SimError::Parameter(e.to_string()))?;
     std::fs::write(&truth_path, json).map_err(io(&truth_path))?;
@@ -479,92 +474,6 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
     std::fs::write(&replay_config, replay_toml(cfg, (model.experiment.beam_row, model.experiment.beam_col)))
         .map_err(io(&replay_config))?;
     Ok(SimOutputs { capture, truth: truth_path, calibration, replay_config, truth_summary: truth })
-}
-
-/// Cuts frames into packets the way the modules send them: ports interleaved packet by packet, each
-/// packet on the wire 10 GbE apart, frames at the frame rate; then loses, reorders and duplicates.
-struct PacketEmitter {
-    geometry: DetectorGeometry,
-    seed: u64,
-    frame_rate_hz: f64,
-    faults: PacketFaults,
-    modules_per_row: usize,
-    order: Vec<(usize, usize)>,
-}
-
-impl PacketEmitter {
-    fn new(geometry: &DetectorGeometry, cfg: &SimConfig) -> PacketEmitter {
-        PacketEmitter {
-            geometry: geometry.clone(),
-            seed: cfg.seed,
-            frame_rate_hz: cfg.frame_rate_hz,
-            faults: cfg.faults,
-            modules_per_row: cfg.modules_per_row.max(1),
-            order: Vec::new(),
-        }
-    }
-
-    fn emit<W: Write>(
-        &mut self,
-        w: &mut CaptureWriter<W>,
-        raw: &[u16],
-        frame_number: u64,
-        truth: &mut RunTruth,
-    ) -> std::io::Result<()> {
-        let g = &self.geometry;
-        let ppp = g.model.packets_per_port();
-        self.order.clear();
-        for n in 0..ppp {
-            for port in 0..g.ports() {
-                self.order.push((port, n));
-            }
-        }
-        let mut rng = Rng::new(self.seed ^ 0x5eed_fa17, frame_number);
-        let len = self.order.len();
-        for i in 0..len {
-            if rng.uniform() < self.faults.reorder {
-                let j = (i + 1 + rng.below(8)).min(len - 1);
-                self.order.swap(i, j);
-                truth.packets_reordered += 1;
-            }
-        }
-        let frame_start_ns = 1_700_000_000_000_000_000 + ((frame_number - 1) as f64 * 1e9 / self.frame_rate_hz) as u64;
-        let wire_ns = (g.model.packet_bytes() + 42) as u64 * 8 / 10;
-        let bytes = raw.as_bytes();
-        let mut packet = vec![0u8; g.model.packet_bytes()];
-        for (k, &(port, n)) in self.order.iter().enumerate() {
-            truth.packets_sent += 1;
-            if rng.uniform() < self.faults.loss {
-                truth.packets_lost += 1;
-                continue;
-            }
-            let module = port / g.model.ports_per_module;
-            let header = SlsDetectorHeader {
-                frame_number: frame_number.into(),
-                exp_length: 0.into(),
-                packet_number: (n as u32).into(),
-                bunch_id: frame_number.into(),
-                timestamp: (((frame_number as f64) * 1e7 / self.frame_rate_hz).round() as u64).into(),
-                mod_id: (module as u16).into(),
-                row: (((module / self.modules_per_row) * g.model.ports_per_module + port % g.model.ports_per_module)
-                    as u16)
-                    .into(),
-                column: ((module % self.modules_per_row) as u16).into(),
-                det_type: g.model.det_type.code(),
-                version: 2,
-                ..Default::default()
-            };
-            packet[..48].copy_from_slice(header.as_bytes());
-            packet[48..].copy_from_slice(&bytes[g.packet_range(port, n)]);
-            let ts = frame_start_ns + (k / g.ports()) as u64 * wire_ns;
-            w.write_udp(ts, 32000 + port as u16, g.udp_ports[port], &packet)?;
-            if rng.uniform() < self.faults.duplicate {
-                truth.packets_duplicated += 1;
-                w.write_udp(ts + 1, 32000 + port as u16, g.udp_ports[port], &packet)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn replay_toml(cfg: &SimConfig, beam: (f64, f64)) -> String {

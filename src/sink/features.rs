@@ -14,10 +14,47 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
-use crate::features::Spot;
+use super::{Experiment, FrameRecord, Frames, Interest, Payload, Sink, SinkConfig, SinkError, SinkReport};
+use crate::frame::Spot;
+use crate::section::{Claim, Problems, Resource, key};
+
+/// `kind = "features"`: one record per frame, accepted or not, as JSON lines.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesSinkSection {
+    pub path: PathBuf,
+}
+
+impl SinkConfig for FeaturesSinkSection {
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        if self.path.as_os_str().is_empty() {
+            problems.bad(key(path, "path"), "an empty path");
+        }
+    }
+
+    fn claims(&self, path: &str) -> Vec<Claim> {
+        vec![Claim::new(key(path, "path"), Resource::Output(self.path.clone()))]
+    }
+
+    fn output_mut(&mut self) -> Option<&mut PathBuf> {
+        Some(&mut self.path)
+    }
+
+    fn open(&self, _experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(FeaturesSink::create(&self.path)?))
+    }
+}
+
+/// A line that is not a features record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a features record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("missing packets outside the {0} expected")]
+    MissingOutside(u32),
+}
 
 #[derive(Serialize)]
 struct Record<'a> {
@@ -171,10 +208,10 @@ struct OwnedRecord {
 ///
 /// # Errors
 /// The line is not a record, or its missing packets lie past the packets expected.
-pub fn decode_line(line: &[u8]) -> Result<FrameRecord, String> {
-    let r: OwnedRecord = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+pub fn decode_line(line: &[u8]) -> Result<FrameRecord, RecordError> {
+    let r: OwnedRecord = serde_json::from_slice(line)?;
     if r.packets_expected > 1 << 20 || r.missing_packets.iter().any(|&m| m >= r.packets_expected) {
-        return Err(format!("missing packets outside the {} expected", r.packets_expected));
+        return Err(RecordError::MissingOutside(r.packets_expected));
     }
     let mut frame = FrameRecord::with_capacity(r.spots.len(), r.packets_expected.div_ceil(64) as usize, 0);
     frame.meta = crate::frame::FrameMeta {

@@ -15,9 +15,60 @@ use std::thread::JoinHandle;
 use crossbeam::channel::{Receiver, Sender, bounded};
 use metrics::{Counter, Gauge, counter, gauge};
 
+use serde::{Deserialize, Serialize};
+
 use super::{FrameRecord, Interest, Sink, SinkError, SinkReport};
 use crate::frame::FrameHandle;
+use crate::section::{Problems, key};
 use crate::telemetry;
+
+/// `[storage]`: sink queues and the policy when storage cannot keep up.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Frames each sink may have waiting (memory: this many frame copies per frame-storing sink).
+    pub queue_frames: usize,
+    /// `auto` (the default): `wait` for a capture replayed as fast as possible (a file can wait, so
+    /// the replay is lossless), `drop_newest` for live and paced sources; `wait`: the ordering
+    /// thread waits for the sink (a live source then drops at its own full queue, counted);
+    /// `drop_newest`: a frame that finds a sink's queue full is not written there, counted and
+    /// alarmed; `raise_threshold`: the same, and the trigger's cut rises until storage keeps up.
+    pub on_full: OnFull,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { queue_frames: 64, on_full: OnFull::Auto }
+    }
+}
+
+impl StorageSection {
+    /// Every problem of the section, with its key path under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        problems.outside(key(path, "queue_frames"), self.queue_frames, (1, 65_536));
+    }
+
+    /// Whether the ordering thread waits for a sink that is behind rather than drop the frame there;
+    /// `can_wait` says whether the source loses nothing by waiting (a file read as fast as possible).
+    pub fn sinks_wait(&self, can_wait: bool) -> bool {
+        match self.on_full {
+            OnFull::Wait => true,
+            OnFull::Auto => can_wait,
+            OnFull::DropNewest | OnFull::RaiseThreshold => false,
+        }
+    }
+}
+
+/// What to do when a sink's queue is full.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    #[default]
+    Auto,
+    Wait,
+    DropNewest,
+    RaiseThreshold,
+}
 
 /// What became of a frame offered to a lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,25 +1,28 @@
 //! Where frames go once the trigger has spoken. Every sink sees every frame in the order the
 //! assembler handed them out; each keeps what it is for (accepted frames, every frame's features).
+//!
+//! A sink is one file: its config section (a [`SinkConfig`]: validate, the resources it claims,
+//! `open`) and the [`Sink`] it opens, which runs on its own thread behind a bounded queue
+//! ([`lanes`], fed as `[storage]` says). `crate::config::SinkSection` lists the kinds.
 
 pub mod backpressure;
-pub mod bitshuffle;
-pub mod encode;
 pub mod features;
-#[cfg(feature = "hdf5")]
 pub mod hdf5;
-pub mod jetstream;
 pub mod lanes;
 pub mod null;
 pub mod raw;
 pub mod record;
 pub mod stream;
 
+pub use lanes::{OnFull, StorageSection};
 pub use record::FrameRecord;
 
 use std::path::PathBuf;
 
-use crate::config::SinkSection;
+use crate::calib::CalibrationSection;
+use crate::codec::StoredPixels;
 use crate::detector::DetectorGeometry;
+use crate::section::{Claim, Problems};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -110,30 +113,45 @@ pub trait Sink: Send {
     fn finish(&mut self) -> Result<SinkReport, SinkError>;
 }
 
-/// Opens the sink a config section describes.
-///
-/// # Errors
-/// Its output cannot be created.
-pub fn open(
-    section: &SinkSection,
-    config: &crate::config::Config,
-    geometry: &DetectorGeometry,
-) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(match section {
-        SinkSection::Raw { dir } => Box::new(raw::RawSink::create(dir, geometry)?),
-        SinkSection::Features { path } => Box::new(features::FeaturesSink::create(path)?),
-        #[cfg(feature = "hdf5")]
-        SinkSection::Hdf5(h) => Box::new(hdf5::Hdf5Sink::create(h, config, geometry)?),
-        #[cfg(not(feature = "hdf5"))]
-        SinkSection::Hdf5(h) => {
-            return Err(SinkError::Format {
-                sink: "hdf5",
-                path: h.dir.clone(),
-                reason: "this hitgate was built without HDF5 (cargo feature `hdf5`)".into(),
-            });
-        }
-        SinkSection::Null { write_delay_us } => Box::new(null::NullSink::new(*write_delay_us)),
-        SinkSection::Stream(st) => Box::new(stream::StreamSink::create(st, config, geometry)?),
-        SinkSection::Jetstream(f) => Box::new(jetstream::JetstreamSink::create(f, geometry)?),
-    })
+/// What the sinks describe of a run besides its frames: the detector and where its panels sit, the
+/// beam, the calibration (photon energy, pixel mask) and the trigger that judged.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub geometry: DetectorGeometry,
+    /// Each panel's first pixel in the assembled image (row, column).
+    pub panel_origins: Vec<(usize, usize)>,
+    /// The beam centre in the assembled image (row, column).
+    pub beam_center_px: (f64, f64),
+    pub calibration: CalibrationSection,
+    /// The trigger's kind, as configs name it.
+    pub trigger: &'static str,
+}
+
+/// A sink's config section: what `[[sink]]` holds for one kind.
+pub trait SinkConfig {
+    /// Every problem of the section, with its key path under `path` (`sink[i]`).
+    fn validate(&self, path: &str, problems: &mut Problems);
+
+    /// The resources it takes for itself (an output path, an endpoint it binds).
+    fn claims(&self, _path: &str) -> Vec<Claim> {
+        Vec::new()
+    }
+
+    /// The file or folder it writes, when it writes one: relative to the config file's folder, and
+    /// with `{node}` standing for a cluster node's name.
+    fn output_mut(&mut self) -> Option<&mut PathBuf> {
+        None
+    }
+
+    /// The pixels it stores compressed, when it takes compressed frames (every such sink of a run
+    /// takes the same: frames are compressed once, by the reducers).
+    fn stored_pixels(&self) -> Option<StoredPixels> {
+        None
+    }
+
+    /// Opens the sink.
+    ///
+    /// # Errors
+    /// Its output cannot be created or its endpoint bound.
+    fn open(&self, experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError>;
 }

@@ -3,7 +3,27 @@
 
 use std::time::Duration;
 
-use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
+use serde::{Deserialize, Serialize};
+
+use super::{Experiment, FrameRecord, Frames, Interest, Payload, Sink, SinkConfig, SinkError, SinkReport};
+use crate::section::Problems;
+
+/// `kind = "null"`: discards frames (throughput measurements). `write_delay_us` makes each frame take
+/// that long, to rehearse storage slower than the accept rate.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NullSection {
+    #[serde(default)]
+    pub write_delay_us: u64,
+}
+
+impl SinkConfig for NullSection {
+    fn validate(&self, _path: &str, _problems: &mut Problems) {}
+
+    fn open(&self, _experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(NullSink::new(self.write_delay_us)))
+    }
+}
 
 #[derive(Default)]
 pub struct NullSink {

@@ -14,8 +14,39 @@ use std::path::{Path, PathBuf};
 use zerocopy::little_endian::{F32, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
+use serde::{Deserialize, Serialize};
+
+use super::{Experiment, FrameRecord, Frames, Interest, Payload, Sink, SinkConfig, SinkError, SinkReport};
 use crate::detector::DetectorGeometry;
+use crate::section::{Claim, Problems, Resource, key};
+
+/// `kind = "raw"`: accepted frames, raw, with an index.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// Folder for `frames.raw`, `frames.idx` and `run.json`.
+    pub dir: PathBuf,
+}
+
+impl SinkConfig for RawSection {
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        if self.dir.as_os_str().is_empty() {
+            problems.bad(key(path, "dir"), "an empty path");
+        }
+    }
+
+    fn claims(&self, path: &str) -> Vec<Claim> {
+        vec![Claim::new(key(path, "dir"), Resource::Output(self.dir.clone()))]
+    }
+
+    fn output_mut(&mut self) -> Option<&mut PathBuf> {
+        Some(&mut self.dir)
+    }
+
+    fn open(&self, experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(RawSink::create(&self.dir, &experiment.geometry)?))
+    }
+}
 
 /// One entry of `frames.idx`.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq)]

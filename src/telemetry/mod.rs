@@ -1,15 +1,13 @@
-//! Metric names as constants, described once, and the per-batch flushing of counts kept locally on
-//! the hot path. Nothing here runs per packet: stages count in plain integers and call a flusher per
-//! batch, which turns the difference since the last flush into counter increments.
+//! Metric names as constants, described once, and the clocks stages share. Nothing here runs per
+//! packet: stages count in plain integers and turn the difference since their last flush into counter
+//! increments once per batch.
 
 pub mod latency;
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use metrics::{Counter, counter, describe_counter, describe_gauge, describe_histogram};
-
-use crate::frame::{AssemblyCounters, PacketDrop};
+use metrics::{describe_counter, describe_gauge, describe_histogram};
 
 pub const PACKETS_RECEIVED: &str = "hitgate_packets_received_total";
 pub const BYTES_RECEIVED: &str = "hitgate_bytes_received_total";
@@ -29,8 +27,8 @@ pub const TRIGGER_THRESHOLD: &str = "hitgate_trigger_threshold";
 pub const TRIGGER_TARGET_RATE: &str = "hitgate_trigger_target_accept_rate";
 pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
 pub const TRIGGER_FAILURES: &str = "hitgate_trigger_failures_total";
-pub const SPOTS_REFINED: &str = "hitgate_spots_refined_total";
-pub const PEAK_MODEL_FAILURES: &str = "hitgate_peak_model_failures_total";
+pub const LOCALISER_SPOTS: &str = "hitgate_spots_localised_total";
+pub const LOCALISER_FAILED_BATCHES: &str = "hitgate_localiser_failed_batches_total";
 pub const FPGA_FRAMES: &str = "hitgate_fpga_frames_total";
 pub const FPGA_FALLBACKS: &str = "hitgate_fpga_fallbacks_total";
 pub const FPGA_UP: &str = "hitgate_fpga_card_up";
@@ -82,10 +80,10 @@ pub fn describe() {
             STORAGE_RATE_CEILING,
             "Accept rate storage keeps up with, while it holds the trigger's cut up (0: no ceiling)"
         );
-        describe_counter!(SPOTS_REFINED, "Spots given a centre by the learned peak localiser");
+        describe_counter!(LOCALISER_SPOTS, "Spots the localiser gave a refined centre");
         describe_counter!(
-            PEAK_MODEL_FAILURES,
-            "Batches of patches the peak model failed on (their spots keep the centre of mass only)"
+            LOCALISER_FAILED_BATCHES,
+            "Batches of patches the localiser failed on (their spots keep the centre of mass only)"
         );
     });
 }
@@ -105,77 +103,6 @@ pub fn thread_cpu_seconds() -> f64 {
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Turns an assembler's running counts into metric increments, once per batch.
-pub struct AssemblyFlusher {
-    last: AssemblyCounters,
-    last_records: u64,
-    last_bytes: u64,
-    received: Counter,
-    bytes: Counter,
-    placed: Counter,
-    lost: Counter,
-    dropped: Vec<Counter>,
-    complete: Counter,
-    partial: Counter,
-    partial_dropped: Counter,
-    no_slot: Counter,
-    queue_full: Counter,
-    last_queue_full: u64,
-}
-
-impl Default for AssemblyFlusher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl AssemblyFlusher {
-    pub fn new() -> AssemblyFlusher {
-        describe();
-        AssemblyFlusher {
-            last: AssemblyCounters::default(),
-            last_records: 0,
-            last_bytes: 0,
-            received: counter!(PACKETS_RECEIVED),
-            bytes: counter!(BYTES_RECEIVED),
-            placed: counter!(PACKETS_PLACED),
-            lost: counter!(PACKETS_LOST),
-            dropped: PacketDrop::ALL.iter().map(|r| counter!(PACKETS_DROPPED, "reason" => r.label())).collect(),
-            complete: counter!(FRAMES, "outcome" => "complete"),
-            partial: counter!(FRAMES, "outcome" => "partial"),
-            partial_dropped: counter!(FRAMES, "outcome" => "partial_dropped"),
-            no_slot: counter!(FRAMES, "outcome" => "dropped_no_slot"),
-            queue_full: counter!(FRAMES, "outcome" => "dropped_queue_full"),
-            last_queue_full: 0,
-        }
-    }
-
-    /// Adds what changed since the last flush.
-    pub fn flush(&mut self, now: &AssemblyCounters, records: u64, bytes: u64) {
-        let l = &self.last;
-        self.received.increment(records - self.last_records);
-        self.bytes.increment(bytes - self.last_bytes);
-        self.placed.increment(now.packets_placed - l.packets_placed);
-        self.lost.increment(now.packets_lost - l.packets_lost);
-        for (i, c) in self.dropped.iter().enumerate() {
-            c.increment(now.packets_dropped[i] - l.packets_dropped[i]);
-        }
-        self.complete.increment(now.frames_complete - l.frames_complete);
-        self.partial.increment(now.frames_partial - l.frames_partial);
-        self.partial_dropped.increment(now.frames_partial_dropped - l.frames_partial_dropped);
-        self.no_slot.increment(now.frames_no_slot - l.frames_no_slot);
-        self.last = *now;
-        self.last_records = records;
-        self.last_bytes = bytes;
-    }
-
-    /// Adds the frames a live source dropped because the reducers' queue was full, `total` so far.
-    pub fn flush_queue_full(&mut self, total: u64) {
-        self.queue_full.increment(total - self.last_queue_full);
-        self.last_queue_full = total;
-    }
 }
 
 /// Now as an ISO 8601 UTC time (`2026-11-24T10:00:00Z`).

@@ -1,28 +1,28 @@
 //! Trigger backends turn a frame's features into a score; the rate control turns scores into verdicts
 //! (a fixed cut or a target accept rate, plus the audit stream). The classical `spots` backend is the
 //! baseline every later trigger is measured against.
+//!
+//! A backend is one file with its section, its prepared form and its per-worker scorer
+//! ([`backend`]); [`kinds`] lists them. [`Trigger`] is the configured one with its rate control,
+//! prepared once and shared by every reducer worker, each of which owns a [`Scorer`]. [`tune`] chooses
+//! a cut offline from scored frames.
 
+pub mod accept_all;
+pub mod backend;
 pub mod fpga;
+pub mod kinds;
 pub mod rate;
 pub mod spots;
 pub mod tract;
+pub mod tune;
 
-pub use rate::{RateControl, RateError, RateTracker};
-pub use spots::SpotsTrigger;
-pub use tract::{ClassifierError, ClassifierSource, TractState, TractTrigger};
+pub use backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
+pub use kinds::{TriggerKind, TriggerSection};
+pub use rate::{RateControl, RateError, RateSection, RateTracker};
+pub use spots::{SpotsTrigger, SpotsTriggerSection};
+pub use tract::{ClassifierError, ClassifierSource, TractState, TractTrigger, TractTriggerSection};
 
-use crate::config::{TriggerKind, TriggerSection};
-
-/// The backend that scores frames.
-#[derive(Debug)]
-pub enum Backend {
-    Spots(SpotsTrigger),
-    /// The learned hit classifier on the frame's summary.
-    Tract(TractTrigger),
-    /// The int8 hit classifier on an FPGA card, with its software fallback.
-    Fpga(Box<fpga::backend::FpgaBackend>),
-    AcceptAll,
-}
+use crate::section::{Problems, key};
 
 /// Why a trigger cannot be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -35,26 +35,11 @@ pub enum TriggerError {
     Fpga(#[from] fpga::backend::FpgaBackendError),
 }
 
-/// One worker's trigger state: the learned backend's run state, the FPGA backend's batch.
-#[derive(Debug, Default)]
-pub struct TriggerState {
-    tract: Option<TractState>,
-    batch: Option<CardBatch>,
-}
-
-/// A worker's frames staged for one card call: their inputs, then their scores once judged. Sized
-/// once for the largest batch, so judging allocates nothing.
-#[derive(Debug)]
-struct CardBatch {
-    inputs: Vec<[i8; fpga::quant::INPUTS]>,
-    logits: Vec<i64>,
-    scores: Vec<f32>,
-}
-
 /// The configured trigger, prepared once and shared by every reducer worker.
 #[derive(Debug)]
 pub struct Trigger {
-    backend: Backend,
+    kind: TriggerKind,
+    backend: Box<dyn Backend>,
     rate: RateControl,
 }
 
@@ -72,12 +57,44 @@ pub struct Decision {
 pub enum RetuneError {
     #[error("the {0} trigger has no threshold to tune")]
     NoThreshold(&'static str),
+    #[error("the {0} trigger's cut is a score, not a number of spots: use threshold=")]
+    NotSpots(&'static str),
     #[error("min_spots must be at least 1 (use trigger.kind = \"accept_all\" to keep everything)")]
     ZeroSpots,
     #[error("min_spots {0} is above max_spots {1}: no frame could pass")]
     AboveMax(u32, u32),
     #[error(transparent)]
     Rate(#[from] RateError),
+}
+
+impl TriggerSection {
+    /// Every problem of the section, with its key path under `path`: every backend's section (a
+    /// backend not chosen now may be chosen by a reload or the command line) and the rate control's.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        for kind in TriggerKind::ALL {
+            self.section_of(*kind).validate(&key(path, kind.name()), problems);
+        }
+        self.rate.validate(&key(path, "rate"), problems);
+    }
+
+    /// Paths relative to the config file are taken from its folder.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        for (_, section) in self.sections_mut() {
+            section.resolve_paths(base);
+        }
+    }
+
+    /// Whether the configured trigger has a cut to tune (`accept_all` has none).
+    pub fn has_cut(&self) -> bool {
+        self.backend().cut().is_some()
+    }
+
+    /// The config key and value that put the configured trigger's cut at `threshold` (what `hitgate
+    /// tune` writes); `None` for a trigger without a cut.
+    pub fn cut_setting(&self, threshold: f32) -> Option<(String, toml::Value)> {
+        let cut = self.backend().cut()?;
+        Some((format!("trigger.{}.{}", self.kind.name(), cut.key), cut.unit.setting(threshold)))
+    }
 }
 
 impl Trigger {
@@ -88,135 +105,66 @@ impl Trigger {
     /// A rate setting out of range (validation reports the same with its key), or a model that cannot
     /// be loaded or does not fit.
     pub fn from_config(section: &TriggerSection) -> Result<Trigger, TriggerError> {
+        let backend = section.backend().prepare()?;
+        let cut = section.backend().cut();
+        let threshold = cut.map_or(0.0, |c| c.value);
+        let tie_spread = cut.map_or(0.0, |c| c.unit.tie_spread());
         let r = &section.rate;
-        let (backend, threshold, tie_spread) = match section.kind {
-            TriggerKind::Spots => {
-                (Backend::Spots(SpotsTrigger::new(section.spots.max_spots)), section.spots.min_spots as f32, 1.0)
-            }
-            TriggerKind::Tract => {
-                let model = TractTrigger::load(&ClassifierSource::parse(&section.tract.model))?;
-                (Backend::Tract(model), section.tract.threshold, 0.0)
-            }
-            TriggerKind::Fpga => {
-                (Backend::Fpga(Box::new(fpga::backend::FpgaBackend::open(&section.fpga)?)), section.fpga.threshold, 0.0)
-            }
-            TriggerKind::AcceptAll => (Backend::AcceptAll, 0.0, 0.0),
-        };
         let rate = RateControl::new(threshold, r.target_accept_rate, r.audit_every, tie_spread)?;
-        Ok(Trigger { backend, rate })
+        Ok(Trigger { kind: section.kind, backend, rate })
     }
 
-    /// A worker's own state for this trigger.
+    /// A worker's own scorer for this trigger.
     ///
     /// # Errors
-    /// The learned backend's runtime cannot make one.
-    pub fn state(&self) -> Result<TriggerState, TriggerError> {
-        let most = self.batch_frames();
-        Ok(TriggerState {
-            tract: match &self.backend {
-                Backend::Tract(t) => Some(t.state()?),
-                _ => None,
-            },
-            batch: matches!(self.backend, Backend::Fpga(_)).then(|| CardBatch {
-                inputs: Vec::with_capacity(most),
-                logits: vec![0; most],
-                scores: Vec::with_capacity(most),
-            }),
-        })
+    /// The backend's runtime cannot make one.
+    pub fn scorer(&self) -> Result<Box<dyn Scorer>, TriggerError> {
+        self.backend.scorer()
     }
 
-    /// The most frames a worker should judge together ([`Trigger::stage`]): the FPGA card's batch;
-    /// one for backends that gain nothing from batches.
+    /// The most frames a worker should judge together: the FPGA card's batch; one for backends that
+    /// gain nothing from batches.
     pub fn batch_frames(&self) -> usize {
-        match &self.backend {
-            Backend::Fpga(f) => f.batch_frames(),
-            _ => 1,
-        }
-    }
-
-    /// Stages a frame's summary for the next [`Trigger::judge_staged`] (the FPGA backend quantizes
-    /// it now; the others judge in [`Trigger::decide_staged`]). At most [`Trigger::batch_frames`]
-    /// frames are staged between two judgements; one more is judged alone, later.
-    pub fn stage(&self, state: &mut TriggerState, summary: &[f32]) {
-        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_mut())
-            && batch.inputs.len() < batch.inputs.capacity()
-        {
-            let mut input = [0i8; fpga::quant::INPUTS];
-            f.quantize(summary, &mut input);
-            batch.inputs.push(input);
-        }
-    }
-
-    /// Judges the staged frames together (one card call for the FPGA backend).
-    pub fn judge_staged(&self, state: &mut TriggerState) {
-        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_mut()) {
-            let n = batch.inputs.len();
-            batch.scores.clear();
-            batch.scores.resize(n, 0.0);
-            f.score_batch(&batch.inputs, &mut batch.logits[..n], &mut batch.scores);
-            batch.inputs.clear();
-        }
-    }
-
-    /// The decision on the `index`th frame staged before the last [`Trigger::judge_staged`]; the
-    /// arguments are those [`Trigger::decide`] takes, for backends that judge here.
-    pub fn decide_staged(
-        &self,
-        state: &mut TriggerState,
-        index: usize,
-        spots_found: u32,
-        summary: &[f32],
-        sequence: u64,
-    ) -> Decision {
-        if let (Backend::Fpga(f), Some(batch)) = (&self.backend, state.batch.as_ref()) {
-            // A frame staged past the batch's capacity was not judged with it: it is judged alone.
-            let score = batch.scores.get(index).copied().unwrap_or_else(|| f.score(summary));
-            return Decision { score, accepted: self.rate.passes(score, sequence), failed: false };
-        }
-        self.decide(state, spots_found, summary, sequence)
+        self.backend.batch_frames()
     }
 
     /// Whether the backend reads the frame's summary (`features::summary`).
     pub fn needs_summary(&self) -> bool {
-        matches!(self.backend, Backend::Tract(_) | Backend::Fpga(_))
+        self.backend.reads_summary()
     }
 
-    /// What the FPGA backend did (frames on the card, in software, why the card is down).
-    pub fn fpga_stats(&self) -> Option<fpga::backend::FpgaStats> {
-        match &self.backend {
-            Backend::Fpga(f) => Some(f.stats()),
-            _ => None,
-        }
+    /// The backend as its own type, for what only one kind has (the FPGA card's statistics).
+    pub fn backend_as<T: 'static>(&self) -> Option<&T> {
+        self.backend.as_any().downcast_ref()
     }
 
-    /// The FPGA backend's emulated card, when it runs one.
-    pub fn emulated_card(&self) -> Option<&fpga::emulator::EmulatedCard> {
-        match &self.backend {
-            Backend::Fpga(f) => f.emulated_card(),
-            _ => None,
-        }
+    /// Which backend judges.
+    pub fn kind(&self) -> TriggerKind {
+        self.kind
     }
 
-    /// Judges a frame from its spot count and summary; `sequence` is its place in the run.
-    pub fn decide(&self, state: &mut TriggerState, spots_found: u32, summary: &[f32], sequence: u64) -> Decision {
-        match (&self.backend, state.tract.as_mut()) {
-            (Backend::Spots(t), _) => {
-                let (score, allowed) = t.score(spots_found);
-                Decision { score, accepted: allowed && self.rate.passes(score, sequence), failed: false }
-            }
-            (Backend::Tract(_), Some(model)) => match model.score(summary) {
-                Ok(score) if !score.is_nan() => {
-                    Decision { score, accepted: self.rate.passes(score, sequence), failed: false }
-                }
-                // Fail open: a frame the model could not judge is kept, and counted.
-                _ => Decision { score: f32::INFINITY, accepted: true, failed: true },
-            },
-            (Backend::Tract(_), None) => Decision { score: f32::INFINITY, accepted: true, failed: true },
-            (Backend::Fpga(f), _) => {
-                let score = f.score(summary);
-                Decision { score, accepted: self.rate.passes(score, sequence), failed: false }
-            }
-            (Backend::AcceptAll, _) => Decision { score: spots_found as f32, accepted: true, failed: false },
+    /// Judges a frame alone; `sequence` is its place in the run.
+    pub fn decide(&self, scorer: &mut dyn Scorer, frame: FrameFacts<'_>, sequence: u64) -> Decision {
+        self.verdict(scorer.score(frame, None), sequence)
+    }
+
+    /// The decision on the `index`th frame staged before the scorer's last judgement.
+    pub fn decide_staged(
+        &self,
+        scorer: &mut dyn Scorer,
+        index: usize,
+        frame: FrameFacts<'_>,
+        sequence: u64,
+    ) -> Decision {
+        self.verdict(scorer.score(frame, Some(index)), sequence)
+    }
+
+    fn verdict(&self, score: Score, sequence: u64) -> Decision {
+        match score {
+            Score::Value(score) => Decision { score, accepted: self.rate.passes(score, sequence), failed: false },
+            Score::Vetoed(score) => Decision { score, accepted: false, failed: false },
+            Score::Kept(score) => Decision { score, accepted: true, failed: false },
+            Score::Failed => Decision { score: f32::INFINITY, accepted: true, failed: true },
         }
     }
 
@@ -225,55 +173,44 @@ impl Trigger {
         &self.rate
     }
 
-    fn name(&self) -> &'static str {
-        match self.backend {
-            Backend::Spots(_) => "spots",
-            Backend::Tract(_) => "tract",
-            Backend::Fpga(_) => "fpga",
-            Backend::AcceptAll => "accept_all",
-        }
-    }
-
     /// Whether the trigger judges at all (`accept_all` keeps everything and has no cut).
     pub fn has_cut(&self) -> bool {
-        !matches!(self.backend, Backend::AcceptAll)
+        self.backend.cut_unit().is_some()
     }
 
     /// The current cut in spots, where the trigger counts spots.
     pub fn min_spots(&self) -> Option<u32> {
-        match self.backend {
-            Backend::Spots(_) => Some(self.rate.threshold().ceil().max(0.0) as u32),
-            Backend::Tract(_) | Backend::Fpga(_) | Backend::AcceptAll => None,
-        }
+        (self.backend.cut_unit() == Some(CutUnit::Spots)).then(|| self.rate.threshold().ceil().max(0.0) as u32)
     }
 
     /// Fixes the cut at `min_spots` (a target rate, if one was held, is let go).
     ///
     /// # Errors
-    /// The trigger has no cut, or the value would accept everything or nothing.
+    /// The trigger does not count spots, or the value would accept everything or nothing.
     pub fn set_min_spots(&self, min_spots: u32) -> Result<(), RetuneError> {
-        match &self.backend {
-            Backend::Spots(_) if min_spots == 0 => Err(RetuneError::ZeroSpots),
-            Backend::Spots(t) if min_spots > t.max_spots() => Err(RetuneError::AboveMax(min_spots, t.max_spots())),
-            Backend::Spots(_) => {
+        match self.backend.cut_unit() {
+            None => Err(RetuneError::NoThreshold(self.kind.name())),
+            Some(CutUnit::Score) => Err(RetuneError::NotSpots(self.kind.name())),
+            Some(CutUnit::Spots) => {
                 self.set_threshold(min_spots as f32)?;
                 metrics::gauge!(crate::telemetry::TRIGGER_MIN_SPOTS).set(f64::from(min_spots));
                 Ok(())
             }
-            Backend::Tract(_) => Err(RetuneError::NoThreshold("tract (use threshold=)")),
-            Backend::Fpga(_) => Err(RetuneError::NoThreshold("fpga (use threshold=)")),
-            Backend::AcceptAll => Err(RetuneError::NoThreshold("accept_all")),
         }
     }
 
     /// Fixes the cut at a score (a target rate, if one was held, is let go).
     ///
     /// # Errors
-    /// The trigger has no cut, or the value is not a number.
+    /// The trigger has no cut, or the value is not a number or one the backend refuses.
     pub fn set_threshold(&self, threshold: f32) -> Result<(), RetuneError> {
         if !self.has_cut() {
-            return Err(RetuneError::NoThreshold(self.name()));
+            return Err(RetuneError::NoThreshold(self.kind.name()));
         }
+        if threshold.is_nan() {
+            return Err(RateError::Threshold(threshold).into());
+        }
+        self.backend.check_cut(threshold)?;
         self.rate.set_threshold(threshold)?;
         self.rate.set_target_rate(None)?;
         metrics::gauge!(crate::telemetry::TRIGGER_THRESHOLD).set(f64::from(threshold));
@@ -286,7 +223,7 @@ impl Trigger {
     /// The trigger has no cut, or the rate is outside (0, 1].
     pub fn set_target_rate(&self, rate: f64) -> Result<(), RetuneError> {
         if !self.has_cut() {
-            return Err(RetuneError::NoThreshold(self.name()));
+            return Err(RetuneError::NoThreshold(self.kind.name()));
         }
         Ok(self.rate.set_target_rate(Some(rate))?)
     }
@@ -295,7 +232,6 @@ impl Trigger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RateSection, SpotsTriggerSection};
 
     fn spots(min_spots: u32, max_spots: Option<u32>) -> Trigger {
         Trigger::from_config(&TriggerSection {
@@ -307,19 +243,19 @@ mod tests {
         .unwrap()
     }
 
+    fn decide(t: &Trigger, spots_found: u32, sequence: u64) -> Decision {
+        t.decide(t.scorer().unwrap().as_mut(), FrameFacts { spots_found, summary: &[] }, sequence)
+    }
+
     #[test]
     fn accepts_from_min_spots_on_and_can_be_retuned() {
         let t = spots(8, None);
-        assert!(!t.decide(&mut TriggerState::default(), 7, &[], 0).accepted);
-        assert_eq!(
-            t.decide(&mut TriggerState::default(), 8, &[], 1),
-            Decision { score: 8.0, accepted: true, failed: false }
-        );
-        assert!(t.decide(&mut TriggerState::default(), 1_000_000, &[], 2).accepted);
+        assert!(!decide(&t, 7, 0).accepted);
+        assert_eq!(decide(&t, 8, 1), Decision { score: 8.0, accepted: true, failed: false });
+        assert!(decide(&t, 1_000_000, 2).accepted);
         t.set_min_spots(10).unwrap();
         assert_eq!(t.min_spots(), Some(10));
-        assert!((0..100).all(|seq| !t.decide(&mut TriggerState::default(), 9, &[], seq).accepted
-            && t.decide(&mut TriggerState::default(), 10, &[], seq).accepted));
+        assert!((0..100).all(|seq| !decide(&t, 9, seq).accepted && decide(&t, 10, seq).accepted));
     }
 
     #[test]
@@ -327,11 +263,7 @@ mod tests {
         let t = spots(8, Some(50));
         assert_eq!(t.set_min_spots(51), Err(RetuneError::AboveMax(51, 50)));
         assert_eq!(t.set_min_spots(50), Ok(()));
-        assert!(
-            t.decide(&mut TriggerState::default(), 50, &[], 0).accepted
-                && !t.decide(&mut TriggerState::default(), 51, &[], 0).accepted
-                && !t.decide(&mut TriggerState::default(), 49, &[], 0).accepted
-        );
+        assert!(decide(&t, 50, 0).accepted && !decide(&t, 51, 0).accepted && !decide(&t, 49, 0).accepted);
     }
 
     #[test]
@@ -344,7 +276,30 @@ mod tests {
         assert!(matches!(t.set_target_rate(2.0), Err(RetuneError::Rate(_))));
         let all = Trigger::from_config(&TriggerSection { kind: TriggerKind::AcceptAll, ..TriggerSection::default() })
             .unwrap();
-        assert!(all.decide(&mut TriggerState::default(), 0, &[], 0).accepted);
+        assert!(decide(&all, 0, 0).accepted);
         assert_eq!(all.set_target_rate(0.1), Err(RetuneError::NoThreshold("accept_all")));
+        assert_eq!(all.min_spots(), None);
+    }
+
+    #[test]
+    fn each_backend_says_where_its_cut_is_written() {
+        let mut section = TriggerSection::default();
+        assert_eq!(section.cut_setting(7.2), Some(("trigger.spots.min_spots".into(), toml::Value::Integer(8))));
+        section.kind = TriggerKind::Tract;
+        assert_eq!(section.cut_setting(0.25), Some(("trigger.tract.threshold".into(), toml::Value::Float(0.25))));
+        section.kind = TriggerKind::Fpga;
+        assert_eq!(section.cut_setting(0.25), Some(("trigger.fpga.threshold".into(), toml::Value::Float(0.25))));
+        section.kind = TriggerKind::AcceptAll;
+        assert_eq!(section.cut_setting(0.25), None);
+        assert!(!section.has_cut());
+    }
+
+    #[test]
+    fn min_spots_is_refused_where_the_cut_is_a_score() {
+        let tract =
+            Trigger::from_config(&TriggerSection { kind: TriggerKind::Tract, ..TriggerSection::default() }).unwrap();
+        assert_eq!(tract.set_min_spots(3), Err(RetuneError::NotSpots("tract")));
+        tract.set_threshold(0.7).unwrap();
+        assert_eq!(tract.rate().threshold(), 0.7);
     }
 }

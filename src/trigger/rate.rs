@@ -17,6 +17,55 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
+use crate::section::{Problems, key};
+
+/// `[trigger.rate]`: how scores become verdicts beyond the backend's own cut: a target accept rate,
+/// the audit stream.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateSection {
+    /// Hold the fraction of frames accepted at this value (0 < rate ≤ 1) by moving the cut; absent:
+    /// the cut stays where the backend's config (or an operator) puts it.
+    pub target_accept_rate: Option<f64>,
+    /// Frames whose scores the target rate is measured on.
+    pub window_frames: usize,
+    /// Frames between two moves of the cut.
+    pub update_every_frames: u64,
+    /// Keep 1 in this many rejected frames, flagged as audit frames, to measure efficiency on real
+    /// data; 0 for none.
+    pub audit_every: u64,
+}
+
+impl Default for RateSection {
+    fn default() -> Self {
+        RateSection { target_accept_rate: None, window_frames: 1000, update_every_frames: 50, audit_every: 0 }
+    }
+}
+
+impl RateSection {
+    /// Every problem of the section, with its key path under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        let k = |name: &str| key(path, name);
+        if let Some(rate) = self.target_accept_rate
+            && !(rate > 0.0 && rate <= 1.0)
+        {
+            problems.bad(k("target_accept_rate"), format!("{rate} is outside (0, 1]"));
+        }
+        problems.outside(k("window_frames"), self.window_frames, (20, 1_000_000));
+        if self.update_every_frames == 0 || self.update_every_frames as usize > self.window_frames {
+            problems.bad(
+                k("update_every_frames"),
+                format!(
+                    "{} must be at least 1 and at most window_frames ({})",
+                    self.update_every_frames, self.window_frames
+                ),
+            );
+        }
+    }
+}
+
 /// A rate-control setting that cannot be taken.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RateError {

@@ -5,12 +5,63 @@
 //! f32, the summary as the reducer computes it; one output `[batch, 1]` f32. A [`TractTrigger`] is
 //! loaded, shape-checked, optimised and run once at startup with the batch fixed at 1 (one frame per
 //! run: the model is a few microseconds and frames come one at a time to each worker), then shared;
-//! each worker owns a [`TractState`].
+//! each worker owns a [`TractState`]. `[trigger.tract]` is [`TractTriggerSection`].
 
-use std::path::PathBuf;
+use std::any::Any;
+use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
+use super::TriggerError;
+use super::backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
 use crate::features::summary::SUMMARY_LEN;
 use crate::onnx_model::{OnnxError, OnnxModel, OnnxState, Origin};
+use crate::section::{Problems, key, resolve_model};
+
+/// The learned trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TractTriggerSection {
+    /// `"builtin"` or `"builtin-int8"` (the classifier compiled into hitgate, float32 or int8), or the
+    /// path of an ONNX model that follows the same contract.
+    pub model: String,
+    /// The cut on the hit probability (moved by the rate control when a target rate is set).
+    pub threshold: f32,
+}
+
+impl Default for TractTriggerSection {
+    fn default() -> Self {
+        TractTriggerSection { model: "builtin".into(), threshold: 0.5 }
+    }
+}
+
+impl BackendSection for TractTriggerSection {
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        if !self.threshold.is_finite() {
+            problems.bad(key(path, "threshold"), format!("{} is not a number", self.threshold));
+        }
+        if let ClassifierSource::File(file) = ClassifierSource::parse(&self.model)
+            && !file.is_file()
+        {
+            problems.bad(
+                key(path, "model"),
+                format!("{} is not a readable file (or \"builtin\", \"builtin-int8\")", file.display()),
+            );
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        resolve_model(&mut self.model, &["builtin", "builtin-int8"], base);
+    }
+
+    fn prepare(&self) -> Result<Box<dyn Backend>, TriggerError> {
+        Ok(Box::new(TractTrigger::load(&ClassifierSource::parse(&self.model))?))
+    }
+
+    fn cut(&self) -> Option<ConfiguredCut> {
+        Some(ConfiguredCut { key: "threshold", value: self.threshold, unit: CutUnit::Score })
+    }
+}
 
 /// The hit classifier trained on simulated JUNGFRAU runs, float32 and int8, compiled into the binary.
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../models/hit_classifier.onnx");
@@ -68,7 +119,7 @@ impl TractTrigger {
             ClassifierSource::File(path) => Origin::File(path),
         };
         let trigger = TractTrigger { model: OnnxModel::load(&name, origin, &[1, SUMMARY_LEN], 1)? };
-        let score = trigger.state()?.score(&[0.0; SUMMARY_LEN])?;
+        let score = trigger.state()?.hit_probability(&[0.0; SUMMARY_LEN])?;
         if !score.is_finite() {
             return Err(OnnxError::Shape { model: name, reason: format!("scores an empty frame {score}") });
         }
@@ -84,6 +135,24 @@ impl TractTrigger {
     }
 }
 
+impl Backend for TractTrigger {
+    fn scorer(&self) -> Result<Box<dyn Scorer>, TriggerError> {
+        Ok(Box::new(self.state()?))
+    }
+
+    fn cut_unit(&self) -> Option<CutUnit> {
+        Some(CutUnit::Score)
+    }
+
+    fn reads_summary(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// One worker's run state.
 #[derive(Debug)]
 pub struct TractState {
@@ -95,13 +164,23 @@ impl TractState {
     ///
     /// # Errors
     /// The summary is not [`SUMMARY_LEN`] values, or the model fails.
-    pub fn score(&mut self, summary: &[f32]) -> Result<f32, ClassifierError> {
+    pub fn hit_probability(&mut self, summary: &[f32]) -> Result<f32, ClassifierError> {
         if summary.len() != SUMMARY_LEN {
             return Err(OnnxError::Run(format!("summary of {} values, expected {SUMMARY_LEN}", summary.len())));
         }
         let mut score = [0f32];
         self.state.run(|input| input.copy_from_slice(summary), &mut score)?;
         Ok(score[0])
+    }
+}
+
+impl Scorer for TractState {
+    fn score(&mut self, frame: FrameFacts<'_>, _staged: Option<usize>) -> Score {
+        match self.hit_probability(frame.summary) {
+            Ok(score) if !score.is_nan() => Score::Value(score),
+            // Fail open: a frame the model could not judge is kept, and counted.
+            _ => Score::Failed,
+        }
     }
 }
 
@@ -114,9 +193,9 @@ mod tests {
         for source in [ClassifierSource::Builtin, ClassifierSource::BuiltinInt8] {
             let t = TractTrigger::load(&source).unwrap();
             let mut state = t.state().unwrap();
-            let empty = state.score(&[0.0; SUMMARY_LEN]).unwrap();
+            let empty = state.hit_probability(&[0.0; SUMMARY_LEN]).unwrap();
             assert!((0.0..=1.0).contains(&empty), "{source}: {empty}");
-            assert!(state.score(&[0.0; 3]).is_err());
+            assert!(state.hit_probability(&[0.0; 3]).is_err());
         }
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group, H5Type, Location};
 
-use crate::config::StoredPixels;
+use crate::codec::StoredPixels;
 
 /// HDF5's registered number for the bitshuffle filter.
 pub const BITSHUFFLE_FILTER: hdf5_sys::h5z::H5Z_filter_t = 32008;

@@ -1,4 +1,4 @@
-//! Accepted (and audit) frames as NeXus NXmx HDF5, in `dir`:
+//! Accepted (and audit) frames as NeXus NXmx HDF5, in `dir` (`kind = "hdf5"`, [`Hdf5Section`]):
 //!
 //! - `<prefix>_data_000001.h5`, …: the frames, `frames_per_file` (or `max_file_mib`) a file, each
 //!   frame one bitshuffle-LZ4 chunk compressed by the reducers (see [`datafile`]); a file is
@@ -7,173 +7,153 @@
 //!   ([`nxmx`]), rewritten (atomically) each time a data file closes and when the run ends.
 //!
 //! So at any moment, and after a crash, the master and every file it links are complete and
-//! valid; only the `.partial` file can be cut short.
+//! valid; only the `.partial` file can be cut short. A hitgate built without the `hdf5` feature keeps
+//! the section (so a config naming the sink is refused at load with the reason) but not the writer.
 
+#[cfg(feature = "hdf5")]
 pub mod datafile;
+#[cfg(feature = "hdf5")]
 pub mod inspect;
+#[cfg(feature = "hdf5")]
 pub mod nxmx;
+#[cfg(feature = "hdf5")]
+mod writer;
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "hdf5")]
+pub use writer::Hdf5Sink;
 
-use crate::telemetry::iso8601_now;
-use datafile::{DataFile, FrameEntry};
-use nxmx::{LinkedFile, RunDescription, write_master};
+use std::path::PathBuf;
 
-use super::encode::{chunk_bound, stored_element_size};
-use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
-use crate::config::{Config, Hdf5Section};
-use crate::detector::DetectorGeometry;
+use serde::{Deserialize, Serialize};
 
-pub struct Hdf5Sink {
-    section: Hdf5Section,
-    master: PathBuf,
-    run: RunDescription,
-    elem_size: usize,
-    shape: (usize, usize),
-    mask_words: usize,
-    chunk_bound: usize,
-    open: Option<DataFile>,
-    closed: Vec<LinkedFile>,
-    frames: u64,
-    bytes: u64,
+use crate::codec::StoredPixels;
+use crate::section::{Claim, Problems, Resource, key};
+use crate::sink::{Experiment, Sink, SinkConfig, SinkError};
+
+/// The NeXus/HDF5 sink: data files of `frames_per_file` frames (or `max_file_mib`), and a master
+/// file linking them, in `dir`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hdf5Section {
+    pub dir: PathBuf,
+    /// Files are `<prefix>_master.h5` and `<prefix>_data_000001.h5`, ….
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// What a pixel holds: `raw` (the detector's values), `photons_u32` (whole photons) or
+    /// `photons_f32` (photons, unrounded).
+    #[serde(default)]
+    pub pixels: StoredPixels,
+    /// A data file is closed after this many frames…
+    #[serde(default = "default_frames_per_file")]
+    pub frames_per_file: u64,
+    /// …or once it holds this many MiB, whichever comes first.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: u64,
+    /// The open file's frame metadata is written and the file flushed every this many frames.
+    #[serde(default = "default_flush_every")]
+    pub flush_every_frames: u64,
+    /// Sample to detector distance, for the NXmx geometry.
+    #[serde(default = "default_distance_mm")]
+    pub distance_mm: f64,
+    /// Incident wavelength; from `calibration.photon_energy_kev` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wavelength_angstrom: Option<f64>,
+    /// Written to `/entry/sample/name`.
+    #[serde(default)]
+    pub sample_name: String,
 }
 
-impl Hdf5Sink {
-    /// Creates the folder and an initial master (no data files yet).
-    ///
-    /// # Errors
-    /// The folder, the master or the calibration mask cannot be made.
-    pub fn create(section: &Hdf5Section, config: &Config, geometry: &DetectorGeometry) -> Result<Hdf5Sink, SinkError> {
-        let dir = &section.dir;
-        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io { sink: "hdf5", path: dir.clone(), source })?;
-        let (panels, rows, cols) = geometry.panels();
-        let panel_origins = config.panel_origins(geometry);
-        let pixels = panels * rows * cols;
-        let pixel_mask = match crate::calib::PixelMask::for_calibration(&config.calibration, pixels) {
-            Ok(Some(mask)) => mask.flags().iter().map(|&f| u32::from(f)).collect(),
-            Ok(None) => Vec::new(),
-            Err(e) => return Err(failed(config.calibration.mask_file.as_deref().unwrap_or(dir), e)),
-        };
-        let wavelength = section.wavelength_angstrom.unwrap_or_else(|| config.calibration.wavelength_angstrom());
-        let run = RunDescription {
-            detector_model: geometry.model.name.to_string(),
-            bits_per_pixel: geometry.model.bits_per_pixel as u32,
-            pixel_size_m: f64::from(geometry.model.pixel_size_um) * 1e-6,
-            distance_m: section.distance_mm * 1e-3,
-            wavelength_angstrom: wavelength,
-            beam_center_px: config.beam_center_px(),
-            panel_rows: rows,
-            panel_cols: cols,
-            panel_origins,
-            pixels: section.pixels.description(),
-            sample_name: section.sample_name.clone(),
-            start_time: iso8601_now(),
-            pixel_mask,
-        };
-        let master = dir.join(format!("{}_master.h5", section.prefix));
-        let sink = Hdf5Sink {
-            section: section.clone(),
-            master,
-            run,
-            elem_size: stored_element_size(section.pixels, geometry),
-            shape: (panels * rows, cols),
-            mask_words: geometry.packets_per_frame().div_ceil(64),
-            chunk_bound: chunk_bound(section.pixels, geometry),
-            open: None,
-            closed: Vec::new(),
-            frames: 0,
-            bytes: 0,
-        };
-        sink.write_master(None)?;
-        Ok(sink)
-    }
+fn default_prefix() -> String {
+    "run".into()
+}
 
-    fn data_file_name(&self, index: usize) -> String {
-        format!("{}_data_{:06}.h5", self.section.prefix, index)
-    }
+fn default_frames_per_file() -> u64 {
+    1000
+}
 
-    /// The path of the data file being written (or about to be).
-    fn open_path(&self) -> PathBuf {
-        self.section.dir.join(self.data_file_name(self.closed.len() + 1))
-    }
+fn default_max_file_mib() -> u64 {
+    4096
+}
 
-    fn write_master(&self, end_time: Option<&str>) -> Result<(), SinkError> {
-        write_master(&self.master, &self.run, &self.closed, end_time).map_err(|e| failed(&self.master, e))
-    }
+fn default_flush_every() -> u64 {
+    100
+}
 
-    /// Closes the open data file under its final name and links it from the master.
-    fn close_open(&mut self) -> Result<(), SinkError> {
-        let Some(file) = self.open.take() else { return Ok(()) };
-        let frames = file.frames();
-        let first = self.frames - frames + 1;
-        let name = self.data_file_name(self.closed.len() + 1);
-        file.close(first).map_err(|e| failed(&self.section.dir.join(&name), e))?;
-        self.closed.push(LinkedFile { name, frames });
-        self.write_master(None)
+fn default_distance_mm() -> f64 {
+    100.0
+}
+
+impl Hdf5Section {
+    /// Raw frames into `dir`, every other key at its default.
+    pub fn in_dir(dir: PathBuf) -> Hdf5Section {
+        Hdf5Section {
+            dir,
+            prefix: default_prefix(),
+            pixels: StoredPixels::Raw,
+            frames_per_file: default_frames_per_file(),
+            max_file_mib: default_max_file_mib(),
+            flush_every_frames: default_flush_every(),
+            distance_mm: default_distance_mm(),
+            wavelength_angstrom: None,
+            sample_name: String::new(),
+        }
     }
 }
 
-fn failed(path: &Path, e: impl std::fmt::Display) -> SinkError {
-    SinkError::Format { sink: "hdf5", path: path.to_path_buf(), reason: e.to_string() }
-}
-
-impl Sink for Hdf5Sink {
-    fn interest(&self) -> Interest {
-        Interest { frames: Frames::Kept, payload: Payload::Chunk, payload_bytes: self.chunk_bound }
+impl SinkConfig for Hdf5Section {
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        let k = |name: &str| key(path, name);
+        if !cfg!(feature = "hdf5") {
+            problems.bad(k("kind"), "this hitgate was built without HDF5 (cargo feature `hdf5`)");
+        }
+        if self.dir.as_os_str().is_empty() {
+            problems.bad(k("dir"), "an empty path");
+        }
+        if self.prefix.is_empty() || self.prefix.contains(['/', '\\']) {
+            problems.bad(k("prefix"), format!("{:?} must be a non-empty file name part without slashes", self.prefix));
+        }
+        for (name, value) in [
+            ("frames_per_file", self.frames_per_file),
+            ("max_file_mib", self.max_file_mib),
+            ("flush_every_frames", self.flush_every_frames),
+        ] {
+            if value == 0 {
+                problems.bad(k(name), "must be at least 1");
+            }
+        }
+        if !(self.distance_mm.is_finite() && self.distance_mm > 0.0) {
+            problems.bad(k("distance_mm"), format!("{} must be a positive distance", self.distance_mm));
+        }
+        if let Some(w) = self.wavelength_angstrom
+            && !(w.is_finite() && w > 0.0)
+        {
+            problems.bad(k("wavelength_angstrom"), format!("{w} must be a positive wavelength"));
+        }
     }
 
-    fn write(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
-        let path = self.open_path();
-        if self.open.is_none() {
-            let s = &self.section;
-            let file = DataFile::create(
-                &path,
-                s.pixels,
-                self.elem_size,
-                self.shape,
-                self.mask_words,
-                s.frames_per_file as usize,
-            )
-            .map_err(|e| failed(&path, e))?;
-            self.open = Some(file);
-        }
-        let meta = &record.meta;
-        let entry = FrameEntry {
-            frame_number: meta.frame_number,
-            sequence: meta.sequence,
-            bunch_id: meta.bunch_id,
-            detector_timestamp: meta.detector_timestamp,
-            receive_time_ns: meta.first_packet_ns,
-            trigger_score: record.features.score,
-            audit: record.features.audit,
-            packets_received: meta.packets_received,
-            packet_mask: &record.packet_mask,
-            chunk: &record.payload,
-        };
-        let section = &self.section;
-        let Some(file) = self.open.as_mut() else { return Ok(()) };
-        file.append(&entry).map_err(|e| failed(&path, e))?;
-        self.frames += 1;
-        self.bytes += record.payload.len() as u64;
-        let full = file.frames() >= section.frames_per_file || file.chunk_bytes() >= section.max_file_mib << 20;
-        if !full && file.frames().is_multiple_of(section.flush_every_frames) {
-            file.flush().map_err(|e| failed(&path, e))?;
-        }
-        if full {
-            self.close_open()?;
-        }
-        Ok(())
+    fn claims(&self, path: &str) -> Vec<Claim> {
+        vec![Claim::new(key(path, "dir"), Resource::Output(self.dir.clone()))]
     }
 
-    fn finish(&mut self) -> Result<SinkReport, SinkError> {
-        self.close_open()?;
-        self.write_master(Some(&iso8601_now()))?;
-        Ok(SinkReport {
-            name: "hdf5",
-            frames_written: self.frames,
-            bytes_written: self.bytes,
-            location: Some(self.master.clone()),
-            ..SinkReport::default()
+    fn output_mut(&mut self) -> Option<&mut PathBuf> {
+        Some(&mut self.dir)
+    }
+
+    fn stored_pixels(&self) -> Option<StoredPixels> {
+        Some(self.pixels)
+    }
+
+    #[cfg(feature = "hdf5")]
+    fn open(&self, experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(writer::Hdf5Sink::create(self, experiment)?))
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    fn open(&self, _experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
+        Err(SinkError::Format {
+            sink: "hdf5",
+            path: self.dir.clone(),
+            reason: "this hitgate was built without HDF5 (cargo feature `hdf5`)".into(),
         })
     }
 }

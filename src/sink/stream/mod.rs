@@ -14,13 +14,14 @@
 //! live feedback and never holds the run back for longer than that.
 
 pub mod cbor;
+pub mod section;
+
+pub use section::{StreamSection, StreamSocket};
 
 use metrics::{Counter, counter};
 
-use super::encode::{chunk_bound, stored_element_size};
-use super::{FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
-use crate::config::{Config, StoredPixels, StreamSection, StreamSocket};
-use crate::detector::DetectorGeometry;
+use super::{Experiment, FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
+use crate::codec::{StoredPixels, chunk_bound, stored_element_size};
 use crate::telemetry;
 use cbor::Encoder;
 
@@ -75,11 +76,8 @@ impl StreamSink {
     ///
     /// # Errors
     /// The endpoint cannot be bound (in use, not a local address).
-    pub fn create(
-        section: &StreamSection,
-        config: &Config,
-        geometry: &DetectorGeometry,
-    ) -> Result<StreamSink, SinkError> {
+    pub fn create(section: &StreamSection, experiment: &Experiment) -> Result<StreamSink, SinkError> {
+        let geometry = &experiment.geometry;
         let endpoint = section.endpoint.as_str();
         let context = zmq::Context::new();
         let kind = match section.socket {
@@ -112,7 +110,7 @@ impl StreamSink {
             elem_size,
             typed_array_tag,
         };
-        let start = start_message(&series, section, config, geometry);
+        let start = start_message(&series, section, experiment);
         Ok(StreamSink {
             socket,
             _context: context,
@@ -187,12 +185,13 @@ impl Sink for StreamSink {
 }
 
 /// The series' `start` message: the geometry and beam a consumer needs to make sense of the images.
-fn start_message(series: &Series, section: &StreamSection, config: &Config, geometry: &DetectorGeometry) -> Vec<u8> {
-    let energy_kev = f64::from(config.calibration.photon_energy_kev);
+fn start_message(series: &Series, section: &StreamSection, experiment: &Experiment) -> Vec<u8> {
+    let (geometry, calibration) = (&experiment.geometry, &experiment.calibration);
+    let energy_kev = f64::from(calibration.photon_energy_kev);
     let pixel_size_m = f64::from(geometry.model.pixel_size_um) * 1e-6;
-    let (beam_row, beam_col) = config.beam_center_px();
+    let (beam_row, beam_col) = experiment.beam_center_px;
     let (_, rows, _) = geometry.panels();
-    let origins = config.panel_origins(geometry);
+    let origins = experiment.panel_origins.clone();
     let mut e = Encoder::default();
     e.map(19).key("type").text("start");
     e.key("series_id").uint(series.id);
@@ -201,11 +200,11 @@ fn start_message(series: &Series, section: &StreamSection, config: &Config, geom
     e.key("beam_center_x").float(beam_col);
     e.key("beam_center_y").float(beam_row);
     e.key("channels").array(1).text(CHANNEL);
-    e.key("detector_description").text(&format!("{}, {} modules", geometry.model.name, config.detector.modules));
+    e.key("detector_description").text(&format!("{}, {} modules", geometry.model.name, geometry.modules));
     e.key("image_size_x").uint(series.cols as u64);
     e.key("image_size_y").uint(series.rows as u64);
     e.key("incident_energy").float(energy_kev * 1000.0);
-    e.key("incident_wavelength").float(config.calibration.wavelength_angstrom());
+    e.key("incident_wavelength").float(calibration.wavelength_angstrom());
     // Frames are chosen as they come: how many is not known when the series starts.
     e.key("number_of_images").uint(0);
     e.key("pixel_size_x").float(pixel_size_m);
@@ -220,7 +219,7 @@ fn start_message(series: &Series, section: &StreamSection, config: &Config, geom
     for (r, c) in origins {
         e.array(2).uint(r as u64).uint(c as u64);
     }
-    e.key("trigger").text(&format!("{:?}", config.trigger.kind).to_lowercase());
+    e.key("trigger").text(experiment.trigger);
     e.out
 }
 

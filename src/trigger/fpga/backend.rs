@@ -1,25 +1,138 @@
-//! The `fpga` trigger backend: frames' summaries quantized on the host and judged on the card, a
-//! worker's batch a call (the card is shared by the workers behind a lock). When
-//! the card cannot be opened, or fails a call, the frame is judged in software by the kernel's own
-//! arithmetic ([`QuantClassifier`], bit for bit what the card computes), counted
+//! The `fpga` trigger backend, `[trigger.fpga]`: frames' summaries quantized on the host and judged on
+//! the card, a worker's batch a call (the card is shared by the workers behind a lock; each worker
+//! stages its batch in its own `CardBatch`). When the card cannot be opened, or fails a call, the
+//! frame is judged in software by the kernel's own arithmetic ([`QuantClassifier`], bit for bit what
+//! the card computes), counted
 //! (`hitgate_fpga_fallbacks_total`); after [`GIVE_UP_AFTER`] failures in a row the card is given up
 //! for the run (`hitgate_fpga_card_up` 0) and said so once.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::any::Any;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
+use serde::{Deserialize, Serialize};
 
 use super::card::CardPaths;
 use super::driver::{CardLayout, FpgaCard, FpgaError};
 use super::emulator::{EmulatedCard, Faults, INPUT_ADDRESS, OUTPUT_ADDRESS};
-use super::manifest::{EMULATED_MANIFEST, Manifest, ManifestError};
+use super::manifest::{EMULATED_MANIFEST, Manifest, ManifestError, fnv1a64};
 use super::quant::{INPUTS, QuantClassifier, QuantError};
-use super::weights::fnv1a64;
-use crate::config::FpgaTriggerSection;
+use super::regs::MAX_FRAMES;
+use crate::section::{Problems, key, resolve, resolve_model};
 use crate::telemetry;
+use crate::trigger::TriggerError;
+use crate::trigger::backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
+
+/// The trigger on an FPGA co-processor.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FpgaTriggerSection {
+    /// `"emulated"` (the HLS kernel compiled for this machine behind an emulated card) or an XDMA
+    /// card, `"xdma0"`, `"xdma1"`, … (`/dev/xdmaN_user`, `_h2c_0`, `_c2h_0`).
+    pub card: String,
+    /// `"builtin-int8"` or an int8 (QDQ) ONNX file: what the card's kernel must have been built from.
+    pub model: String,
+    /// The cut on the hit probability.
+    pub threshold: f32,
+    /// A call the card has not finished in this long fails; the frame is judged in software.
+    pub timeout_us: u64,
+    /// The most frames a reducer worker hands the card in one call. A worker takes what is already
+    /// queued behind the frame it waited for, up to this many: an idle pipeline still sends one
+    /// frame a call (no added wait), a busy one shares the call's fixed cost among many.
+    pub batch_frames: usize,
+    /// The manifest of the bitstream on the card (`bitstreams/<board>/manifest.toml`); checked
+    /// against this hitgate's register map and the model at start. Required for an XDMA card; the
+    /// emulated card's is built in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// Faults the emulated card plays, to rehearse the driver's error paths on a machine without a
+    /// card: `"stuck_done"` (the kernel never says done), `"dma_refused"` (every transfer to the card
+    /// fails), `"not_loaded"` (nothing answers the registers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub emulated_faults: Vec<String>,
+}
+
+/// The faults `trigger.fpga.emulated_faults` knows.
+pub const EMULATED_FAULTS: [&str; 3] = ["stuck_done", "dma_refused", "not_loaded"];
+
+/// The model name for the int8 classifier compiled into hitgate.
+pub const BUILTIN_INT8: &str = "builtin-int8";
+
+impl Default for FpgaTriggerSection {
+    fn default() -> Self {
+        FpgaTriggerSection {
+            card: "emulated".into(),
+            model: BUILTIN_INT8.into(),
+            threshold: 0.5,
+            timeout_us: 10_000,
+            batch_frames: 64,
+            manifest: None,
+            emulated_faults: Vec::new(),
+        }
+    }
+}
+
+impl BackendSection for FpgaTriggerSection {
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        let k = |name: &str| key(path, name);
+        if !self.threshold.is_finite() {
+            problems.bad(k("threshold"), format!("{} is not a number", self.threshold));
+        }
+        if self.card != "emulated" && self.card.strip_prefix("xdma").is_none_or(|n| n.parse::<u32>().is_err()) {
+            problems.bad(k("card"), format!("{:?}: \"emulated\" or \"xdmaN\"", self.card));
+        }
+        for fault in &self.emulated_faults {
+            if !EMULATED_FAULTS.contains(&fault.as_str()) {
+                problems.bad(k("emulated_faults"), format!("{fault:?} is not one of {EMULATED_FAULTS:?}"));
+            }
+        }
+        if !self.emulated_faults.is_empty() && self.card != "emulated" {
+            problems.bad(k("emulated_faults"), format!("only an emulated card plays faults, not {:?}", self.card));
+        }
+        problems.outside(k("timeout_us"), self.timeout_us, (10, 10_000_000));
+        let most = MAX_FRAMES as usize;
+        if !(1..=most).contains(&self.batch_frames) {
+            problems.bad(
+                k("batch_frames"),
+                format!("{} is outside 1..={most} (what the kernel takes a call)", self.batch_frames),
+            );
+        }
+        match &self.manifest {
+            None if self.card != "emulated" => problems.bad(
+                k("manifest"),
+                format!(
+                    "required for card {:?}: the manifest of the bitstream loaded on it (bitstreams/<board>/manifest.toml)",
+                    self.card
+                ),
+            ),
+            Some(file) if !file.is_file() => {
+                problems.bad(k("manifest"), format!("{} is not a readable file", file.display()))
+            }
+            _ => {}
+        }
+        if self.model != BUILTIN_INT8 && !Path::new(&self.model).is_file() {
+            problems.bad(k("model"), format!("{} is not a readable file (or \"{BUILTIN_INT8}\")", self.model));
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(manifest) = self.manifest.as_mut() {
+            resolve(manifest, base);
+        }
+        resolve_model(&mut self.model, &[BUILTIN_INT8], base);
+    }
+
+    fn prepare(&self) -> Result<Box<dyn Backend>, TriggerError> {
+        Ok(Box::new(FpgaTrigger::open(self)?))
+    }
+
+    fn cut(&self) -> Option<ConfiguredCut> {
+        Some(ConfiguredCut { key: "threshold", value: self.threshold, unit: CutUnit::Score })
+    }
+}
 
 /// Failed calls in a row after which the card is given up for the run.
 pub const GIVE_UP_AFTER: u32 = 3;
@@ -75,7 +188,7 @@ impl FpgaBackend {
     /// The model cannot be read or is not the int8 hit classifier.
     pub fn open(section: &FpgaTriggerSection) -> Result<FpgaBackend, FpgaBackendError> {
         let model = match section.model.as_str() {
-            "builtin-int8" => crate::trigger::tract::BUILTIN_INT8_MODEL.to_vec(),
+            BUILTIN_INT8 => crate::trigger::tract::BUILTIN_INT8_MODEL.to_vec(),
             path => std::fs::read(path).map_err(|source| FpgaBackendError::Read { path: path.into(), source })?,
         };
         let quant = QuantClassifier::from_onnx(&model)?;
@@ -219,6 +332,91 @@ impl FpgaBackend {
     /// The emulated card, when the backend runs one (for fault rehearsal).
     pub fn emulated_card(&self) -> Option<&EmulatedCard> {
         self.emulated.as_ref().map(|(card, _)| card)
+    }
+}
+
+/// The backend as the trigger holds it: the card and its fallback, shared by the workers.
+#[derive(Debug)]
+pub struct FpgaTrigger(Arc<FpgaBackend>);
+
+impl FpgaTrigger {
+    /// As [`FpgaBackend::open`].
+    ///
+    /// # Errors
+    /// As [`FpgaBackend::open`].
+    pub fn open(section: &FpgaTriggerSection) -> Result<FpgaTrigger, FpgaBackendError> {
+        Ok(FpgaTrigger(Arc::new(FpgaBackend::open(section)?)))
+    }
+
+    /// What the card did over the run.
+    pub fn stats(&self) -> FpgaStats {
+        self.0.stats()
+    }
+
+    /// The emulated card, when the backend runs one (for fault rehearsal).
+    pub fn emulated_card(&self) -> Option<&EmulatedCard> {
+        self.0.emulated_card()
+    }
+}
+
+impl Backend for FpgaTrigger {
+    fn scorer(&self) -> Result<Box<dyn Scorer>, TriggerError> {
+        let most = self.0.batch_frames();
+        Ok(Box::new(CardBatch {
+            backend: Arc::clone(&self.0),
+            inputs: Vec::with_capacity(most),
+            logits: vec![0; most],
+            scores: Vec::with_capacity(most),
+        }))
+    }
+
+    fn cut_unit(&self) -> Option<CutUnit> {
+        Some(CutUnit::Score)
+    }
+
+    fn reads_summary(&self) -> bool {
+        true
+    }
+
+    fn batch_frames(&self) -> usize {
+        self.0.batch_frames()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A worker's frames staged for one card call: their inputs, then their scores once judged. Sized
+/// once for the largest batch, so judging allocates nothing.
+struct CardBatch {
+    backend: Arc<FpgaBackend>,
+    inputs: Vec<[i8; INPUTS]>,
+    logits: Vec<i64>,
+    scores: Vec<f32>,
+}
+
+impl Scorer for CardBatch {
+    fn stage(&mut self, summary: &[f32]) {
+        if self.inputs.len() < self.inputs.capacity() {
+            let mut input = [0i8; INPUTS];
+            self.backend.quantize(summary, &mut input);
+            self.inputs.push(input);
+        }
+    }
+
+    fn judge_staged(&mut self) {
+        let n = self.inputs.len();
+        self.scores.clear();
+        self.scores.resize(n, 0.0);
+        self.backend.score_batch(&self.inputs, &mut self.logits[..n], &mut self.scores);
+        self.inputs.clear();
+    }
+
+    fn score(&mut self, frame: FrameFacts<'_>, staged: Option<usize>) -> Score {
+        // A frame staged past the batch's capacity was not judged with it: it is judged alone.
+        let staged = staged.and_then(|i| self.scores.get(i).copied());
+        Score::Value(staged.unwrap_or_else(|| self.backend.score(frame.summary)))
     }
 }
 

@@ -67,7 +67,7 @@ mod tests {
         let r = run(&flat, &mut out, 20);
         assert_eq!((r.status, r.judged), (regs::STATUS_OK, 20));
         assert_eq!((r.kernel_id, r.abi_version), (regs::KERNEL_ID_VALUE, regs::ABI_VERSION_VALUE));
-        assert_eq!(r.model_hash, crate::trigger::fpga::weights::fnv1a64(crate::trigger::tract::BUILTIN_INT8_MODEL));
+        assert_eq!(r.model_hash, crate::trigger::fpga::manifest::fnv1a64(crate::trigger::tract::BUILTIN_INT8_MODEL));
         for (x, got) in inputs.iter().zip(&out) {
             assert_eq!(*got, q.logit_accumulator(x));
         }

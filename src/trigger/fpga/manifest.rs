@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::weights::fnv1a64;
-
 /// The register map and kernel sources this hitgate was compiled with.
 pub const REGISTER_MAP: &[u8] = include_bytes!("../../../hls/include/hitgate_trigger_regs.h");
 pub const KERNEL_SOURCES: &[(&str, &[u8])] = &[
@@ -69,6 +67,11 @@ pub enum ManifestError {
         "bitstream manifest {path}: its {what} ({found}) is not this hitgate's ({expected}); the bitstream was built from other sources: rebuild it (hls/README.md) or use a matching hitgate"
     )]
     Mismatch { path: PathBuf, what: &'static str, found: String, expected: String },
+}
+
+/// FNV-1a, 64 bits: names a model or a source by its bytes (identity, not security).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 fn hex(h: u64) -> String {

@@ -1,0 +1,144 @@
+//! A frame as the storing sinks take it: its pixels in the configured form (raw values, whole photons
+//! or photons), compressed to one bitshuffle-LZ4 chunk. Runs on the reducers for the frames they
+//! keep, and on the ordering thread for the few audit frames chosen there, so sink threads only write
+//! finished chunks.
+
+use serde::{Deserialize, Serialize};
+use zerocopy::IntoBytes;
+
+use super::bitshuffle::{BitshuffleError, ChunkCompressor, ElementSize, max_compressed_len};
+use crate::calib::{PhotonConverter, Photons};
+use crate::detector::DetectorGeometry;
+
+/// What a stored pixel holds (`pixels` of the HDF5, stream and JetStream sinks).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredPixels {
+    #[default]
+    Raw,
+    PhotonsU32,
+    PhotonsF32,
+}
+
+impl StoredPixels {
+    /// What a stored pixel holds, in words, for the files' and streams' own descriptions.
+    pub fn description(self) -> &'static str {
+        match self {
+            StoredPixels::Raw => "raw detector values",
+            StoredPixels::PhotonsU32 => "photons (whole)",
+            StoredPixels::PhotonsF32 => "photons",
+        }
+    }
+}
+
+/// Bytes of one stored pixel.
+pub fn stored_element_size(pixels: StoredPixels, geometry: &DetectorGeometry) -> usize {
+    match pixels {
+        StoredPixels::Raw => (geometry.model.bits_per_pixel / 8).max(1),
+        StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 => 4,
+    }
+}
+
+/// Bytes of one frame as stored, before compression.
+pub fn stored_frame_bytes(pixels: StoredPixels, geometry: &DetectorGeometry) -> usize {
+    match pixels {
+        StoredPixels::Raw => geometry.frame_bytes(),
+        StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 => {
+            let (panels, rows, cols) = geometry.panels();
+            panels * rows * cols * 4
+        }
+    }
+}
+
+/// The largest chunk a frame can compress to: the room each frame slot and queue entry reserves.
+pub fn chunk_bound(pixels: StoredPixels, geometry: &DetectorGeometry) -> usize {
+    let elem = stored_element_size(pixels, geometry);
+    max_compressed_len(stored_frame_bytes(pixels, geometry), elem)
+}
+
+/// One thread's encoder, with its scratch allocated once.
+pub struct FrameEncoder {
+    pixels: StoredPixels,
+    elem_size: ElementSize,
+    /// Panels of a frame, and pixels of a panel.
+    panels: usize,
+    panel_pixels: usize,
+    compressor: ChunkCompressor,
+    /// One panel's photons.
+    photons: Vec<f32>,
+    /// The whole frame's stored pixels (photon forms only).
+    stored: Vec<u8>,
+}
+
+impl FrameEncoder {
+    /// # Errors
+    /// The stored pixel is wider than the compression takes (a detector model past 64-bit pixels).
+    pub fn new(pixels: StoredPixels, geometry: &DetectorGeometry) -> Result<FrameEncoder, BitshuffleError> {
+        let (panels, rows, cols) = geometry.panels();
+        let calibrated = pixels != StoredPixels::Raw;
+        let mut compressor = ChunkCompressor::default();
+        compressor.reserve();
+        Ok(FrameEncoder {
+            pixels,
+            elem_size: ElementSize::new(stored_element_size(pixels, geometry))?,
+            panels,
+            panel_pixels: rows * cols,
+            compressor,
+            photons: if calibrated { vec![0.0; rows * cols] } else { Vec::new() },
+            stored: if calibrated { vec![0; stored_frame_bytes(pixels, geometry)] } else { Vec::new() },
+        })
+    }
+
+    /// Compresses the frame whose raw pixels are `raw` into `out` (replaced), converting them first
+    /// with `photons` (and `converter`, the prepared one when `None`) when photons are stored.
+    pub fn encode(&mut self, photons: &Photons, converter: Option<&PhotonConverter>, raw: &[u16], out: &mut Vec<u8>) {
+        let data: &[u8] = match self.pixels {
+            StoredPixels::Raw => raw.as_bytes(),
+            StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 => {
+                let panel_pixels = self.panel_pixels;
+                for (panel, panel_raw) in raw.chunks_exact(panel_pixels).take(self.panels).enumerate() {
+                    photons.convert(converter, panel_raw, panel * panel_pixels, &mut self.photons);
+                    let at = panel * panel_pixels * 4;
+                    let Some(dest) = self.stored.get_mut(at..at + panel_pixels * 4) else { break };
+                    for (d, &p) in dest.chunks_exact_mut(4).zip(&self.photons) {
+                        let bytes = match self.pixels {
+                            // Rounded to whole photons; noise below zero is no photon.
+                            StoredPixels::PhotonsU32 => (p.round().max(0.0) as u32).to_le_bytes(),
+                            _ => p.to_le_bytes(),
+                        };
+                        d.copy_from_slice(&bytes);
+                    }
+                }
+                &self.stored
+            }
+        };
+        self.compressor.compress(data, self.elem_size, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calib::{CalibrationMaps, SharedConverter};
+    use crate::codec::bitshuffle::decompress;
+
+    #[test]
+    fn photons_are_stored_rounded_and_raw_values_as_they_are() {
+        let geometry = DetectorGeometry::with_consecutive_ports("jungfrau-1if", 1, 50001).unwrap();
+        let (_, rows, cols) = geometry.panels();
+        let maps = CalibrationMaps::uniform(1, rows, cols, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
+        let photons = Photons::Integrating(SharedConverter::new(PhotonConverter::new(&maps, 10.0)));
+        // 2.6 photons in pixel 0, below the pedestal (negative photons) in pixel 1.
+        let mut raw = vec![3000u16; rows * cols];
+        (raw[0], raw[1]) = (3000 + 1040, 2900);
+        let mut chunk = Vec::new();
+        FrameEncoder::new(StoredPixels::PhotonsU32, &geometry).unwrap().encode(&photons, None, &raw, &mut chunk);
+        let whole = decompress(&chunk, 4).unwrap();
+        assert_eq!(whole.len(), rows * cols * 4);
+        let at = |i: usize| u32::from_le_bytes(whole[i * 4..i * 4 + 4].try_into().unwrap());
+        assert_eq!((at(0), at(1), at(2)), (3, 0, 0));
+        FrameEncoder::new(StoredPixels::Raw, &geometry).unwrap().encode(&photons, None, &raw, &mut chunk);
+        assert_eq!(decompress(&chunk, 2).unwrap(), raw.as_bytes());
+        assert!(chunk.len() <= chunk_bound(StoredPixels::Raw, &geometry));
+    }
+}

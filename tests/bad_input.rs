@@ -119,7 +119,7 @@ fn pcapng_damage_is_an_error_after_the_good_blocks() {
 #[test]
 fn a_full_disk_ends_the_run_with_a_clear_error_not_a_hang() {
     if !std::path::Path::new("/dev/full").exists() {
-        eprintln!("SKIPPED: no /dev/full on this system");
+        common::missing("/dev/full");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! hitgate's bitshuffle-LZ4 chunks against the HDF5 filter the X-ray world reads them with: h5py with
 //! hdf5plugin reads hitgate's chunks back equal, and hitgate decompresses the filter's own chunks. The
 //! Python readers come from the test environment (`scripts/python-env`, or `HITGATE_PYTHON`); where it
-//! is absent the check says it is skipped.
+//! is absent the check fails in CI and says it is skipped elsewhere (`common::missing`).
 
 mod common;
 

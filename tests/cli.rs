@@ -1,5 +1,7 @@
 //! The `hitgate` binary as operators and scripts use it: exit codes, messages, example configs.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -111,7 +113,7 @@ fn simulate_inspect_and_replay_with_truth() {
 fn inspect_names_the_vendor_captures_detectors() {
     let dir = repo().join("../shared/captures");
     if !dir.join("README.md").exists() {
-        eprintln!("SKIPPED: vendor captures not found at {}", dir.display());
+        common::missing(&format!("the vendor captures at {}", dir.display()));
         return;
     }
     for (file, model, ports) in
@@ -134,7 +136,7 @@ fn inspect_names_the_vendor_captures_detectors() {
 #[test]
 fn tshark_decodes_the_simulated_captures() {
     if Command::new("tshark").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: tshark is not installed (.ci/run installs it)");
+        common::missing("tshark (scripts/setup installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

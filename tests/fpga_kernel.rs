@@ -5,6 +5,8 @@
 //!   accumulators as the Rust model, bit for bit, and fails when one is changed;
 //! - the kernel's scores follow tract's int8 model within the quantization's error on a simulated run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,7 +32,7 @@ fn generated_files_are_what_the_tool_writes_from_the_model() {
 /// Builds the C-simulation test bench with g++; `None` where there is no g++.
 fn build_test_bench(dir: &Path) -> Option<PathBuf> {
     if Command::new("g++").arg("--version").output().is_err() {
-        println!("skipped: no g++");
+        common::missing("g++");
         return None;
     }
     let exe = dir.join("tb_hitgate_trigger");

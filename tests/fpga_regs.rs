@@ -2,6 +2,8 @@
 //! program that prints every constant it defines, and each must equal the Rust mirror's
 //! (`trigger::fpga::regs`) — and every constant the header defines must be mirrored.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -10,7 +12,7 @@ use hitgate::trigger::fpga::regs;
 #[test]
 fn the_rust_register_map_equals_the_compiled_c_header() {
     if Command::new("g++").arg("--version").output().is_err() {
-        println!("skipped: no g++");
+        common::missing("g++");
         return;
     }
     let header = Path::new(env!("CARGO_MANIFEST_DIR")).join("hls/include/hitgate_trigger_regs.h");

@@ -3,7 +3,7 @@
 //! geometry as configured (`tests/python/nexus_check.py`); HDF5's own `h5ls` shows the layout. A run
 //! killed with SIGKILL leaves every closed file whole and the open one marked. The Python readers come
 //! from the test environment (`scripts/python-env`, or `HITGATE_PYTHON`); without them those checks
-//! say they are skipped.
+//! fail in CI and say they are skipped elsewhere (`common::missing`).
 
 #![cfg(feature = "hdf5")]
 
@@ -201,7 +201,7 @@ fn a_detector_of_four_modules_with_gaps_describes_where_each_sits() {
 fn h5ls_shows_the_frames_chunked_one_a_chunk_with_their_metadata() {
     let _turn = turn();
     if Command::new("h5ls").arg("--version").output().is_err() {
-        println!("skipped: no h5ls (hdf5-tools; scripts/setup installs it)");
+        common::missing("h5ls (hdf5-tools; scripts/setup installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -282,7 +282,7 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/captures"));
     if !captures.join("eiger16.pcap").exists() {
-        println!("skipped: reference captures not found at {} (set HITGATE_CAPTURES)", captures.display());
+        common::missing(&format!("the reference captures at {} (set HITGATE_CAPTURES)", captures.display()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

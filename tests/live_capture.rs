@@ -2,7 +2,7 @@
 //! simulator's packets are sent through ordinary UDP sockets to 127.0.0.1 while dumpcap records them on
 //! `lo` (Ethernet framing, pcapng and classic pcap) and on `any` (Linux cooked v1 and v2). Each file must
 //! assemble into exactly the frames the simulator wrote. Needs dumpcap and the right to capture (root);
-//! otherwise the test says it is skipped.
+//! without them the test fails in CI and says it is skipped elsewhere (`common::missing`).
 
 mod common;
 
@@ -66,7 +66,7 @@ fn capture_while_sending(out: &Path, args: &[&str], packets: &[(u16, Vec<u8>)], 
 #[test]
 fn dumpcap_recordings_of_loopback_traffic_assemble_exactly() {
     if !can_capture() {
-        eprintln!("SKIPPED: dumpcap missing or not allowed to capture (needs root; .ci/run installs it)");
+        common::missing("dumpcap, allowed to capture on loopback (needs root; scripts/setup installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +97,7 @@ fn dumpcap_recordings_of_loopback_traffic_assemble_exactly() {
         // such a recording is taken again, up to three times; what hitgate made of it is asserted.
         for attempt in 1..=3 {
             if !capture_while_sending(&file, &args, &packets, dst_base) {
-                eprintln!("SKIPPED: dumpcap cannot capture {name} here");
+                common::missing(&format!("dumpcap capturing {name} here"));
                 return;
             }
             let recorded = Capture::open(&file).unwrap().records().count();

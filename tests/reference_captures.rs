@@ -5,7 +5,9 @@
 //! byte for byte, the frame number, the packets-caught count and the packet mask.
 //!
 //! The captures live beside the checkout, never in the repository; where they are absent these tests
-//! say so and pass without checking.
+//! fail in CI and say they are skipped elsewhere (`common::missing`).
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -20,7 +22,7 @@ fn captures_dir() -> Option<PathBuf> {
     if dir.join("README.md").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: reference captures not found at {} (set HITGATE_CAPTURES)", dir.display());
+        common::missing(&format!("the reference captures at {} (set HITGATE_CAPTURES)", dir.display()));
         None
     }
 }
@@ -127,7 +129,7 @@ fn eiger_half_module_16bit_matches_slsreceiver() {
 fn editcap_rewrites_assemble_identically() {
     let Some(dir) = captures_dir() else { return };
     if std::process::Command::new("editcap").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: editcap (Wireshark) is not installed");
+        common::missing("editcap (Wireshark's; scripts/setup installs it)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

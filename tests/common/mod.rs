@@ -60,6 +60,21 @@ pub fn assembled(
     out
 }
 
+/// Whether every tool and data set a check uses must be there: in CI (`CI=true`) or when
+/// `HITGATE_REQUIRE_ALL=1`. Then a missing one fails its check instead of skipping it.
+pub fn required() -> bool {
+    let set = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case(value));
+    set("CI", "true") || set("HITGATE_REQUIRE_ALL", "1")
+}
+
+/// A check that cannot run here for want of `what`: where everything is required (CI) it fails,
+/// naming what is missing; elsewhere it says it is skipped.
+#[track_caller]
+pub fn missing(what: &str) {
+    assert!(!required(), "missing, and required here (CI or HITGATE_REQUIRE_ALL=1): {what}");
+    eprintln!("SKIPPED: {what}");
+}
+
 /// A Python with h5py and hdf5plugin: `$HITGATE_PYTHON`, else the test environment's
 /// (`scripts/python-env`); `None` (and the check says it is skipped) where neither has them.
 pub fn h5py_python() -> Option<std::path::PathBuf> {
@@ -71,7 +86,7 @@ pub fn h5py_python() -> Option<std::path::PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        println!("skipped: no Python with h5py and hdf5plugin (run scripts/python-env)");
+        missing("a Python with h5py and hdf5plugin (scripts/python-env makes one)");
     }
     ok.then_some(p)
 }
@@ -87,7 +102,7 @@ pub fn python_with(modules: &str) -> Option<std::path::PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        println!("skipped: no Python with {modules} (run scripts/python-env)");
+        missing(&format!("a Python with {modules} (scripts/python-env makes one)"));
     }
     ok.then_some(p)
 }
@@ -154,7 +169,8 @@ fn common_port() -> u16 {
     free_tcp_port()
 }
 
-/// Says the check is skipped for want of nats-server.
+/// Says the check is skipped for want of nats-server (fails where everything is required).
+#[track_caller]
 pub fn no_nats() {
-    println!("skipped: no nats-server (scripts/setup installs it)");
+    missing("nats-server (scripts/setup installs it)");
 }

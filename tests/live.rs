@@ -321,6 +321,22 @@ fn sigterm_mid_run_drains_and_closes_every_sink() {
 }
 
 /// One HTTP/1.1 request to the control plane; the status code and body.
+/// Polls `/status` until `done` holds of it. The minute's limit guards against a hang; it measures
+/// nothing.
+fn wait_for_status(control: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = http(control, "GET", "/status");
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}: never came; last /status {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     http_with(addr, method, path, "")
 }
@@ -399,11 +415,9 @@ fn the_control_plane_reports_retunes_and_reloads() {
     assert_eq!(http(&live.control, "GET", "/nowhere").0, 404);
 
     send(&sim.capture, &ports, &["--frame-rate-hz", "400"]);
-    std::thread::sleep(Duration::from_millis(400));
-    let (code, status) = http(&live.control, "GET", "/status");
-    assert_eq!(code, 200);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["frames_done"], 60, "{status}");
+    let status = wait_for_status(&live.control, "every frame judged and its slot back", |s| {
+        s["frames_done"] == 60 && s["pool"]["free"] == s["pool"]["slots"]
+    });
     assert_eq!(status["frames_accepted"], 0, "{status}");
     assert_eq!(status["trigger"]["min_spots"], 100000);
     assert_eq!(status["pool"]["free"], status["pool"]["slots"], "every slot back in the pool when idle");
@@ -440,7 +454,7 @@ fn the_control_plane_reports_retunes_and_reloads() {
     assert_eq!((&status["trigger"]["min_spots"], &status["trigger"]["audit_every"]), (&9.into(), &5.into()));
     let (status, summary) = live.terminate();
     assert!(status.status.success(), "{summary}");
-    assert!(summary.contains("latency      first packet to verdict"), "{summary}");
+    assert!(common::words(&summary).contains("latency first packet to verdict"), "{summary}");
 }
 
 /// A DMA ring as the source: the host creates it, `hitgate send --to dma:` fills it as the card.
@@ -512,10 +526,11 @@ fn frames_keep_flowing_after_a_full_queue_drops_some() {
     let extra = dma_section(&ring, 1024) + "\n[reducer]\nqueue_frames = 1\nworkers = 1\n";
     let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &[50001], &dir.path().join("live"), &extra);
     send_to(&sim.capture, &format!("dma:{}", ring.display()), &["--fast"]);
-    std::thread::sleep(Duration::from_millis(800));
-    // Before the stop: every frame handed on must already have reached the sinks. A hole in the
-    // order the sink restores would hold every frame after it until the run ends.
-    let status_now: serde_json::Value = serde_json::from_str(&http(&live.control, "GET", "/status").1).unwrap();
+    // Before the stop: every frame is judged or dropped, so every frame handed on has reached the
+    // sinks. A hole in the order the sink restores would hold every frame after it until the run ends.
+    let status_now = wait_for_status(&live.control, "every frame judged or dropped", |s| {
+        s["frames_done"].as_u64().unwrap_or(0) + s["frames_dropped"].as_u64().unwrap_or(0) == 200
+    });
     let done_before_stop = status_now["frames_done"].as_u64().unwrap();
     let out = live.out.clone();
     let (status, summary) = live.terminate();
@@ -620,8 +635,7 @@ frames_per_file = 50
     assert!(status.status.success(), "{summary}");
     // Reception went on at full pace: every packet placed, every frame judged.
     assert_eq!(number_before(&summary, "lost"), 0, "{summary}");
-    let frames_line = summary.lines().find(|l| l.starts_with("frames in")).unwrap();
-    assert!(frames_line.starts_with("frames in    300 "), "{summary}");
+    assert!(common::line_of(&summary, "frames in").unwrap().starts_with("frames in 300 "), "{summary}");
     let accepted = number_before(&summary, "accepted (");
     let (written, dropped) = sink_counts(&summary, "null");
     assert!(dropped > 0, "{summary}");

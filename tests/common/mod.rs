@@ -107,6 +107,17 @@ pub fn python_with(modules: &str) -> Option<std::path::PathBuf> {
     ok.then_some(p)
 }
 
+/// `text` with every run of white space made one space: what a table or summary says, whatever its
+/// columns.
+pub fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The summary line that starts with `label`, its spacing made single (see [`words`]).
+pub fn line_of(summary: &str, label: &str) -> Option<String> {
+    summary.lines().map(words).find(|l| l.starts_with(label))
+}
+
 /// A TCP port free on 127.0.0.1 a moment ago.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -414,3 +414,6 @@ pub(super) fn run_ordering(
     levels.publish();
     outcome
 }
+
+#[cfg(test)]
+mod tests;

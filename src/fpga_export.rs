@@ -107,19 +107,24 @@ pub enum ExportError {
     Simulation(#[from] crate::sim::SimError),
     #[error("cannot write {path}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("writing the emulated card's manifest as TOML")]
+    Manifest(#[from] toml::ser::Error),
 }
 
 /// Where the emulated card's manifest goes, under `bitstreams/`.
 pub const EMULATED_MANIFEST_FILE: &str = "emulated/manifest.toml";
 
 /// The emulated card's manifest text for `model` and the weight header made from it.
-pub fn emulated_manifest_text(model: &[u8], name: &str, weights_header: &str) -> String {
+///
+/// # Errors
+/// The manifest cannot be written as TOML.
+pub fn emulated_manifest_text(model: &[u8], name: &str, weights_header: &str) -> Result<String, ExportError> {
     let manifest = manifest::emulated(name, model, weights_header.as_bytes());
-    format!(
+    Ok(format!(
         "# The emulated card's \"bitstream\": the kernel compiled for the host. Written by `hitgate fpga-export`;\n\
          # hitgate checks it against its register map and the configured model before using the card.\n{}",
-        toml::to_string(&manifest).unwrap_or_default()
-    )
+        toml::to_string(&manifest)?
+    ))
 }
 
 /// Writes the generated files under `hls_dir`, and the emulated card's manifest under
@@ -137,7 +142,7 @@ pub fn export(
     let mut files: Vec<(std::path::PathBuf, String)> =
         generate(model, name)?.into_iter().map(|(f, t)| (hls_dir.join(f), t)).collect();
     let header = files.first().map(|(_, t)| t.clone()).unwrap_or_default();
-    files.push((bitstreams_dir.join(EMULATED_MANIFEST_FILE), emulated_manifest_text(model, name, &header)));
+    files.push((bitstreams_dir.join(EMULATED_MANIFEST_FILE), emulated_manifest_text(model, name, &header)?));
     for (path, text) in files {
         let err = |source| ExportError::Write { path: path.clone(), source };
         if let Some(parent) = path.parent() {

@@ -22,7 +22,7 @@ fn header() -> String {
 #[test]
 fn the_emulated_manifest_is_generated_from_the_sources_and_model() {
     let text = std::fs::read_to_string(committed()).unwrap();
-    let expected = emulated_manifest_text(BUILTIN_INT8_MODEL, "models/hit_classifier.int8.onnx", &header());
+    let expected = emulated_manifest_text(BUILTIN_INT8_MODEL, "models/hit_classifier.int8.onnx", &header()).unwrap();
     assert!(text == expected, "bitstreams/{EMULATED_MANIFEST_FILE} is stale: run `hitgate fpga-export`");
     let m = Manifest::load(&committed()).unwrap();
     assert_eq!(m.abi_version, hitgate::trigger::fpga::regs::ABI_VERSION_VALUE);

@@ -5,23 +5,38 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 
+/// The NATS client's own error, kept whole (its kind, its message, what caused it), and shareable so a
+/// failure can be told to every thread that waits on it.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// `e` as a [`Cause`].
+pub fn cause(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+    Arc::new(e)
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum NatsError {
-    #[error("cannot reach NATS at {urls}: {reason}")]
-    Connect { urls: String, reason: String },
-    #[error("JetStream stream {stream}: {reason}")]
-    Stream { stream: String, reason: String },
-    #[error("publishing to {subject}: {reason}")]
-    Publish { subject: String, reason: String },
-    #[error("JetStream consumer {consumer}: {reason}")]
-    Consumer { consumer: String, reason: String },
+    #[error("cannot reach NATS at {urls}: {cause}")]
+    Connect { urls: String, cause: Cause },
+    #[error("JetStream stream {stream}: {cause}")]
+    Stream { stream: String, cause: Cause },
+    #[error("publishing to {subject}: {cause}")]
+    Publish { subject: String, cause: Cause },
+    #[error("JetStream consumer {consumer}: {cause}")]
+    Consumer { consumer: String, cause: Cause },
+    #[error("encoding a message for {subject}: {cause}")]
+    Encode { subject: String, cause: Cause },
+    #[error("cannot start the NATS client's runtime: {0}")]
+    Runtime(Arc<std::io::Error>),
+    /// The thread that runs the client stopped before it could say why.
     #[error("{0}")]
-    Runtime(String),
+    ThreadGone(&'static str),
 }
 
 /// Acknowledgements awaited at once: enough to keep the link busy, few enough to bound what a
@@ -39,7 +54,7 @@ const PUBLISH_PATIENCE: Duration = Duration::from_secs(30);
 /// # Errors
 /// The runtime cannot be made (no threads, no epoll).
 pub fn runtime() -> Result<tokio::runtime::Runtime, NatsError> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| NatsError::Runtime(e.to_string()))
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| NatsError::Runtime(Arc::new(e)))
 }
 
 /// Connects to any of `urls` (the client moves to another when its server goes away).
@@ -48,12 +63,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, NatsError> {
 /// A URL is malformed, or no server answered within 5 s.
 pub async fn connect(urls: &[String], name: &str) -> Result<async_nats::Client, NatsError> {
     let joined = urls.join(",");
-    let refused = |reason: String| NatsError::Connect { urls: joined.clone(), reason };
+    let refused = |cause: Cause| NatsError::Connect { urls: joined.clone(), cause };
     let addrs = urls
         .iter()
         .map(|u| u.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refused(e.to_string()))?;
+        .map_err(|e| refused(cause(e)))?;
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
@@ -62,7 +77,7 @@ pub async fn connect(urls: &[String], name: &str) -> Result<async_nats::Client, 
         .request_timeout(Some(REQUEST_TIMEOUT))
         .connect(addrs)
         .await
-        .map_err(|e| refused(e.to_string()))
+        .map_err(|e| refused(cause(e)))
 }
 
 /// Gets the stream `config` names, creating it when it does not exist yet.
@@ -76,7 +91,7 @@ pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> R
         match js.get_or_create_stream(config.clone()).await {
             Ok(stream) => return Ok(stream),
             Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => return Err(NatsError::Stream { stream: config.name.clone(), reason: e.to_string() }),
+            Err(e) => return Err(NatsError::Stream { stream: config.name.clone(), cause: cause(e) }),
         }
     }
 }
@@ -98,7 +113,7 @@ impl Outgoing {
 }
 
 /// Sends one message to its stream; the acknowledgement is to be awaited.
-async fn send_once(js: &jetstream::Context, m: &Outgoing) -> Result<jetstream::context::PublishAckFuture, String> {
+async fn send_once(js: &jetstream::Context, m: &Outgoing) -> Result<jetstream::context::PublishAckFuture, Cause> {
     let mut message = PublishMessage::build().payload(m.payload.clone());
     if let Some(headers) = &m.headers {
         message = message.headers(headers.clone());
@@ -106,7 +121,7 @@ async fn send_once(js: &jetstream::Context, m: &Outgoing) -> Result<jetstream::c
     if let Some(id) = &m.id {
         message = message.message_id(id);
     }
-    js.send_publish(m.subject.clone(), message).await.map_err(|e| e.to_string())
+    js.send_publish(m.subject.clone(), message).await.map_err(cause)
 }
 
 /// The pause before the `tries`th attempt: longer each time, at most half a second.
@@ -126,18 +141,18 @@ struct Unconfirmed {
 
 /// Sends `message` again until it is acknowledged, within the time a send has, when `result`
 /// says its first acknowledgement failed.
-async fn confirm(js: &jetstream::Context, message: Outgoing, mut result: Result<(), String>) -> Result<(), NatsError> {
+async fn confirm(js: &jetstream::Context, message: Outgoing, mut result: Result<(), Cause>) -> Result<(), NatsError> {
     let give_up = Instant::now() + PUBLISH_PATIENCE;
     let mut tries = 1;
-    while let Err(reason) = result {
+    while let Err(last) = result {
         if Instant::now() >= give_up {
-            return Err(NatsError::Publish { subject: message.subject, reason });
+            return Err(NatsError::Publish { subject: message.subject, cause: last });
         }
         back_off(tries).await;
         tries += 1;
         result = match send_once(js, &message).await {
-            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
+            Ok(ack) => ack.await.map(drop).map_err(cause),
+            Err(e) => Err(e),
         };
     }
     Ok(())
@@ -160,8 +175,8 @@ impl Publisher {
         let ack = loop {
             match send_once(js, &message).await {
                 Ok(ack) => break ack,
-                Err(reason) if Instant::now() >= give_up => {
-                    return Err(NatsError::Publish { subject: message.subject, reason });
+                Err(last) if Instant::now() >= give_up => {
+                    return Err(NatsError::Publish { subject: message.subject, cause: last });
                 }
                 Err(_) => {
                     back_off(tries).await;
@@ -188,7 +203,7 @@ impl Publisher {
                 }
                 Some(Err(e)) => {
                     let Some(u) = self.acks.pop_front() else { break };
-                    confirm(js, u.message, Err(e.to_string())).await?;
+                    confirm(js, u.message, Err(cause(e))).await?;
                 }
             }
         }
@@ -204,7 +219,7 @@ impl Publisher {
     pub async fn settle(&mut self, js: &jetstream::Context, keep: usize) -> Result<(), NatsError> {
         while self.acks.len() > keep {
             let Some(u) = self.acks.pop_front() else { break };
-            let result = u.ack.await.map(drop).map_err(|e| e.to_string());
+            let result = u.ack.await.map(drop).map_err(cause);
             confirm(js, u.message, result).await?;
         }
         Ok(())

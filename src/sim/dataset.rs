@@ -110,8 +110,8 @@ pub fn peak_dataset(
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
-    });
+        workers.into_iter().map(|w| w.join().map_err(|_| SimError::WorkerPanicked)).collect::<Result<Vec<_>, _>>()
+    })?;
     let mut all = PeakDataset::default();
     for part in parts {
         all.append(part);
@@ -214,8 +214,9 @@ pub fn frame_dataset(
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
-    });
+        let parts = workers.into_iter().map(|w| w.join().map_err(|_| SimError::WorkerPanicked));
+        parts.collect::<Result<Vec<_>, _>>().map(|p| p.into_iter().flatten().collect::<Vec<_>>())
+    })?;
     rows_out.sort_by_key(|r| r.0);
     let mut data = FrameDataset::default();
     for (_, summary, [hit, strength, visible, found]) in rows_out {

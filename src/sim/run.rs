@@ -151,6 +151,9 @@ pub enum SimError {
     Truth { path: PathBuf, reason: String },
     #[error("invalid simulation parameter: {0}")]
     Parameter(String),
+    /// A thread simulating part of the frames panicked: the run or dataset would lack its frames.
+    #[error("a simulation thread panicked; its frames are missing, so nothing was written")]
+    WorkerPanicked,
 }
 
 /// Where a run's files went.
@@ -456,8 +459,9 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)) 
                     })
                 })
                 .collect();
-            chunks.into_iter().flat_map(|h| h.join().expect("simulation thread")).collect()
-        });
+            let parts = chunks.into_iter().map(|h| h.join().map_err(|_| SimError::WorkerPanicked));
+            parts.collect::<Result<Vec<_>, _>>().map(|p| p.into_iter().flatten().collect())
+        })?;
         for (raw, frame_truth) in frames {
             packets.emit(&mut writer, &raw, frame_truth.frame_number, &mut counts).map_err(io(&capture))?;
             progress(frame_truth.frame_number);

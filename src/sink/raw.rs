@@ -107,7 +107,12 @@ impl RawSink {
             "index_fields": ["frame_number u64", "sequence u64", "offset u64", "bunch_id u64", "detector_timestamp u64", "score f32", "flags u32 (bit 0: partial)", "packets_received u32", "packets_expected u32", "spots_found u32", "reserved u32"],
         });
         let run_path = dir.join("run.json");
-        std::fs::write(&run_path, serde_json::to_vec_pretty(&run).unwrap_or_default()).map_err(err(run_path))?;
+        let text = serde_json::to_vec_pretty(&run).map_err(|e| SinkError::Format {
+            sink: "raw",
+            path: run_path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&run_path, text).map_err(err(run_path))?;
         let open = |name: &str| {
             let path = dir.join(name);
             File::create(&path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(err(path))

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use super::builder::{BuilderStats, EventBuilder};
 use super::messages::{NodeMessage, Subjects, Verdict};
 use super::section::ClusterSection;
-use crate::scaleout::nats::{self, ACK_WINDOW, Outgoing, Publisher};
+use crate::scaleout::nats::{self, ACK_WINDOW, NatsError, Outgoing, Publisher};
 
 pub use crate::scaleout::nats::NatsError as ClusterError;
 
@@ -128,7 +128,8 @@ impl NodeLink {
                                 format!("{}-{node}-{nonce}-end", section.run)
                             }
                         };
-                        let payload = serde_json::to_vec(&message).unwrap_or_default();
+                        let payload = serde_json::to_vec(&message)
+                            .map_err(|e| NatsError::Encode { subject: subject.clone(), cause: nats::cause(e) })?;
                         let message = Outgoing { id: Some(id), ..Outgoing::new(subject.clone(), payload.into()) };
                         publisher.send(&js, message).await?;
                         publisher.settle_ready(&js).await?;
@@ -139,7 +140,7 @@ impl NodeLink {
                     Ok(stats)
                 })
             })
-            .map_err(|e| ClusterError::Runtime(e.to_string()))?;
+            .map_err(|e| ClusterError::Runtime(std::sync::Arc::new(e)))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(NodeLink { outgoing: Some(out_tx), verdicts: verdict_rx, thread: Some(thread) }),
             Ok(Err(e)) => {
@@ -150,7 +151,7 @@ impl NodeLink {
                 .join()
                 .ok()
                 .and_then(Result::err)
-                .unwrap_or(ClusterError::Runtime("the cluster thread ended before connecting".into()))),
+                .unwrap_or(ClusterError::ThreadGone("the cluster thread ended before connecting"))),
         }
     }
 
@@ -172,7 +173,7 @@ impl NodeLink {
         self.outgoing = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(ClusterError::Runtime("the cluster thread panicked".into())),
+            Some(Err(_)) => Err(ClusterError::ThreadGone("the cluster thread panicked")),
             None => Ok(LinkStats::default()),
         }
     }
@@ -287,7 +288,8 @@ pub fn run_builder(section: &ClusterSection, name: &str, stop: &AtomicBool) -> R
                 }
             };
             for verdict in verdicts {
-                let payload = serde_json::to_vec(&verdict).unwrap_or_default();
+                let payload = serde_json::to_vec(&verdict)
+                    .map_err(|e| NatsError::Encode { subject: subject.clone(), cause: nats::cause(e) })?;
                 let id = subjects.verdict_id(verdict.frame_number);
                 let message = Outgoing { id: Some(id), ..Outgoing::new(subject.clone(), payload.into()) };
                 publisher.send(&js, message).await?;

@@ -159,7 +159,9 @@ impl OpenPart {
             last_stream_sequence,
         };
         let info_path = self.dir.join("part.json");
-        std::fs::write(&info_path, serde_json::to_vec_pretty(&info).unwrap_or_default()).map_err(io(&info_path))?;
+        let text = serde_json::to_vec_pretty(&info)
+            .map_err(|e| ConsumeError::State { path: info_path.clone(), reason: e.to_string() })?;
+        std::fs::write(&info_path, text).map_err(io(&info_path))?;
         for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let path = entry.map_err(io(&self.dir))?.path();
             std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
@@ -217,10 +219,7 @@ pub fn consume(
         let client = nats::connect(&section.nats, &format!("hitgate-consume-{}", options.durable)).await?;
         let js = jetstream::new(client);
         let stream = nats::ensure_stream(&js, stream_config(section)).await?;
-        let consumer_failed = |e: &dyn std::fmt::Display| NatsError::Consumer {
-            consumer: options.durable.clone(),
-            reason: e.to_string(),
-        };
+        let consumer_failed = |e| NatsError::Consumer { consumer: options.durable.clone(), cause: e };
         // The whole parts on disk are the truth: a durable consumer that has messages out
         // unacknowledged (its last reader was killed; they would come again only after the
         // acknowledgement wait) or that is behind them is made again from the message after them.
@@ -229,7 +228,7 @@ pub fn consume(
             Err(_) => None,
         };
         if matches_disk == Some(false) {
-            stream.delete_consumer(&options.durable).await.map_err(|e| consumer_failed(&e))?;
+            stream.delete_consumer(&options.durable).await.map_err(|e| consumer_failed(nats::cause(e)))?;
         }
         let deliver_policy = if done == 0 {
             consumer::DeliverPolicy::All
@@ -251,7 +250,7 @@ pub fn consume(
                 },
             )
             .await
-            .map_err(|e| consumer_failed(&e))?;
+            .map_err(|e| consumer_failed(nats::cause(e)))?;
 
         let mut report = ConsumeReport::default();
         let mut reassembler = Reassembler::new(100_000);

@@ -79,35 +79,53 @@ pub enum Kind {
     End,
 }
 
+/// A message the forward did not send that way.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("no {0} header")]
+    MissingHeader(&'static str),
+    #[error("{0} is not a number")]
+    NotANumber(&'static str),
+    #[error("{0} too large")]
+    TooLarge(&'static str),
+    #[error("{PART} is not i/n")]
+    PartNotFraction,
+    #[error("{PART} {index}/{count} is out of range")]
+    PartOutOfRange { index: u32, count: u32 },
+    #[error("subject {0} is not one of this source's")]
+    ForeignSubject(String),
+}
+
 /// Reads what a message is; `Err` says what is wrong with it.
 ///
 /// # Errors
 /// A subject the forward does not use, or a header missing or malformed.
-pub fn kind(subjects: &ForwardSubjects, subject: &str, headers: Option<&HeaderMap>) -> Result<Kind, String> {
-    let header = |name: &str| -> Result<&str, String> {
-        headers.and_then(|h| h.get(name)).map(|v| v.as_str()).ok_or_else(|| format!("no {name} header"))
+pub fn kind(subjects: &ForwardSubjects, subject: &str, headers: Option<&HeaderMap>) -> Result<Kind, ProtocolError> {
+    let header = |name: &'static str| -> Result<&str, ProtocolError> {
+        headers.and_then(|h| h.get(name)).map(|v| v.as_str()).ok_or(ProtocolError::MissingHeader(name))
     };
-    let number = |name: &str| -> Result<u64, String> {
-        header(name)?.parse::<u64>().map_err(|_| format!("{name} is not a number"))
+    let number = |name: &'static str| -> Result<u64, ProtocolError> {
+        header(name)?.parse::<u64>().map_err(|_| ProtocolError::NotANumber(name))
     };
     if subject == subjects.end {
         return Ok(Kind::End);
     }
     let series = || header(SERIES).map(str::to_string);
     if subject == subjects.features {
-        let parts = u32::try_from(number(PARTS)?).map_err(|_| format!("{PARTS} too large"))?;
+        let parts = u32::try_from(number(PARTS)?).map_err(|_| ProtocolError::TooLarge(PARTS))?;
         return Ok(Kind::Features { series: series()?, sequence: number(SEQUENCE)?, parts });
     }
     if subject == subjects.frame {
-        let (index, count) = header(PART)?.split_once('/').ok_or_else(|| format!("{PART} is not i/n"))?;
-        let (index, count) = (index.parse::<u32>(), count.parse::<u32>());
-        let (Ok(index), Ok(count)) = (index, count) else { return Err(format!("{PART} is not i/n")) };
+        let (index, count) = header(PART)?.split_once('/').ok_or(ProtocolError::PartNotFraction)?;
+        let (Ok(index), Ok(count)) = (index.parse::<u32>(), count.parse::<u32>()) else {
+            return Err(ProtocolError::PartNotFraction);
+        };
         if index == 0 || index > count {
-            return Err(format!("{PART} {index}/{count} is out of range"));
+            return Err(ProtocolError::PartOutOfRange { index, count });
         }
         return Ok(Kind::Part { series: series()?, sequence: number(SEQUENCE)?, index, count, bytes: number(BYTES)? });
     }
-    Err(format!("subject {subject} is not one of this source's"))
+    Err(ProtocolError::ForeignSubject(subject.to_string()))
 }
 
 #[cfg(test)]
@@ -139,9 +157,12 @@ mod tests {
             Ok(Kind::Part { series: "s1".into(), sequence: 7, index: 2, count: 3, bytes: 100 })
         );
         h.insert(PART, "4/3");
-        assert!(kind(&subjects, &subjects.frame, Some(&h)).unwrap_err().contains("out of range"));
-        assert!(kind(&subjects, &subjects.features, Some(&h)).unwrap_err().contains(PARTS));
-        assert!(kind(&subjects, "hitgate.forward.b.frame", Some(&h)).is_err());
+        assert_eq!(
+            kind(&subjects, &subjects.frame, Some(&h)),
+            Err(ProtocolError::PartOutOfRange { index: 4, count: 3 })
+        );
+        assert_eq!(kind(&subjects, &subjects.features, Some(&h)), Err(ProtocolError::MissingHeader(PARTS)));
+        assert!(matches!(kind(&subjects, "hitgate.forward.b.frame", Some(&h)), Err(ProtocolError::ForeignSubject(_))));
         assert_eq!(kind(&subjects, &subjects.end, None), Ok(Kind::End));
     }
 }

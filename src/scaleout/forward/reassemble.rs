@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::protocol::Kind;
+use super::protocol::{Kind, ProtocolError};
 use crate::sink::FrameRecord;
 
 /// A frame handed on to the consumer's sinks.
@@ -87,7 +87,7 @@ impl Reassembler {
 
     /// Takes one message (`kind` read from it, or why it could not be) and its payload; frames it
     /// completes go to `out`.
-    pub fn add(&mut self, kind: Result<Kind, String>, payload: bytes::Bytes, out: &mut Vec<Rebuilt>) {
+    pub fn add(&mut self, kind: Result<Kind, ProtocolError>, payload: bytes::Bytes, out: &mut Vec<Rebuilt>) {
         for p in &mut self.pending {
             p.age += 1;
         }
@@ -175,11 +175,11 @@ mod tests {
 
     const LINE: &str = r#"{"frame_number":12,"sequence":11,"bunch_id":3,"detector_timestamp":99,"first_packet_ns":5,"last_packet_ns":9,"accepted":true,"audit":false,"score":23.0,"dark":false,"complete":false,"packets_received":126,"packets_expected":128,"missing_packets":[40,41],"spots_found":0,"spots":[],"reduce_us":412.5}"#;
 
-    fn part(sequence: u64, index: u32, count: u32, bytes: u64) -> Result<Kind, String> {
+    fn part(sequence: u64, index: u32, count: u32, bytes: u64) -> Result<Kind, ProtocolError> {
         Ok(Kind::Part { series: "s".into(), sequence, index, count, bytes })
     }
 
-    fn features(sequence: u64, parts: u32) -> Result<Kind, String> {
+    fn features(sequence: u64, parts: u32) -> Result<Kind, ProtocolError> {
         Ok(Kind::Features { series: "s".into(), sequence, parts })
     }
 
@@ -237,7 +237,7 @@ mod tests {
     fn malformed_and_mismatched_messages_are_counted_not_taken() {
         let mut r = Reassembler::new(100);
         let mut out = Vec::new();
-        r.add(Err("no header".into()), bytes::Bytes::new(), &mut out);
+        r.add(Err(ProtocolError::MissingHeader(super::super::protocol::SERIES)), bytes::Bytes::new(), &mut out);
         r.add(features(1, 0), bytes::Bytes::from_static(b"{not json"), &mut out);
         r.add(part(2, 1, 2, 5), bytes::Bytes::from_static(b"abc"), &mut out);
         r.add(part(2, 2, 3, 5), bytes::Bytes::from_static(b"de"), &mut out);

@@ -165,7 +165,7 @@ impl JetstreamSink {
             .thread_name("hg-jetstream")
             .enable_all()
             .build()
-            .map_err(|e| network(section, NatsError::Runtime(e.to_string())))?;
+            .map_err(|e| network(section, NatsError::Runtime(std::sync::Arc::new(e))))?;
         let subjects = ForwardSubjects::of(&section.subject, section.source_name());
         let (js, server_max) = runtime
             .block_on(async {

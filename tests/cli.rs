@@ -245,30 +245,42 @@ fn tune_chooses_the_cut_for_a_target_rate_and_writes_it_into_a_config() {
 }
 
 #[test]
-fn tune_writes_the_learned_triggers_threshold() {
+fn tune_writes_each_backends_own_cut() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
     let s = sim.to_str().unwrap();
     let o = hitgate(&["simulate", "--out", s, "--frames", "120", "--hit-rate", "0.1", "--seed", "37"]);
     assert!(o.status.success(), "{}", text(&o));
-    let config = sim.join("tract.toml");
     let base = std::fs::read_to_string(sim.join("replay.toml")).unwrap();
-    std::fs::write(&config, base.replace("kind = \"spots\"", "kind = \"tract\"")).unwrap();
-    let o = hitgate(&[
-        "tune",
-        &format!("{s}/run.pcap"),
-        "--config",
-        config.to_str().unwrap(),
-        "--truth",
-        &format!("{s}/truth.json"),
-        "--target-rate",
-        "0.1",
-        "--svg",
-        dir.path().join("c.svg").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(common::words(&text(&o)).contains("chosen trigger.tract.threshold = "), "{}", text(&o));
-    let tuned = hitgate::config::Config::load(&sim.join("tract.tuned.toml")).unwrap();
-    assert_eq!(tuned.trigger.kind, hitgate::config::TriggerKind::Tract);
-    assert!((0.0..=1.0).contains(&tuned.trigger.tract.threshold), "{}", tuned.trigger.tract.threshold);
+    // The learned trigger's cut in `trigger.tract`, the FPGA trigger's in `trigger.fpga` (which the
+    // FPGA trigger reads; the other backend's section stays as it was).
+    for kind in ["tract", "fpga"] {
+        let config = sim.join(format!("{kind}.toml"));
+        std::fs::write(&config, base.replace("kind = \"spots\"", &format!("kind = \"{kind}\""))).unwrap();
+        let o = hitgate(&[
+            "tune",
+            &format!("{s}/run.pcap"),
+            "--config",
+            config.to_str().unwrap(),
+            "--truth",
+            &format!("{s}/truth.json"),
+            "--target-rate",
+            "0.1",
+            "--svg",
+            dir.path().join("c.svg").to_str().unwrap(),
+        ]);
+        let out = common::words(&text(&o));
+        assert!(o.status.success(), "{out}");
+        let key = format!("chosen trigger.{kind}.threshold = ");
+        let at = out.find(&key).unwrap_or_else(|| panic!("{key} not in {out}")) + key.len();
+        let chosen: f32 = out[at..].split_whitespace().next().unwrap().parse().unwrap();
+        let tuned = hitgate::config::Config::load(&sim.join(format!("{kind}.tuned.toml"))).unwrap();
+        assert_eq!(tuned.trigger.kind.name(), kind);
+        let (own, other) = match kind {
+            "tract" => (tuned.trigger.tract.threshold, tuned.trigger.fpga.threshold),
+            _ => (tuned.trigger.fpga.threshold, tuned.trigger.tract.threshold),
+        };
+        assert!((own - chosen).abs() < 1e-6 && (0.0..=1.0).contains(&own), "{kind}: {own} vs {chosen}");
+        assert_eq!(other, 0.5, "{kind}: the other backend's cut is left alone");
+    }
 }

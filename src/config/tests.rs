@@ -1,4 +1,5 @@
 use super::*;
+use crate::section::Resource;
 
 const MINIMAL: &str = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n";
 
@@ -335,4 +336,66 @@ fn emulated_card_faults_are_named_and_for_the_emulated_card_only() {
     );
     let err = Config::parse(&real).unwrap().validated().unwrap_err();
     assert!(err.problems().iter().any(|p| p.key == "trigger.fpga.emulated_faults"), "{err}");
+}
+
+#[test]
+fn two_parts_claiming_one_endpoint_are_refused_at_the_later_ones_key() {
+    let text = r#"
+[detector]
+model = "jungfrau-1if"
+[control]
+listen_address = "127.0.0.1:31001"
+[[sink]]
+kind = "stream"
+endpoint = "tcp://127.0.0.1:31002"
+[[sink]]
+kind = "stream"
+endpoint = "tcp://*:31002"
+[[sink]]
+kind = "stream"
+endpoint = "tcp://127.0.0.1:31001"
+[[sink]]
+kind = "stream"
+endpoint = "tcp://127.0.0.1:31003"
+"#;
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let problems = err.problems();
+    let reason = |key: &str| problems.iter().find(|p| p.key == key).map(|p| p.reason.clone());
+    assert_eq!(reason("sink[1].endpoint").as_deref(), Some("*:31002 is already claimed by sink[0].endpoint"));
+    assert_eq!(
+        reason("sink[2].endpoint").as_deref(),
+        Some("127.0.0.1:31001 is already claimed by control.listen_address"),
+        "{err}"
+    );
+    assert!(reason("sink[3].endpoint").is_none(), "{err}");
+    assert_eq!(problems.len(), 2, "{err}");
+}
+
+#[test]
+fn a_cpu_is_pinned_once_and_must_exist() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let text = format!("{MINIMAL}[udp]\nreceiver_cpu = 0\n[reducer]\ncpus = [0, {cpus}]\n");
+    let err = Config::parse(&text).unwrap().validated().unwrap_err();
+    let problems = err.problems();
+    assert_eq!(problems[0].key, "reducer.cpus[0]");
+    assert_eq!(problems[0].reason, "CPU 0 is already claimed by udp.receiver_cpu");
+    assert_eq!(problems[1].key, "reducer.cpus[1]");
+    assert!(problems[1].reason.contains("does not exist here"), "{err}");
+}
+
+#[test]
+fn a_loaded_config_says_where_each_part_of_it_writes_and_listens() {
+    let text = format!(
+        "{MINIMAL}[[sink]]\nkind = \"features\"\npath = \"out/f.jsonl\"\n[[sink]]\nkind = \"stream\"\nendpoint = \"ipc:///tmp/s\"\n"
+    );
+    let c = Config::parse(&text).unwrap().resolved_against(Path::new("/data/run")).validated().unwrap();
+    let claims: Vec<(String, Resource)> = checks::claims(&c).into_iter().map(|c| (c.key, c.resource)).collect();
+    assert_eq!(
+        claims,
+        vec![
+            ("control.listen_address".into(), Resource::Tcp { host: "127.0.0.1".into(), port: 9464 }),
+            ("sink[1].path".into(), Resource::Output("/data/run/out/f.jsonl".into())),
+            ("sink[2].endpoint".into(), Resource::Ipc("/tmp/s".into())),
+        ]
+    );
 }

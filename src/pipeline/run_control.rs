@@ -131,3 +131,42 @@ pub fn apply_reload(old: &Config, new: &Config, trigger: &Trigger) -> ReloadRepo
         .collect();
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::TriggerKind;
+
+    fn config(text: &str) -> Config {
+        let base = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n";
+        Config::parse(&format!("{base}{text}")).unwrap().validated().unwrap()
+    }
+
+    #[test]
+    fn the_running_backends_cut_is_applied_live_and_nothing_else_of_the_trigger_needs_a_restart() {
+        let old = config("[trigger]\nkind = \"fpga\"\n");
+        let trigger = Trigger::from_config(&old.trigger).unwrap();
+        let new =
+            config("[trigger]\nkind = \"fpga\"\n[trigger.fpga]\nthreshold = 0.75\n[trigger.rate]\naudit_every = 7\n");
+        let report = apply_reload(&old, &new, &trigger);
+        assert_eq!(report.applied, vec!["trigger.fpga.threshold = 0.75", "trigger.rate.audit_every = 7"]);
+        assert!(report.refused.is_empty() && report.needs_restart.is_empty(), "{report}");
+        assert_eq!((trigger.rate().threshold(), trigger.rate().audit_every()), (0.75, 7));
+    }
+
+    #[test]
+    fn another_backend_or_another_section_is_named_as_needing_a_restart() {
+        let old = config("[trigger]\nkind = \"spots\"\n");
+        let trigger = Trigger::from_config(&old.trigger).unwrap();
+        assert_eq!(trigger.kind(), TriggerKind::Spots);
+        let new = config("[trigger]\nkind = \"tract\"\n[assembler]\nframe_timeout_us = 20000\n");
+        let report = apply_reload(&old, &new, &trigger);
+        assert!(report.applied.is_empty(), "{report}");
+        assert_eq!(report.needs_restart, vec!["assembler", "trigger"]);
+        let same_kind = config("[trigger.spots]\nmin_spots = 12\n[trigger.rate]\ntarget_accept_rate = 0.1\n");
+        let report = apply_reload(&old, &same_kind, &trigger);
+        assert_eq!(report.applied, vec!["trigger.spots.min_spots = 12", "trigger.rate.target_accept_rate = 0.1"]);
+        assert_eq!((trigger.min_spots(), trigger.rate().target_rate()), (Some(12), Some(0.1)));
+        assert!(report.needs_restart.is_empty(), "{report}");
+    }
+}

@@ -36,7 +36,7 @@ pub enum PipelineError {
     Geometry(#[from] GeometryError),
     /// Calibration, spot finding, trigger or feature models could not be prepared.
     #[error("reduction")]
-    Calibration(#[from] crate::reduce::PlanError),
+    Reduction(#[from] crate::reduce::PlanError),
     #[error("frame pool")]
     Pool(#[from] PoolError),
     #[error(transparent)]

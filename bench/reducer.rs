@@ -130,7 +130,9 @@ fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConver
                                     512,
                                     1024,
                                     patch_centre(spot),
-                                    &mut |seg: &[u16], at: usize, o: &mut [f32]| conv.jungfrau_photons(seg, at, o),
+                                    &mut |seg: &[u16], at: usize, o: &mut [f32]| {
+                                        conv.jungfrau_photons(seg, at, o);
+                                    },
                                     &mut patches[k * PATCH_PIXELS..(k + 1) * PATCH_PIXELS],
                                 );
                             }

@@ -6,9 +6,15 @@ use super::maps::{CalibrationMaps, GAIN_STAGES};
 use super::mask;
 use super::mask::PixelMask;
 
-/// Gain-stage code in bits 15–14 → stage index; code 2 is invalid and maps to stage 3, whose
-/// pedestal and gain are zero so such pixels read as 0 photons without a branch.
+/// Gain-stage code in bits 15–14 → stage index; code 2 is invalid (flagged before the lookup) and
+/// maps to stage 3, whose pedestal and gain are zero.
 const STAGE_OF_CODE: [usize; 4] = [0, 1, 3, 2];
+
+/// What a pixel reads in a frame where it has no photon count: saturated (G1 or G2 at ADC 0, the
+/// analogue chain at its end) or an invalid gain code, as Jungfraujoch flags them frame by frame; and
+/// a pixel whose packet never arrived. Comparisons with it are false, so no finder takes it for a spot
+/// or a background; the storing sinks write it as their format's flagged value.
+pub const FLAGGED: f32 = f32::NAN;
 
 /// Converts raw frames to photons with a prepared calibration.
 ///
@@ -79,8 +85,9 @@ impl PhotonConverter {
     }
 
     /// Photons of the pixels `raw` (JUNGFRAU encoding) into `out`, where `raw[0]` is pixel
-    /// `first_pixel` of the maps. Pixels beyond the maps or `out` are left alone.
-    pub fn jungfrau_photons(&self, raw: &[u16], first_pixel: usize, out: &mut [f32]) {
+    /// `first_pixel` of the maps; returns how many pixels read [`FLAGGED`] (saturated, invalid gain
+    /// code). Pixels beyond the maps or `out` are left alone.
+    pub fn jungfrau_photons(&self, raw: &[u16], first_pixel: usize, out: &mut [f32]) -> usize {
         let n = self.pixels.saturating_sub(first_pixel).min(raw.len()).min(out.len());
         let g0 = G0Maps {
             pedestal_quarter_adu: &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n],
@@ -92,7 +99,7 @@ impl PhotonConverter {
             pixels: self.pixels,
             first_pixel,
         };
-        convert_jungfrau(&raw[..n], &g0, &switched, &mut out[..n]);
+        convert_jungfrau(&raw[..n], &g0, &switched, &mut out[..n])
     }
 }
 
@@ -114,16 +121,18 @@ struct SwitchedMaps<'a> {
 }
 
 /// Each chunk is first converted as if it were all G0 — a straight loop the compiler vectorises — and
-/// only a chunk that holds switched pixels is fixed up with the per-stage lookup. Compiled for AVX2
-/// as well as the baseline and chosen at run time by the CPU's features.
+/// only a chunk that holds switched pixels is fixed up with the per-stage lookup, which is also where
+/// saturated and invalid pixels are flagged (the G0 pass has no branch). Compiled for AVX2 as well as
+/// the baseline and chosen at run time by the CPU's features. Returns the pixels flagged.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
-fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m>, out: &mut [f32]) {
+fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m>, out: &mut [f32]) -> usize {
     const CHUNK: usize = 64;
     let chunks = out
         .chunks_mut(CHUNK)
         .zip(raw.chunks(CHUNK))
         .zip(g0.pedestal_quarter_adu.chunks(CHUNK))
         .zip(g0.photons_per_quarter_adu.chunks(CHUNK));
+    let mut flagged = 0;
     for (c, (((o, r), p), g)) in chunks.enumerate() {
         let mut codes = 0u16;
         for (((o, &r), &p), &g) in o.iter_mut().zip(r).zip(p).zip(g) {
@@ -133,11 +142,18 @@ fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m
         if codes & 0xc000 != 0 {
             let base = switched.first_pixel + c * CHUNK;
             for (k, (o, &r)) in o.iter_mut().zip(r).enumerate().filter(|(_, (_, r))| **r >> 14 != 0) {
-                let at = (STAGE_OF_CODE[usize::from(r >> 14)] - 1) * switched.pixels + base + k;
-                *o = (f32::from(r & 0x3fff) - switched.pedestal_adu[at]) * switched.photons_per_adu[at];
+                let (code, adc) = (r >> 14, r & 0x3fff);
+                if code == 2 || adc == 0 {
+                    *o = FLAGGED;
+                    flagged += 1;
+                    continue;
+                }
+                let at = (STAGE_OF_CODE[usize::from(code)] - 1) * switched.pixels + base + k;
+                *o = (f32::from(adc) - switched.pedestal_adu[at]) * switched.photons_per_adu[at];
             }
         }
     }
+    flagged
 }
 
 /// Photon-counting detectors: values are counts already; masked pixels (`mask` from this panel's
@@ -170,15 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn gain_stages_convert_with_their_own_maps_and_code_2_reads_zero() {
-        let maps = CalibrationMaps::uniform(1, 1, 4, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
+    fn gain_stages_convert_with_their_own_maps_and_saturated_or_invalid_pixels_are_flagged() {
+        let maps = CalibrationMaps::uniform(1, 1, 6, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
         let conv = PhotonConverter::new(&maps, 10.0);
-        let raw = [3400u16, (1 << 14) | 14210, (3 << 14) | 13989, (2 << 14) | 5000];
-        let mut out = [f32::NAN; 4];
-        conv.jungfrau_photons(&raw, 0, &mut out);
+        let raw = [3400u16, (1 << 14) | 14210, (3 << 14) | 13989, (2 << 14) | 5000, 3 << 14, 1 << 14];
+        let mut out = [0.0f32; 6];
+        assert_eq!(conv.jungfrau_photons(&raw, 0, &mut out), 3, "three pixels flagged");
         assert!((out[0] - 1.0).abs() < 1e-6, "G0: 400 ADU at 40 ADU/keV = 10 keV = 1 photon");
         assert!((out[1] - 20.0).abs() < 1e-3, "G1: -290 ADU at -1.45 ADU/keV = 200 keV");
         assert!((out[2] - 10.0).abs() < 1e-3, "G2: -11 ADU at -0.11 ADU/keV = 100 keV");
-        assert_eq!(out[3], 0.0, "invalid gain code");
+        assert!(out[3].is_nan(), "invalid gain code 2");
+        assert!(out[4].is_nan() && out[5].is_nan(), "G2 and G1 at ADC 0: saturated");
+        // A frame in G0 only flags nothing, whatever its values.
+        assert_eq!(conv.jungfrau_photons(&[0, 0x3fff, 3000, 3400, 1, 2], 0, &mut out), 0);
     }
 }

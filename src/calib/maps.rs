@@ -38,6 +38,18 @@ pub enum CalibrationError {
     Format { path: PathBuf, reason: String },
     #[error("calibration {path} is for {found} pixels, the detector has {expected}")]
     Size { path: PathBuf, found: usize, expected: usize },
+    #[error(
+        "{path}: {wrong} of {pixels} G{stage} gains are not {expected} (pixel {first_pixel}: {first_value}); JUNGFRAU counts up in G0 and down in G1 and G2 (set calibration.gains_count_up = true for a detector that counts up in every stage)"
+    )]
+    Sign {
+        path: PathBuf,
+        stage: usize,
+        wrong: usize,
+        pixels: usize,
+        first_pixel: usize,
+        first_value: f32,
+        expected: &'static str,
+    },
 }
 
 /// Pedestal and gain per gain stage and pixel.

@@ -9,12 +9,13 @@ pub mod maps;
 pub mod mask;
 pub mod pedestal;
 pub mod photons;
+pub mod psi;
 pub mod section;
 
-pub use converter::{PhotonConverter, counts_as_photons};
+pub use converter::{FLAGGED, PhotonConverter, counts_as_photons};
 pub use image::assemble_image;
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
 pub use pedestal::PedestalTracker;
-pub use photons::{Photons, SharedConverter};
+pub use photons::{Photons, SharedConverter, flag_lost};
 pub use section::{CalibrationSection, HC_KEV_ANGSTROM};

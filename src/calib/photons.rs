@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::converter::{PhotonConverter, counts_as_photons};
+use super::converter::{FLAGGED, PhotonConverter, counts_as_photons};
 
 /// The current converter, replaced while running when the pedestal is measured or has moved.
 /// Workers read an epoch counter per frame and take the lock only when it changed.
@@ -52,13 +52,20 @@ pub enum Photons {
 impl Photons {
     /// Photons of the pixels `raw`, whose first is pixel `first_pixel` of the detector, into `out`:
     /// with `converter` (the prepared one when `None`) for an integrating detector, as counts with the
-    /// mask applied for a counting one.
-    pub fn convert(&self, converter: Option<&PhotonConverter>, raw: &[u16], first_pixel: usize, out: &mut [f32]) {
+    /// mask applied for a counting one. Returns how many pixels read `FLAGGED` (saturated, invalid).
+    pub fn convert(
+        &self,
+        converter: Option<&PhotonConverter>,
+        raw: &[u16],
+        first_pixel: usize,
+        out: &mut [f32],
+    ) -> usize {
         match self {
             Photons::Integrating(shared) => converter.unwrap_or(&shared.base).jungfrau_photons(raw, first_pixel, out),
             Photons::Counting { mask } => {
                 let mask = mask.get(first_pixel..first_pixel + raw.len()).unwrap_or(&[]);
-                counts_as_photons(raw, mask, out)
+                counts_as_photons(raw, mask, out);
+                0
             }
         }
     }
@@ -75,6 +82,30 @@ impl Photons {
     pub fn current_converter(&self) -> Option<Arc<PhotonConverter>> {
         self.converter().map(SharedConverter::current)
     }
+}
+
+/// Flags the pixels of `photons` (detector pixels from `first` on) that lie in packets absent from
+/// `present` (a frame's packet mask, one bit a packet; `packet_pixels[i]` the pixels of packet `i`):
+/// they hold the blank a lost packet leaves, not a measurement. Returns how many.
+pub fn flag_lost(
+    packet_pixels: &[std::ops::Range<usize>],
+    present: &[u64],
+    first: usize,
+    photons: &mut [f32],
+) -> usize {
+    let span = first..first + photons.len();
+    let mut flagged = 0;
+    for (i, pixels) in packet_pixels.iter().enumerate() {
+        if present.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0) {
+            continue;
+        }
+        let (start, end) = (pixels.start.max(span.start), pixels.end.min(span.end));
+        if start < end {
+            photons[start - first..end - first].fill(FLAGGED);
+            flagged += end - start;
+        }
+    }
+    flagged
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use zerocopy::IntoBytes;
 
 use super::bitshuffle::{BitshuffleError, ChunkCompressor, ElementSize, max_compressed_len};
-use crate::calib::{PhotonConverter, Photons};
+use crate::calib::{PhotonConverter, Photons, flag_lost};
 use crate::detector::DetectorGeometry;
 
 /// What a stored pixel holds (`pixels` of the HDF5, stream and JetStream sinks).
@@ -30,6 +30,10 @@ impl StoredPixels {
         }
     }
 }
+
+/// What a flagged pixel (saturated, invalid, lost; `calib::FLAGGED`) is stored as in whole photons:
+/// the largest value, as DECTRIS detectors mark such pixels. In `photons_f32` it stays NaN.
+pub const FLAGGED_U32: u32 = u32::MAX;
 
 /// Bytes of one stored pixel.
 pub fn stored_element_size(pixels: StoredPixels, geometry: &DetectorGeometry) -> usize {
@@ -63,6 +67,8 @@ pub struct FrameEncoder {
     /// Panels of a frame, and pixels of a panel.
     panels: usize,
     panel_pixels: usize,
+    /// The pixels each packet carries, to flag a lost packet's.
+    packet_pixels: Vec<std::ops::Range<usize>>,
     compressor: ChunkCompressor,
     /// One panel's photons.
     photons: Vec<f32>,
@@ -83,6 +89,7 @@ impl FrameEncoder {
             elem_size: ElementSize::new(stored_element_size(pixels, geometry))?,
             panels,
             panel_pixels: rows * cols,
+            packet_pixels: geometry.packet_pixels(),
             compressor,
             photons: if calibrated { vec![0.0; rows * cols] } else { Vec::new() },
             stored: if calibrated { vec![0; stored_frame_bytes(pixels, geometry)] } else { Vec::new() },
@@ -90,20 +97,37 @@ impl FrameEncoder {
     }
 
     /// Compresses the frame whose raw pixels are `raw` into `out` (replaced), converting them first
-    /// with `photons` (and `converter`, the prepared one when `None`) when photons are stored.
-    pub fn encode(&mut self, photons: &Photons, converter: Option<&PhotonConverter>, raw: &[u16], out: &mut Vec<u8>) {
+    /// with `photons` (and `converter`, the prepared one when `None`) when photons are stored; a
+    /// partial frame's packet mask (`lost`: `Some` of the packets present) flags the pixels of the
+    /// packets that never came. Raw values are stored as they are (the files keep the mask).
+    pub fn encode(
+        &mut self,
+        photons: &Photons,
+        converter: Option<&PhotonConverter>,
+        raw: &[u16],
+        lost: Option<&[u64]>,
+        out: &mut Vec<u8>,
+    ) {
         let data: &[u8] = match self.pixels {
             StoredPixels::Raw => raw.as_bytes(),
             StoredPixels::PhotonsU32 | StoredPixels::PhotonsF32 => {
                 let panel_pixels = self.panel_pixels;
                 for (panel, panel_raw) in raw.chunks_exact(panel_pixels).take(self.panels).enumerate() {
-                    photons.convert(converter, panel_raw, panel * panel_pixels, &mut self.photons);
+                    let first = panel * panel_pixels;
+                    photons.convert(converter, panel_raw, first, &mut self.photons);
+                    if let Some(present) = lost {
+                        flag_lost(&self.packet_pixels, present, first, &mut self.photons);
+                    }
                     let at = panel * panel_pixels * 4;
                     let Some(dest) = self.stored.get_mut(at..at + panel_pixels * 4) else { break };
                     for (d, &p) in dest.chunks_exact_mut(4).zip(&self.photons) {
                         let bytes = match self.pixels {
+                            // A flagged pixel is the format's flagged value (NXmx and DECTRIS: the
+                            // type's largest), not a count.
+                            StoredPixels::PhotonsU32 if p.is_nan() => FLAGGED_U32.to_le_bytes(),
                             // Rounded to whole photons; noise below zero is no photon.
                             StoredPixels::PhotonsU32 => (p.round().max(0.0) as u32).to_le_bytes(),
+                            // NaN, as the converter flags it.
                             _ => p.to_le_bytes(),
                         };
                         d.copy_from_slice(&bytes);
@@ -132,12 +156,12 @@ mod tests {
         let mut raw = vec![3000u16; rows * cols];
         (raw[0], raw[1]) = (3000 + 1040, 2900);
         let mut chunk = Vec::new();
-        FrameEncoder::new(StoredPixels::PhotonsU32, &geometry).unwrap().encode(&photons, None, &raw, &mut chunk);
+        FrameEncoder::new(StoredPixels::PhotonsU32, &geometry).unwrap().encode(&photons, None, &raw, None, &mut chunk);
         let whole = decompress(&chunk, 4).unwrap();
         assert_eq!(whole.len(), rows * cols * 4);
         let at = |i: usize| u32::from_le_bytes(whole[i * 4..i * 4 + 4].try_into().unwrap());
         assert_eq!((at(0), at(1), at(2)), (3, 0, 0));
-        FrameEncoder::new(StoredPixels::Raw, &geometry).unwrap().encode(&photons, None, &raw, &mut chunk);
+        FrameEncoder::new(StoredPixels::Raw, &geometry).unwrap().encode(&photons, None, &raw, None, &mut chunk);
         assert_eq!(decompress(&chunk, 2).unwrap(), raw.as_bytes());
         assert!(chunk.len() <= chunk_bound(StoredPixels::Raw, &geometry));
     }

@@ -5,4 +5,4 @@
 pub mod bitshuffle;
 pub mod chunk;
 
-pub use chunk::{FrameEncoder, StoredPixels, chunk_bound, stored_element_size, stored_frame_bytes};
+pub use chunk::{FLAGGED_U32, FrameEncoder, StoredPixels, chunk_bound, stored_element_size, stored_frame_bytes};

@@ -112,7 +112,8 @@ impl Config {
         self.udp.validate("udp", d.modules, &mut p);
         let packet = d.detector_model().map(|m| (m.name, m.packet_bytes()));
         self.dma.validate("dma", packet, &mut p);
-        self.calibration.validate("calibration", &mut p);
+        let module_pixels = d.detector_model().map(|m| m.module_rows() * m.module_cols());
+        self.calibration.validate("calibration", module_pixels.map(|px| (d.modules, px)), &mut p);
         self.features.validate("features", &mut p);
         self.trigger.validate("trigger", &mut p);
         self.storage.validate("storage", &mut p);

@@ -264,6 +264,22 @@ impl DetectorGeometry {
         }
     }
 
+    /// The pixels each packet carries, by the packet's index in the frame's packet mask; empty for
+    /// a model whose pixels are not 16-bit words (packed, or wider).
+    pub fn packet_pixels(&self) -> Vec<std::ops::Range<usize>> {
+        if self.model.bits_per_pixel != 16 {
+            return Vec::new();
+        }
+        let mut pixels = vec![0..0; self.packets_per_frame()];
+        for port in 0..self.ports() {
+            for n in 0..self.model.packets_per_port() {
+                let bytes = self.packet_range(port, n);
+                pixels[self.packet_index(port, n)] = bytes.start / 2..bytes.end / 2;
+            }
+        }
+        pixels
+    }
+
     /// Byte range of one port's image in the frame buffer.
     pub fn port_range(&self, port_index: usize) -> std::ops::Range<usize> {
         let n = self.model.port_image_bytes();

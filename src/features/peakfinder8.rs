@@ -336,7 +336,8 @@ impl Peakfinder8 {
                 }
                 let at = r as usize * cols + c as usize;
                 let v = image[at];
-                if v == f32::NEG_INFINITY || rings[at] == NO_RING || self.is_candidate(v, rings[at]) {
+                // Visited (−∞) and flagged (NaN) pixels are no background.
+                if v == f32::NEG_INFINITY || v.is_nan() || rings[at] == NO_RING || self.is_candidate(v, rings[at]) {
                     continue;
                 }
                 n += 1;

@@ -47,6 +47,9 @@ pub struct FrameFeatures {
     pub dark: bool,
     /// Time the reducer spent on this frame.
     pub reduce_ns: u64,
+    /// Pixels without a photon count this frame: saturated, an invalid gain code, or in a packet
+    /// that never came (they read `calib::FLAGGED`).
+    pub pixels_flagged: u32,
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_localised: u32,
     pub localiser_batches_failed: u32,
@@ -78,6 +81,7 @@ impl FrameFeatures {
         self.dark = false;
         self.reduce_ns = 0;
         self.spots_localised = 0;
+        self.pixels_flagged = 0;
         self.localiser_batches_failed = 0;
         self.summary.clear();
         self.chunk.clear();
@@ -96,6 +100,7 @@ impl FrameFeatures {
             dark,
             reduce_ns,
             spots_localised,
+            pixels_flagged,
             localiser_batches_failed,
             summary,
             chunk: _,
@@ -108,6 +113,7 @@ impl FrameFeatures {
         (self.spots_found, self.score, self.accepted, self.audit) = (*spots_found, *score, *accepted, *audit);
         (self.trigger_failed, self.dark, self.reduce_ns) = (*trigger_failed, *dark, *reduce_ns);
         (self.spots_localised, self.localiser_batches_failed) = (*spots_localised, *localiser_batches_failed);
+        self.pixels_flagged = *pixels_flagged;
     }
 
     /// Whether a frame-storing sink keeps this frame: accepted, or sampled for the audit stream.

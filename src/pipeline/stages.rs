@@ -157,7 +157,11 @@ impl Plan {
                         live,
                         pedestal,
                         rate,
-                        encoder: late_encoder.map(|encoder| LateEncoder { encoder, photons: plan.photons() }),
+                        encoder: late_encoder.map(|encoder| LateEncoder {
+                            encoder,
+                            photons: plan.photons(),
+                            packets_present: Vec::with_capacity(self.geometry.packets_per_frame().div_ceil(64)),
+                        }),
                         abort: &abort,
                         progress,
                     });

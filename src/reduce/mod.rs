@@ -14,9 +14,7 @@ pub use worker::Reducer;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calib::{
-    CalibrationMaps, CalibrationSection, PedestalTracker, PhotonConverter, Photons, PixelMask, SharedConverter,
-};
+use crate::calib::{CalibrationSection, PedestalTracker, PhotonConverter, Photons, PixelMask, SharedConverter};
 use crate::codec::bitshuffle::BitshuffleError;
 use crate::codec::{FrameEncoder, StoredPixels};
 use crate::detector::{DetectorGeometry, DetectorType};
@@ -121,6 +119,9 @@ pub struct ReducerPlan {
     summary: Option<SummaryPlan>,
     /// What kept frames are compressed as for storage, when a sink stores compressed frames.
     storage: Option<(StoredPixels, DetectorGeometry)>,
+    /// The pixels each packet carries (by its index in the packet mask), to flag a lost packet's;
+    /// empty for detectors whose pixels are not 16-bit words.
+    packet_pixels: Vec<std::ops::Range<usize>>,
 }
 
 impl ReducerPlan {
@@ -141,18 +142,7 @@ impl ReducerPlan {
                 (Photons::Counting { mask: mask.as_ref().map(|m| m.flags().to_vec()).unwrap_or_default() }, None)
             }
             DetectorType::Jungfrau => {
-                let maps = match &c.file {
-                    Some(file) => {
-                        CalibrationMaps::load_modules(file, pixels, c.share.as_ref().map(|s| &s.modules[..]))?
-                    }
-                    None => CalibrationMaps::uniform(
-                        geometry.modules,
-                        geometry.model.module_rows(),
-                        geometry.model.module_cols(),
-                        c.pedestal_adu,
-                        c.gain_adu_per_kev,
-                    ),
-                };
+                let maps = c.maps(geometry.modules, geometry.model.module_rows(), geometry.model.module_cols())?;
                 let converter = match &mask {
                     Some(mask) => PhotonConverter::with_mask(&maps, c.photon_energy_kev, mask),
                     None => PhotonConverter::new(&maps, c.photon_energy_kev),
@@ -186,6 +176,7 @@ impl ReducerPlan {
             None => None,
         };
         let plan = ReducerPlan {
+            packet_pixels: geometry.packet_pixels(),
             storage: settings.stored_pixels.map(|p| (p, geometry.clone())),
             summary,
             trigger,

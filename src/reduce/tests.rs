@@ -56,11 +56,25 @@ impl Bench {
     }
 }
 
-/// A frame of background with a 3 × 3 spot of `photons` per pixel at each of `centres`.
-fn frame(pool: &Arc<FramePool>, sequence: u64, centres: &[(usize, usize)], photons: f32) -> FrameHandle {
+/// A frame slot whose packets came, but those in `lost`.
+fn arrived(pool: &Arc<FramePool>, sequence: u64, lost: &[usize]) -> FrameHandle {
     let mut f = pool.try_acquire().unwrap();
     f.meta_mut().sequence = sequence;
     f.meta_mut().frame_number = sequence + 1;
+    let packets = f.meta().packets_expected as usize;
+    for i in (0..packets).filter(|i| !lost.contains(i)) {
+        f.mark_packet(i);
+    }
+    f.meta_mut().packets_received = (packets - lost.len()) as u32;
+    f
+}
+
+fn whole(pool: &Arc<FramePool>, sequence: u64) -> FrameHandle {
+    arrived(pool, sequence, &[])
+}
+
+/// Background, with a 3 × 3 spot of `photons` per pixel at each of `centres`, into `f`.
+fn paint(f: &mut FrameHandle, centres: &[(usize, usize)], photons: f32) {
     let cols = 1024;
     let spot = PEDESTAL + (photons * ADU_PER_PHOTON) as u16;
     for (i, pixel) in f.data_mut().chunks_exact_mut(2).enumerate() {
@@ -68,6 +82,12 @@ fn frame(pool: &Arc<FramePool>, sequence: u64, centres: &[(usize, usize)], photo
         let lit = centres.iter().any(|&(sr, sc)| r.abs_diff(sr) <= 1 && c.abs_diff(sc) <= 1);
         pixel.copy_from_slice(&if lit { spot } else { PEDESTAL }.to_le_bytes());
     }
+}
+
+/// A whole frame of background with a 3 × 3 spot of `photons` per pixel at each of `centres`.
+fn frame(pool: &Arc<FramePool>, sequence: u64, centres: &[(usize, usize)], photons: f32) -> FrameHandle {
+    let mut f = whole(pool, sequence);
+    paint(&mut f, centres, photons);
     f
 }
 
@@ -163,7 +183,7 @@ fn a_counting_detectors_masked_pixels_hold_no_spot() {
     let plan = bench.plan();
     let mut reducer = Reducer::new(Arc::clone(&plan)).unwrap();
     let pool = bench.pool(2);
-    let mut f = pool.try_acquire().unwrap();
+    let mut f = whole(&pool, 0);
     for (i, px) in f.data_mut().chunks_exact_mut(2).enumerate() {
         let (panel, r, c) = (i / (rows * cols), i % (rows * cols) / cols, i % cols);
         // In the first panel, a 2 × 2 block of 50 counts under the mask, another one in the clear.
@@ -173,4 +193,29 @@ fn a_counting_detectors_masked_pixels_hold_no_spot() {
     reducer.reduce(&mut f);
     let found: Vec<(f32, f32)> = f.features().spots.iter().map(|s| (s.row, s.col)).collect();
     assert_eq!(found, vec![(10.5, 40.5)]);
+}
+
+#[test]
+fn saturated_pixels_and_lost_packets_are_flagged_not_counted_as_photons() {
+    let mut bench = Bench::jungfrau(1);
+    bench.stored_pixels = Some(StoredPixels::PhotonsU32);
+    let mut reducer = Reducer::new(bench.plan()).unwrap();
+    let pool = bench.pool(2);
+    // Packet 10 (rows 40–43: 8192 bytes, 4096 pixels) never came; its place holds zeros.
+    let mut f = arrived(&pool, 0, &[10]);
+    paint(&mut f, &[(100, 200)], 10.0);
+    f.data_mut()[10 * 8192..11 * 8192].fill(0);
+    // A saturated G2 pixel and an invalid gain code inside the spot, a saturated G1 pixel elsewhere.
+    for (at, raw) in [(100 * 1024 + 200, 3u16 << 14), (100 * 1024 + 201, 2 << 14), (300 * 1024 + 7, 1 << 14)] {
+        f.data_mut()[at * 2..at * 2 + 2].copy_from_slice(&raw.to_le_bytes());
+    }
+    reducer.reduce(&mut f);
+    let features = f.features();
+    assert_eq!(features.pixels_flagged, 3 + 4096);
+    assert_eq!(features.spots_found, 1, "the spot is still found, around its flagged pixels");
+    assert!(features.spots[0].photons < 90.0 && features.spots[0].pixels == 7, "{:?}", features.spots);
+    let photons = decompress(&features.chunk, 4).unwrap();
+    let at = |r: usize, c: usize| u32::from_le_bytes(photons[(r * 1024 + c) * 4..][..4].try_into().unwrap());
+    assert_eq!((at(100, 200), at(100, 201), at(300, 7)), (u32::MAX, u32::MAX, u32::MAX));
+    assert_eq!((at(40, 0), at(43, 1023), at(44, 0)), (u32::MAX, u32::MAX, 0), "the lost packet's rows, not more");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{FinderPlan, PlanError, ReducerPlan};
-use crate::calib::{PhotonConverter, Photons};
+use crate::calib::{PhotonConverter, Photons, flag_lost};
 use crate::codec::FrameEncoder;
 use crate::features::localiser::{LocaliseFrames, LocaliserState};
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
@@ -43,6 +43,8 @@ pub struct Reducer {
     encoder: Option<FrameEncoder>,
     /// The frames of a batch waiting for the trigger's verdict.
     staged: Vec<FrameHandle>,
+    /// A partial frame's packet mask, copied before its pixels are borrowed.
+    packets_present: Vec<u64>,
 }
 
 impl Reducer {
@@ -75,7 +77,19 @@ impl Reducer {
         let summary = plan.summary.as_ref().map(SummaryCounter::new);
         let encoder = plan.encoder().transpose()?;
         let staged = Vec::with_capacity(plan.trigger.batch_frames());
-        Ok(Reducer { plan, photons, finder, converter: None, localiser, scorer, summary, encoder, staged })
+        let packets_present = Vec::with_capacity(plan.packet_pixels.len().div_ceil(64));
+        Ok(Reducer {
+            plan,
+            photons,
+            finder,
+            converter: None,
+            localiser,
+            scorer,
+            summary,
+            encoder,
+            staged,
+            packets_present,
+        })
     }
 
     /// The most frames to reduce together (see [`Reducer::reduce_batch`]).
@@ -163,6 +177,12 @@ impl Reducer {
                 self.converter = Some((epoch, shared.current()));
             }
         }
+        // The packets that never came: their pixels are flagged, not read as the blank they hold.
+        let partial = !frame.meta().is_complete() && !self.plan.packet_pixels.is_empty();
+        self.packets_present.clear();
+        if partial {
+            self.packets_present.extend_from_slice(frame.packet_mask());
+        }
         let (raw, features) = frame.pixels_and_features();
         let (panels, rows, cols) = self.plan.panels;
         let panel_pixels = rows * cols;
@@ -170,12 +190,18 @@ impl Reducer {
         features.spots_found = 0;
         features.spots_localised = 0;
         features.localiser_batches_failed = 0;
+        features.pixels_flagged = 0;
         if let Some(counter) = self.summary.as_mut() {
             counter.clear();
         }
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             let converter = self.converter.as_ref().map(|(_, c)| c.as_ref());
-            self.plan.photons.convert(converter, raw, panel * panel_pixels, &mut self.photons);
+            let first = panel * panel_pixels;
+            let mut flagged = self.plan.photons.convert(converter, raw, first, &mut self.photons);
+            if partial {
+                flagged += flag_lost(&self.plan.packet_pixels, &self.packets_present, first, &mut self.photons);
+            }
+            features.pixels_flagged += flagged as u32;
             if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
                 // Before the finder: it consumes the photon image.
                 counter.add_panel(plan, panel, &self.photons);
@@ -221,8 +247,12 @@ impl Reducer {
             && let Some(encoder) = self.encoder.as_mut()
         {
             let converter = self.converter.as_ref().map(|(_, c)| c.as_ref());
+            let complete = frame.meta().is_complete();
+            self.packets_present.clear();
+            self.packets_present.extend_from_slice(frame.packet_mask());
             let (raw, features) = frame.pixels_and_features();
-            encoder.encode(&self.plan.photons, converter, raw, &mut features.chunk);
+            let lost = (!complete).then_some(&self.packets_present[..]);
+            encoder.encode(&self.plan.photons, converter, raw, lost, &mut features.chunk);
         }
     }
 
@@ -259,7 +289,7 @@ impl Reducer {
                     cols,
                     centre,
                     &mut |seg: &[u16], at: usize, o: &mut [f32]| {
-                        photons.convert(converter.as_deref(), seg, first + at, o)
+                        photons.convert(converter.as_deref(), seg, first + at, o);
                     },
                     out,
                 );

@@ -280,7 +280,9 @@ impl<'a> FrameExamples<'a> {
                     rows,
                     cols,
                     centre,
-                    &mut |seg: &[u16], at: usize, o: &mut [f32]| converter.jungfrau_photons(seg, first + at, o),
+                    &mut |seg: &[u16], at: usize, o: &mut [f32]| {
+                        converter.jungfrau_photons(seg, first + at, o);
+                    },
                     &mut patch,
                 );
                 let (pr, pc) = ((r0 as i64 + centre.0) as f32, (c0 as i64 + centre.1) as f32);

@@ -1,11 +1,12 @@
 //! One record per frame, accepted or not, as JSON lines (one object a line, append-only, loads
 //! straight into pandas/polars): frame number, order, verdict, score, packet accounting and the mask of
-//! missing packets, spot count and the recorded spots.
+//! missing packets, pixels flagged this frame (saturated, invalid, lost), spot count and the recorded
+//! spots.
 //!
 //! ```json
 //! {"frame_number":12,"sequence":11,"bunch_id":0,"detector_timestamp":4413000,
 //!  "first_packet_ns":1764523000000000000,"last_packet_ns":1764523000000190000,"accepted":true,"audit":false,"score":23.0,"complete":false,"packets_received":126,
-//!  "packets_expected":128,"missing_packets":[40,41],"spots_found":23,
+//!  "packets_expected":128,"missing_packets":[40,41],"pixels_flagged":2051,"spots_found":23,
 //!  "spots":[{"panel":0,"row":101.2,"col":77.9,"photons":88.1,"pixels":6,"peak":30.2,"snr":41.0,
 //!  "image_row":101.2,"image_col":77.9,"refined":[101.31,77.84]}],"reduce_us":412.0}
 //! ```
@@ -74,6 +75,7 @@ struct Record<'a> {
     packets_received: u32,
     packets_expected: u32,
     missing_packets: &'a [u32],
+    pixels_flagged: u32,
     spots_found: u32,
     spots: &'a [Spot],
     reduce_us: f64,
@@ -165,6 +167,7 @@ pub fn encode_line(frame: &FrameRecord, missing: &mut Vec<u32>, line: &mut Vec<u
         packets_received: meta.packets_received,
         packets_expected: meta.packets_expected,
         missing_packets: missing,
+        pixels_flagged: features.pixels_flagged,
         spots_found: features.spots_found,
         spots: &features.spots,
         reduce_us: features.reduce_ns as f64 / 1000.0,
@@ -198,6 +201,9 @@ struct OwnedRecord {
     packets_received: u32,
     packets_expected: u32,
     missing_packets: Vec<u32>,
+    // Records written before pixels were flagged per frame read as none.
+    #[serde(default)]
+    pixels_flagged: u32,
     spots_found: u32,
     spots: Vec<Spot>,
     reduce_us: f64,
@@ -231,6 +237,7 @@ pub fn decode_line(line: &[u8]) -> Result<FrameRecord, RecordError> {
     let f = &mut frame.features;
     (f.accepted, f.audit, f.trigger_failed, f.score, f.dark) = (r.accepted, r.audit, r.trigger_failed, r.score, r.dark);
     f.spots_found = r.spots_found;
+    f.pixels_flagged = r.pixels_flagged;
     f.spots = r.spots;
     f.reduce_ns = (r.reduce_us * 1000.0).round() as u64;
     Ok(frame)

@@ -115,6 +115,8 @@ pub(super) struct RateFollower<'a> {
 pub(super) struct LateEncoder<'a> {
     pub encoder: FrameEncoder,
     pub photons: &'a Photons,
+    /// A partial frame's packet mask, copied before its pixels are borrowed.
+    pub packets_present: Vec<u64>,
 }
 
 /// What the ordering thread counted over a run.
@@ -249,8 +251,12 @@ impl<'a> Delivery<'a> {
             && let Some(late) = self.encoder.as_mut()
         {
             let converter = late.photons.current_converter();
+            let complete = frame.meta().is_complete();
+            late.packets_present.clear();
+            late.packets_present.extend_from_slice(frame.packet_mask());
             let (raw, features) = frame.pixels_and_features();
-            late.encoder.encode(late.photons, converter.as_deref(), raw, &mut features.chunk);
+            let lost = (!complete).then_some(&late.packets_present[..]);
+            late.encoder.encode(late.photons, converter.as_deref(), raw, lost, &mut features.chunk);
         }
         let (mut refused, mut fullest) = (false, 0.0f64);
         if self.failure.is_none() {

@@ -173,7 +173,7 @@ impl Reassembler {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"frame_number":12,"sequence":11,"bunch_id":3,"detector_timestamp":99,"first_packet_ns":5,"last_packet_ns":9,"accepted":true,"audit":false,"score":23.0,"dark":false,"complete":false,"packets_received":126,"packets_expected":128,"missing_packets":[40,41],"spots_found":0,"spots":[],"reduce_us":412.5}"#;
+    const LINE: &str = r#"{"frame_number":12,"sequence":11,"bunch_id":3,"detector_timestamp":99,"first_packet_ns":5,"last_packet_ns":9,"accepted":true,"audit":false,"score":23.0,"dark":false,"complete":false,"packets_received":126,"packets_expected":128,"missing_packets":[40,41],"pixels_flagged":2048,"spots_found":0,"spots":[],"reduce_us":412.5}"#;
 
     fn part(sequence: u64, index: u32, count: u32, bytes: u64) -> Result<Kind, ProtocolError> {
         Ok(Kind::Part { series: "s".into(), sequence, index, count, bytes })

@@ -1,0 +1,118 @@
+//! hitgate on real JUNGFRAU data (`../shared/realdata/`, or `$HITGATE_REALDATA`; read in place, never
+//! copied): PSI's own calibration files read as PSI writes them, and every frame of `jungfrau-mod5`
+//! converted to photons as Jungfraujoch converts it. Where the data is absent the checks fail in CI
+//! and say they are skipped elsewhere (`common::missing`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use hitgate::calib::PhotonConverter;
+use hitgate::config::Config;
+
+const ROWS: usize = 512;
+const COLS: usize = 1024;
+/// What Jungfraujoch writes for a pixel it flags (saturated) in `photons_jfjoch_NN.bin`.
+const JFJOCH_FLAGGED: f32 = 32678.0;
+
+fn realdata() -> Option<PathBuf> {
+    let dir = std::env::var_os("HITGATE_REALDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata"));
+    if dir.join("jungfrau-mod5/raw_00.bin").is_file() {
+        Some(dir)
+    } else {
+        common::missing(&format!("the real JUNGFRAU data at {} (set HITGATE_REALDATA)", dir.display()));
+        None
+    }
+}
+
+fn read<T: Copy>(path: &Path, from: fn([u8; 4]) -> T) -> Vec<T> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|c| from([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn raw_frame(path: &Path) -> Vec<u16> {
+    std::fs::read(path).unwrap().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+/// A one-module config whose calibration is PSI's files for mod5, at the energy the gains assume.
+fn mod5_config(dir: &Path, mod5: &Path, gain_file: &Path) -> Config {
+    let text = format!(
+        r#"[detector]
+model = "jungfrau-1if"
+[calibration]
+photon_energy_kev = 12.4
+pedestal_files = ["{m}/pedestal_g0.bin", "{m}/pedestal_g1.bin", "{m}/pedestal_g2.bin"]
+gain_files = ["{g}"]
+[[sink]]
+kind = "null"
+"#,
+        m = mod5.display(),
+        g = gain_file.display()
+    );
+    let path = dir.join("mod5.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn psi_calibration_files_convert_every_mod5_frame_as_jungfraujoch_does() {
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let c = &config.calibration;
+    let maps = c.maps(1, ROWS, COLS).unwrap();
+    let converter = PhotonConverter::new(&maps, c.photon_energy_kev);
+    let mut photons = vec![0f32; ROWS * COLS];
+    let (mut pixels, mut worst, mut flagged) = (0usize, 0f32, 0usize);
+    for n in 0..20 {
+        let raw = raw_frame(&mod5.join(format!("raw_{n:02}.bin")));
+        let jfjoch = read(&mod5.join(format!("photons_jfjoch_{n:02}.bin")), f32::from_le_bytes);
+        let ours_flagged = converter.jungfrau_photons(&raw, 0, &mut photons);
+        let theirs_flagged = jfjoch.iter().filter(|&&v| v == JFJOCH_FLAGGED).count();
+        assert_eq!(ours_flagged, theirs_flagged, "frame {n}: pixels flagged");
+        for (i, (&ours, &theirs)) in photons.iter().zip(&jfjoch).enumerate() {
+            if theirs == JFJOCH_FLAGGED {
+                assert!(ours.is_nan(), "frame {n} pixel {i}: Jungfraujoch flags it, hitgate reads {ours}");
+                flagged += 1;
+                continue;
+            }
+            let off = (ours - theirs).abs();
+            assert!(off <= 0.01, "frame {n} pixel {i} (raw {:#06x}): {ours} photons, Jungfraujoch {theirs}", raw[i]);
+            worst = worst.max(off);
+            pixels += 1;
+        }
+    }
+    assert!(flagged >= 20, "every frame holds saturated pixels: {flagged}");
+    println!("{pixels} pixels of 20 frames within {worst:.2e} photon of Jungfraujoch; {flagged} flagged by both");
+}
+
+#[test]
+fn a_gain_file_of_the_wrong_sign_is_refused_naming_it_and_its_stage() {
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    // As a user who wrote G1 positive would: the G1 map's sign flipped.
+    let mut bytes = std::fs::read(mod5.join("gainMaps_derived.bin")).unwrap();
+    let stage = ROWS * COLS * 8;
+    for v in bytes[stage..2 * stage].chunks_exact_mut(8) {
+        let g = -f64::from_le_bytes(v.try_into().unwrap());
+        v.copy_from_slice(&g.to_le_bytes());
+    }
+    let flipped = dir.path().join("M049_flipped.bin");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let config = mod5_config(dir.path(), &mod5, &flipped);
+    let err = config.calibration.maps(1, ROWS, COLS).unwrap_err().to_string();
+    assert!(err.contains("M049_flipped.bin") && err.contains("G1 gains are not negative"), "{err}");
+    // Said to count up, the detector's files are taken (and every G0 and G2 gain refused instead).
+    let mut up = config.clone();
+    up.calibration.gains_count_up = true;
+    let err = up.calibration.maps(1, ROWS, COLS).unwrap_err().to_string();
+    assert!(err.contains("G2 gains are not positive"), "{err}");
+    // A file of another size is named at load, with both sizes.
+    std::fs::write(&flipped, &bytes[..bytes.len() - 8]).unwrap();
+    let path = dir.path().join("mod5.toml");
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("calibration.gain_files[0]") && err.contains("12582904 bytes"), "{err}");
+}

@@ -116,3 +116,93 @@ fn a_gain_file_of_the_wrong_sign_is_refused_naming_it_and_its_stage() {
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("calibration.gain_files[0]") && err.contains("12582904 bytes"), "{err}");
 }
+
+/// The per-pixel mean of every frame's image in an slsReceiver run's files, port by port in frame order.
+fn mean_of_raw_files(dir: &Path, stem: &str, ports: usize, image_bytes: usize) -> Vec<f64> {
+    let mut sums = vec![0f64; ports * image_bytes / 2];
+    let mut frames = 0;
+    for d in 0..ports {
+        frames = 0;
+        for f in 0.. {
+            let Ok(bytes) = std::fs::read(dir.join(format!("{stem}_d{d}_f{f}_0.raw"))) else { break };
+            for frame in bytes.chunks_exact(112 + image_bytes) {
+                let image = &frame[112..];
+                let port = &mut sums[d * image_bytes / 2..(d + 1) * image_bytes / 2];
+                for (s, px) in port.iter_mut().zip(image.chunks_exact(2)) {
+                    *s += f64::from(u16::from_le_bytes([px[0], px[1]]) & 0x3fff);
+                }
+                frames += 1;
+            }
+        }
+    }
+    sums.iter().map(|s| s / f64::from(frames)).collect()
+}
+
+#[test]
+fn a_dark_run_on_disk_gives_pedestals_of_its_frames_per_pixel_means() {
+    let Some(data) = realdata() else { return };
+    let darks = data.join("jungfrau-darks");
+    let dir = tempfile::tempdir().unwrap();
+    for (stem, ports) in [("jungfrau_single", 1), ("jungfrau_double", 2)] {
+        let out = dir.path().join(stem);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
+            .args(["calibrate", "dark", "--capture"])
+            .arg(darks.join(format!("{stem}_master_0.json")))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{said}");
+        assert!(common::words(&said).contains("dark run 10 whole frames"), "{said}");
+        let ours = read(&out.join("pedestal_g0.bin"), f32::from_le_bytes);
+        let means = mean_of_raw_files(&darks, stem, ports, 512 * 1024 * 2 / ports);
+        assert_eq!(ours.len(), 512 * 1024);
+        let worst = ours.iter().zip(&means).map(|(&o, &m)| (f64::from(o) - m).abs()).fold(0f64, f64::max);
+        assert!(worst <= 1.0, "{stem}: a pedestal {worst} ADU off its pixel's mean");
+        let noise = read(&out.join("pedestal_g0_rms.bin"), f32::from_le_bytes);
+        let mut sorted = noise.clone();
+        sorted.sort_by(f32::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        assert!((20.0..35.0).contains(&median), "{stem}: median noise {median} ADU (about 27 on this module)");
+    }
+}
+
+#[test]
+fn a_dark_run_on_disk_replays_through_the_pipeline_with_nothing_lost() {
+    let Some(data) = realdata() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("darks.toml");
+    std::fs::write(
+        &config,
+        "[detector]\nmodel = \"jungfrau-2if\"\n[trigger]\nkind = \"accept_all\"\n[[sink]]\nkind = \"features\"\npath = \"f.jsonl\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .arg("replay")
+        .arg(data.join("jungfrau-darks/jungfrau_double_master_0.json"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = common::words(&String::from_utf8_lossy(&o.stdout));
+    assert!(o.status.success(), "{said} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(said.contains("frames in 10 (") && said.contains("10 complete"), "{said}");
+    assert!(said.contains("packets 1280 placed, 0 lost"), "{said}");
+    let verdicts = hitgate::sink::features::read_verdicts(&dir.path().join("f.jsonl")).unwrap();
+    assert_eq!(verdicts.len(), 10);
+    // A run of another detector than the config's is refused, naming both.
+    std::fs::write(&config, "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .arg("replay")
+        .arg(data.join("jungfrau-darks/jungfrau_double_master_0.json"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && said.contains("2 port(s) of jungfrau-2if") && said.contains("1 port(s) of jungfrau-1if"),
+        "{said}"
+    );
+}

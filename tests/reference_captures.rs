@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use hitgate::detector::DetectorGeometry;
 use hitgate::frame::{Assembler, AssemblerConfig, FramePool};
 use hitgate::ingest::Capture;
+use hitgate::ingest::raw::RawRun;
 
 fn captures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("HITGATE_CAPTURES")
@@ -141,5 +142,56 @@ fn editcap_rewrites_assemble_identically() {
             .unwrap();
         assert!(status.success(), "editcap -F {format}");
         check_file(&dir, &out, "jf2if.pcap", "jungfrau-2if", &[50001, 50002], 8);
+    }
+}
+
+/// A frame as assembled: its number, bytes and packet mask.
+type Assembled = (u64, Vec<u8>, Vec<u64>, bool);
+
+fn assemble(geometry: &DetectorGeometry, mut feed: impl FnMut(&mut Assembler)) -> Vec<Assembled> {
+    // Room for every frame of a run: they are taken out only at the end.
+    let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), 32, 0).unwrap();
+    let mut assembler = Assembler::new(geometry.clone(), AssemblerConfig::default(), pool);
+    feed(&mut assembler);
+    assembler.flush();
+    let mut out = Vec::new();
+    while let Some(f) = assembler.pop_ready() {
+        out.push((f.meta().frame_number, f.data().to_vec(), f.packet_mask().to_vec(), f.meta().is_complete()));
+    }
+    out
+}
+
+/// slsReceiver's files of each vendor capture, replayed as the packets they were caught as, give the
+/// very frames the capture itself gives: pixels, frame numbers and packet masks.
+#[test]
+fn slsreceiver_raw_files_replay_to_the_frames_of_their_captures() {
+    let Some(dir) = captures_dir() else { return };
+    for (stem, model, ports, frames) in [
+        ("jf1if", "jungfrau-1if", vec![50001u16], 16),
+        ("jf2if", "jungfrau-2if", vec![50001, 50002], 8),
+        ("eiger16", "eiger-10g-16bit", vec![50011, 50012], 8),
+    ] {
+        let geometry = DetectorGeometry::new(model, 1, ports.clone()).unwrap();
+        let run = RawRun::open(&dir.join(format!("slsreceiver-output/{stem}_master_0.json"))).unwrap();
+        assert_eq!((run.model().name, run.ports(), run.total_frames()), (model, ports.len(), frames));
+        let from_files = assemble(&geometry, |a| {
+            let (read, error) = run.replay(|port, packet, ts| {
+                a.push(ports[port], packet, ts).unwrap();
+                true
+            });
+            assert!(error.is_none(), "{stem}: {error:?}");
+            assert_eq!(read.frames, frames as u64);
+        });
+        let cap = Capture::open(&dir.join(format!("{stem}.pcap"))).unwrap();
+        let from_capture = assemble(&geometry, |a| {
+            for record in cap.records() {
+                let record = record.unwrap();
+                let udp = record.udp().unwrap();
+                a.push(udp.dst_port, udp.payload, record.timestamp_ns).unwrap();
+            }
+        });
+        assert_eq!(from_files.len(), frames, "{stem}");
+        assert!(from_files.iter().all(|f| f.3), "{stem}: every frame whole");
+        assert!(from_files == from_capture, "{stem}: the raw files' frames differ from the capture's");
     }
 }

@@ -4,6 +4,7 @@
 //! [`CalibrationSection`]; the state a run shares while converting is [`Photons`].
 
 pub mod converter;
+pub mod dark;
 pub mod image;
 pub mod maps;
 pub mod mask;

@@ -3,6 +3,7 @@
 //! invalid config; 4 the input was damaged (everything before the damage was processed and stored).
 
 mod builder;
+mod calibrate;
 mod consume;
 mod dataset;
 mod demo;
@@ -65,6 +66,9 @@ pub enum Command {
     /// of cut → accept rate (efficiency and purity against a truth file), the curve as SVG, and a copy
     /// of the config with the chosen cut.
     Tune(tune::TuneArgs),
+    /// Calibration measured on the detector's own data.
+    #[command(subcommand)]
+    Calibrate(calibrate::CalibrateCommand),
     /// Write training data for the learned models from simulated frames (NumPy .npy files).
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Tune(args) => tune::run(args),
+        Command::Calibrate(command) => calibrate::run(command),
         Command::Dataset(command) => dataset::run(command),
         Command::FpgaExport(args) => fpga_export::run(&args),
     }

@@ -7,14 +7,16 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use hitgate::config::{Config, SinkSection, TriggerKind};
+use hitgate::ingest::Recording;
 use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
 use hitgate::sim::{RunTruth, SpotScore, TriggerScore};
 
 use super::progress::{replay_line, while_running};
-use super::{Exit, as_node, damaged_input, describe, load_config, open_capture};
+use super::{Exit, as_node, damaged_input, describe, load_config};
 
 #[derive(Args)]
 pub struct ReplayArgs {
+    /// A packet capture (pcap, pcapng), or an slsReceiver run by its master file (`…_master_0.json`).
     capture: PathBuf,
     #[arg(long)]
     config: PathBuf,
@@ -59,13 +61,13 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     damaged_input(&summary)
 }
 
-/// Replays `capture` with `config`, showing how far it is.
-pub fn replay(config: Config, capture: &Path, pace: Pace) -> Result<RunSummary> {
-    let cap = open_capture(capture)?;
+/// Replays `recording` (a capture or an slsReceiver run) with `config`, showing how far it is.
+pub fn replay(config: Config, recording: &Path, pace: Pace) -> Result<RunSummary> {
+    let rec = Recording::open(recording).map_err(|e| Exit { code: 4, message: describe(&e) })?;
     let plan = Plan::new(config).context("preparing the pipeline")?;
     let progress = Progress::default();
-    while_running(|| replay_line(&progress), || plan.replay(&cap, ReplayOptions { pace }, &progress))
-        .with_context(|| format!("replaying {}", capture.display()))
+    while_running(|| replay_line(&progress), || plan.replay_recording(&rec, ReplayOptions { pace }, &progress))
+        .with_context(|| format!("replaying {}", recording.display()))
 }
 
 /// The trigger's and the spot finder's scores against a simulator's truth, read from the run's

@@ -6,6 +6,7 @@ pub mod dma;
 pub mod inventory;
 pub mod linklayer;
 pub mod pcap;
+pub mod raw;
 pub mod section;
 pub mod send;
 pub mod udp;
@@ -13,3 +14,35 @@ pub mod udp;
 pub use linklayer::{LinkType, SkipReason, UdpDatagram};
 pub use pcap::{Capture, CaptureFormat, CaptureRecord, PcapError};
 pub use section::{DmaSection, UdpSection};
+
+use std::path::Path;
+
+/// What a replay reads: a packet capture, or a run as slsReceiver stored it on disk.
+pub enum Recording {
+    Capture(Capture),
+    Raw(raw::RawRun),
+}
+
+/// Why a recording cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error(transparent)]
+    Capture(#[from] PcapError),
+    #[error(transparent)]
+    Raw(#[from] raw::RawError),
+}
+
+impl Recording {
+    /// Opens `path`: an slsReceiver master file (`…_master_<run>.json`) as its run, anything else as a
+    /// capture.
+    ///
+    /// # Errors
+    /// The file cannot be read, or is neither.
+    pub fn open(path: &Path) -> Result<Recording, RecordingError> {
+        Ok(if raw::RawRun::is_master(path) {
+            Recording::Raw(raw::RawRun::open(path)?)
+        } else {
+            Recording::Capture(Capture::open(path)?)
+        })
+    }
+}

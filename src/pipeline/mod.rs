@@ -5,6 +5,7 @@
 //! that, restores frame order, flushes and closes every sink. Nothing accepted is left behind.
 
 mod assembly_metrics;
+mod dark;
 mod live;
 mod ordering;
 mod replay;
@@ -14,6 +15,7 @@ mod service;
 mod stages;
 mod summary;
 
+pub use dark::{DarkReport, measure_dark};
 pub use live::UdpSources;
 pub use replay::{Pace, ReplayOptions};
 pub use run_control::{ReloadReport, RunControl, apply_reload};
@@ -49,6 +51,8 @@ pub enum PipelineError {
     Udp(#[from] crate::ingest::udp::UdpError),
     #[error(transparent)]
     Dma(#[from] crate::ingest::dma::DmaError),
+    #[error("{recording} holds {found}; the config describes {expected}")]
+    RecordingMismatch { recording: String, found: String, expected: String },
     #[error("no DMA device configured (dma.device)")]
     NoDmaDevice,
     #[error("cannot start thread {name}")]

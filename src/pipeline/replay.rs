@@ -1,4 +1,5 @@
-//! Replaying a capture through the whole pipeline.
+//! Replaying a recording through the whole pipeline: a packet capture, or a run as slsReceiver
+//! stored it (its frames replayed as the packets they were caught as).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -7,7 +8,8 @@ use super::assembly_metrics::AssemblyFlusher;
 use super::stages::{SourceContext, SourceOutcome};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
-use crate::ingest::{Capture, SkipReason};
+use crate::ingest::raw::RawRun;
+use crate::ingest::{Capture, Recording, SkipReason};
 
 /// How fast to replay.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +30,46 @@ pub struct ReplayOptions {
 const BATCH_RECORDS: u64 = 32;
 
 impl Plan {
+    /// Replays a recording (a capture, or an slsReceiver run on disk) through the pipeline.
+    ///
+    /// # Errors
+    /// As [`Plan::replay`]; a raw run of another detector than the config's.
+    pub fn replay_recording(
+        &self,
+        recording: &Recording,
+        options: ReplayOptions,
+        progress: &Progress,
+    ) -> Result<RunSummary, PipelineError> {
+        match recording {
+            Recording::Capture(capture) => self.replay(capture, options, progress),
+            Recording::Raw(run) => self.replay_raw(run, options, progress),
+        }
+    }
+
+    /// Replays an slsReceiver run on disk: each frame as the packets its mask says were caught, the
+    /// others counted lost by the assembler as on the wire.
+    ///
+    /// # Errors
+    /// The run is of another detector than the config's; otherwise as [`Plan::replay`].
+    pub fn replay_raw(
+        &self,
+        run: &RawRun,
+        options: ReplayOptions,
+        progress: &Progress,
+    ) -> Result<RunSummary, PipelineError> {
+        let g = &self.geometry;
+        if run.model().name != g.model.name || run.ports() != g.ports() {
+            return Err(PipelineError::RecordingMismatch {
+                recording: run.master().display().to_string(),
+                found: format!("{} port(s) of {}", run.ports(), run.model().name),
+                expected: format!("{} port(s) of {}", g.ports(), g.model.name),
+            });
+        }
+        progress.input_bytes_total.store(run.len_bytes() as u64, Ordering::Relaxed);
+        let can_wait = options.pace == Pace::AsFastAsPossible;
+        self.run_stages(|ctx| raw_source(ctx, run, options), false, can_wait, progress)
+    }
+
     /// Replays `capture` through assembly, reduction and the sinks.
     ///
     /// # Errors
@@ -82,15 +124,7 @@ fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOpti
             }
         };
         if lossless {
-            // A file can wait: hold the next packet until a slot is free rather than drop a frame.
-            let backoff = crossbeam::utils::Backoff::new();
-            while ctx.pool.free_slots() == 0 && !ctx.abort.load(Ordering::Relaxed) {
-                if backoff.is_completed() {
-                    std::thread::sleep(Duration::from_micros(50));
-                } else {
-                    backoff.snooze();
-                }
-            }
+            wait_for_slot(ctx);
         }
         let _ = assembler.push(udp.dst_port, udp.payload, record.timestamp_ns);
         if outcome.records.is_multiple_of(BATCH_RECORDS) {
@@ -107,6 +141,65 @@ fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOpti
     ctx.forward_waiting(&mut assembler);
     ctx.progress.input_bytes_read.store(records.offset() as u64, Ordering::Relaxed);
     flusher.flush(assembler.counters(), outcome.records, records.offset() as u64);
+    outcome.assembly = *assembler.counters();
+    outcome
+}
+
+/// Waits, while a file is replayed as fast as possible, until a frame slot is free: a file can wait,
+/// so no frame is dropped for want of one.
+fn wait_for_slot(ctx: &SourceContext<'_>) {
+    let backoff = crossbeam::utils::Backoff::new();
+    while ctx.pool.free_slots() == 0 && !ctx.abort.load(Ordering::Relaxed) {
+        if backoff.is_completed() {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            backoff.snooze();
+        }
+    }
+}
+
+fn raw_source(ctx: &SourceContext<'_>, run: &RawRun, options: ReplayOptions) -> SourceOutcome {
+    let mut assembler = ctx.assembler();
+    let mut flusher = AssemblyFlusher::new();
+    let mut outcome = SourceOutcome { input_bytes: run.len_bytes() as u64, ..SourceOutcome::default() };
+    let lossless = options.pace == Pace::AsFastAsPossible;
+    let ports = ctx.plan.geometry.udp_ports.clone();
+    let (wall_start, mut first_ts, mut last_ts) = (Instant::now(), None, 0u64);
+    let mut read = 0u64;
+    let (_, error) = run.replay(|port, packet, timestamp_ns| {
+        outcome.records += 1;
+        read += packet.len() as u64;
+        last_ts = last_ts.max(timestamp_ns);
+        if let Pace::Recorded { speed } = options.pace
+            && timestamp_ns != 0
+        {
+            let t0 = *first_ts.get_or_insert(timestamp_ns);
+            let due = Duration::from_nanos((timestamp_ns.saturating_sub(t0) as f64 / speed) as u64);
+            let now = wall_start.elapsed();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        if lossless {
+            wait_for_slot(ctx);
+        }
+        let _ = assembler.push(ports[port], packet, timestamp_ns);
+        if outcome.records.is_multiple_of(BATCH_RECORDS) {
+            assembler.poll_timeouts(last_ts);
+            ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
+            flusher.flush(assembler.counters(), outcome.records, read);
+            if ctx.abort.load(Ordering::Relaxed) {
+                return false;
+            }
+        }
+        ctx.forward_waiting(&mut assembler);
+        true
+    });
+    outcome.input_error = error.map(|e| e.to_string());
+    assembler.flush();
+    ctx.forward_waiting(&mut assembler);
+    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
+    flusher.flush(assembler.counters(), outcome.records, read);
     outcome.assembly = *assembler.counters();
     outcome
 }

@@ -284,3 +284,40 @@ fn tune_writes_each_backends_own_cut() {
         assert_eq!(other, 0.5, "{kind}: the other backend's cut is left alone");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    // As `hitgate simulate … | head -0`: the reading end is closed before anything is printed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args(["simulate", "--out", out.to_str().unwrap(), "--frames", "8", "--seed", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains("panicked") && !text(&o).contains("Broken pipe"), "{}", text(&o));
+    assert!(out.join("run.pcap").is_file(), "the work itself was done");
+}
+
+#[test]
+fn a_truth_file_that_cannot_be_read_is_said_before_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("sim");
+    let o = hitgate(&["simulate", "--out", s.to_str().unwrap(), "--frames", "4", "--seed", "6"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = s.join("replay.toml");
+    let o = hitgate(&[
+        "replay",
+        s.join("run.pcap").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--truth",
+        "/nonexistent/truth.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--truth") && !text(&o).contains("frames in"), "{}", text(&o));
+}

@@ -21,6 +21,10 @@ pub enum MaskError {
     Format { path: PathBuf, reason: String },
     #[error("mask {path} is for {found} pixels, the detector has {expected}")]
     Size { path: PathBuf, found: usize, expected: usize },
+    #[error(
+        "mask {path} masks {masked} of {pixels} pixels: more than half, which looks inverted (a mask flags the pixels NOT to use; in a file from a tool that marks good pixels, flip it)"
+    )]
+    Inverted { path: PathBuf, masked: usize, pixels: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +82,10 @@ impl PixelMask {
         if found != pixels {
             return Err(MaskError::Size { path: path.into(), found, expected: pixels });
         }
+        let masked = bytes[12..].iter().filter(|&&f| f != 0).count();
+        if masked * 2 > found {
+            return Err(MaskError::Inverted { path: path.into(), masked, pixels: found });
+        }
         Ok(PixelMask { flags: bytes[12..].to_vec() })
     }
 
@@ -122,6 +130,23 @@ impl PixelMask {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_mask_flagging_most_pixels_is_refused_as_inverted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        let mut mask = super::PixelMask::none(10);
+        for p in 0..6 {
+            mask.set(p, super::USER);
+        }
+        mask.save(&path).unwrap();
+        let err = super::PixelMask::load(&path, 10).unwrap_err();
+        assert!(matches!(err, super::MaskError::Inverted { masked: 6, pixels: 10, .. }), "{err}");
+        mask = super::PixelMask::none(10);
+        mask.set(0, super::HOT);
+        mask.save(&path).unwrap();
+        assert_eq!(super::PixelMask::load(&path, 10).unwrap().masked_count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::out::say;
 use super::{Exit, load_config, stop_on_signals};
 
 #[derive(Args)]
@@ -26,9 +27,13 @@ pub fn run(args: &BuilderArgs) -> Result<()> {
     let c = &config.cluster;
     eprintln!("builder {name}: run {:?}, {} nodes, rule {:?}", c.run, c.nodes.len(), c.rule);
     let stats = hitgate::scaleout::cluster::run_builder(c, name, &stop).context("running the trigger event builder")?;
-    println!(
+    say!(
         "builder {name}: {} frames decided, {} kept, {} without every node, {} late contributions, nodes taken as down {} times",
-        stats.decided, stats.kept, stats.incomplete, stats.late, stats.nodes_down
+        stats.decided,
+        stats.kept,
+        stats.incomplete,
+        stats.late,
+        stats.nodes_down
     );
     Ok(())
 }

@@ -10,6 +10,7 @@ use hitgate::frame::AssemblerConfig;
 use hitgate::ingest::Recording;
 use hitgate::pipeline::measure_dark;
 
+use super::out::say;
 use super::{Exit, describe, load_config};
 
 #[derive(Subcommand)]
@@ -55,22 +56,25 @@ pub fn run(command: CalibrateCommand) -> Result<()> {
     let m = &report.measurement;
     let files = m.write(&args.out).with_context(|| format!("writing into {}", args.out.display()))?;
     let pixels = m.pedestal_adu[0].len();
-    println!(
+    say!(
         "dark run     {} whole frames of {} × {}, {} left out with packets missing",
-        m.frames, geometry.modules, geometry.model.name, report.frames_partial
+        m.frames,
+        geometry.modules,
+        geometry.model.name,
+        report.frames_partial
     );
     for (stage, seen) in m.pixels_seen.iter().enumerate() {
         let mean = mean_of_seen(&m.pedestal_adu[stage]);
-        println!("G{stage}           {seen} of {pixels} pixels seen, mean pedestal {mean:.1} ADU");
+        say!("G{stage}           {seen} of {pixels} pixels seen, mean pedestal {mean:.1} ADU");
     }
     let mut noise = m.noise_adu[0].clone();
     noise.sort_by(f32::total_cmp);
-    println!("G0 noise     median {:.1} ADU", noise.get(noise.len() / 2).copied().unwrap_or(0.0));
+    say!("G0 noise     median {:.1} ADU", noise.get(noise.len() / 2).copied().unwrap_or(0.0));
     if m.pixels_seen[1] == 0 || m.pixels_seen[2] == 0 {
-        println!("             (G1 and G2 pedestals come from dark runs with the gain forced; 0 where never seen)");
+        say!("             (G1 and G2 pedestals come from dark runs with the gain forced; 0 where never seen)");
     }
     let listed: Vec<String> = files.iter().map(|f| format!("{:?}", f.display().to_string())).collect();
-    println!("written      [calibration] pedestal_files = [{}]", listed.join(", "));
+    say!("written      [calibration] pedestal_files = [{}]", listed.join(", "));
     match report.input_error {
         Some(e) => Err(Exit { code: 4, message: format!("input damaged: {e}") }.into()),
         None => Ok(()),

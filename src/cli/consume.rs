@@ -10,6 +10,7 @@ use clap::Args;
 use hitgate::config::{Hdf5Section, SinkSection};
 use hitgate::scaleout::forward::consume::{ConsumeOptions, consume};
 
+use super::out::say;
 use super::{Exit, as_node, load_config, stop_on_signals};
 
 #[derive(Args)]
@@ -66,7 +67,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     let report = consume(&config.experiment(&geometry), &section, &options, &stop)
         .with_context(|| format!("consuming {} into {}", section.stream, options.out.display()))?;
     let r = &report.reassembly;
-    println!(
+    say!(
         "consume: {} parts, {} frames, {} chunks written; {} messages already written skipped; {} chunks missing, {} parts dropped, {} messages malformed; {} run ends",
         report.parts,
         report.frames,

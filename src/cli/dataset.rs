@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use super::out::say;
 use hitgate::features::SpotFinderParams;
 use hitgate::sim::SimConfig;
 use hitgate::sim::dataset::{frame_dataset, peak_dataset};
@@ -48,14 +49,14 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             let data = frame_dataset(&cfg, finder, &|_| {}).context("simulating frames for the frame dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
-            println!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
+            say!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
         }
         DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px } => {
             let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
             let data = peak_dataset(&cfg, finder, match_radius_px, &|_| {})
                 .context("simulating frames for the peak dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
-            println!("{} spot patches from {frames} frames (seed {seed}) in {}", data.len(), out.display());
+            say!("{} spot patches from {frames} frames (seed {seed}) in {}", data.len(), out.display());
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use hitgate::config::{Hdf5Section, SinkSection, TriggerKind};
 use hitgate::pipeline::Pace;
 use hitgate::sim::{PacketFaults, SimConfig};
 
+use super::out::{say, show};
 use super::{damaged_input, load_config, print, replay, simulate};
 
 #[derive(Args)]
@@ -28,10 +29,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         faults: PacketFaults { loss: 0.0005, reorder: 0.001, duplicate: 0.0005 },
         ..SimConfig::default()
     };
-    println!("== simulating a JUNGFRAU run ({frames} frames, 25% hits, light packet damage) into {}", out.display());
+    say!("== simulating a JUNGFRAU run ({frames} frames, 25% hits, light packet damage) into {}", out.display());
     let outputs = simulate::with_progress(&cfg, out)?;
     print::simulation(&outputs);
-    println!("\n== replaying it through assembly → calibration → spot finding → learned trigger → localiser → sinks");
+    say!("\n== replaying it through assembly → calibration → spot finding → learned trigger → localiser → sinks");
     let mut config = load_config(&outputs.replay_config)?;
     // The built-in default is the learned trigger; the simulator's replay.toml keeps the classical one.
     config.trigger.kind = TriggerKind::Tract;
@@ -42,7 +43,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         config.sinks.push(SinkSection::Hdf5(nexus));
     }
     let summary = replay::replay(config.clone(), &outputs.capture, Pace::AsFastAsPossible)?;
-    print!("{summary}");
-    replay::report_truth(&config, &outputs.truth)?;
+    show!("{summary}");
+    replay::report_truth(&config, &replay::load_truth(&outputs.truth)?)?;
     damaged_input(&summary)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::out::say;
 use hitgate::trigger::fpga::backend::BUILTIN_INT8;
 use hitgate::trigger::tract::BUILTIN_INT8_MODEL;
 
@@ -28,7 +29,7 @@ pub fn run(args: &FpgaExportArgs) -> Result<()> {
         path => (std::fs::read(path).with_context(|| format!("reading {path}"))?, path.to_string()),
     };
     for path in hitgate::fpga_export::export(&bytes, &name, &args.out, &args.bitstreams)? {
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(())
 }

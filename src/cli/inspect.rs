@@ -7,6 +7,7 @@ use clap::Args;
 
 use hitgate::ingest::inventory::inventory;
 
+use super::out::say;
 use super::{Exit, open_capture, print};
 
 #[derive(Args)]
@@ -24,7 +25,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         let summary = hitgate::sink::hdf5::inspect::summarize(path)
             .map_err(|e| Exit { code: 4, message: format!("{}: {e}", path.display()) })?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            say!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
             print::master(path, &summary);
         }
@@ -32,7 +33,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
     let inv = inventory(&open_capture(path)?);
     if json {
-        println!("{}", serde_json::to_string_pretty(&inv)?);
+        say!("{}", serde_json::to_string_pretty(&inv)?);
     } else {
         print::inventory(path, &inv);
     }

@@ -9,6 +9,7 @@ mod dataset;
 mod demo;
 mod fpga_export;
 mod inspect;
+mod out;
 mod print;
 mod progress;
 mod replay;

@@ -11,6 +11,7 @@ use hitgate::ingest::Recording;
 use hitgate::pipeline::{Pace, Plan, Progress, ReplayOptions, RunSummary};
 use hitgate::sim::{RunTruth, SpotScore, TriggerScore};
 
+use super::out::{say, show};
 use super::progress::{replay_line, while_running};
 use super::{Exit, as_node, damaged_input, describe, load_config};
 
@@ -48,14 +49,16 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     let config =
         config.validated().map_err(|e| Exit { code: 3, message: format!("{}: {}", path.display(), describe(&e)) })?;
+    // A truth file that cannot be read is said before the replay, not after it.
+    let truth = args.truth.as_deref().map(load_truth).transpose()?;
     let pace = match args.speed {
         Some(s) if s > 0.0 && s.is_finite() => Pace::Recorded { speed: s },
         Some(s) => anyhow::bail!("--speed {s}: must be a positive factor"),
         None => Pace::AsFastAsPossible,
     };
     let summary = replay(config.clone(), &args.capture, pace)?;
-    print!("{summary}");
-    if let Some(truth) = &args.truth {
+    show!("{summary}");
+    if let Some(truth) = &truth {
         report_truth(&config, truth)?;
     }
     damaged_input(&summary)
@@ -70,10 +73,14 @@ pub fn replay(config: Config, recording: &Path, pace: Pace) -> Result<RunSummary
         .with_context(|| format!("replaying {}", recording.display()))
 }
 
+/// A simulator's truth file.
+pub fn load_truth(path: &Path) -> Result<RunTruth> {
+    RunTruth::load(path).map_err(|e| Exit { code: 2, message: format!("--truth: {}", describe(&e)) }.into())
+}
+
 /// The trigger's and the spot finder's scores against a simulator's truth, read from the run's
 /// features sink.
-pub fn report_truth(config: &Config, truth: &Path) -> Result<()> {
-    let truth = RunTruth::load(truth)?;
+pub fn report_truth(config: &Config, truth: &RunTruth) -> Result<()> {
     let features = config.sinks.iter().find_map(|s| match s {
         SinkSection::Features(f) => Some(f.path.clone()),
         _ => None,
@@ -84,16 +91,16 @@ pub fn report_truth(config: &Config, truth: &Path) -> Result<()> {
     let verdicts =
         hitgate::sink::features::read_verdicts(&features).with_context(|| format!("reading {}", features.display()))?;
     let clear = 2 * config.trigger.spots.min_spots;
-    println!("{}", TriggerScore::new(&truth, &verdicts, clear));
-    println!(
+    say!("{}", TriggerScore::new(truth, &verdicts, clear));
+    say!(
         "             (clear hit: at least {clear} spots of ≥ {} photons on the detector)",
         hitgate::sim::run::VISIBLE_SPOT_PHOTONS
     );
     if truth.frames.iter().any(|f| !f.reflections.is_empty()) {
         let in_image = hitgate::sink::features::read_spots(&features)
             .with_context(|| format!("reading {}", features.display()))?;
-        println!("{}", SpotScore::new(&truth, &in_image, 2.0));
-        println!(
+        say!("{}", SpotScore::new(truth, &in_image, 2.0));
+        say!(
             "             (at most trigger.spots.max_spots_recorded = {} spots are recorded per frame)",
             config.trigger.spots.max_spots_recorded
         );

@@ -11,6 +11,7 @@ use clap::Args;
 
 use hitgate::pipeline::{LiveOptions, Plan, Progress};
 
+use super::out::show;
 use super::progress::{live_line, while_running};
 use super::{as_node, load_config, stop_on_signals};
 
@@ -62,6 +63,6 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let summary =
         while_running(|| live_line(&progress), || plan.serve_live(source, options)).context("running live")?;
-    print!("{summary}");
+    show!("{summary}");
     Ok(())
 }

@@ -9,6 +9,7 @@ use clap::Args;
 
 use hitgate::ingest::send::{SendError, SendFaults, SendOptions, SendPace, SendTarget, send};
 
+use super::out::show;
 use super::simulate::FaultArgs;
 use super::{Exit, describe, open_capture, stop_on_signals};
 
@@ -85,7 +86,7 @@ pub fn run(a: &SendArgs) -> Result<()> {
         SendError::Option(_) | SendError::PortCount { .. } => Exit { code: 2, message: describe(&e) }.into(),
         other => anyhow::Error::new(other).context(format!("sending {}", a.capture.display())),
     })?;
-    print!("{summary}");
+    show!("{summary}");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use hitgate::pipeline::{Progress, score_capture};
 use hitgate::sim::RunTruth;
 use hitgate::trigger::tune::TuneCurve;
 
+use super::out::{say, show};
 use super::progress::{replay_line, while_running};
 use super::{Exit, damaged_input, load_config, open_capture};
 
@@ -55,18 +56,18 @@ pub fn run(args: TuneArgs) -> Result<()> {
         .transpose()?;
     let curve = TuneCurve::new(&scored.scores, truth.as_ref());
     let chosen = curve.cut_for_rate(target_rate);
-    println!("scored       {} frames of {} ({} trigger)", curve.frames, capture.display(), config.trigger.kind.name());
+    say!("scored       {} frames of {} ({} trigger)", curve.frames, capture.display(), config.trigger.kind.name());
     if let Some(hits) = curve.hits {
-        println!("truth        {hits} hits");
+        say!("truth        {hits} hits");
     }
-    print!("{}", curve.table(12, chosen));
+    show!("{}", curve.table(12, chosen));
     let svg = &args.svg;
     if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let title = format!("{}: accept rate by cut, target {:.1}%", capture.display(), 100.0 * target_rate);
     std::fs::write(svg, curve.svg(&title, chosen)).with_context(|| format!("writing {}", svg.display()))?;
-    println!("curve        {}", svg.display());
+    say!("curve        {}", svg.display());
     let Some(chosen) = chosen else {
         anyhow::bail!(
             "no cut holds {:.2}% on this capture: the frames at the highest score alone are more",
@@ -86,11 +87,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let edited = with_setting(&text, &key, value).with_context(|| format!("editing {}", config_path.display()))?;
     let header = format!("# {} with the trigger's cut chosen by `hitgate tune` ({shown}).\n", config_path.display());
     std::fs::write(&out, header + &edited).with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    say!(
         "chosen       {shown} → {:.2}% of frames accepted{}",
         100.0 * chosen.accept_rate,
         chosen.efficiency.map(|e| format!(", {:.2}% of hits kept", 100.0 * e)).unwrap_or_default()
     );
-    println!("config       {}", out.display());
+    say!("config       {}", out.display());
     damaged_input(&scored.summary)
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::load_config;
+use super::out::say;
 
 #[derive(Args)]
 pub struct ValidateArgs {
@@ -15,7 +16,7 @@ pub struct ValidateArgs {
 pub fn run(args: &ValidateArgs) -> Result<()> {
     let c = load_config(&args.config)?;
     let g = c.geometry()?;
-    println!(
+    say!(
         "{}: ok — {} × {} on UDP ports {:?}, {} packets of {} bytes per frame, pool {} × {} MiB, trigger {}, {} sink(s)",
         args.config.display(),
         g.modules,

@@ -76,6 +76,8 @@ modules = 1
 udp_ports = [{", ".join(map(str, ports))}]
 beam_center_row_px = 259.3
 beam_center_col_px = 506.3
+distance_mm = 100.0
+photon_energy_kev = 12.4
 
 [assembler]
 frame_timeout_us = 100000
@@ -94,7 +96,6 @@ listen_address = "127.0.0.1:0"
 [calibration]
 file = "{sim}/calibration.bin"
 mask_file = "{sim}/mask.bin"
-photon_energy_kev = 12.4
 
 [trigger]
 kind = "{trigger}"

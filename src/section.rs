@@ -7,6 +7,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 /// One thing wrong with a config, at one key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -114,6 +116,26 @@ pub struct Claim {
 impl Claim {
     pub fn new(key: impl Into<String>, resource: Resource) -> Claim {
         Claim { key: key.into(), resource }
+    }
+}
+
+/// A key that moved to another section. It is still read, so that a config written for the old place
+/// is refused at load with the new place named, instead of as an unknown key.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Moved(Option<toml::Value>);
+
+impl Moved {
+    /// Whether the old key is absent (then it is not written either).
+    pub fn is_absent(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Reports the old key `key`, when it is given, as moved to `to`.
+    pub fn check(&self, key: impl Into<String>, to: &str, problems: &mut Problems) {
+        if self.0.is_some() {
+            problems.bad(key, format!("moved to {to}"));
+        }
     }
 }
 

@@ -32,10 +32,10 @@ fn config_with_nexus(sim: &SimOutputs, out: &Path, pixels: StoredPixels, frames_
     nexus.pixels = pixels;
     nexus.frames_per_file = frames_per_file;
     nexus.flush_every_frames = 2;
-    nexus.distance_mm = 123.5;
     nexus.sample_name = "lysozyme".into();
     config.sinks =
         vec![SinkSection::Raw(hitgate::config::RawSection { dir: out.join("raw") }), SinkSection::Hdf5(nexus)];
+    config.detector.distance_mm = Some(123.5);
     config.trigger.rate.audit_every = 4;
     config
 }
@@ -57,7 +57,7 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
             let c = &config.calibration;
             let maps = CalibrationMaps::load(c.file.as_ref().unwrap(), frame_pixels).unwrap();
             let mask = PixelMask::load(c.mask_file.as_ref().unwrap(), frame_pixels).unwrap();
-            let converter = PhotonConverter::with_mask(&maps, c.photon_energy_kev, &mask);
+            let converter = PhotonConverter::with_mask(&maps, config.detector.photon_energy_kev() as f32, &mask);
             let mut photons = vec![0f32; frame_pixels];
             let mut out = Vec::new();
             for frame in values.chunks_exact(frame_pixels) {
@@ -74,14 +74,6 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
     };
     std::fs::write(to.join("frames.bin"), bytes).unwrap();
     std::fs::write(to.join("shape.txt"), format!("{} {} {cols} {dtype}", index.len(), panels * rows)).unwrap();
-    let nexus = config
-        .sinks
-        .iter()
-        .find_map(|s| match s {
-            SinkSection::Hdf5(h) => Some(h.clone()),
-            _ => None,
-        })
-        .unwrap();
     let frames = index
         .iter()
         .map(|r| {
@@ -92,19 +84,19 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
             })
         })
         .collect();
-    write_meta(config, nexus.distance_mm, frames, to);
+    write_meta(config, frames, to);
 }
 
 /// `meta.json` for the checker: the geometry the master must describe and the kept frames.
-fn write_meta(config: &Config, distance_mm: f64, frames: Vec<serde_json::Value>, to: &Path) {
+fn write_meta(config: &Config, frames: Vec<serde_json::Value>, to: &Path) {
     let geometry = config.geometry().unwrap();
     let (panels, rows, _) = geometry.panels();
     let layout = config.image_layout().unwrap();
     let (bc_row, bc_col) = config.beam_center_px();
     let meta = serde_json::json!({
         "pixel_size_m": f64::from(geometry.model.pixel_size_um) * 1e-6,
-        "distance_m": distance_mm * 1e-3,
-        "wavelength_angstrom": 12.398_419_843 / f64::from(config.calibration.photon_energy_kev),
+        "distance_m": config.detector.distance_mm() * 1e-3,
+        "wavelength_angstrom": config.detector.wavelength_angstrom(),
         "beam_center_row_px": bc_row,
         "beam_center_col_px": bc_col,
         "modules": panels,
@@ -321,7 +313,7 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
     std::fs::write(expected.join("frames.bin"), &frames).unwrap();
     std::fs::write(expected.join("shape.txt"), format!("8 {} {cols} <u2", panels * rows)).unwrap();
     let frames = numbers.iter().map(|n| serde_json::json!({"frame_number": n, "audit": false})).collect();
-    write_meta(&config, 100.0, frames, &expected);
+    write_meta(&config, frames, &expected);
     let said = check(&python, &out.join("run_master.h5"), &expected, "whole");
     println!("{said}");
     assert!(said.contains("3 data files linked, 8 frames, chunks (1, 512, 512)"), "{said}");

@@ -40,8 +40,8 @@ fn mod5_config(dir: &Path, mod5: &Path, gain_file: &Path) -> Config {
     let text = format!(
         r#"[detector]
 model = "jungfrau-1if"
-[calibration]
 photon_energy_kev = 12.4
+[calibration]
 pedestal_files = ["{m}/pedestal_g0.bin", "{m}/pedestal_g1.bin", "{m}/pedestal_g2.bin"]
 gain_files = ["{g}"]
 [[sink]]
@@ -63,7 +63,7 @@ fn psi_calibration_files_convert_every_mod5_frame_as_jungfraujoch_does() {
     let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
     let c = &config.calibration;
     let maps = c.maps(1, ROWS, COLS).unwrap();
-    let converter = PhotonConverter::new(&maps, c.photon_energy_kev);
+    let converter = PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
     let mut photons = vec![0f32; ROWS * COLS];
     let (mut pixels, mut worst, mut flagged) = (0usize, 0f32, 0usize);
     for n in 0..20 {

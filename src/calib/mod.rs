@@ -19,4 +19,4 @@ pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
 pub use pedestal::PedestalTracker;
 pub use photons::{Photons, SharedConverter, flag_lost};
-pub use section::{CalibrationSection, HC_KEV_ANGSTROM};
+pub use section::CalibrationSection;

@@ -1,6 +1,7 @@
-//! `[calibration]`: the maps raw JUNGFRAU values are converted with (a file, or per-stage constants),
-//! the mask of pixels not to trust, the photon energy, and the pedestal measured on the run's dark
-//! frames and followed during it. EIGER counts photons already and reads only the mask.
+//! `[calibration]`: the maps raw JUNGFRAU values are converted with (PSI's files, hitgate's own, or
+//! per-stage constants), the mask of pixels not to trust, and the pedestal measured on the run's dark
+//! frames and followed during it. EIGER counts photons already and reads only the mask. The photon
+//! energy is the beam's, in `[detector]`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 use super::psi::{GainSigns, check_signs, read_gain_maps, read_pedestals};
 use crate::detector::ModuleShare;
-use crate::section::{Problems, key, resolve};
-
-/// h·c in keV·Å: a photon of E keV has a wavelength of `HC_KEV_ANGSTROM / E` Å.
-pub const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
+use crate::section::{Moved, Problems, key, resolve};
 
 /// Conversion of raw JUNGFRAU values to photons. EIGER counts photons already and ignores it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -38,7 +36,9 @@ pub struct CalibrationSection {
     /// docs/formats.md): they read 0 photons and are never part of a spot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask_file: Option<PathBuf>,
-    pub photon_energy_kev: f32,
+    /// Moved to `detector.photon_energy_kev`.
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub photon_energy_kev: Moved,
     /// Frames at the start of the run that are dark (no beam): the G0 pedestal is measured on them,
     /// then followed on frames without signal. 0 keeps the pedestals of the file (or constants).
     pub dark_frames: usize,
@@ -64,7 +64,7 @@ impl Default for CalibrationSection {
             gain_files: Vec::new(),
             gains_count_up: false,
             mask_file: None,
-            photon_energy_kev: 12.4,
+            photon_energy_kev: Moved::default(),
             dark_frames: 0,
             pedestal_window_frames: 1000,
             pedestal_track_every: 10,
@@ -76,11 +76,6 @@ impl Default for CalibrationSection {
 }
 
 impl CalibrationSection {
-    /// The incident wavelength the photon energy makes.
-    pub fn wavelength_angstrom(&self) -> f64 {
-        HC_KEV_ANGSTROM / f64::from(self.photon_energy_kev)
-    }
-
     /// What sign each stage's gains must have.
     pub fn gain_signs(&self) -> GainSigns {
         if self.gains_count_up { GainSigns::AllPositive } else { GainSigns::Jungfrau }
@@ -125,9 +120,7 @@ impl CalibrationSection {
     /// `modules` modules of `module_pixels` pixels each (`None` when the model is unknown).
     pub fn validate(&self, path: &str, detector: Option<(usize, usize)>, problems: &mut Problems) {
         let k = |name: &str| key(path, name);
-        if !(1.0..=200.0).contains(&self.photon_energy_kev) {
-            problems.bad(k("photon_energy_kev"), format!("{} is outside 1..=200 keV", self.photon_energy_kev));
-        }
+        self.photon_energy_kev.check(k("photon_energy_kev"), "detector.photon_energy_kev", problems);
         if self.dark_frames > 100_000 {
             problems.bad(k("dark_frames"), format!("{} is above 100000", self.dark_frames));
         }

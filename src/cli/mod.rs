@@ -124,11 +124,18 @@ fn as_node(config: Config, node: Option<&str>, path: &Path) -> Result<Config> {
     })
 }
 
+/// The config at `path`, loaded and checked; each default it leaves the run to assume (the beam
+/// centre, the distance, the photon energy) is said on standard error, as a default that changes
+/// results is never silent.
 fn load_config(path: &Path) -> Result<Config> {
-    Config::load(path).map_err(|e| {
+    let config = Config::load(path).map_err(|e| {
         let code = if matches!(e, ConfigError::Read { .. }) { 1 } else { 3 };
-        Exit { code, message: describe(&e) }.into()
-    })
+        Exit { code, message: describe(&e) }
+    })?;
+    for assumed in config.defaults_assumed() {
+        eprintln!("hitgate: {}: {assumed}", path.display());
+    }
+    Ok(config)
 }
 
 /// An error and every cause under it, as one line.

@@ -13,10 +13,10 @@ mod sinks;
 pub use errors::{ConfigError, ConfigProblem};
 pub use sinks::SinkSection;
 
-pub use crate::calib::{CalibrationSection, HC_KEV_ANGSTROM};
+pub use crate::calib::CalibrationSection;
 pub use crate::codec::StoredPixels;
 pub use crate::control::ControlSection;
-pub use crate::detector::{DetectorSection, ModuleShare};
+pub use crate::detector::{DetectorSection, GeometryUses, HC_KEV_ANGSTROM, ModuleShare};
 pub use crate::features::{FeaturesSection, FinderKind, LocaliseFrames, LocaliserSection};
 pub use crate::frame::AssemblerSection;
 pub use crate::ingest::{DmaSection, UdpSection};
@@ -206,6 +206,8 @@ impl Config {
             geometry: geometry.clone(),
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
+            distance_mm: self.detector.distance_mm(),
+            photon_energy_kev: self.detector.photon_energy_kev(),
             calibration: self.calibration.clone(),
             trigger: self.trigger.kind.name(),
         }
@@ -221,8 +223,26 @@ impl Config {
             trigger: &self.trigger,
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
+            photon_energy_kev: self.detector.photon_energy_kev() as f32,
             stored_pixels: self.stored_pixels(),
         }
+    }
+
+    /// What the run uses the detector's geometry and beam for.
+    pub fn geometry_uses(&self) -> GeometryUses {
+        let integrating = self.detector.detector_model().is_some_and(|m| m.bits_per_pixel == 16)
+            && self.detector.model.starts_with("jungfrau");
+        GeometryUses {
+            photons: integrating,
+            rings: self.features.finder == FinderKind::Peakfinder8 || self.trigger.backend().reads_summary(),
+            description: self.sinks.iter().any(|s| matches!(s, SinkSection::Hdf5(_) | SinkSection::Stream(_))),
+        }
+    }
+
+    /// What is assumed for the detector's geometry and beam where the config does not say and the
+    /// run needs it, each a sentence naming the key.
+    pub fn defaults_assumed(&self) -> Vec<String> {
+        self.detector.defaults_assumed("detector", self.geometry_uses(), self.calibration.share.as_ref())
     }
 }
 

@@ -399,3 +399,41 @@ fn a_loaded_config_says_where_each_part_of_it_writes_and_listens() {
         ]
     );
 }
+
+#[test]
+fn the_beam_and_distance_live_in_the_detector_section_and_old_keys_name_it() {
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[calibration]\nphoton_energy_kev = 9.0\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\ndistance_mm = 80.0\nwavelength_angstrom = 1.0\n";
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let problems = err.problems();
+    let reason = |key: &str| problems.iter().find(|p| p.key == key).map(|p| p.reason.clone()).unwrap_or_default();
+    assert_eq!(reason("calibration.photon_energy_kev"), "moved to detector.photon_energy_kev");
+    assert_eq!(reason("sink[0].distance_mm"), "moved to detector.distance_mm");
+    assert_eq!(reason("sink[0].wavelength_angstrom"), "moved to detector.photon_energy_kev");
+
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\ndistance_mm = 0.0\nphoton_energy_kev = 500.0\n[[sink]]\nkind = \"null\"\n";
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let keys: Vec<String> = err.problems().into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"detector.distance_mm".to_string()), "{keys:?}");
+    assert!(keys.contains(&"detector.photon_energy_kev".to_string()), "{keys:?}");
+}
+
+#[test]
+fn every_default_the_run_depends_on_is_said() {
+    // A JUNGFRAU run into NeXus without the beam: centre, distance and energy are all assumed.
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";
+    let c = Config::parse(text).unwrap().validated().unwrap();
+    let said = c.defaults_assumed().join("\n");
+    for key in ["detector.beam_center_row_px", "detector.distance_mm", "detector.photon_energy_kev"] {
+        assert!(said.contains(key), "{key} not said in:\n{said}");
+    }
+    assert!(said.contains("the conversion to photons and the wavelength"), "{said}");
+
+    // Given, nothing is said; and an EIGER counting into the features sink alone needs none of it.
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\nbeam_center_row_px = 250.0\nbeam_center_col_px = 500.0\ndistance_mm = 120.0\nphoton_energy_kev = 9.0\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";
+    let c = Config::parse(text).unwrap().validated().unwrap();
+    assert_eq!(c.defaults_assumed(), Vec::<String>::new());
+    assert!((c.detector.wavelength_angstrom() - 1.377_602).abs() < 1e-5);
+    let text = "[detector]\nmodel = \"eiger-10g-16bit\"\n[[sink]]\nkind = \"features\"\npath = \"/tmp/f.jsonl\"\n";
+    let c = Config::parse(text).unwrap().validated().unwrap();
+    assert_eq!(c.defaults_assumed(), Vec::<String>::new());
+}

@@ -11,4 +11,4 @@ pub mod section;
 pub use geometry::{DetectorGeometry, DetectorModel, GeometryError, MODELS, PortSlot};
 pub use header::{DetectorType, HEADER_BYTES, HeaderError, SlsDetectorHeader};
 pub use layout::ImageLayout;
-pub use section::{DetectorSection, ModuleShare};
+pub use section::{DetectorSection, GeometryUses, HC_KEV_ANGSTROM, ModuleShare};

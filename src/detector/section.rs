@@ -10,6 +10,12 @@ use crate::section::{Claim, Problems, Resource, key};
 
 /// The first UDP port when neither `udp_ports` nor `first_udp_port` is given.
 pub const DEFAULT_FIRST_UDP_PORT: u16 = 50001;
+/// Sample-to-detector distance assumed where `distance_mm` is not given (and said so).
+pub const DEFAULT_DISTANCE_MM: f64 = 100.0;
+/// Photon energy assumed where `photon_energy_kev` is not given (and said so).
+pub const DEFAULT_PHOTON_ENERGY_KEV: f64 = 12.4;
+/// h·c in keV·Å: a photon of E keV has a wavelength of `HC_KEV_ANGSTROM / E` Å.
+pub const HC_KEV_ANGSTROM: f64 = 12.398_419_843;
 
 /// What detector sends, and on which UDP ports.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -39,6 +45,24 @@ pub struct DetectorSection {
     pub beam_center_row_px: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beam_center_col_px: Option<f64>,
+    /// Sample to detector distance (NeXus geometry, the stream's start message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_mm: Option<f64>,
+    /// The beam's photon energy: JUNGFRAU's conversion to photons, and the wavelength in NeXus and
+    /// the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photon_energy_kev: Option<f64>,
+}
+
+/// What a run uses the detector's geometry and beam for, to say which defaults matter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeometryUses {
+    /// Converting raw values to photons (an integrating detector).
+    pub photons: bool,
+    /// Rings around the beam: peakfinder8's background, the learned trigger's summary.
+    pub rings: bool,
+    /// Describing the experiment: NeXus files, the live stream's start message.
+    pub description: bool,
 }
 
 fn one() -> usize {
@@ -72,7 +96,65 @@ impl DetectorSection {
             module_gap_cols_px: 0,
             beam_center_row_px: None,
             beam_center_col_px: None,
+            distance_mm: None,
+            photon_energy_kev: None,
         }
+    }
+
+    /// The sample-to-detector distance, or the default.
+    pub fn distance_mm(&self) -> f64 {
+        self.distance_mm.unwrap_or(DEFAULT_DISTANCE_MM)
+    }
+
+    /// The photon energy, or the default.
+    pub fn photon_energy_kev(&self) -> f64 {
+        self.photon_energy_kev.unwrap_or(DEFAULT_PHOTON_ENERGY_KEV)
+    }
+
+    /// The incident wavelength the photon energy makes.
+    pub fn wavelength_angstrom(&self) -> f64 {
+        HC_KEV_ANGSTROM / self.photon_energy_kev()
+    }
+
+    /// What is assumed for values not given that `uses` needs, each said in a sentence naming the
+    /// key (a default that changes results is never silent).
+    pub fn defaults_assumed(&self, path: &str, uses: GeometryUses, share: Option<&ModuleShare>) -> Vec<String> {
+        let mut said = Vec::new();
+        let mut needs = Vec::new();
+        if uses.rings {
+            needs.push("the rings around the beam (peakfinder8, the learned trigger's summary)");
+        }
+        if uses.description {
+            needs.push("the experiment's description (NeXus, the stream)");
+        }
+        let beam_missing = self.beam_center_row_px.is_none() || self.beam_center_col_px.is_none();
+        if share.is_none() && beam_missing && !needs.is_empty() {
+            let (row, col) = self.beam_center_px(None);
+            said.push(format!(
+                "{}/{} not given: the image's centre ({row:.1}, {col:.1}) is assumed as the beam centre for {}",
+                key(path, "beam_center_row_px"),
+                "beam_center_col_px",
+                needs.join(" and ")
+            ));
+        }
+        if self.distance_mm.is_none() && uses.description {
+            said.push(format!(
+                "{} not given: {DEFAULT_DISTANCE_MM} mm is assumed for the experiment's description (NeXus, the stream)",
+                key(path, "distance_mm")
+            ));
+        }
+        if self.photon_energy_kev.is_none() && (uses.photons || uses.description) {
+            let what = match (uses.photons, uses.description) {
+                (true, true) => "the conversion to photons and the wavelength",
+                (true, false) => "the conversion to photons",
+                _ => "the wavelength",
+            };
+            said.push(format!(
+                "{} not given: {DEFAULT_PHOTON_ENERGY_KEV} keV is assumed for {what}",
+                key(path, "photon_energy_kev")
+            ));
+        }
+        said
     }
 
     /// The model from the geometry table, when the name is known.
@@ -182,6 +264,16 @@ impl DetectorSection {
         }
         problems.outside(k("modules"), self.modules, (1, 64));
         problems.outside(k("modules_per_row"), self.modules_per_row, (1, self.modules.max(1)));
+        if let Some(d) = self.distance_mm
+            && !(d.is_finite() && d > 0.0)
+        {
+            problems.bad(k("distance_mm"), format!("{d} must be a positive distance"));
+        }
+        if let Some(e) = self.photon_energy_kev
+            && !(1.0..=200.0).contains(&e)
+        {
+            problems.bad(k("photon_energy_kev"), format!("{e} is outside 1..=200 keV"));
+        }
     }
 
     /// The UDP ports the detector's packets arrive on, each claimed by its key.

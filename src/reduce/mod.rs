@@ -70,6 +70,8 @@ pub struct ReducerSettings<'a> {
     pub panel_origins: Vec<(usize, usize)>,
     /// The beam centre in the assembled image (row, column).
     pub beam_center_px: (f64, f64),
+    /// The beam's photon energy (an integrating detector's conversion to photons).
+    pub photon_energy_kev: f32,
     /// What kept frames are compressed as, when a sink stores compressed frames.
     pub stored_pixels: Option<StoredPixels>,
 }
@@ -144,12 +146,12 @@ impl ReducerPlan {
             DetectorType::Jungfrau => {
                 let maps = c.maps(geometry.modules, geometry.model.module_rows(), geometry.model.module_cols())?;
                 let converter = match &mask {
-                    Some(mask) => PhotonConverter::with_mask(&maps, c.photon_energy_kev, mask),
-                    None => PhotonConverter::new(&maps, c.photon_energy_kev),
+                    Some(mask) => PhotonConverter::with_mask(&maps, settings.photon_energy_kev, mask),
+                    None => PhotonConverter::new(&maps, settings.photon_energy_kev),
                 };
                 let pedestal = (c.dark_frames > 0).then(|| PedestalPlan {
                     gains_g0: maps.gain(0).to_vec(),
-                    photon_energy_kev: c.photon_energy_kev,
+                    photon_energy_kev: settings.photon_energy_kev,
                     dark_frames: c.dark_frames,
                     window_frames: c.pedestal_window_frames,
                 });

@@ -44,6 +44,7 @@ impl Bench {
             trigger: &self.trigger,
             panel_origins: vec![(0, 0)],
             beam_center_px: (256.0, 512.0),
+            photon_energy_kev: 12.4,
             stored_pixels: self.stored_pixels,
         };
         Arc::new(ReducerPlan::new(&settings).unwrap())

@@ -492,11 +492,12 @@ module_gap_rows_px = {gap_rows}
 module_gap_cols_px = {gap_cols}
 beam_center_row_px = {beam_row}
 beam_center_col_px = {beam_col}
+distance_mm = {distance}
+photon_energy_kev = {energy}
 
 [calibration]
 file = "calibration.bin"
 mask_file = "mask.bin"
-photon_energy_kev = {energy}
 dark_frames = {dark}
 
 [trigger]
@@ -521,6 +522,7 @@ path = "replay/features.jsonl"
         gap_rows = cfg.module_gap_rows_px,
         gap_cols = cfg.module_gap_cols_px,
         energy = cfg.photon_energy_kev,
+        distance = cfg.distance_mm,
         beam_row = beam.0,
         beam_col = beam.1,
         dark = cfg.dark_frames,

@@ -114,7 +114,7 @@ pub trait Sink: Send {
 }
 
 /// What the sinks describe of a run besides its frames: the detector and where its panels sit, the
-/// beam, the calibration (photon energy, pixel mask) and the trigger that judged.
+/// beam, the calibration (pixel mask) and the trigger that judged.
 #[derive(Clone, Debug)]
 pub struct Experiment {
     pub geometry: DetectorGeometry,
@@ -122,9 +122,19 @@ pub struct Experiment {
     pub panel_origins: Vec<(usize, usize)>,
     /// The beam centre in the assembled image (row, column).
     pub beam_center_px: (f64, f64),
+    /// Sample to detector distance.
+    pub distance_mm: f64,
+    pub photon_energy_kev: f64,
     pub calibration: CalibrationSection,
     /// The trigger's kind, as configs name it.
     pub trigger: &'static str,
+}
+
+impl Experiment {
+    /// The incident wavelength the photon energy makes.
+    pub fn wavelength_angstrom(&self) -> f64 {
+        crate::detector::HC_KEV_ANGSTROM / self.photon_energy_kev
+    }
 }
 
 /// A sink's config section: what `[[sink]]` holds for one kind.

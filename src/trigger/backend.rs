@@ -64,6 +64,12 @@ pub trait BackendSection {
 
     /// The cut as configured; `None` for a backend that keeps every frame.
     fn cut(&self) -> Option<ConfiguredCut>;
+
+    /// Whether its backend reads the frame's summary (`features::summary`), and so the rings
+    /// around the beam centre.
+    fn reads_summary(&self) -> bool {
+        false
+    }
 }
 
 /// A prepared backend, shared by the workers.

@@ -58,6 +58,10 @@ impl BackendSection for TractTriggerSection {
         Ok(Box::new(TractTrigger::load(&ClassifierSource::parse(&self.model))?))
     }
 
+    fn reads_summary(&self) -> bool {
+        true
+    }
+
     fn cut(&self) -> Option<ConfiguredCut> {
         Some(ConfiguredCut { key: "threshold", value: self.threshold, unit: CutUnit::Score })
     }

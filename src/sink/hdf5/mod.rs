@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::StoredPixels;
-use crate::section::{Claim, Problems, Resource, key};
+use crate::section::{Claim, Moved, Problems, Resource, key};
 use crate::sink::{Experiment, Sink, SinkConfig, SinkError};
 
 /// The NeXus/HDF5 sink: data files of `frames_per_file` frames (or `max_file_mib`), and a master
@@ -52,12 +52,12 @@ pub struct Hdf5Section {
     /// The open file's frame metadata is written and the file flushed every this many frames.
     #[serde(default = "default_flush_every")]
     pub flush_every_frames: u64,
-    /// Sample to detector distance, for the NXmx geometry.
-    #[serde(default = "default_distance_mm")]
-    pub distance_mm: f64,
-    /// Incident wavelength; from `calibration.photon_energy_kev` when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wavelength_angstrom: Option<f64>,
+    /// Moved to `detector.distance_mm`.
+    #[serde(default, skip_serializing_if = "Moved::is_absent")]
+    pub distance_mm: Moved,
+    /// Moved to `detector.photon_energy_kev` (the wavelength is the photon energy's).
+    #[serde(default, skip_serializing_if = "Moved::is_absent")]
+    pub wavelength_angstrom: Moved,
     /// Written to `/entry/sample/name`.
     #[serde(default)]
     pub sample_name: String,
@@ -79,10 +79,6 @@ fn default_flush_every() -> u64 {
     100
 }
 
-fn default_distance_mm() -> f64 {
-    100.0
-}
-
 impl Hdf5Section {
     /// Raw frames into `dir`, every other key at its default.
     pub fn in_dir(dir: PathBuf) -> Hdf5Section {
@@ -93,8 +89,8 @@ impl Hdf5Section {
             frames_per_file: default_frames_per_file(),
             max_file_mib: default_max_file_mib(),
             flush_every_frames: default_flush_every(),
-            distance_mm: default_distance_mm(),
-            wavelength_angstrom: None,
+            distance_mm: Moved::default(),
+            wavelength_angstrom: Moved::default(),
             sample_name: String::new(),
         }
     }
@@ -121,14 +117,8 @@ impl SinkConfig for Hdf5Section {
                 problems.bad(k(name), "must be at least 1");
             }
         }
-        if !(self.distance_mm.is_finite() && self.distance_mm > 0.0) {
-            problems.bad(k("distance_mm"), format!("{} must be a positive distance", self.distance_mm));
-        }
-        if let Some(w) = self.wavelength_angstrom
-            && !(w.is_finite() && w > 0.0)
-        {
-            problems.bad(k("wavelength_angstrom"), format!("{w} must be a positive wavelength"));
-        }
+        self.distance_mm.check(k("distance_mm"), "detector.distance_mm", problems);
+        self.wavelength_angstrom.check(k("wavelength_angstrom"), "detector.photon_energy_kev", problems);
     }
 
     fn claims(&self, path: &str) -> Vec<Claim> {

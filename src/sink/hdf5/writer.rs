@@ -40,12 +40,12 @@ impl Hdf5Sink {
             Ok(None) => Vec::new(),
             Err(e) => return Err(failed(calibration.mask_file.as_deref().unwrap_or(dir), e)),
         };
-        let wavelength = section.wavelength_angstrom.unwrap_or_else(|| calibration.wavelength_angstrom());
+        let wavelength = experiment.wavelength_angstrom();
         let run = RunDescription {
             detector_model: geometry.model.name.to_string(),
             bits_per_pixel: geometry.model.bits_per_pixel as u32,
             pixel_size_m: f64::from(geometry.model.pixel_size_um) * 1e-6,
-            distance_m: section.distance_mm * 1e-3,
+            distance_m: experiment.distance_mm * 1e-3,
             wavelength_angstrom: wavelength,
             beam_center_px: experiment.beam_center_px,
             panel_rows: rows,

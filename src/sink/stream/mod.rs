@@ -186,8 +186,8 @@ impl Sink for StreamSink {
 
 /// The series' `start` message: the geometry and beam a consumer needs to make sense of the images.
 fn start_message(series: &Series, section: &StreamSection, experiment: &Experiment) -> Vec<u8> {
-    let (geometry, calibration) = (&experiment.geometry, &experiment.calibration);
-    let energy_kev = f64::from(calibration.photon_energy_kev);
+    let geometry = &experiment.geometry;
+    let energy_kev = experiment.photon_energy_kev;
     let pixel_size_m = f64::from(geometry.model.pixel_size_um) * 1e-6;
     let (beam_row, beam_col) = experiment.beam_center_px;
     let (_, rows, _) = geometry.panels();
@@ -204,7 +204,7 @@ fn start_message(series: &Series, section: &StreamSection, experiment: &Experime
     e.key("image_size_x").uint(series.cols as u64);
     e.key("image_size_y").uint(series.rows as u64);
     e.key("incident_energy").float(energy_kev * 1000.0);
-    e.key("incident_wavelength").float(calibration.wavelength_angstrom());
+    e.key("incident_wavelength").float(experiment.wavelength_angstrom());
     // Frames are chosen as they come: how many is not known when the series starts.
     e.key("number_of_images").uint(0);
     e.key("pixel_size_x").float(pixel_size_m);

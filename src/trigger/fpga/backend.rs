@@ -129,6 +129,10 @@ impl BackendSection for FpgaTriggerSection {
         Ok(Box::new(FpgaTrigger::open(self)?))
     }
 
+    fn reads_summary(&self) -> bool {
+        true
+    }
+
     fn cut(&self) -> Option<ConfiguredCut> {
         Some(ConfiguredCut { key: "threshold", value: self.threshold, unit: CutUnit::Score })
     }

@@ -12,8 +12,7 @@ use std::hint::black_box;
 
 use common::{assembled, percentiles, simulated, us};
 use hitgate::calib::{CalibrationMaps, PhotonConverter};
-use hitgate::config::SpotsTriggerSection;
-use hitgate::features::SpotFinder;
+use hitgate::features::{LocalThresholdFinder, ThresholdParams};
 use hitgate::sim::SimConfig;
 
 fn main() {
@@ -23,8 +22,7 @@ fn main() {
     let frames = assembled(&out.capture, &geometry, frames as usize, 512);
     let maps = CalibrationMaps::load(&out.calibration, 512 * 1024).unwrap();
     let conv = PhotonConverter::new(&maps, 12.4);
-    let s = SpotsTriggerSection::default();
-    let mut finder = SpotFinder::new(s.finder());
+    let mut finder = LocalThresholdFinder::new(ThresholdParams::default(), 512, 1024);
     let pf8_params = hitgate::features::Peakfinder8Params::default();
     let radial = hitgate::features::RadialMap::new(&[(0, 0)], 512, 1024, (259.3, 506.3), &pf8_params);
     let mut pf8 = hitgate::features::Peakfinder8::new(pf8_params, radial.rings);
@@ -86,7 +84,11 @@ fn main() {
 
 /// The learned localiser on every spot of hit module frames: patch cutting plus model runs, per frame
 /// and per spot, at several batch sizes (the model's cost is the reason to batch).
-fn peak_localisation(frames: &[hitgate::frame::FrameHandle], conv: &PhotonConverter, finder: &mut SpotFinder) {
+fn peak_localisation(
+    frames: &[hitgate::frame::FrameHandle],
+    conv: &PhotonConverter,
+    finder: &mut LocalThresholdFinder,
+) {
     use hitgate::features::localiser::{Localiser, LocaliserSource};
     use hitgate::features::patch::{PATCH_PIXELS, extract_patch, patch_centre};
     let mut photons = vec![0f32; 512 * 1024];

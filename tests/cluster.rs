@@ -161,7 +161,7 @@ fn a_4m_run_over_three_node_processes_keeps_what_one_node_keeps() {
     let single_spots = read_spots(&single_out.join("features.jsonl")).unwrap();
     let node_spots: Vec<_> =
         NODES.iter().map(|(n, _)| read_spots(&out.join(n).join("features.jsonl")).unwrap()).collect();
-    let most = base.trigger.spots.max_spots_recorded;
+    let most = base.features.max_spots_recorded;
     let mut compared = 0;
     for (frame, spots) in &single_spots {
         // A frame with more spots than are recorded keeps a different first few on each node.

@@ -117,7 +117,7 @@ fn a_4m_detector_is_eight_modules_of_one_table_entry() {
     config.reducer.workers = 2;
     config.assembler.pool_frames = 16;
     // A 4M hit holds more spots than the default cap on those recorded per frame.
-    config.trigger.spots.max_spots_recorded = 8192;
+    config.features.max_spots_recorded = 8192;
     let summary = common::replay(config, &out.capture);
     assert_eq!((summary.frames_out(), summary.assembly.frames_complete), (10, 10));
     assert_eq!(summary.assembly.packets_placed, 10 * 8 * 128);
@@ -132,6 +132,28 @@ fn a_4m_detector_is_eight_modules_of_one_table_entry() {
     let (n, hit) = quality.recall[2];
     assert!(n > 100 && hit as f64 >= 0.9 * n as f64, "{quality}");
     assert!(quality.precision() >= 0.95, "{quality}");
+}
+
+#[test]
+fn the_summary_says_when_frames_found_more_spots_than_they_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::simulated(dir.path(), &SimConfig { frames: 20, hit_rate: 0.5, seed: 23, ..SimConfig::default() });
+    let mut config = common::replay_config(&out);
+    config.features.max_spots_recorded = 3;
+    let summary = common::replay(config, &out.capture);
+    let text = std::fs::read_to_string(dir.path().join("replay/features.jsonl")).unwrap();
+    let (mut capped, mut found) = (0u64, 0u64);
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (n, listed) = (record["spots_found"].as_u64().unwrap(), record["spots"].as_array().unwrap().len());
+        assert!(listed <= 3, "{line}");
+        found += n;
+        capped += u64::from(n > listed as u64);
+    }
+    assert!(capped > 0, "no hit frame found more than 3 spots");
+    assert_eq!((summary.spots_found, summary.frames_spots_capped), (found, capped));
+    let said = summary.to_string();
+    assert!(said.contains(&format!("{capped} frames found more than features.max_spots_recorded = 3")), "{said}");
 }
 
 #[test]
@@ -250,6 +272,9 @@ fn pedestals_measured_on_dark_frames_replace_wrong_constants() {
         config.calibration.file = None;
         config.calibration.pedestal_adu[0] = 2500.0;
         config.calibration.dark_frames = dark_frames;
+        // The learned trigger reads absolute photon levels (the spot finders subtract each tile's or
+        // ring's background, so a uniform offset does not move them).
+        config.trigger.kind = hitgate::config::TriggerKind::Tract;
         let min_spots = config.trigger.spots.min_spots;
         common::replay(config, &out.capture);
         let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();
@@ -290,6 +315,9 @@ fn tracking_follows_a_drifting_pedestal_that_the_calibration_file_does_not() {
         config.calibration.pedestal_window_frames = 10;
         config.calibration.pedestal_track_every = 1;
         config.reducer.queue_frames = 8;
+        // The learned trigger reads absolute photon levels (the spot finders subtract each tile's or
+        // ring's background, so a uniform offset does not move them).
+        config.trigger.kind = hitgate::config::TriggerKind::Tract;
         let min_spots = config.trigger.spots.min_spots;
         common::replay(config, &out.capture);
         let verdicts = read_verdicts(&dir.path().join("replay/features.jsonl")).unwrap();

@@ -206,3 +206,54 @@ fn a_dark_run_on_disk_replays_through_the_pipeline_with_nothing_lost() {
         "{said}"
     );
 }
+
+/// Frames 0–9 set the threshold finder's defaults; frames 10–19 were held out while they were tuned.
+const HELD_OUT: std::ops::Range<usize> = 10..20;
+
+#[test]
+fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
+    use hitgate::features::{LocalThresholdFinder, Peakfinder8, RadialMap};
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let maps = config.calibration.maps(1, ROWS, COLS).unwrap();
+    let converter = PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
+    let features = &config.features;
+    // The beam centre the data's README gives (just off the module's corner): peakfinder8's rings.
+    let map = RadialMap::new(&[(0, 0)], ROWS, COLS, (-15.0, 79.0), &features.peakfinder8);
+    let mut pf8 = Peakfinder8::new(features.peakfinder8, map.rings);
+    let mut threshold = LocalThresholdFinder::new(features.threshold, ROWS, COLS);
+    let (mut photons, mut copy) = (vec![0f32; ROWS * COLS], vec![0f32; ROWS * COLS]);
+    let mut out = Vec::with_capacity(features.max_spots_recorded);
+    let (mut tuned, mut held_out) = ([0u32; 2], [0u32; 2]);
+    for n in 0..20 {
+        let raw = raw_frame(&mod5.join(format!("raw_{n:02}.bin")));
+        converter.jungfrau_photons(&raw, 0, &mut photons);
+        copy.copy_from_slice(&photons);
+        let by_pf8 = pf8.find_in_panel(&mut photons, &map.ring_of_pixel, ROWS, COLS, 0, &mut out);
+        out.clear();
+        let by_threshold = threshold.find_in_panel(&mut copy, ROWS, COLS, 0, &mut out);
+        out.clear();
+        let sums = if HELD_OUT.contains(&n) { &mut held_out } else { &mut tuned };
+        sums[0] += by_pf8;
+        sums[1] += by_threshold;
+        // Not one frame far off either: 145–175 Bragg spots each.
+        let ratio = f64::from(by_threshold) / f64::from(by_pf8);
+        assert!((0.6..=1.5).contains(&ratio), "frame {n}: threshold {by_threshold}, peakfinder8 {by_pf8}");
+    }
+    let ratio = |s: [u32; 2]| f64::from(s[1]) / f64::from(s[0]);
+    println!(
+        "spots a frame, frames 0–9 (tuned on): threshold {:.1}, peakfinder8 {:.1} ({:.2}×); \
+         frames 10–19 (held out): threshold {:.1}, peakfinder8 {:.1} ({:.2}×)",
+        f64::from(tuned[1]) / 10.0,
+        f64::from(tuned[0]) / 10.0,
+        ratio(tuned),
+        f64::from(held_out[1]) / 10.0,
+        f64::from(held_out[0]) / 10.0,
+        ratio(held_out)
+    );
+    assert!((0.7..=1.3).contains(&ratio(held_out)), "held out: {held_out:?}");
+    // The simulator-era defaults (a fixed 2.5-photon threshold) found thousands of noise "spots" here.
+    assert!(held_out[1] < 300 * 10, "{held_out:?}");
+}

@@ -101,8 +101,8 @@ pub fn report_truth(config: &Config, truth: &RunTruth) -> Result<()> {
             .with_context(|| format!("reading {}", features.display()))?;
         say!("{}", SpotScore::new(truth, &in_image, 2.0));
         say!(
-            "             (at most trigger.spots.max_spots_recorded = {} spots are recorded per frame)",
-            config.trigger.spots.max_spots_recorded
+            "             (at most features.max_spots_recorded = {} spots are recorded per frame)",
+            config.features.max_spots_recorded
         );
     }
     Ok(())

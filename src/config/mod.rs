@@ -219,7 +219,6 @@ impl Config {
             geometry,
             calibration: &self.calibration,
             features: &self.features,
-            threshold_finder: self.trigger.spots.finder(),
             trigger: &self.trigger,
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),

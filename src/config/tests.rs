@@ -46,9 +46,10 @@ workers = 0
 photon_energy_kev = 0.1
 file = "/nonexistent/calibration.bin"
 [trigger.spots]
-min_spot_pixels = 5
-max_spot_pixels = 4
 max_spots = 2
+[features.threshold]
+min_pixels = 5
+max_pixels = 4
 [trigger.fpga]
 batch_frames = 5000
 timeout_us = 1
@@ -69,7 +70,7 @@ path = "/tmp/out/features.jsonl"
         "reducer.workers",
         "calibration.photon_energy_kev",
         "calibration.file",
-        "trigger.spots.max_spot_pixels",
+        "features.threshold.max_pixels",
         "trigger.spots.max_spots",
         "trigger.fpga.batch_frames",
         "trigger.fpga.timeout_us",
@@ -409,6 +410,15 @@ fn the_beam_and_distance_live_in_the_detector_section_and_old_keys_name_it() {
     assert_eq!(reason("calibration.photon_energy_kev"), "moved to detector.photon_energy_kev");
     assert_eq!(reason("sink[0].distance_mm"), "moved to detector.distance_mm");
     assert_eq!(reason("sink[0].wavelength_angstrom"), "moved to detector.photon_energy_kev");
+
+    // What a spot is belongs to the finder: the threshold finder's old keys name where they went.
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\n[trigger.spots]\nthreshold_photons = 2.5\nmin_spot_pixels = 2\nmax_spots_recorded = 100\n[[sink]]\nkind = \"null\"\n";
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    let problems = err.problems();
+    let reason = |key: &str| problems.iter().find(|p| p.key == key).map(|p| p.reason.clone()).unwrap_or_default();
+    assert!(reason("trigger.spots.threshold_photons").contains("features.threshold.min_photons_above"), "{problems:?}");
+    assert_eq!(reason("trigger.spots.min_spot_pixels"), "moved to features.threshold.min_pixels");
+    assert_eq!(reason("trigger.spots.max_spots_recorded"), "moved to features.max_spots_recorded");
 
     let text = "[detector]\nmodel = \"jungfrau-1if\"\ndistance_mm = 0.0\nphoton_energy_kev = 500.0\n[[sink]]\nkind = \"null\"\n";
     let err = Config::parse(text).unwrap().validated().unwrap_err();

@@ -96,7 +96,7 @@ impl Plan {
             geometry.frame_bytes(),
             geometry.packets_per_frame(),
             config.assembler.pool_frames,
-            config.trigger.spots.max_spots_recorded,
+            config.features.max_spots_recorded,
             chunk_room,
         )?;
         Ok(Plan { config, geometry, reducer, pool })

@@ -108,7 +108,7 @@ impl Plan {
         for section in &cfg.sinks {
             let opened = section.config().open(&experiment)?;
             let mask_words = self.geometry.packets_per_frame().div_ceil(64);
-            let spots = cfg.trigger.spots.max_spots_recorded;
+            let spots = cfg.features.max_spots_recorded;
             lanes.push(SinkLane::start(opened, section.kind_name(), cfg.storage.queue_frames, spots, mask_words)?);
         }
         // Made before any thread starts: an encoder that cannot be had fails the run now.
@@ -262,6 +262,9 @@ impl Plan {
             reduce_time: sinks.reduce_time,
             spots_localised: sinks.spots_localised,
             localiser_batches_failed: sinks.localiser_batches_failed,
+            spots_found: sinks.spots_found,
+            frames_spots_capped: sinks.frames_spots_capped,
+            max_spots_recorded: self.config.features.max_spots_recorded,
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,
             fpga: self.reducer.trigger().backend_as::<crate::trigger::fpga::backend::FpgaTrigger>().map(|f| f.stats()),

@@ -47,6 +47,11 @@ pub struct RunSummary {
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_localised: u64,
     pub localiser_batches_failed: u64,
+    /// Spots the finder found over the run, and the frames that found more than they list.
+    pub spots_found: u64,
+    pub frames_spots_capped: u64,
+    /// How many spots a frame lists at most (`features.max_spots_recorded`).
+    pub max_spots_recorded: usize,
     pub sinks: Vec<SinkReport>,
     /// Frames sinks should have taken that found their queue full (storage behind), over all sinks.
     pub frames_dropped_storage: u64,
@@ -140,6 +145,15 @@ impl fmt::Display for RunSummary {
         }
         let per_frame = self.reduce_time.as_secs_f64() * 1e6 / out;
         writeln!(f, "reducer      {per_frame:.0} µs per frame")?;
+        write!(f, "spots        {} found, {:.1} a frame", self.spots_found, self.spots_found as f64 / out)?;
+        if self.frames_spots_capped > 0 {
+            write!(
+                f,
+                "; {} frames found more than features.max_spots_recorded = {}: those beyond it are counted, not listed",
+                self.frames_spots_capped, self.max_spots_recorded
+            )?;
+        }
+        writeln!(f)?;
         if self.spots_localised > 0 || self.localiser_batches_failed > 0 {
             write!(f, "localiser    {} spot centres refined", self.spots_localised)?;
             if self.localiser_batches_failed > 0 {

@@ -20,7 +20,7 @@ use crate::codec::{FrameEncoder, StoredPixels};
 use crate::detector::{DetectorGeometry, DetectorType};
 use crate::features::localiser::{LocaliseFrames, Localiser, LocaliserError};
 use crate::features::summary::SummaryPlan;
-use crate::features::{FeaturesSection, FinderKind, Peakfinder8Params, RadialMap, SpotFinderParams};
+use crate::features::{FeaturesSection, FinderKind, Peakfinder8Params, RadialMap, ThresholdParams};
 use crate::section::{Claim, Problems, Resource, key};
 use crate::trigger::{Trigger, TriggerSection};
 
@@ -63,8 +63,6 @@ pub struct ReducerSettings<'a> {
     pub geometry: &'a DetectorGeometry,
     pub calibration: &'a CalibrationSection,
     pub features: &'a FeaturesSection,
-    /// The threshold finder's parameters (`[trigger.spots]` holds them).
-    pub threshold_finder: SpotFinderParams,
     pub trigger: &'a TriggerSection,
     /// Each panel's first pixel in the assembled image (row, column).
     pub panel_origins: Vec<(usize, usize)>,
@@ -93,7 +91,7 @@ pub enum PlanError {
 
 /// The spot finder, prepared.
 enum FinderPlan {
-    Threshold(SpotFinderParams),
+    Threshold(ThresholdParams),
     Peakfinder8(Peakfinder8Params, RadialMap),
 }
 
@@ -160,7 +158,7 @@ impl ReducerPlan {
         };
         let origins = settings.panel_origins.clone();
         let finder = match settings.features.finder {
-            FinderKind::Threshold => FinderPlan::Threshold(settings.threshold_finder),
+            FinderKind::Threshold => FinderPlan::Threshold(settings.features.threshold),
             FinderKind::Peakfinder8 => {
                 let p = settings.features.peakfinder8;
                 let mut map = RadialMap::new(&origins, rows, cols, settings.beam_center_px, &p);

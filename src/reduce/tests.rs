@@ -40,7 +40,6 @@ impl Bench {
             geometry: &self.geometry,
             calibration: &self.calibration,
             features: &self.features,
-            threshold_finder: self.trigger.spots.finder(),
             trigger: &self.trigger,
             panel_origins: vec![(0, 0)],
             beam_center_px: (256.0, 512.0),

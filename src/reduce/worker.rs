@@ -10,13 +10,13 @@ use crate::codec::FrameEncoder;
 use crate::features::localiser::{LocaliseFrames, LocaliserState};
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
 use crate::features::summary::{SUMMARY_LEN, SummaryCounter};
-use crate::features::{Peakfinder8, SpotFinder};
+use crate::features::{LocalThresholdFinder, Peakfinder8};
 use crate::frame::FrameHandle;
 use crate::trigger::{Decision, FrameFacts, Scorer};
 
 /// A worker's spot finder with its scratch.
 enum Finder {
-    Threshold(SpotFinder),
+    Threshold(LocalThresholdFinder),
     /// Boxed: its scratch is larger than the threshold finder's.
     Peakfinder8(Box<Peakfinder8>),
 }
@@ -58,7 +58,7 @@ impl Reducer {
         let mut photons = Vec::with_capacity(rows * cols);
         photons.resize(rows * cols, 0.0);
         let finder = match &plan.finder {
-            FinderPlan::Threshold(p) => Finder::Threshold(SpotFinder::new(*p)),
+            FinderPlan::Threshold(p) => Finder::Threshold(LocalThresholdFinder::new(*p, rows, cols)),
             FinderPlan::Peakfinder8(p, map) => Finder::Peakfinder8(Box::new(Peakfinder8::new(*p, map.rings))),
         };
         let localiser = match &plan.localiser {

@@ -1,7 +1,7 @@
 //! The classical trigger, `[trigger.spots]`: a frame's score is the number of spots it holds, and it
 //! is a hit from `min_spots` on (the cut the rate control holds). A frame with more than `max_spots`
 //! (where set) is no hit whatever the cut: more spots than a crystal gives means ice rings, stray light
-//! or a detector glitch. The section also holds the threshold finder's parameters (what a spot is).
+//! or a detector glitch. What a spot is belongs to the finder, `[features]`.
 
 use std::any::Any;
 
@@ -9,52 +9,49 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
 use super::{RetuneError, TriggerError};
-use crate::features::SpotFinderParams;
-use crate::section::{Problems, key};
+use crate::section::{Moved, Problems, key};
 
 /// The classical spot-counting trigger.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpotsTriggerSection {
-    /// A pixel belongs to a spot from this many photons on.
-    pub threshold_photons: f32,
-    /// Connected pixels a spot needs, at least and at most.
-    pub min_spot_pixels: u32,
-    pub max_spot_pixels: u32,
-    /// A spot's summed photons must reach this.
-    pub min_spot_photons: f32,
     /// A frame is a hit from this many spots on.
     pub min_spots: u32,
     /// ... and up to this many, if set: more spots than a crystal gives (ice rings, a flash of stray
     /// light, a detector glitch) is no hit.
     pub max_spots: Option<u32>,
-    /// Spots recorded per frame at most (the rest are counted, not listed).
-    pub max_spots_recorded: usize,
+    /// The finder's keys, moved to `[features]` / `[features.threshold]`.
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub threshold_photons: Moved,
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub min_spot_pixels: Moved,
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub max_spot_pixels: Moved,
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub min_spot_photons: Moved,
+    #[serde(skip_serializing_if = "Moved::is_absent")]
+    pub max_spots_recorded: Moved,
 }
+
+/// Where each of the finder's old keys went.
+const MOVED_TO: [(&str, &str); 5] = [
+    ("threshold_photons", "features.threshold.min_photons_above (photons above the local background)"),
+    ("min_spot_pixels", "features.threshold.min_pixels"),
+    ("max_spot_pixels", "features.threshold.max_pixels"),
+    ("min_spot_photons", "features.threshold.min_spot_photons"),
+    ("max_spots_recorded", "features.max_spots_recorded"),
+];
 
 impl Default for SpotsTriggerSection {
     fn default() -> Self {
-        let finder = SpotFinderParams::default();
         SpotsTriggerSection {
-            threshold_photons: finder.threshold_photons,
-            min_spot_pixels: finder.min_spot_pixels,
-            max_spot_pixels: finder.max_spot_pixels,
-            min_spot_photons: finder.min_spot_photons,
             min_spots: 8,
             max_spots: None,
-            max_spots_recorded: 512,
-        }
-    }
-}
-
-impl SpotsTriggerSection {
-    /// The threshold finder's parameters, which this section also holds.
-    pub fn finder(&self) -> SpotFinderParams {
-        SpotFinderParams {
-            threshold_photons: self.threshold_photons,
-            min_spot_pixels: self.min_spot_pixels,
-            max_spot_pixels: self.max_spot_pixels,
-            min_spot_photons: self.min_spot_photons,
+            threshold_photons: Moved::default(),
+            min_spot_pixels: Moved::default(),
+            max_spot_pixels: Moved::default(),
+            min_spot_photons: Moved::default(),
+            max_spots_recorded: Moved::default(),
         }
     }
 }
@@ -62,17 +59,15 @@ impl SpotsTriggerSection {
 impl BackendSection for SpotsTriggerSection {
     fn validate(&self, path: &str, problems: &mut Problems) {
         let k = |name: &str| key(path, name);
-        if self.threshold_photons.is_nan() || self.threshold_photons <= 0.0 {
-            problems.bad(k("threshold_photons"), format!("{} must be above 0", self.threshold_photons));
-        }
-        if self.min_spot_pixels == 0 {
-            problems.bad(k("min_spot_pixels"), "a spot has at least one pixel");
-        }
-        if self.max_spot_pixels < self.min_spot_pixels {
-            problems.bad(
-                k("max_spot_pixels"),
-                format!("{} is below min_spot_pixels ({})", self.max_spot_pixels, self.min_spot_pixels),
-            );
+        let old = [
+            &self.threshold_photons,
+            &self.min_spot_pixels,
+            &self.max_spot_pixels,
+            &self.min_spot_photons,
+            &self.max_spots_recorded,
+        ];
+        for (moved, (name, to)) in old.into_iter().zip(MOVED_TO) {
+            moved.check(k(name), to, problems);
         }
         if self.min_spots == 0 {
             problems.bad(k("min_spots"), "0 would accept every frame; use trigger.kind = \"accept_all\"");
@@ -81,9 +76,6 @@ impl BackendSection for SpotsTriggerSection {
             && max < self.min_spots
         {
             problems.bad(k("max_spots"), format!("{max} is below min_spots ({})", self.min_spots));
-        }
-        if self.max_spots_recorded > 100_000 {
-            problems.bad(k("max_spots_recorded"), format!("{} is above 100000", self.max_spots_recorded));
         }
     }
 

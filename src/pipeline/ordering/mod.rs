@@ -129,6 +129,9 @@ pub(super) struct OrderingOutcome {
     pub trigger_failures: u64,
     pub spots_localised: u64,
     pub localiser_batches_failed: u64,
+    /// Spots found, and frames that found more than they could list.
+    pub spots_found: u64,
+    pub frames_spots_capped: u64,
     pub reports: Vec<SinkReport>,
     pub latency: LatencyHistogram,
     /// The lowest accept-rate ceiling storage imposed, if it did.
@@ -216,6 +219,8 @@ impl<'a> Delivery<'a> {
                 trigger_failures: 0,
                 spots_localised: 0,
                 localiser_batches_failed: 0,
+                spots_found: 0,
+                frames_spots_capped: 0,
                 reports: Vec::new(),
                 latency: LatencyHistogram::default(),
                 storage_ceiling_min: None,
@@ -314,6 +319,8 @@ impl<'a> Delivery<'a> {
             o.spots_localised += u64::from(f.spots_localised);
             o.localiser_batches_failed += u64::from(f.localiser_batches_failed);
         }
+        o.spots_found += u64::from(f.spots_found);
+        o.frames_spots_capped += u64::from(f.spots_found as usize > f.spots.len());
         o.reduce_time += Duration::from_nanos(f.reduce_ns);
         m.reduce_time.record(f.reduce_ns as f64 * 1e-9);
         add(&self.progress.frames_done, 1);

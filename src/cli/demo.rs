@@ -37,9 +37,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     // The built-in default is the learned trigger; the simulator's replay.toml keeps the classical one.
     config.trigger.kind = TriggerKind::Tract;
     if cfg!(feature = "hdf5") {
-        // Kept frames also go where the X-ray world reads them: NeXus NXmx with bitshuffle-LZ4.
+        // Kept frames also go where the X-ray world reads them: NeXus NXmx with bitshuffle-LZ4, in
+        // whole photons (raw ADU would make every pixel strong to a spot finder such as DIALS's).
         let mut nexus = Hdf5Section::in_dir(out.join("replay/nexus"));
         nexus.frames_per_file = 50;
+        nexus.pixels = hitgate::codec::StoredPixels::PhotonsU32;
         config.sinks.push(SinkSection::Hdf5(nexus));
     }
     let summary = replay::replay(config.clone(), &outputs.capture, Pace::AsFastAsPossible)?;

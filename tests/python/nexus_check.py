@@ -125,6 +125,20 @@ for k, link in zip(links, files):
 got = np.concatenate(frames) if frames else np.zeros((0, rows, cols), dtype)
 ok(f"{len(links)} data files linked, {got.shape[0]} frames, chunks (1, {rows}, {cols}), bitshuffle-LZ4 (32008)")
 
+# What a reader that opens `data` alone sees: one virtual data set over every linked file, in order.
+if got.shape[0] > 0:
+    if "data" not in data or not data["data"].is_virtual:
+        fail("/entry/data/data is not a virtual data set over the files")
+    whole = data["data"]
+    if whole.dtype != np.dtype(dtype) or not np.array_equal(whole[...], got):
+        fail(f"/entry/data/data ({whole.shape}, {whole.dtype}) is not the linked files' frames in order")
+    sources = sorted({v.file_name for v in whole.virtual_sources()})
+    if sources != sorted(m["/entry/data"].get(k, getlink=True).filename for k in links):
+        fail(f"/entry/data/data maps {sources}, not the linked files")
+    ok(f"/entry/data/data: a virtual data set of {whole.shape[0]} frames over {len(sources)} files, equal to the links")
+elif "data" in data:
+    fail("/entry/data/data exists with no closed file")
+
 run_complete = int(entry["run_complete"][()])
 if mode == "whole":
     if got.shape[0] != n or int(data["frames"][()]) != n:

@@ -85,11 +85,11 @@ impl DataFile {
         let group = entry.create_group("data")?;
         attr_str(&group, "NX_class", "NXdata")?;
         attr_str(&group, "signal", "data")?;
-        let data = match (pixels, elem_size) {
-            (StoredPixels::Raw, 1) => data_set::<u8>(&group, rows, cols, elem_size)?,
-            (StoredPixels::Raw, 4) | (StoredPixels::PhotonsU32, _) => data_set::<u32>(&group, rows, cols, elem_size)?,
-            (StoredPixels::PhotonsF32, _) => data_set::<f32>(&group, rows, cols, elem_size)?,
-            _ => data_set::<u16>(&group, rows, cols, elem_size)?,
+        let data = match Element::of(pixels, elem_size) {
+            Element::U8 => data_set::<u8>(&group, rows, cols, elem_size)?,
+            Element::U16 => data_set::<u16>(&group, rows, cols, elem_size)?,
+            Element::U32 => data_set::<u32>(&group, rows, cols, elem_size)?,
+            Element::F32 => data_set::<f32>(&group, rows, cols, elem_size)?,
         };
         attr_str(&data, "units", if pixels == StoredPixels::Raw { "counts" } else { "photons" })?;
         let capacity = capacity.min(1 << 20);
@@ -210,6 +210,27 @@ pub enum CloseError {
     Hdf5(#[from] hdf5::Error),
     #[error("cannot rename {path}")]
     Rename { path: PathBuf, source: std::io::Error },
+}
+
+/// The type of a stored pixel in the files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Element {
+    U8,
+    U16,
+    U32,
+    F32,
+}
+
+impl Element {
+    /// What `pixels` of `elem_size` bytes are stored as.
+    pub fn of(pixels: StoredPixels, elem_size: usize) -> Element {
+        match (pixels, elem_size) {
+            (StoredPixels::Raw, 1) => Element::U8,
+            (StoredPixels::Raw, 4) | (StoredPixels::PhotonsU32, _) => Element::U32,
+            (StoredPixels::PhotonsF32, _) => Element::F32,
+            _ => Element::U16,
+        }
+    }
 }
 
 /// The name a data file has while it is open.

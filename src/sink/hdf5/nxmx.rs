@@ -1,6 +1,8 @@
 //! The master file: the run described the NXmx way (detector, its modules and where they sit, beam,
 //! sample) and `/entry/data/data_NNNNNN` external links to each closed data file's frames, the layout
-//! DECTRIS and PSI systems write and DIALS, CrystFEL, XDS-Durin, albula and silx read.
+//! DECTRIS and PSI systems write and DIALS, CrystFEL, XDS-Durin, albula and silx read. Beside the
+//! links, `/entry/data/data` is one virtual data set over every closed file's frames in order, so a
+//! reader that opens `data` alone (DIALS does) sees the whole run.
 //!
 //! Geometry follows NeXus (McStas axes: z along the beam, y up): the detector sits `distance` down the
 //! beam; each module's first pixel is offset from the beam so that the configured beam centre meets
@@ -12,7 +14,7 @@ use std::path::Path;
 
 use hdf5::{File, Group};
 
-use super::datafile::attr_str;
+use super::datafile::{Element, attr_str};
 
 /// What the master says about the run; fixed when the sink opens.
 #[derive(Clone, Debug)]
@@ -29,6 +31,10 @@ pub struct RunDescription {
     pub panel_cols: usize,
     pub panel_origins: Vec<(usize, usize)>,
     pub pixels: &'static str,
+    /// How a stored pixel is typed in the data files.
+    pub element: Element,
+    /// The `units` of the data: counts for raw values, photons for converted ones.
+    pub units: &'static str,
     pub sample_name: String,
     pub start_time: String,
     /// Per-pixel mask (0 = good), module-stacked like the data; empty when none is configured.
@@ -79,8 +85,20 @@ fn fill(file: &File, run: &RunDescription, files: &[LinkedFile], end_time: Optio
     scalar(&entry, "run_complete", u8::from(end_time.is_some()), None)?;
 
     let data = nx_group(&entry, "data", "NXdata")?;
+    attr_str(&data, "signal", "data")?;
     let total: u64 = files.iter().map(|f| f.frames).sum();
     scalar(&data, "frames", total, None)?;
+    if total > 0 {
+        let shape = (run.panel_rows * run.panel_origins.len(), run.panel_cols);
+        match run.element {
+            Element::U8 => virtual_frames::<u8>(&data, files, shape)?,
+            Element::U16 => virtual_frames::<u16>(&data, files, shape)?,
+            Element::U32 => virtual_frames::<u32>(&data, files, shape)?,
+            Element::F32 => virtual_frames::<f32>(&data, files, shape)?,
+        }
+        let frames = data.dataset("data")?;
+        attr_str(&frames, "units", run.units)?;
+    }
     for (i, f) in files.iter().enumerate() {
         data.link_external(&f.name, "/entry/data/data", &format!("data_{:06}", i + 1))?;
         // The per-frame metadata sits beside each file's frames.
@@ -141,6 +159,31 @@ fn fill(file: &File, run: &RunDescription, files: &[LinkedFile], end_time: Optio
     text(&sample, "name", &run.sample_name)?;
     text(&sample, "depends_on", ".")?;
     Ok(())
+}
+
+/// `data`: the frames of every file, one after the other, as one virtual data set. Source files are
+/// named relative to the master, which HDF5 looks beside first.
+fn virtual_frames<T: hdf5::H5Type>(
+    group: &Group,
+    files: &[LinkedFile],
+    (rows, cols): (usize, usize),
+) -> hdf5::Result<()> {
+    let total: usize = files.iter().map(|f| f.frames as usize).sum();
+    let mut builder = group.new_dataset::<T>().shape((total, rows, cols));
+    let mut first = 0;
+    for f in files {
+        let n = f.frames as usize;
+        builder = builder.virtual_map(
+            &f.name,
+            "/entry/data/data",
+            (n, rows, cols),
+            (.., .., ..),
+            (total, rows, cols),
+            (first..first + n, .., ..),
+        );
+        first += n;
+    }
+    builder.create("data").map(drop)
 }
 
 fn nx_group(parent: &Group, name: &str, class: &str) -> hdf5::Result<Group> {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Hdf5Section;
-use super::datafile::{DataFile, FrameEntry};
+use super::datafile::{DataFile, Element, FrameEntry};
 use super::nxmx::{LinkedFile, RunDescription, write_master};
 use crate::codec::{chunk_bound, stored_element_size};
 use crate::sink::{Experiment, FrameRecord, Frames, Interest, Payload, Sink, SinkError, SinkReport};
@@ -52,6 +52,8 @@ impl Hdf5Sink {
             panel_cols: cols,
             panel_origins,
             pixels: section.pixels.description(),
+            units: if section.pixels == crate::codec::StoredPixels::Raw { "counts" } else { "photons" },
+            element: Element::of(section.pixels, stored_element_size(section.pixels, geometry)),
             sample_name: section.sample_name.clone(),
             start_time: iso8601_now(),
             pixel_mask,

@@ -343,3 +343,65 @@ fn files_rotate_by_size_as_well_as_by_frames() {
         assert!(bytes < 2 << 20, "a file of {bytes} bytes");
     }
 }
+
+#[test]
+fn a_stored_run_of_raw_frames_replays_to_the_same_frames_with_its_lost_packets_lost_again() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = hitgate::sim::PacketFaults { loss: 0.003, reorder: 0.0, duplicate: 0.0 };
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 30, hit_rate: 0.5, seed: 77, faults, modules: 2, ..SimConfig::default() },
+    );
+    let mut config = config_with_nexus(&sim, &dir.path().join("first"), StoredPixels::Raw, 7);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    let first = common::replay(config.clone(), &sim.capture);
+    assert!(first.assembly.packets_lost > 0 && first.assembly.frames_partial > 0, "{first}");
+
+    // Reprocessing the stored run: the same config, the master as the recording.
+    let master = dir.path().join("first/nexus/run_master.h5");
+    let mut again = config.clone();
+    again.sinks = vec![SinkSection::Raw(hitgate::config::RawSection { dir: dir.path().join("again/raw") })];
+    let plan = hitgate::pipeline::Plan::new(again).unwrap();
+    let run = hitgate::sink::hdf5::recorded::RecordedRun::open(&master).unwrap();
+    let options = hitgate::pipeline::ReplayOptions { pace: hitgate::pipeline::Pace::AsFastAsPossible };
+    let second = plan.replay_stored(&run, options, &hitgate::pipeline::Progress::default()).unwrap();
+    assert_eq!(second.frames_out(), first.frames_out());
+    assert_eq!(
+        (second.assembly.frames_complete, second.assembly.frames_partial, second.assembly.packets_lost),
+        (first.assembly.frames_complete, first.assembly.frames_partial, first.assembly.packets_lost),
+        "first:\n{first}\nagain:\n{second}"
+    );
+    let frames = |d: &str| std::fs::read(dir.path().join(d).join("raw/frames.raw")).unwrap();
+    assert!(frames("first") == frames("again"), "the replayed frames differ from the stored ones");
+    let index = |d: &str| {
+        read_index(&dir.path().join(d).join("raw/frames.idx"))
+            .unwrap()
+            .iter()
+            .map(|e| (e.frame_number.get(), e.bunch_id.get(), e.detector_timestamp.get(), e.packets_received.get()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(index("first"), index("again"));
+
+    // The same from the command line, by the master's name.
+    let mut cli = config.clone();
+    cli.sinks = vec![SinkSection::Raw(hitgate::config::RawSection { dir: dir.path().join("cli/raw") })];
+    let toml_path = dir.path().join("again.toml");
+    std::fs::write(&toml_path, toml::to_string(&cli).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args(["replay", master.to_str().unwrap(), "--config", toml_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("frames in    {}", first.frames_out())), "{said}");
+    assert!(frames("first") == frames("cli"));
+
+    // Photons cannot be replayed, and are refused with the reason.
+    let photons = dir.path().join("photons");
+    let mut config = config_with_nexus(&sim, &photons, StoredPixels::PhotonsU32, 50);
+    config.trigger.kind = TriggerKind::AcceptAll;
+    common::replay(config, &sim.capture);
+    let err = hitgate::sink::hdf5::recorded::RecordedRun::open(&photons.join("nexus/run_master.h5")).err().unwrap();
+    assert!(err.to_string().contains("only raw detector values can be replayed"), "{err}");
+}

@@ -64,8 +64,21 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     damaged_input(&summary)
 }
 
-/// Replays `recording` (a capture or an slsReceiver run) with `config`, showing how far it is.
+/// Replays `recording` (a capture, an slsReceiver run, or a NeXus run hitgate stored) with
+/// `config`, showing how far it is.
 pub fn replay(config: Config, recording: &Path, pace: Pace) -> Result<RunSummary> {
+    #[cfg(feature = "hdf5")]
+    if hitgate::sink::hdf5::inspect::is_hdf5(recording) {
+        use hitgate::sink::hdf5::recorded::RecordedRun;
+        let run = RecordedRun::open(recording).map_err(|e| Exit { code: 4, message: describe(&e) })?;
+        let plan = Plan::new(config).context("preparing the pipeline")?;
+        let progress = Progress::default();
+        return while_running(
+            || replay_line(&progress),
+            || plan.replay_stored(&run, ReplayOptions { pace }, &progress),
+        )
+        .with_context(|| format!("replaying {}", recording.display()));
+    }
     let rec = Recording::open(recording).map_err(|e| Exit { code: 4, message: describe(&e) })?;
     let plan = Plan::new(config).context("preparing the pipeline")?;
     let progress = Progress::default();

@@ -70,6 +70,37 @@ impl Plan {
         self.run_stages(|ctx| raw_source(ctx, run, options), false, can_wait, progress)
     }
 
+    /// Replays a run the HDF5 sink stored (raw pixels): each frame as the packets its mask says
+    /// were caught, rebuilt with their headers, so the frame goes through the assembler's accounting
+    /// again and missing packets count as lost.
+    ///
+    /// # Errors
+    /// The run is of another detector than the config's; otherwise as [`Plan::replay`].
+    #[cfg(feature = "hdf5")]
+    pub fn replay_stored(
+        &self,
+        run: &crate::sink::hdf5::recorded::RecordedRun,
+        options: ReplayOptions,
+        progress: &Progress,
+    ) -> Result<RunSummary, PipelineError> {
+        let g = &self.geometry;
+        if run.detector() != g.model.name || run.frame_bytes() != g.frame_bytes() {
+            return Err(PipelineError::RecordingMismatch {
+                recording: run.master().display().to_string(),
+                found: format!(
+                    "{} module(s) of {}, {} bytes a frame",
+                    run.modules(),
+                    run.detector(),
+                    run.frame_bytes()
+                ),
+                expected: format!("{}, {} bytes a frame", g.model.name, g.frame_bytes()),
+            });
+        }
+        progress.input_bytes_total.store(run.total_frames() * g.frame_bytes() as u64, Ordering::Relaxed);
+        let can_wait = options.pace == Pace::AsFastAsPossible;
+        self.run_stages(|ctx| stored_source(ctx, run, options), false, can_wait, progress)
+    }
+
     /// Replays `capture` through assembly, reduction and the sinks.
     ///
     /// # Errors
@@ -193,6 +224,82 @@ fn raw_source(ctx: &SourceContext<'_>, run: &RawRun, options: ReplayOptions) -> 
             }
         }
         ctx.forward_waiting(&mut assembler);
+        true
+    });
+    outcome.input_error = error.map(|e| e.to_string());
+    assembler.flush();
+    ctx.forward_waiting(&mut assembler);
+    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
+    flusher.flush(assembler.counters(), outcome.records, read);
+    outcome.assembly = *assembler.counters();
+    outcome
+}
+
+#[cfg(feature = "hdf5")]
+fn stored_source(
+    ctx: &SourceContext<'_>,
+    run: &crate::sink::hdf5::recorded::RecordedRun,
+    options: ReplayOptions,
+) -> SourceOutcome {
+    use crate::detector::{HEADER_BYTES, SlsDetectorHeader};
+    use zerocopy::IntoBytes;
+    let g = &ctx.plan.geometry;
+    let mut assembler = ctx.assembler();
+    let mut flusher = AssemblyFlusher::new();
+    let mut outcome = SourceOutcome { input_bytes: run.len_bytes(), ..SourceOutcome::default() };
+    let lossless = options.pace == Pace::AsFastAsPossible;
+    let (wall_start, mut first_ts, mut last_ts) = (Instant::now(), None, 0u64);
+    let mut packet = vec![0u8; HEADER_BYTES + g.model.payload_bytes];
+    let mut read = 0u64;
+    let (_, error) = run.replay(|frame| {
+        last_ts = last_ts.max(frame.receive_time_ns);
+        if let Pace::Recorded { speed } = options.pace
+            && frame.receive_time_ns != 0
+        {
+            let t0 = *first_ts.get_or_insert(frame.receive_time_ns);
+            let due = Duration::from_nanos((frame.receive_time_ns.saturating_sub(t0) as f64 / speed) as u64);
+            let now = wall_start.elapsed();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        for port in 0..g.ports() {
+            let module = port / g.model.ports_per_module;
+            for n in 0..g.model.packets_per_port() {
+                let index = g.packet_index(port, n);
+                if frame.packet_mask.get(index / 64).is_none_or(|w| w & (1 << (index % 64)) == 0) {
+                    continue;
+                }
+                let header = SlsDetectorHeader {
+                    frame_number: frame.frame_number.into(),
+                    packet_number: (n as u32).into(),
+                    bunch_id: frame.bunch_id.into(),
+                    timestamp: frame.detector_timestamp.into(),
+                    mod_id: (module as u16).into(),
+                    row: ((port % g.model.ports_per_module) as u16).into(),
+                    det_type: g.model.det_type.code(),
+                    version: 2,
+                    ..Default::default()
+                };
+                packet[..HEADER_BYTES].copy_from_slice(header.as_bytes());
+                packet[HEADER_BYTES..].copy_from_slice(&frame.pixels[g.packet_range(port, n)]);
+                outcome.records += 1;
+                read += packet.len() as u64;
+                if lossless {
+                    wait_for_slot(ctx);
+                }
+                let _ = assembler.push(g.udp_ports[port], &packet, frame.receive_time_ns);
+                if outcome.records.is_multiple_of(BATCH_RECORDS) {
+                    assembler.poll_timeouts(last_ts);
+                    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
+                    flusher.flush(assembler.counters(), outcome.records, read);
+                    if ctx.abort.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                }
+                ctx.forward_waiting(&mut assembler);
+            }
+        }
         true
     });
     outcome.input_error = error.map(|e| e.to_string());

@@ -17,6 +17,8 @@ pub mod inspect;
 #[cfg(feature = "hdf5")]
 pub mod nxmx;
 #[cfg(feature = "hdf5")]
+pub mod recorded;
+#[cfg(feature = "hdf5")]
 mod writer;
 
 #[cfg(feature = "hdf5")]

@@ -257,3 +257,58 @@ fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
     // The simulator-era defaults (a fixed 2.5-photon threshold) found thousands of noise "spots" here.
     assert!(held_out[1] < 300 * 10, "{held_out:?}");
 }
+
+/// The 20 mod5 frames as the module sends them, written as a packet capture into `dir`.
+fn mod5_capture(dir: &Path, mod5: &Path, config: &Config) -> PathBuf {
+    use hitgate::detector::SlsDetectorHeader;
+    use hitgate::sim::{CaptureFileFormat, CaptureWriter, LinkFraming};
+    use zerocopy::IntoBytes;
+    let g = config.geometry().unwrap();
+    let path = dir.join("mod5.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut w = CaptureWriter::new(file, CaptureFileFormat::PcapNs, LinkFraming::Ethernet).unwrap();
+    for n in 0..20u64 {
+        let raw = std::fs::read(mod5.join(format!("raw_{n:02}.bin"))).unwrap();
+        for p in 0..g.model.packets_per_port() {
+            let header = SlsDetectorHeader {
+                frame_number: (n + 1).into(),
+                packet_number: (p as u32).into(),
+                bunch_id: (n + 1).into(),
+                timestamp: (n * 10_000).into(),
+                det_type: g.model.det_type.code(),
+                version: 2,
+                ..Default::default()
+            };
+            let mut packet = header.as_bytes().to_vec();
+            packet.extend_from_slice(&raw[g.packet_range(0, p)]);
+            w.write_udp(1_700_000_000_000_000_000 + n * 1_000_000, 32000, g.udp_ports[0], &packet).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn the_beam_centre_is_estimated_from_the_real_background_rings() {
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let capture = mod5_capture(dir.path(), &mod5, &config);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
+        .args(["geometry", "--estimate", capture.to_str().unwrap(), "--config"])
+        .arg(dir.path().join("mod5.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    println!("{said}");
+    let value = |key: &str| -> f64 {
+        let line = said.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{said}"));
+        line.rsplit('=').next().unwrap().trim().parse().unwrap()
+    };
+    // The data's own description: near row −15, column 79, uncertain by a few tens of pixels.
+    let (row, col) = (value("beam_center_row_px"), value("beam_center_col_px"));
+    assert!((row + 15.0).abs() <= 30.0 && (col - 79.0).abs() <= 30.0, "({row}, {col})");
+    assert!(said.contains("20 whole frames") && said.contains(" ± "), "{said}");
+}

@@ -8,6 +8,7 @@ mod consume;
 mod dataset;
 mod demo;
 mod fpga_export;
+mod geometry;
 mod inspect;
 mod out;
 mod print;
@@ -67,6 +68,8 @@ pub enum Command {
     /// of cut → accept rate (efficiency and purity against a truth file), the curve as SVG, and a copy
     /// of the config with the chosen cut.
     Tune(tune::TuneArgs),
+    /// Estimate the beam centre from a run's own background rings, with its uncertainty.
+    Geometry(geometry::GeometryArgs),
     /// Calibration measured on the detector's own data.
     #[command(subcommand)]
     Calibrate(calibrate::CalibrateCommand),
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Tune(args) => tune::run(args),
+        Command::Geometry(args) => geometry::run(&args),
         Command::Calibrate(command) => calibrate::run(command),
         Command::Dataset(command) => dataset::run(command),
         Command::FpgaExport(args) => fpga_export::run(&args),

@@ -2,6 +2,7 @@
 //! learned trigger reads, the patches the learned localiser refines spots from. The findings travel
 //! with the frame in its pool slot ([`FrameFeatures`], defined with the slot in `crate::frame`).
 
+pub mod beam_centre;
 pub mod local_threshold;
 pub mod localiser;
 pub mod patch;

@@ -6,6 +6,7 @@
 
 mod assembly_metrics;
 mod dark;
+mod frames;
 mod live;
 mod ordering;
 mod replay;
@@ -16,6 +17,7 @@ mod stages;
 mod summary;
 
 pub use dark::{DarkReport, measure_dark};
+pub use frames::{FramesRead, each_whole_frame};
 pub use live::UdpSources;
 pub use replay::{Pace, ReplayOptions};
 pub use run_control::{ReloadReport, RunControl, apply_reload};

@@ -1,7 +1,9 @@
 //! Reducer steps on one JUNGFRAU module frame (512 × 1024), one core: calibration (raw → photons),
 //! spot finding and learned peak localisation, each as median and p99 per frame, beside the limit
 //! measured in the same run: one pass that reads the frame's 1 MiB of raw pixels and writes 2 MiB of f32
-//! (what calibration must at least do). Then the whole reducer on a JUNGFRAU 4M frame.
+//! (what calibration must at least do). Then the whole reducer on a JUNGFRAU 4M frame, and on one
+//! module: the simulator's frames beside the real ones of `../shared/realdata/jungfrau-mod5` (or
+//! `$HITGATE_REALDATA`) with PSI's calibration files, both finders at their defaults.
 //!
 //! `cargo bench --bench reducer`
 
@@ -76,6 +78,9 @@ fn main() {
         us(p50),
         us(p99)
     );
+    for finder in [hitgate::config::FinderKind::Threshold, hitgate::config::FinderKind::Peakfinder8] {
+        real_beside_simulated(finder);
+    }
     whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold, false);
     whole_reducer_on_a_4m(hitgate::config::FinderKind::Peakfinder8, false);
     whole_reducer_on_a_4m(hitgate::config::FinderKind::Threshold, true);
@@ -236,4 +241,82 @@ fn reducer_plan_converter(
 ) -> std::sync::Arc<PhotonConverter> {
     let plan = hitgate::reduce::ReducerPlan::new(&config.reducer_settings(geometry)).unwrap();
     std::sync::Arc::clone(&plan.photons().converter().expect("JUNGFRAU").base)
+}
+
+/// The whole reducer (calibration, `finder` at its defaults, spot trigger) on one module frame: 20
+/// simulated frames beside the 20 real mod5 frames, median and p99 per frame and spots a frame.
+fn real_beside_simulated(finder: hitgate::config::FinderKind) {
+    let data = std::env::var_os("HITGATE_REALDATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata"));
+    let mod5 = data.join("jungfrau-mod5");
+    if !mod5.join("raw_00.bin").is_file() {
+        println!("real frames: {} absent (set HITGATE_REALDATA); the real-frame rows are left out", mod5.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[detector]\nmodel = \"jungfrau-1if\"\nphoton_energy_kev = 12.4\nbeam_center_row_px = -15.0\nbeam_center_col_px = 79.0\n\
+         [calibration]\npedestal_files = [\"{m}/pedestal_g0.bin\", \"{m}/pedestal_g1.bin\", \"{m}/pedestal_g2.bin\"]\n\
+         gain_files = [\"{m}/gainMaps_derived.bin\"]\n[[sink]]\nkind = \"null\"\n",
+        m = mod5.display()
+    );
+    let path = dir.path().join("mod5.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut real = hitgate::config::Config::load(&path).unwrap();
+    real.features.finder = finder;
+    let capture = mod5_capture(dir.path(), &mod5, &real);
+    let (_sim_dir, out) = simulated(&SimConfig { frames: 20, hit_rate: 0.5, seed: 31, ..SimConfig::default() });
+    let mut simulated_config = hitgate::config::Config::load(&out.replay_config).unwrap();
+    simulated_config.features.finder = finder;
+    for (name, config, capture) in [("simulated", simulated_config, out.capture.clone()), ("real mod5", real, capture)]
+    {
+        let geometry = config.geometry().unwrap();
+        let plan = std::sync::Arc::new(hitgate::reduce::ReducerPlan::new(&config.reducer_settings(&geometry)).unwrap());
+        let mut reducer = hitgate::reduce::Reducer::new(plan).unwrap();
+        let mut frames = assembled(&capture, &geometry, 20, 512);
+        let mut samples = Vec::new();
+        for _ in 0..8 {
+            for f in frames.iter_mut() {
+                samples.push(common::time(|| reducer.reduce(f)).1);
+            }
+        }
+        let spots: u32 = frames.iter().map(|f| f.features().spots_found).sum();
+        let (m50, m99) = percentiles(samples);
+        println!(
+            "whole reducer ({finder:?}), one module, {name:<9} frame       median {:7.1} µs  p99 {:7.1} µs  {:.0} spots a frame",
+            us(m50),
+            us(m99),
+            f64::from(spots) / frames.len() as f64
+        );
+    }
+}
+
+/// The 20 mod5 frames as the module sends them, as a packet capture in `dir`.
+fn mod5_capture(dir: &std::path::Path, mod5: &std::path::Path, config: &hitgate::config::Config) -> std::path::PathBuf {
+    use hitgate::detector::SlsDetectorHeader;
+    use hitgate::sim::{CaptureFileFormat, CaptureWriter, LinkFraming};
+    use zerocopy::IntoBytes;
+    let g = config.geometry().unwrap();
+    let path = dir.join("mod5.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut w = CaptureWriter::new(file, CaptureFileFormat::PcapNs, LinkFraming::Ethernet).unwrap();
+    for n in 0..20u64 {
+        let raw = std::fs::read(mod5.join(format!("raw_{n:02}.bin"))).unwrap();
+        for p in 0..g.model.packets_per_port() {
+            let header = SlsDetectorHeader {
+                frame_number: (n + 1).into(),
+                packet_number: (p as u32).into(),
+                bunch_id: (n + 1).into(),
+                det_type: g.model.det_type.code(),
+                version: 2,
+                ..Default::default()
+            };
+            let mut packet = header.as_bytes().to_vec();
+            packet.extend_from_slice(&raw[g.packet_range(0, p)]);
+            w.write_udp(1_700_000_000_000_000_000 + n * 1_000_000, 32000, g.udp_ports[0], &packet).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    path
 }

@@ -54,6 +54,14 @@ for path, cls in [("/entry/data", "NXdata"), ("/entry/instrument", "NXinstrument
 ok("NXmx classes: entry, data, instrument, beam, detector, transformations, sample")
 
 det = m["/entry/instrument/detector"]
+# Whole photons mark a pixel flagged in its frame as 2**32 - 1, one above the trusted range.
+photons_u32 = dtype == "<u4" and "photons" in text(det["pixel_content"])
+if photons_u32 != ("saturation_value" in det):
+    fail(f"saturation_value {'missing' if photons_u32 else 'given'} for {dtype} {text(det['pixel_content'])}")
+if photons_u32:
+    if int(det["saturation_value"][()]) != 2**32 - 2 or int(det["underload_value"][()]) != -1:
+        fail(f"trusted range {det['underload_value'][()]}..{det['saturation_value'][()]}")
+    ok("flagged pixels: stored as 4294967295, above saturation_value 4294967294")
 checks = [
     (det["x_pixel_size"][()], meta["pixel_size_m"], "x_pixel_size"),
     (det["y_pixel_size"][()], meta["pixel_size_m"], "y_pixel_size"),

@@ -35,6 +35,9 @@ pub struct RunDescription {
     pub element: Element,
     /// The `units` of the data: counts for raw values, photons for converted ones.
     pub units: &'static str,
+    /// The value a pixel flagged in its frame (saturated, invalid gain, lost packet) is stored as, when
+    /// the pixels have one: readers take values above `saturation_value` as untrusted, per NXmx.
+    pub flagged_value: Option<u32>,
     pub sample_name: String,
     pub start_time: String,
     /// Per-pixel mask (0 = good), module-stacked like the data; empty when none is configured.
@@ -122,6 +125,11 @@ fn fill(file: &File, run: &RunDescription, files: &[LinkedFile], end_time: Optio
     scalar(&det, "beam_center_y", run.beam_center_px.0, Some("pixel"))?;
     scalar(&det, "bit_depth_readout", run.bits_per_pixel, None)?;
     text(&det, "pixel_content", run.pixels)?;
+    if let Some(flagged) = run.flagged_value {
+        // Frame by frame, a flagged pixel holds `flagged`, one above the largest trusted value.
+        scalar(&det, "saturation_value", i64::from(flagged) - 1, None)?;
+        scalar(&det, "underload_value", -1i64, None)?;
+    }
     text(&det, "depends_on", &format!("{DETECTOR}/transformations/translation"))?;
     if !run.pixel_mask.is_empty() {
         let rows = run.panel_rows * run.panel_origins.len();

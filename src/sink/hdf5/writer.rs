@@ -52,6 +52,8 @@ impl Hdf5Sink {
             panel_cols: cols,
             panel_origins,
             pixels: section.pixels.description(),
+            flagged_value: (section.pixels == crate::codec::StoredPixels::PhotonsU32)
+                .then_some(crate::codec::FLAGGED_U32),
             units: if section.pixels == crate::codec::StoredPixels::Raw { "counts" } else { "photons" },
             element: Element::of(section.pixels, stored_element_size(section.pixels, geometry)),
             sample_name: section.sample_name.clone(),

@@ -321,3 +321,35 @@ fn a_truth_file_that_cannot_be_read_is_said_before_the_replay() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--truth") && !text(&o).contains("frames in"), "{}", text(&o));
 }
+
+#[test]
+fn a_crystfel_geometry_places_every_chip_of_every_module_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("4m.geom");
+    let config = repo().join("configs/jungfrau-4m.toml");
+    let o = hitgate(&["geometry", "--crystfel", out.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let geom = std::fs::read_to_string(&out).unwrap();
+    let value = |key: &str| -> Vec<f64> {
+        geom.lines()
+            .filter(|l| l.split(" = ").next().is_some_and(|k| k.ends_with(key)))
+            .map(|l| l.split(" = ").nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (min_fs, min_ss, max_ss) = (value("/min_fs"), value("/min_ss"), value("/max_ss"));
+    // Eight modules of 2 × 4 chips, the data of each chip once: 8 × 512 rows of 1024 columns.
+    assert_eq!(min_fs.len(), 64, "{geom}");
+    let mut data: Vec<(u64, u64)> = min_ss.iter().zip(&min_fs).map(|(&s, &f)| (s as u64, f as u64)).collect();
+    data.sort_unstable();
+    data.dedup();
+    assert_eq!(data.len(), 64);
+    assert_eq!(max_ss.iter().copied().fold(0.0, f64::max), 4095.0);
+    // No two chips overlap in space: corners at least a chip (256 pixels) apart along x or y.
+    let (x, y) = (value("/corner_x"), value("/corner_y"));
+    for a in 0..64 {
+        for b in a + 1..64 {
+            assert!((x[a] - x[b]).abs() >= 256.0 || (y[a] - y[b]).abs() >= 256.0, "chips {a} and {b} overlap");
+        }
+    }
+    assert!(geom.contains("clen = 0.120000") && geom.contains("data = /entry/data/data"), "{geom}");
+}

@@ -1,4 +1,5 @@
-//! `hitgate geometry`: the detector's geometry as the run sees it, estimated from its own data.
+//! `hitgate geometry`: the detector's geometry as hitgate places it, for other programs, and the beam
+//! centre estimated from a run's own data.
 
 use std::path::PathBuf;
 
@@ -18,8 +19,12 @@ use super::{Exit, describe, load_config};
 pub struct GeometryArgs {
     /// Estimate the beam centre from a run's own background rings: a packet capture, or an
     /// slsReceiver run by its master file, of the config's detector.
-    #[arg(long, value_name = "CAPTURE")]
-    estimate: PathBuf,
+    #[arg(long, value_name = "CAPTURE", required_unless_present = "crystfel")]
+    estimate: Option<PathBuf>,
+    /// Write a CrystFEL geometry (`.geom`) of the detector as hitgate places it, for its NeXus files
+    /// in photons: one panel a chip, with the gaps of the chips' double-size border pixels.
+    #[arg(long, value_name = "FILE")]
+    crystfel: Option<PathBuf>,
     /// The detector's config: its model, ports, calibration and module placement.
     #[arg(long)]
     config: PathBuf,
@@ -29,8 +34,40 @@ pub struct GeometryArgs {
 }
 
 pub fn run(args: &GeometryArgs) -> Result<()> {
-    let mut config = load_config(&args.config)?;
-    let recording = Recording::open(&args.estimate).map_err(|e| Exit { code: 4, message: describe(&e) })?;
+    let config = load_config(&args.config)?;
+    if let Some(out) = &args.crystfel {
+        crystfel(&config, out)?;
+    }
+    match &args.estimate {
+        Some(recording) => estimate(config, recording, args.frames),
+        None => Ok(()),
+    }
+}
+
+fn crystfel(config: &hitgate::config::Config, out: &std::path::Path) -> Result<()> {
+    use hitgate::detector::chips::{CrystfelBeam, crystfel_geometry, placed_panels};
+    let geometry = config.geometry()?;
+    let origins = config.panel_origins(&geometry);
+    let beam = CrystfelBeam {
+        beam_center_px: config.beam_center_px(),
+        distance_mm: config.detector.distance_mm(),
+        photon_energy_kev: config.detector.photon_energy_kev(),
+        flagged_value: Some(hitgate::codec::FLAGGED_U32),
+    };
+    let text = crystfel_geometry(&geometry, &origins, &beam);
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    say!(
+        "written      {}: {} panels, {} × {}",
+        out.display(),
+        placed_panels(&geometry, &origins).len(),
+        geometry.modules,
+        geometry.model.name
+    );
+    Ok(())
+}
+
+fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u64) -> Result<()> {
+    let recording = Recording::open(path).map_err(|e| Exit { code: 4, message: describe(&e) })?;
     let geometry = config.geometry()?;
     // The conversion to photons is all that is needed of the reduction: no model is loaded.
     config.trigger.kind = TriggerKind::AcceptAll;
@@ -41,14 +78,14 @@ pub fn run(args: &GeometryArgs) -> Result<()> {
     let mut photons = vec![0f32; panels * rows * cols];
     let converter = plan.photons().converter().map(|c| c.current());
     let read = each_whole_frame(&geometry, config.assembler_config(), &recording, |frame| {
-        if rings.frames() < args.frames {
+        if rings.frames() < most {
             plan.photons().convert(converter.as_deref(), frame.pixels_u16(), 0, &mut photons);
             rings.add(&photons);
         }
     })
     .context("reading the run")?;
     let Some(e) = rings.estimate() else {
-        return Err(Exit { code: 4, message: format!("{}: no whole frame to measure", args.estimate.display()) }.into());
+        return Err(Exit { code: 4, message: format!("{}: no whole frame to measure", path.display()) }.into());
     };
     say!("frames       {} whole frames, {} left out with packets missing", e.frames, read.frames_partial);
     let sigma = |s: f64| if s.is_finite() { format!(" ± {s:.1}") } else { " (uncertainty needs 4 frames)".into() };

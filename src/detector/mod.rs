@@ -3,6 +3,7 @@
 //! frame on each UDP port. A new detector of the family is a new table entry, not a new code path.
 //! `[detector]` ([`DetectorSection`]) names the model, its ports and where its modules sit.
 
+pub mod chips;
 pub mod geometry;
 pub mod header;
 pub mod layout;

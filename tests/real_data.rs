@@ -265,31 +265,9 @@ fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
 
 /// The 20 mod5 frames as the module sends them, written as a packet capture into `dir`.
 fn mod5_capture(dir: &Path, mod5: &Path, config: &Config) -> PathBuf {
-    use hitgate::detector::SlsDetectorHeader;
-    use hitgate::sim::{CaptureFileFormat, CaptureWriter, LinkFraming};
-    use zerocopy::IntoBytes;
-    let g = config.geometry().unwrap();
     let path = dir.join("mod5.pcap");
-    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut w = CaptureWriter::new(file, CaptureFileFormat::PcapNs, LinkFraming::Ethernet).unwrap();
-    for n in 0..20u64 {
-        let raw = std::fs::read(mod5.join(format!("raw_{n:02}.bin"))).unwrap();
-        for p in 0..g.model.packets_per_port() {
-            let header = SlsDetectorHeader {
-                frame_number: (n + 1).into(),
-                packet_number: (p as u32).into(),
-                bunch_id: (n + 1).into(),
-                timestamp: (n * 10_000).into(),
-                det_type: g.model.det_type.code(),
-                version: 2,
-                ..Default::default()
-            };
-            let mut packet = header.as_bytes().to_vec();
-            packet.extend_from_slice(&raw[g.packet_range(0, p)]);
-            w.write_udp(1_700_000_000_000_000_000 + n * 1_000_000, 32000, g.udp_ports[0], &packet).unwrap();
-        }
-    }
-    w.finish().unwrap();
+    let frames = (0..20).map(|n| std::fs::read(mod5.join(format!("raw_{n:02}.bin"))).unwrap());
+    hitgate::sim::write_frames_capture(&path, &config.geometry().unwrap(), frames, 1_000_000).unwrap();
     path
 }
 

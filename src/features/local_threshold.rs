@@ -18,6 +18,7 @@
 //! across it, rings or not. The photon image is consumed (visited pixels are cleared).
 
 use super::Spot;
+use super::spots::{by_panel, neighbours};
 use crate::section::{Problems, key};
 
 /// `[features.threshold]`: the threshold finder's parameters.
@@ -132,14 +133,7 @@ impl LocalThresholdFinder {
     /// Finds the spots of `panels` panels laid out one after the other in `photons`; records up to
     /// `out.capacity()` of them in `out` and returns how many there were.
     pub fn find(&mut self, photons: &mut [f32], panels: usize, rows: usize, cols: usize, out: &mut Vec<Spot>) -> u32 {
-        out.clear();
-        let panel_pixels = (rows * cols).max(1);
-        photons
-            .chunks_exact_mut(panel_pixels)
-            .take(panels)
-            .enumerate()
-            .map(|(p, image)| self.find_in_panel(image, rows, cols, p as u16, out))
-            .sum()
+        by_panel(photons, (panels, rows, cols), out, |image, p, out| self.find_in_panel(image, rows, cols, p, out))
     }
 
     /// Finds the spots of one panel; appends up to `out.capacity()` in total and returns how many
@@ -234,12 +228,7 @@ impl LocalThresholdFinder {
             sum_r += excess * r as f64;
             sum_c += excess * c as f64;
             peak = peak.max(value);
-            for (dr, dc) in [(-1i64, -1i64), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)] {
-                let (nr, nc) = (r as i64 + dr, c as i64 + dc);
-                if nr < 0 || nc < 0 || nr >= rows as i64 || nc >= cols as i64 {
-                    continue;
-                }
-                let n = nr as usize * cols + nc as usize;
+            for n in neighbours(r, c, rows, cols) {
                 if image[n] >= self.tile_of(n, cols).threshold {
                     image[n] = -image[n];
                     self.stack.push(n as u32);

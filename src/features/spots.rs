@@ -38,14 +38,7 @@ impl SpotFinder {
     /// Finds the spots of `panels` panels of `rows × cols` pixels laid out one after the other in
     /// `photons`; records up to `out.capacity()` of them in `out` and returns how many there were.
     pub fn find(&mut self, photons: &mut [f32], panels: usize, rows: usize, cols: usize, out: &mut Vec<Spot>) -> u32 {
-        out.clear();
-        let panel_pixels = (rows * cols).max(1);
-        photons
-            .chunks_exact_mut(panel_pixels)
-            .take(panels)
-            .enumerate()
-            .map(|(p, image)| self.find_in_panel(image, rows, cols, p as u16, out))
-            .sum()
+        by_panel(photons, (panels, rows, cols), out, |image, p, out| self.find_in_panel(image, rows, cols, p, out))
     }
 
     /// Finds the spots of one panel; appends up to `out.capacity()` in total and returns how many
@@ -99,12 +92,7 @@ impl SpotFinder {
             sum_r += f64::from(value) * r as f64;
             sum_c += f64::from(value) * c as f64;
             peak = peak.max(value);
-            for (dr, dc) in [(-1i64, -1i64), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)] {
-                let (nr, nc) = (r as i64 + dr, c as i64 + dc);
-                if nr < 0 || nc < 0 || nr >= rows as i64 || nc >= cols as i64 {
-                    continue;
-                }
-                let n = nr as usize * cols + nc as usize;
+            for n in neighbours(r, c, rows, cols) {
                 if image[n] >= t {
                     image[n] = -image[n];
                     self.stack.push(n as u32);
@@ -114,6 +102,29 @@ impl SpotFinder {
         let (row, col) = if sum > 0.0 { ((sum_r / sum) as f32, (sum_c / sum) as f32) } else { (0.0, 0.0) };
         Spot { panel: 0, row, col, photons: sum as f32, pixels, peak, snr: 0.0, ..Spot::default() }
     }
+}
+
+/// Clears `out`, then runs `find` on each of `panels` panels of `rows × cols` pixels laid out one after
+/// the other in `photons`, with the panel's index; the spots found over all.
+pub(crate) fn by_panel(
+    photons: &mut [f32],
+    (panels, rows, cols): (usize, usize, usize),
+    out: &mut Vec<Spot>,
+    mut find: impl FnMut(&mut [f32], u16, &mut Vec<Spot>) -> u32,
+) -> u32 {
+    out.clear();
+    let panel_pixels = (rows * cols).max(1);
+    photons.chunks_exact_mut(panel_pixels).take(panels).enumerate().map(|(p, image)| find(image, p as u16, out)).sum()
+}
+
+/// The 8-connected neighbours of pixel (`r`, `c`) inside a panel of `rows × cols`, as pixel indices.
+pub(crate) fn neighbours(r: usize, c: usize, rows: usize, cols: usize) -> impl Iterator<Item = usize> {
+    [(-1i64, -1i64), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)].into_iter().filter_map(
+        move |(dr, dc)| {
+            let (nr, nc) = (r as i64 + dr, c as i64 + dc);
+            (nr >= 0 && nc >= 0 && nr < rows as i64 && nc < cols as i64).then(|| nr as usize * cols + nc as usize)
+        },
+    )
 }
 
 /// The first pixel at or after `from` whose value reaches `threshold`. Nearly all pixels are below it,

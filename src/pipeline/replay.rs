@@ -189,50 +189,83 @@ fn wait_for_slot(ctx: &SourceContext<'_>) {
     }
 }
 
-fn raw_source(ctx: &SourceContext<'_>, run: &RawRun, options: ReplayOptions) -> SourceOutcome {
-    let mut assembler = ctx.assembler();
-    let mut flusher = AssemblyFlusher::new();
-    let mut outcome = SourceOutcome { input_bytes: run.len_bytes() as u64, ..SourceOutcome::default() };
-    let lossless = options.pace == Pace::AsFastAsPossible;
-    let ports = ctx.plan.geometry.udp_ports.clone();
-    let (wall_start, mut first_ts, mut last_ts) = (Instant::now(), None, 0u64);
-    let mut read = 0u64;
-    let (_, error) = run.replay(|port, packet, timestamp_ns| {
-        outcome.records += 1;
-        read += packet.len() as u64;
-        last_ts = last_ts.max(timestamp_ns);
-        if let Pace::Recorded { speed } = options.pace
-            && timestamp_ns != 0
-        {
-            let t0 = *first_ts.get_or_insert(timestamp_ns);
-            let due = Duration::from_nanos((timestamp_ns.saturating_sub(t0) as f64 / speed) as u64);
-            let now = wall_start.elapsed();
-            if due > now {
-                std::thread::sleep(due - now);
+/// Packets replayed from a file one at a time: paced (or waiting for free slots), assembled,
+/// flushed and reported in batches, as every file source does.
+struct PacketFeed<'c, 'p> {
+    ctx: &'c SourceContext<'p>,
+    options: ReplayOptions,
+    assembler: crate::frame::Assembler,
+    flusher: AssemblyFlusher,
+    outcome: SourceOutcome,
+    read: u64,
+    wall_start: Instant,
+    first_ts: Option<u64>,
+    last_ts: u64,
+}
+
+impl<'c, 'p> PacketFeed<'c, 'p> {
+    fn new(ctx: &'c SourceContext<'p>, options: ReplayOptions, input_bytes: u64) -> Self {
+        PacketFeed {
+            ctx,
+            options,
+            assembler: ctx.assembler(),
+            flusher: AssemblyFlusher::new(),
+            outcome: SourceOutcome { input_bytes, ..SourceOutcome::default() },
+            read: 0,
+            wall_start: Instant::now(),
+            first_ts: None,
+            last_ts: 0,
+        }
+    }
+
+    /// Places one packet received on `port` at `timestamp_ns`; false once the run is aborted.
+    fn push(&mut self, port: u16, packet: &[u8], timestamp_ns: u64) -> bool {
+        let ctx = self.ctx;
+        self.outcome.records += 1;
+        self.read += packet.len() as u64;
+        self.last_ts = self.last_ts.max(timestamp_ns);
+        match self.options.pace {
+            Pace::Recorded { speed } if timestamp_ns != 0 => {
+                let t0 = *self.first_ts.get_or_insert(timestamp_ns);
+                let due = Duration::from_nanos((timestamp_ns.saturating_sub(t0) as f64 / speed) as u64);
+                let now = self.wall_start.elapsed();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
             }
+            Pace::Recorded { .. } => {}
+            Pace::AsFastAsPossible => wait_for_slot(ctx),
         }
-        if lossless {
-            wait_for_slot(ctx);
-        }
-        let _ = assembler.push(ports[port], packet, timestamp_ns);
-        if outcome.records.is_multiple_of(BATCH_RECORDS) {
-            assembler.poll_timeouts(last_ts);
-            ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
-            flusher.flush(assembler.counters(), outcome.records, read);
+        let _ = self.assembler.push(port, packet, timestamp_ns);
+        if self.outcome.records.is_multiple_of(BATCH_RECORDS) {
+            self.assembler.poll_timeouts(self.last_ts);
+            ctx.progress.input_bytes_read.store(self.read, Ordering::Relaxed);
+            self.flusher.flush(self.assembler.counters(), self.outcome.records, self.read);
             if ctx.abort.load(Ordering::Relaxed) {
                 return false;
             }
         }
-        ctx.forward_waiting(&mut assembler);
+        ctx.forward_waiting(&mut self.assembler);
         true
-    });
-    outcome.input_error = error.map(|e| e.to_string());
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
-    flusher.flush(assembler.counters(), outcome.records, read);
-    outcome.assembly = *assembler.counters();
-    outcome
+    }
+
+    /// Flushes what is left; the outcome, with the error that cut the input short if one did.
+    fn finish(mut self, input_error: Option<String>) -> SourceOutcome {
+        self.outcome.input_error = input_error;
+        self.assembler.flush();
+        self.ctx.forward_waiting(&mut self.assembler);
+        self.ctx.progress.input_bytes_read.store(self.read, Ordering::Relaxed);
+        self.flusher.flush(self.assembler.counters(), self.outcome.records, self.read);
+        self.outcome.assembly = *self.assembler.counters();
+        self.outcome
+    }
+}
+
+fn raw_source(ctx: &SourceContext<'_>, run: &RawRun, options: ReplayOptions) -> SourceOutcome {
+    let ports = ctx.plan.geometry.udp_ports.clone();
+    let mut feed = PacketFeed::new(ctx, options, run.len_bytes() as u64);
+    let (_, error) = run.replay(|port, packet, timestamp_ns| feed.push(ports[port], packet, timestamp_ns));
+    feed.finish(error.map(|e| e.to_string()))
 }
 
 #[cfg(feature = "hdf5")]
@@ -244,25 +277,9 @@ fn stored_source(
     use crate::detector::{HEADER_BYTES, SlsDetectorHeader};
     use zerocopy::IntoBytes;
     let g = &ctx.plan.geometry;
-    let mut assembler = ctx.assembler();
-    let mut flusher = AssemblyFlusher::new();
-    let mut outcome = SourceOutcome { input_bytes: run.len_bytes(), ..SourceOutcome::default() };
-    let lossless = options.pace == Pace::AsFastAsPossible;
-    let (wall_start, mut first_ts, mut last_ts) = (Instant::now(), None, 0u64);
+    let mut feed = PacketFeed::new(ctx, options, run.len_bytes());
     let mut packet = vec![0u8; HEADER_BYTES + g.model.payload_bytes];
-    let mut read = 0u64;
     let (_, error) = run.replay(|frame| {
-        last_ts = last_ts.max(frame.receive_time_ns);
-        if let Pace::Recorded { speed } = options.pace
-            && frame.receive_time_ns != 0
-        {
-            let t0 = *first_ts.get_or_insert(frame.receive_time_ns);
-            let due = Duration::from_nanos((frame.receive_time_ns.saturating_sub(t0) as f64 / speed) as u64);
-            let now = wall_start.elapsed();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
         for port in 0..g.ports() {
             let module = port / g.model.ports_per_module;
             for n in 0..g.model.packets_per_port() {
@@ -283,30 +300,12 @@ fn stored_source(
                 };
                 packet[..HEADER_BYTES].copy_from_slice(header.as_bytes());
                 packet[HEADER_BYTES..].copy_from_slice(&frame.pixels[g.packet_range(port, n)]);
-                outcome.records += 1;
-                read += packet.len() as u64;
-                if lossless {
-                    wait_for_slot(ctx);
+                if !feed.push(g.udp_ports[port], &packet, frame.receive_time_ns) {
+                    return false;
                 }
-                let _ = assembler.push(g.udp_ports[port], &packet, frame.receive_time_ns);
-                if outcome.records.is_multiple_of(BATCH_RECORDS) {
-                    assembler.poll_timeouts(last_ts);
-                    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
-                    flusher.flush(assembler.counters(), outcome.records, read);
-                    if ctx.abort.load(Ordering::Relaxed) {
-                        return false;
-                    }
-                }
-                ctx.forward_waiting(&mut assembler);
             }
         }
         true
     });
-    outcome.input_error = error.map(|e| e.to_string());
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    ctx.progress.input_bytes_read.store(read, Ordering::Relaxed);
-    flusher.flush(assembler.counters(), outcome.records, read);
-    outcome.assembly = *assembler.counters();
-    outcome
+    feed.finish(error.map(|e| e.to_string()))
 }

@@ -179,6 +179,55 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// Writes whole frames as the detector `geometry` sends them, every packet of every port, into a
+/// nanosecond pcap at `path`: frame numbers (and bunch ids) from 1, a frame every `period_ns`. A frame
+/// is its buffer as assembled (one port's image after another). Returns the frames written.
+///
+/// # Errors
+/// The file cannot be written, or a frame is not `geometry.frame_bytes()` long.
+pub fn write_frames_capture(
+    path: &std::path::Path,
+    geometry: &crate::detector::DetectorGeometry,
+    frames: impl IntoIterator<Item = Vec<u8>>,
+    period_ns: u64,
+) -> io::Result<u64> {
+    use crate::detector::SlsDetectorHeader;
+    use zerocopy::IntoBytes;
+    let g = geometry;
+    let file = io::BufWriter::new(std::fs::File::create(path)?);
+    let mut w = CaptureWriter::new(file, CaptureFileFormat::PcapNs, LinkFraming::Ethernet)?;
+    let mut packet = Vec::with_capacity(g.model.packet_bytes());
+    let mut written = 0u64;
+    for frame in frames {
+        if frame.len() != g.frame_bytes() {
+            let reason = format!("a frame of {} bytes, not {}", frame.len(), g.frame_bytes());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+        }
+        written += 1;
+        let at = 1_700_000_000_000_000_000 + (written - 1) * period_ns;
+        for port in 0..g.ports() {
+            for n in 0..g.model.packets_per_port() {
+                let header = SlsDetectorHeader {
+                    frame_number: written.into(),
+                    packet_number: (n as u32).into(),
+                    bunch_id: written.into(),
+                    timestamp: ((written - 1) * period_ns / 100).into(),
+                    mod_id: ((port / g.model.ports_per_module) as u16).into(),
+                    det_type: g.model.det_type.code(),
+                    version: 2,
+                    ..Default::default()
+                };
+                packet.clear();
+                packet.extend_from_slice(header.as_bytes());
+                packet.extend_from_slice(&frame[g.packet_range(port, n)]);
+                w.write_udp(at, 32000 + port as u16, g.udp_ports[port], &packet)?;
+            }
+        }
+    }
+    w.finish()?;
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

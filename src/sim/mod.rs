@@ -17,6 +17,6 @@ pub mod response;
 pub mod run;
 pub mod score;
 
-pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming};
+pub use capture_writer::{CaptureFileFormat, CaptureWriter, LinkFraming, write_frames_capture};
 pub use run::{FrameTruth, PacketFaults, RunTruth, SimConfig, SimError, SimOutputs, SimulatedDetector, simulate};
 pub use score::{SpotScore, TriggerScore};

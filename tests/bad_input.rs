@@ -157,3 +157,22 @@ fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[test]
+fn a_garbage_hdf5_file_or_capture_is_refused_by_replay_and_geometry_with_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("run_master.h5");
+    let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(&[0x5a; 512]);
+    std::fs::write(&bad, bytes).unwrap();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/jungfrau-module.toml");
+    for args in [
+        vec!["replay", bad.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        vec!["geometry", "--estimate", bad.to_str().unwrap(), "--config", config.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate")).args(&args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {said}");
+        assert!(said.contains("run_master.h5") && !said.contains("panicked"), "{args:?}: {said}");
+    }
+}

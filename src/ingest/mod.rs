@@ -26,8 +26,8 @@ pub enum Recording {
 /// Why a recording cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error(transparent)]
-    Capture(#[from] PcapError),
+    #[error("{path}: {source}")]
+    Capture { path: std::path::PathBuf, source: PcapError },
     #[error(transparent)]
     Raw(#[from] raw::RawError),
 }
@@ -42,7 +42,9 @@ impl Recording {
         Ok(if raw::RawRun::is_master(path) {
             Recording::Raw(raw::RawRun::open(path)?)
         } else {
-            Recording::Capture(Capture::open(path)?)
+            Recording::Capture(
+                Capture::open(path).map_err(|source| RecordingError::Capture { path: path.to_path_buf(), source })?,
+            )
         })
     }
 }

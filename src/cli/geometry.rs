@@ -74,7 +74,8 @@ fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u
     config.features.localiser.model = None;
     let plan = ReducerPlan::new(&config.reducer_settings(&geometry)).context("preparing the conversion to photons")?;
     let (panels, rows, cols) = geometry.panels();
-    let mut rings = BackgroundRings::new(&config.panel_origins(&geometry), rows, cols);
+    let placed = hitgate::detector::chips::placed_panels(&geometry, &config.panel_origins(&geometry));
+    let mut rings = BackgroundRings::on_chips(&placed, cols);
     let mut photons = vec![0f32; panels * rows * cols];
     let converter = plan.photons().converter().map(|c| c.current());
     let read = each_whole_frame(&geometry, config.assembler_config(), &recording, |frame| {
@@ -90,7 +91,7 @@ fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u
     say!("frames       {} whole frames, {} left out with packets missing", e.frames, read.frames_partial);
     let sigma = |s: f64| if s.is_finite() { format!(" ± {s:.1}") } else { " (uncertainty needs 4 frames)".into() };
     say!(
-        "beam centre  row {:.1}{}, column {:.1}{} pixels of the assembled image",
+        "beam centre  row {:.1}{}, column {:.1}{} pixels of the assembled image (chips with their gaps)",
         e.row,
         sigma(e.sigma_row),
         e.col,

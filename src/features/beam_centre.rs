@@ -12,6 +12,8 @@ const SPOT_MARGIN_PHOTONS: f32 = 10.0;
 pub struct BackgroundRings {
     /// Each pixel's place in the assembled image (row, column).
     places: Vec<(f32, f32)>,
+    /// Each pixel's area in pixels (2 or 4 for a JUNGFRAU's chip-border pixels).
+    areas: Vec<f32>,
     quarters: [Quarter; 4],
     frames: u64,
     sample: Vec<f32>,
@@ -39,20 +41,62 @@ pub struct BeamCentreEstimate {
 }
 
 impl BackgroundRings {
-    /// For panels of `rows × cols` whose first pixels sit at `origins` in the assembled image.
+    /// For panels of `rows × cols` whose first pixels sit at `origins` in the assembled image, every
+    /// pixel of one size.
     pub fn new(origins: &[(usize, usize)], rows: usize, cols: usize) -> BackgroundRings {
         let mut places = Vec::with_capacity(origins.len() * rows * cols);
         for &(r0, c0) in origins {
             for r in 0..rows {
                 for c in 0..cols {
-                    places.push(((r0 + r) as f32, (c0 + c) as f32));
+                    places.push(((r0 + r) as f32 + 0.5, (c0 + c) as f32 + 0.5));
                 }
             }
         }
+        let areas = vec![1.0; places.len()];
+        BackgroundRings::with_places(places, areas)
+    }
+
+    /// For the detector's chips as placed (`detector::chips`): a JUNGFRAU's chip-border pixels are
+    /// double size (quadruple at the corners between four chips), so each counts at its own centre
+    /// and with its photons per pixel area, as the detector sees the background.
+    pub fn on_chips(placed: &[crate::detector::chips::PlacedPanel], frame_cols: usize) -> BackgroundRings {
+        let pixels = placed.iter().map(|p| p.rows * p.cols).sum::<usize>();
+        let (mut places, mut areas) = (vec![(0f32, 0f32); pixels], vec![1f32; pixels]);
+        let has = |dr: isize, dc: isize, p: &crate::detector::chips::PlacedPanel| {
+            let at =
+                (p.image_row as isize + dr * (p.rows + 2) as isize, p.image_col as isize + dc * (p.cols + 2) as isize);
+            placed.iter().any(|q| q.module == p.module && (q.image_row as isize, q.image_col as isize) == at)
+        };
+        for p in placed {
+            // Only chips two pixels apart (a JUNGFRAU's) share double-size border pixels.
+            let (up, down, left, right) = (has(-1, 0, p), has(1, 0, p), has(0, -1, p), has(0, 1, p));
+            // Extent (start, size) of a pixel along one side of its chip.
+            let span = |k: usize, n: usize, before: bool, after: bool| match (k, before, after) {
+                (0, true, _) => (-1.0, 2.0),
+                (k, _, true) if k + 1 == n => (k as f32, 2.0),
+                (k, _, _) => (k as f32, 1.0),
+            };
+            for i in 0..p.rows {
+                let (r, h) = span(i, p.rows, up, down);
+                for j in 0..p.cols {
+                    let (c, w) = span(j, p.cols, left, right);
+                    let at = (p.data_row + i) * frame_cols + p.data_col + j;
+                    if let (Some(place), Some(area)) = (places.get_mut(at), areas.get_mut(at)) {
+                        *place = (p.image_row as f32 + r + h / 2.0, p.image_col as f32 + c + w / 2.0);
+                        *area = h * w;
+                    }
+                }
+            }
+        }
+        BackgroundRings::with_places(places, areas)
+    }
+
+    fn with_places(places: Vec<(f32, f32)>, areas: Vec<f32>) -> BackgroundRings {
         let quarter = Quarter { sum: vec![0.0; places.len()], count: vec![0; places.len()] };
         BackgroundRings {
             quarters: [quarter.clone(), quarter.clone(), quarter.clone(), quarter],
             places,
+            areas,
             frames: 0,
             sample: Vec::new(),
         }
@@ -69,7 +113,8 @@ impl BackgroundRings {
         let median = *self.sample.select_nth_unstable_by(mid, f32::total_cmp).1;
         let ceiling = median + SPOT_MARGIN_PHOTONS;
         let q = &mut self.quarters[(self.frames % 4) as usize];
-        for ((&v, sum), count) in photons.iter().zip(&mut q.sum).zip(&mut q.count) {
+        for (((&v, &area), sum), count) in photons.iter().zip(&self.areas).zip(&mut q.sum).zip(&mut q.count) {
+            let v = v / area;
             if v.is_finite() && v <= ceiling {
                 *sum += f64::from(v);
                 *count += 1;
@@ -252,6 +297,22 @@ mod tests {
             assert!((e.col - f64::from(centre.1)).abs() <= 2.0, "{centre:?}: {e:?}");
             assert!(e.explained > 0.8 && e.sigma_row.is_finite() && e.sigma_row < 3.0, "{e:?}");
         }
+    }
+
+    #[test]
+    fn a_jungfrau_module_counts_its_border_pixels_at_their_size_and_place() {
+        let g = crate::detector::DetectorGeometry::with_consecutive_ports("jungfrau-1if", 1, 50001).unwrap();
+        let b = BackgroundRings::on_chips(&crate::detector::chips::placed_panels(&g, &[(0, 0)]), 1024);
+        let at = |r: usize, c: usize| (b.places[r * 1024 + c], b.areas[r * 1024 + c]);
+        assert_eq!(at(0, 0), ((0.5, 0.5), 1.0));
+        // The last column of chip 0 spans columns 255–257 of the assembled module; the first of chip 1
+        // 257–259; a chip-corner pixel is four pixels.
+        assert_eq!(at(10, 255), ((10.5, 256.0), 2.0));
+        assert_eq!(at(10, 256), ((10.5, 258.0), 2.0));
+        assert_eq!(at(256, 256), ((258.0, 258.0), 4.0));
+        assert_eq!(at(511, 1023), ((513.5, 1029.5), 1.0));
+        let total: f32 = b.areas.iter().sum();
+        assert_eq!(total, 514.0 * 1030.0);
     }
 
     #[test]

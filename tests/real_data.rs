@@ -27,6 +27,11 @@ fn realdata() -> Option<PathBuf> {
     }
 }
 
+/// Runs the hitgate binary with `args`.
+fn hitgate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hitgate")).args(args).output().unwrap()
+}
+
 fn read<T: Copy>(path: &Path, from: fn([u8; 4]) -> T) -> Vec<T> {
     std::fs::read(path).unwrap().chunks_exact(4).map(|c| from([c[0], c[1], c[2], c[3]])).collect()
 }
@@ -145,13 +150,15 @@ fn a_dark_run_on_disk_gives_pedestals_of_its_frames_per_pixel_means() {
     let dir = tempfile::tempdir().unwrap();
     for (stem, ports) in [("jungfrau_single", 1), ("jungfrau_double", 2)] {
         let out = dir.path().join(stem);
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
-            .args(["calibrate", "dark", "--capture"])
-            .arg(darks.join(format!("{stem}_master_0.json")))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let master = darks.join(format!("{stem}_master_0.json"));
+        let o = hitgate(&[
+            "calibrate".as_ref(),
+            "dark".as_ref(),
+            "--capture".as_ref(),
+            master.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ]);
         let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{said}");
         assert!(common::words(&said).contains("dark run 10 whole frames"), "{said}");
@@ -173,18 +180,13 @@ fn a_dark_run_on_disk_replays_through_the_pipeline_with_nothing_lost() {
     let Some(data) = realdata() else { return };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("darks.toml");
+    let master = data.join("jungfrau-darks/jungfrau_double_master_0.json");
     std::fs::write(
         &config,
         "[detector]\nmodel = \"jungfrau-2if\"\n[trigger]\nkind = \"accept_all\"\n[[sink]]\nkind = \"features\"\npath = \"f.jsonl\"\n",
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .arg("replay")
-        .arg(data.join("jungfrau-darks/jungfrau_double_master_0.json"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let o = hitgate(&["replay".as_ref(), master.as_os_str(), "--config".as_ref(), config.as_os_str()]);
     let said = common::words(&String::from_utf8_lossy(&o.stdout));
     assert!(o.status.success(), "{said} {}", String::from_utf8_lossy(&o.stderr));
     assert!(said.contains("frames in 10 (") && said.contains("10 complete"), "{said}");
@@ -193,13 +195,7 @@ fn a_dark_run_on_disk_replays_through_the_pipeline_with_nothing_lost() {
     assert_eq!(verdicts.len(), 10);
     // A run of another detector than the config's is refused, naming both.
     std::fs::write(&config, "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"null\"\n").unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .arg("replay")
-        .arg(data.join("jungfrau-darks/jungfrau_double_master_0.json"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let o = hitgate(&["replay".as_ref(), master.as_os_str(), "--config".as_ref(), config.as_os_str()]);
     let said = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && said.contains("2 port(s) of jungfrau-2if") && said.contains("1 port(s) of jungfrau-1if"),
@@ -278,11 +274,14 @@ fn the_beam_centre_is_estimated_from_the_real_background_rings() {
     let dir = tempfile::tempdir().unwrap();
     let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
     let capture = mod5_capture(dir.path(), &mod5, &config);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitgate"))
-        .args(["geometry", "--estimate", capture.to_str().unwrap(), "--config"])
-        .arg(dir.path().join("mod5.toml"))
-        .output()
-        .unwrap();
+    let config_path = dir.path().join("mod5.toml");
+    let out = hitgate(&[
+        "geometry".as_ref(),
+        "--estimate".as_ref(),
+        capture.as_os_str(),
+        "--config".as_ref(),
+        config_path.as_os_str(),
+    ]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     println!("{said}");

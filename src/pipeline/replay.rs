@@ -119,61 +119,27 @@ impl Plan {
 }
 
 fn replay_source(ctx: &SourceContext<'_>, capture: &Capture, options: ReplayOptions) -> SourceOutcome {
-    let mut assembler = ctx.assembler();
-    let mut flusher = AssemblyFlusher::new();
-    let mut outcome = SourceOutcome { input_bytes: capture.len_bytes() as u64, ..SourceOutcome::default() };
-    let lossless = options.pace == Pace::AsFastAsPossible;
-    let wall_start = Instant::now();
-    let mut first_ts: Option<u64> = None;
+    let mut feed = PacketFeed::new(ctx, options, capture.len_bytes() as u64);
     let mut records = capture.records();
-    let mut last_ts = 0;
+    let mut error = None;
     while let Some(record) = records.next() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                outcome.input_error = Some(e.to_string());
+                error = Some(e.to_string());
                 break;
             }
         };
-        outcome.records += 1;
-        last_ts = last_ts.max(record.timestamp_ns);
-        if let Pace::Recorded { speed } = options.pace
-            && record.timestamp_ns != 0
-        {
-            let t0 = *first_ts.get_or_insert(record.timestamp_ns);
-            let due = Duration::from_nanos(((record.timestamp_ns.saturating_sub(t0)) as f64 / speed) as u64);
-            let now = wall_start.elapsed();
-            if due > now {
-                std::thread::sleep(due - now);
+        match record.udp() {
+            Ok(udp) => {
+                if !feed.push(udp.dst_port, udp.payload, record.timestamp_ns, records.offset() as u64) {
+                    break;
+                }
             }
+            Err(reason) => feed.skip(reason),
         }
-        let udp = match record.udp() {
-            Ok(u) => u,
-            Err(reason) => {
-                outcome.skipped[SkipReason::ALL.iter().position(|r| *r == reason).unwrap_or(0)] += 1;
-                continue;
-            }
-        };
-        if lossless {
-            wait_for_slot(ctx);
-        }
-        let _ = assembler.push(udp.dst_port, udp.payload, record.timestamp_ns);
-        if outcome.records.is_multiple_of(BATCH_RECORDS) {
-            assembler.poll_timeouts(last_ts);
-            ctx.progress.input_bytes_read.store(records.offset() as u64, Ordering::Relaxed);
-            flusher.flush(assembler.counters(), outcome.records, records.offset() as u64);
-            if ctx.abort.load(Ordering::Relaxed) {
-                break;
-            }
-        }
-        ctx.forward_waiting(&mut assembler);
     }
-    assembler.flush();
-    ctx.forward_waiting(&mut assembler);
-    ctx.progress.input_bytes_read.store(records.offset() as u64, Ordering::Relaxed);
-    flusher.flush(assembler.counters(), outcome.records, records.offset() as u64);
-    outcome.assembly = *assembler.counters();
-    outcome
+    feed.finish(error, records.offset() as u64)
 }
 
 /// Waits, while a file is replayed as fast as possible, until a frame slot is free: a file can wait,
@@ -197,7 +163,6 @@ struct PacketFeed<'c, 'p> {
     assembler: crate::frame::Assembler,
     flusher: AssemblyFlusher,
     outcome: SourceOutcome,
-    read: u64,
     wall_start: Instant,
     first_ts: Option<u64>,
     last_ts: u64,
@@ -211,18 +176,17 @@ impl<'c, 'p> PacketFeed<'c, 'p> {
             assembler: ctx.assembler(),
             flusher: AssemblyFlusher::new(),
             outcome: SourceOutcome { input_bytes, ..SourceOutcome::default() },
-            read: 0,
             wall_start: Instant::now(),
             first_ts: None,
             last_ts: 0,
         }
     }
 
-    /// Places one packet received on `port` at `timestamp_ns`; false once the run is aborted.
-    fn push(&mut self, port: u16, packet: &[u8], timestamp_ns: u64) -> bool {
+    /// Places one packet received on `port` at `timestamp_ns`, the input read up to byte `read_to`;
+    /// false once the run is aborted.
+    fn push(&mut self, port: u16, packet: &[u8], timestamp_ns: u64, read_to: u64) -> bool {
         let ctx = self.ctx;
         self.outcome.records += 1;
-        self.read += packet.len() as u64;
         self.last_ts = self.last_ts.max(timestamp_ns);
         match self.options.pace {
             Pace::Recorded { speed } if timestamp_ns != 0 => {
@@ -239,8 +203,8 @@ impl<'c, 'p> PacketFeed<'c, 'p> {
         let _ = self.assembler.push(port, packet, timestamp_ns);
         if self.outcome.records.is_multiple_of(BATCH_RECORDS) {
             self.assembler.poll_timeouts(self.last_ts);
-            ctx.progress.input_bytes_read.store(self.read, Ordering::Relaxed);
-            self.flusher.flush(self.assembler.counters(), self.outcome.records, self.read);
+            ctx.progress.input_bytes_read.store(read_to, Ordering::Relaxed);
+            self.flusher.flush(self.assembler.counters(), self.outcome.records, read_to);
             if ctx.abort.load(Ordering::Relaxed) {
                 return false;
             }
@@ -249,13 +213,20 @@ impl<'c, 'p> PacketFeed<'c, 'p> {
         true
     }
 
-    /// Flushes what is left; the outcome, with the error that cut the input short if one did.
-    fn finish(mut self, input_error: Option<String>) -> SourceOutcome {
+    /// Counts a record that holds no detector datagram, by why.
+    fn skip(&mut self, reason: SkipReason) {
+        self.outcome.records += 1;
+        self.outcome.skipped[SkipReason::ALL.iter().position(|r| *r == reason).unwrap_or(0)] += 1;
+    }
+
+    /// Flushes what is left, the input read up to byte `read_to`; the outcome, with the error that
+    /// cut the input short if one did.
+    fn finish(mut self, input_error: Option<String>, read_to: u64) -> SourceOutcome {
         self.outcome.input_error = input_error;
         self.assembler.flush();
         self.ctx.forward_waiting(&mut self.assembler);
-        self.ctx.progress.input_bytes_read.store(self.read, Ordering::Relaxed);
-        self.flusher.flush(self.assembler.counters(), self.outcome.records, self.read);
+        self.ctx.progress.input_bytes_read.store(read_to, Ordering::Relaxed);
+        self.flusher.flush(self.assembler.counters(), self.outcome.records, read_to);
         self.outcome.assembly = *self.assembler.counters();
         self.outcome
     }
@@ -264,8 +235,12 @@ impl<'c, 'p> PacketFeed<'c, 'p> {
 fn raw_source(ctx: &SourceContext<'_>, run: &RawRun, options: ReplayOptions) -> SourceOutcome {
     let ports = ctx.plan.geometry.udp_ports.clone();
     let mut feed = PacketFeed::new(ctx, options, run.len_bytes() as u64);
-    let (_, error) = run.replay(|port, packet, timestamp_ns| feed.push(ports[port], packet, timestamp_ns));
-    feed.finish(error.map(|e| e.to_string()))
+    let mut read = 0u64;
+    let (_, error) = run.replay(|port, packet, timestamp_ns| {
+        read += packet.len() as u64;
+        feed.push(ports[port], packet, timestamp_ns, read)
+    });
+    feed.finish(error.map(|e| e.to_string()), read)
 }
 
 #[cfg(feature = "hdf5")]
@@ -279,6 +254,8 @@ fn stored_source(
     let g = &ctx.plan.geometry;
     let mut feed = PacketFeed::new(ctx, options, run.len_bytes());
     let mut packet = vec![0u8; HEADER_BYTES + g.model.payload_bytes];
+    // Progress in frame bytes, as the replay's total is counted.
+    let mut read = 0u64;
     let (_, error) = run.replay(|frame| {
         for port in 0..g.ports() {
             let module = port / g.model.ports_per_module;
@@ -300,12 +277,13 @@ fn stored_source(
                 };
                 packet[..HEADER_BYTES].copy_from_slice(header.as_bytes());
                 packet[HEADER_BYTES..].copy_from_slice(&frame.pixels[g.packet_range(port, n)]);
-                if !feed.push(g.udp_ports[port], &packet, frame.receive_time_ns) {
+                if !feed.push(g.udp_ports[port], &packet, frame.receive_time_ns, read) {
                     return false;
                 }
             }
         }
+        read += frame.pixels.len() as u64;
         true
     });
-    feed.finish(error.map(|e| e.to_string()))
+    feed.finish(error.map(|e| e.to_string()), read)
 }

@@ -128,7 +128,12 @@ fn main() {
         section.stream = format!("BENCH_{round}");
         section.subject = format!("bench.r{round}");
         section.pixels = StoredPixels::Raw;
-        let mut sink = hitgate::scaleout::forward::sink::JetstreamSink::create(&section, &geometry).unwrap();
+        let mut sink = hitgate::scaleout::forward::sink::JetstreamSink::create(
+            &section,
+            &geometry,
+            &hitgate::detector::PanelImage::for_geometry(&geometry, true),
+        )
+        .unwrap();
         let t0 = Instant::now();
         for r in &records {
             sink.write(r).unwrap();

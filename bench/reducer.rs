@@ -33,6 +33,9 @@ fn main() {
     let mut spots = Vec::with_capacity(512);
     let rounds = 10;
     let (mut limit, mut calib, mut find) = (Vec::new(), Vec::new(), Vec::new());
+    let module_image = hitgate::detector::PanelImage::new(512, 1024, true);
+    let mut assembled_module = vec![0f32; module_image.pixels()];
+    let mut assembly = Vec::new();
     for _ in 0..rounds {
         for f in &frames {
             let raw = f.pixels_u16();
@@ -45,6 +48,9 @@ fn main() {
             black_box(&photons);
             let (_, t) = common::time(|| conv.jungfrau_photons(raw, 0, &mut photons));
             calib.push(t);
+            let (_, t) = common::time(|| module_image.assemble(&photons, &mut assembled_module));
+            assembly.push(t);
+            black_box(&assembled_module);
             let (n, t) = common::time(|| finder.find(&mut photons, 1, 512, 1024, &mut spots));
             find.push(t);
             black_box(n);
@@ -59,6 +65,7 @@ fn main() {
     let (l50, l99) = percentiles(limit);
     let (c50, c99) = percentiles(calib);
     let (f50, f99) = percentiles(find);
+    let (a50, a99) = percentiles(assembly);
     println!("reducer, one JUNGFRAU module frame, {} frames × {rounds} rounds", frames.len());
     println!("limit: read 1 MiB u16 + write 2 MiB f32   median {:7.1} µs  p99 {:7.1} µs", us(l50), us(l99));
     println!(
@@ -66,6 +73,12 @@ fn main() {
         us(c50),
         us(c99),
         us(c50) / us(l50)
+    );
+    println!(
+        "module assembly (514 × 1030, split)       median {:7.1} µs  p99 {:7.1} µs  ratio to limit {:.2}",
+        us(a50),
+        us(a99),
+        us(a50) / us(l50)
     );
     println!(
         "spot finding (threshold + components)     median {:7.1} µs  p99 {:7.1} µs  budget 250 µs",
@@ -108,6 +121,8 @@ fn peak_localisation(
         }
     }
     let total_spots: usize = hits.iter().map(|(_, s)| s.len()).sum();
+    // The spots were found in the module as sent, so their patches are cut from it too.
+    let as_sent = hitgate::detector::PanelImage::new(512, 1024, false);
     println!(
         "peak localisation, {} hit module frames, {:.0} spots a frame on average:",
         hits.len(),
@@ -134,8 +149,7 @@ fn peak_localisation(
                             for (k, spot) in chunk.iter().enumerate() {
                                 extract_patch(
                                     raw,
-                                    512,
-                                    1024,
+                                    &as_sent,
                                     patch_centre(spot),
                                     &mut |seg: &[u16], at: usize, o: &mut [f32]| {
                                         conv.jungfrau_photons(seg, at, o);

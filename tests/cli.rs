@@ -322,34 +322,61 @@ fn a_truth_file_that_cannot_be_read_is_said_before_the_replay() {
     assert!(text(&o).contains("--truth") && !text(&o).contains("frames in"), "{}", text(&o));
 }
 
-#[test]
-fn a_crystfel_geometry_places_every_chip_of_every_module_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("4m.geom");
-    let config = repo().join("configs/jungfrau-4m.toml");
-    let o = hitgate(&["geometry", "--crystfel", out.to_str().unwrap(), "--config", config.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    let geom = std::fs::read_to_string(&out).unwrap();
+/// The panels of a CrystFEL geometry: (min_ss, max_ss, min_fs, max_fs, corner_x, corner_y).
+fn crystfel_panels(geom: &str) -> Vec<[f64; 6]> {
     let value = |key: &str| -> Vec<f64> {
         geom.lines()
             .filter(|l| l.split(" = ").next().is_some_and(|k| k.ends_with(key)))
             .map(|l| l.split(" = ").nth(1).unwrap().parse().unwrap())
             .collect()
     };
-    let (min_fs, min_ss, max_ss) = (value("/min_fs"), value("/min_ss"), value("/max_ss"));
+    let keys = ["/min_ss", "/max_ss", "/min_fs", "/max_fs", "/corner_x", "/corner_y"].map(value);
+    (0..keys[0].len()).map(|i| keys.each_ref().map(|k| k[i])).collect()
+}
+
+/// No two panels overlap in space, each `rows × cols` pixels.
+fn no_two_overlap(panels: &[[f64; 6]]) {
+    for (a, p) in panels.iter().enumerate() {
+        for q in &panels[a + 1..] {
+            let (rows, cols) = (p[1] - p[0] + 1.0, p[3] - p[2] + 1.0);
+            assert!((p[4] - q[4]).abs() >= cols || (p[5] - q[5]).abs() >= rows, "{p:?} and {q:?} overlap");
+        }
+    }
+}
+
+#[test]
+fn a_crystfel_geometry_places_every_chip_of_every_module_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("4m.geom");
+    let config = repo().join("configs/jungfrau-4m.toml");
+    // As configured (modules assembled, the default): one panel a module of 514 × 1030.
+    let o = hitgate(&["geometry", "--crystfel", out.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let geom = std::fs::read_to_string(&out).unwrap();
+    let panels = crystfel_panels(&geom);
+    assert_eq!(panels.len(), 8, "{geom}");
+    for (m, p) in panels.iter().enumerate() {
+        assert_eq!(p[..4], [m as f64 * 514.0, m as f64 * 514.0 + 513.0, 0.0, 1029.0], "{geom}");
+    }
+    no_two_overlap(&panels);
+    assert!(geom.contains("clen = 0.120000") && geom.contains("data = /entry/data/data"), "{geom}");
+
+    // The image kept raw: one panel a chip, 2 × 4 a module with the gaps of the double pixels.
+    let raw_config = dir.path().join("raw.toml");
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    let with_raw = text_of.replacen("[detector]\n", "[detector]\nimage = \"raw\"\n", 1);
+    assert_ne!(with_raw, text_of, "the config has a [detector] section");
+    std::fs::write(&raw_config, with_raw).unwrap();
+    let o = hitgate(&["geometry", "--crystfel", out.to_str().unwrap(), "--config", raw_config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let geom = std::fs::read_to_string(&out).unwrap();
+    let panels = crystfel_panels(&geom);
     // Eight modules of 2 × 4 chips, the data of each chip once: 8 × 512 rows of 1024 columns.
-    assert_eq!(min_fs.len(), 64, "{geom}");
-    let mut data: Vec<(u64, u64)> = min_ss.iter().zip(&min_fs).map(|(&s, &f)| (s as u64, f as u64)).collect();
+    assert_eq!(panels.len(), 64, "{geom}");
+    let mut data: Vec<(u64, u64)> = panels.iter().map(|p| (p[0] as u64, p[2] as u64)).collect();
     data.sort_unstable();
     data.dedup();
     assert_eq!(data.len(), 64);
-    assert_eq!(max_ss.iter().copied().fold(0.0, f64::max), 4095.0);
-    // No two chips overlap in space: corners at least a chip (256 pixels) apart along x or y.
-    let (x, y) = (value("/corner_x"), value("/corner_y"));
-    for a in 0..64 {
-        for b in a + 1..64 {
-            assert!((x[a] - x[b]).abs() >= 256.0 || (y[a] - y[b]).abs() >= 256.0, "chips {a} and {b} overlap");
-        }
-    }
-    assert!(geom.contains("clen = 0.120000") && geom.contains("data = /entry/data/data"), "{geom}");
+    assert_eq!(panels.iter().map(|p| p[1]).fold(0.0, f64::max), 4095.0);
+    no_two_overlap(&panels);
 }

@@ -58,11 +58,17 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
             let maps = CalibrationMaps::load(c.file.as_ref().unwrap(), frame_pixels).unwrap();
             let mask = PixelMask::load(c.mask_file.as_ref().unwrap(), frame_pixels).unwrap();
             let converter = PhotonConverter::with_mask(&maps, config.detector.photon_energy_kev() as f32, &mask);
+            // Photons are stored in the detector's image: each module assembled, border pixels split.
+            let image = config.panel_image(&geometry);
             let mut photons = vec![0f32; frame_pixels];
+            let mut assembled = vec![0f32; panels * image.pixels()];
             let mut out = Vec::new();
             for frame in values.chunks_exact(frame_pixels) {
                 converter.jungfrau_photons(frame, 0, &mut photons);
-                for &p in &photons {
+                for (raw, module) in photons.chunks_exact(rows * cols).zip(assembled.chunks_exact_mut(image.pixels())) {
+                    image.assemble(raw, module);
+                }
+                for &p in &assembled {
                     match pixels {
                         StoredPixels::PhotonsU32 => out.extend_from_slice(&(p.round().max(0.0) as u32).to_le_bytes()),
                         _ => out.extend_from_slice(&p.to_le_bytes()),
@@ -73,7 +79,9 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
         }
     };
     std::fs::write(to.join("frames.bin"), bytes).unwrap();
-    std::fs::write(to.join("shape.txt"), format!("{} {} {cols} {dtype}", index.len(), panels * rows)).unwrap();
+    let (stored_rows, stored_cols) = pixels.image(&config.panel_image(&geometry)).shape();
+    std::fs::write(to.join("shape.txt"), format!("{} {} {stored_cols} {dtype}", index.len(), panels * stored_rows))
+        .unwrap();
     let frames = index
         .iter()
         .map(|r| {
@@ -84,15 +92,17 @@ fn write_expected(config: &Config, raw_dir: &Path, pixels: StoredPixels, to: &Pa
             })
         })
         .collect();
-    write_meta(config, frames, to);
+    write_meta(config, pixels, frames, to);
 }
 
 /// `meta.json` for the checker: the geometry the master must describe and the kept frames.
-fn write_meta(config: &Config, frames: Vec<serde_json::Value>, to: &Path) {
+fn write_meta(config: &Config, pixels: StoredPixels, frames: Vec<serde_json::Value>, to: &Path) {
     let geometry = config.geometry().unwrap();
-    let (panels, rows, _) = geometry.panels();
+    let (panels, _, _) = geometry.panels();
     let layout = config.image_layout().unwrap();
-    let (bc_row, bc_col) = config.beam_center_px();
+    // Raw values are described as sent, photons in the assembled image (`Experiment::stored`).
+    let (image, (bc_row, bc_col)) = config.experiment(&geometry).stored(pixels);
+    let rows = image.shape().0;
     let meta = serde_json::json!({
         "pixel_size_m": f64::from(geometry.model.pixel_size_um) * 1e-6,
         "distance_m": config.detector.distance_mm() * 1e-3,
@@ -313,7 +323,7 @@ fn the_vendor_eiger_capture_lands_as_the_vendor_receiver_wrote_it() {
     std::fs::write(expected.join("frames.bin"), &frames).unwrap();
     std::fs::write(expected.join("shape.txt"), format!("8 {} {cols} <u2", panels * rows)).unwrap();
     let frames = numbers.iter().map(|n| serde_json::json!({"frame_number": n, "audit": false})).collect();
-    write_meta(&config, frames, &expected);
+    write_meta(&config, StoredPixels::Raw, frames, &expected);
     let said = check(&python, &out.join("run_master.h5"), &expected, "whole");
     println!("{said}");
     assert!(said.contains("3 data files linked, 8 frames, chunks (1, 512, 512)"), "{said}");

@@ -22,7 +22,8 @@ pub struct GeometryArgs {
     #[arg(long, value_name = "CAPTURE", required_unless_present = "crystfel")]
     estimate: Option<PathBuf>,
     /// Write a CrystFEL geometry (`.geom`) of the detector as hitgate places it, for its NeXus files
-    /// in photons: one panel a chip, with the gaps of the chips' double-size border pixels.
+    /// in photons: one panel a module in the assembled image (the default), or one panel a chip with
+    /// the gaps of its double-size border pixels where the config keeps the raw image.
     #[arg(long, value_name = "FILE")]
     crystfel: Option<PathBuf>,
     /// The detector's config: its model, ports, calibration and module placement.
@@ -54,14 +55,16 @@ fn crystfel(config: &hitgate::config::Config, out: &std::path::Path) -> Result<(
         photon_energy_kev: config.detector.photon_energy_kev(),
         flagged_value: Some(hitgate::codec::FLAGGED_U32),
     };
-    let text = crystfel_geometry(&geometry, &origins, &beam);
+    let image = config.panel_image(&geometry);
+    let text = crystfel_geometry(&geometry, &image, &origins, &beam);
     std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    let panels = if image.is_split() { origins.len() } else { placed_panels(&geometry, &origins).len() };
     say!(
-        "written      {}: {} panels, {} × {}",
+        "written      {}: {panels} panels, {} × {}{}",
         out.display(),
-        placed_panels(&geometry, &origins).len(),
         geometry.modules,
-        geometry.model.name
+        geometry.model.name,
+        if image.is_split() { " assembled (514 × 1030 a module)" } else { "" }
     );
     Ok(())
 }
@@ -74,8 +77,14 @@ fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u
     config.features.localiser.model = None;
     let plan = ReducerPlan::new(&config.reducer_settings(&geometry)).context("preparing the conversion to photons")?;
     let (panels, rows, cols) = geometry.panels();
-    let placed = hitgate::detector::chips::placed_panels(&geometry, &config.panel_origins(&geometry));
-    let mut rings = BackgroundRings::on_chips(&placed, cols);
+    let origins = config.panel_origins(&geometry);
+    // In the assembled image each double pixel counts at its size and place; in the raw image (as
+    // configured) every pixel is one.
+    let mut rings = if config.detector.splits_chip_borders() {
+        BackgroundRings::on_chips(&hitgate::detector::chips::placed_panels(&geometry, &origins), cols)
+    } else {
+        BackgroundRings::new(&origins, rows, cols)
+    };
     let mut photons = vec![0f32; panels * rows * cols];
     let converter = plan.photons().converter().map(|c| c.current());
     let read = each_whole_frame(&geometry, config.assembler_config(), &recording, |frame| {
@@ -91,11 +100,12 @@ fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u
     say!("frames       {} whole frames, {} left out with packets missing", e.frames, read.frames_partial);
     let sigma = |s: f64| if s.is_finite() { format!(" ± {s:.1}") } else { " (uncertainty needs 4 frames)".into() };
     say!(
-        "beam centre  row {:.1}{}, column {:.1}{} pixels of the assembled image (chips with their gaps)",
+        "beam centre  row {:.1}{}, column {:.1}{} pixels of the detector's image ({})",
         e.row,
         sigma(e.sigma_row),
         e.col,
-        sigma(e.sigma_col)
+        sigma(e.sigma_col),
+        if config.detector.splits_chip_borders() { "modules assembled, chip-border pixels split" } else { "raw" }
     );
     say!(
         "             (± is statistical: the scatter of four interleaved quarters of the frames);\n             a radial profile about it explains {:.0}% of the mean background's variance",

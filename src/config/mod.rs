@@ -36,7 +36,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detector::{DetectorGeometry, GeometryError, ImageLayout};
+use crate::detector::{DetectorGeometry, GeometryError, ImageLayout, PanelImage};
 use crate::frame::AssemblerConfig;
 use crate::section::{Problems, resolve};
 
@@ -195,6 +195,11 @@ impl Config {
         self.assembler.assembler_config()
     }
 
+    /// How each panel's raw pixels make its image (a JUNGFRAU module assembled, unless configured raw).
+    pub fn panel_image(&self, geometry: &DetectorGeometry) -> PanelImage {
+        self.detector.panel_image(geometry)
+    }
+
     /// The pixels frames are compressed as for storage, when a sink stores compressed frames.
     pub fn stored_pixels(&self) -> Option<StoredPixels> {
         self.sinks.iter().find_map(|s| s.config().stored_pixels())
@@ -204,6 +209,7 @@ impl Config {
     pub fn experiment(&self, geometry: &DetectorGeometry) -> Experiment {
         Experiment {
             geometry: geometry.clone(),
+            panel_image: self.detector.panel_image(geometry),
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
             distance_mm: self.detector.distance_mm(),
@@ -220,6 +226,7 @@ impl Config {
             calibration: &self.calibration,
             features: &self.features,
             trigger: &self.trigger,
+            panel_image: self.detector.panel_image(geometry),
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
             photon_energy_kev: self.detector.photon_energy_kev() as f32,

@@ -298,7 +298,8 @@ nodes = [{ name = "a", modules = [0, 3] }, { name = "b", modules = [1, 2] }]
     let origins = whole.panel_origins(&whole.geometry().unwrap());
     let node = whole.for_node("a").unwrap();
     assert_eq!(node.panel_origins(&node.geometry().unwrap()), vec![origins[0], origins[3]]);
-    assert_eq!(origins[3], (512 + 36, 1024 + 8));
+    // Modules assembled as PSI shows them: 514 × 1030 each.
+    assert_eq!(origins[3], (514 + 36, 1030 + 8));
     assert_eq!(node.beam_center_px(), whole.beam_center_px());
 }
 
@@ -433,17 +434,22 @@ fn every_default_the_run_depends_on_is_said() {
     let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";
     let c = Config::parse(text).unwrap().validated().unwrap();
     let said = c.defaults_assumed().join("\n");
-    for key in ["detector.beam_center_row_px", "detector.distance_mm", "detector.photon_energy_kev"] {
+    for key in ["detector.beam_center_row_px", "detector.distance_mm", "detector.photon_energy_kev", "detector.image"] {
         assert!(said.contains(key), "{key} not said in:\n{said}");
     }
+    assert!(said.contains("(257.0, 515.0)"), "the centre of the assembled module: {said}");
     assert!(said.contains("the conversion to photons and the wavelength"), "{said}");
 
     // Given, nothing is said; and an EIGER counting into the features sink alone needs none of it.
-    let text = "[detector]\nmodel = \"jungfrau-1if\"\nbeam_center_row_px = 250.0\nbeam_center_col_px = 500.0\ndistance_mm = 120.0\nphoton_energy_kev = 9.0\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\nbeam_center_row_px = 250.0\nbeam_center_col_px = 500.0\ndistance_mm = 120.0\nphoton_energy_kev = 9.0\nimage = \"assembled\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";
     let c = Config::parse(text).unwrap().validated().unwrap();
     assert_eq!(c.defaults_assumed(), Vec::<String>::new());
     assert!((c.detector.wavelength_angstrom() - 1.377_602).abs() < 1e-5);
     let text = "[detector]\nmodel = \"eiger-10g-16bit\"\n[[sink]]\nkind = \"features\"\npath = \"/tmp/f.jsonl\"\n";
     let c = Config::parse(text).unwrap().validated().unwrap();
     assert_eq!(c.defaults_assumed(), Vec::<String>::new());
+    // An EIGER has no JUNGFRAU chips to assemble.
+    let text = "[detector]\nmodel = \"eiger-10g-16bit\"\nimage = \"assembled\"\n[[sink]]\nkind = \"null\"\n";
+    let err = Config::parse(text).unwrap().validated().unwrap_err();
+    assert!(err.problems().iter().any(|p| p.key == "detector.image"), "{err}");
 }

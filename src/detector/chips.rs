@@ -7,10 +7,7 @@
 use super::geometry::PortArrangement;
 use super::{DetectorGeometry, DetectorType};
 
-/// Pixels a side of a JUNGFRAU chip.
-pub const CHIP_PX: usize = 256;
-/// Extra pixels in space between neighbouring chips (the two half-pixels of their double border pixels).
-pub const CHIP_GAP_PX: usize = 2;
+pub use super::panel_image::{CHIP_GAP_PX, CHIP_PX};
 
 /// A rectangle of the frame's data placed on the detector: a chip of a JUNGFRAU, or a whole panel of
 /// another model.
@@ -86,17 +83,29 @@ pub struct CrystfelBeam {
     pub flagged_value: Option<u32>,
 }
 
-/// The CrystFEL `.geom` text for hitgate's NeXus files of `geometry` in photons: one panel a chip
-/// (JUNGFRAU) or a panel, fast scan along −x and slow scan along −y as the NXmx master says, corners
-/// relative to the beam.
-pub fn crystfel_geometry(geometry: &DetectorGeometry, origins: &[(usize, usize)], beam: &CrystfelBeam) -> String {
+/// The CrystFEL `.geom` text for hitgate's NeXus files of `geometry` in photons, whose panels' image
+/// is `image`: assembled, one panel a module of its image; raw, one panel a chip (JUNGFRAU) or a
+/// panel placed with its gaps. Fast scan along −x and slow scan along −y as the NXmx master says,
+/// corners relative to the beam.
+pub fn crystfel_geometry(
+    geometry: &DetectorGeometry,
+    image: &super::PanelImage,
+    origins: &[(usize, usize)],
+    beam: &CrystfelBeam,
+) -> String {
     use std::fmt::Write;
     let m = geometry.model;
     let mut g = String::new();
     let _ = writeln!(g, "; CrystFEL geometry written by hitgate for {} × {}", geometry.modules, m.name);
-    let _ =
-        writeln!(g, "; for its NeXus files in photons (pixels = \"photons_u32\" or \"photons_f32\"), one panel a chip");
-    let _ = writeln!(g, "; of 256 × 256 pixels placed with the 2-pixel gaps of the double-size border pixels");
+    let _ = writeln!(g, "; for its NeXus files in photons (pixels = \"photons_u32\" or \"photons_f32\")");
+    if image.is_split() {
+        let (rows, cols) = image.shape();
+        let _ =
+            writeln!(g, "; one panel a module, assembled as PSI's tools show it: {rows} × {cols}, border pixels split");
+    } else {
+        let _ = writeln!(g, "; one panel a chip of 256 × 256 pixels placed with the 2-pixel gaps of the double-size");
+        let _ = writeln!(g, "; border pixels (the detector's image kept raw)");
+    }
     let _ = writeln!(g, "adu_per_photon = 1");
     let _ = writeln!(g, "photon_energy = {:.1}", beam.photon_energy_kev * 1000.0);
     let _ = writeln!(g, "clen = {:.6}", beam.distance_mm / 1000.0);
@@ -107,7 +116,23 @@ pub fn crystfel_geometry(geometry: &DetectorGeometry, origins: &[(usize, usize)]
         let _ = writeln!(g, "flag_morethan = {}", u64::from(flagged) - 1);
     }
     let (bc_row, bc_col) = beam.beam_center_px;
-    for p in placed_panels(geometry, origins) {
+    let panels = if image.is_split() {
+        let (rows, cols) = image.shape();
+        let modules = origins.iter().enumerate().map(|(m, &(image_row, image_col))| PlacedPanel {
+            module: m,
+            name_index: m,
+            data_row: m * rows,
+            data_col: 0,
+            rows,
+            cols,
+            image_row,
+            image_col,
+        });
+        modules.collect()
+    } else {
+        placed_panels(geometry, origins)
+    };
+    for p in panels {
         let name = format!("m{}p{}", p.module, p.name_index);
         let _ = writeln!(g, "\n{name}/min_fs = {}", p.data_col);
         let _ = writeln!(g, "{name}/max_fs = {}", p.data_col + p.cols - 1);
@@ -152,7 +177,8 @@ mod tests {
             photon_energy_kev: 12.4,
             flagged_value: Some(u32::MAX),
         };
-        let text = crystfel_geometry(&g, &[(0, 0), (550, 0)], &beam);
+        let raw = super::super::PanelImage::new(512, 1024, false);
+        let text = crystfel_geometry(&g, &raw, &[(0, 0), (550, 0)], &beam);
         for line in [
             "clen = 0.120000",
             "photon_energy = 12400.0",
@@ -167,5 +193,12 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
         assert_eq!(text.matches("/min_fs").count(), 16);
+        // The assembled image (the default): one panel a module, 514 × 1030.
+        let assembled = super::super::PanelImage::new(512, 1024, true);
+        let text = crystfel_geometry(&g, &assembled, &[(0, 0), (550, 0)], &beam);
+        for line in ["m1p1/min_ss = 514", "m1p1/max_ss = 1027", "m1p1/max_fs = 1029", "m1p1/corner_y = -565.000"] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert_eq!(text.matches("/min_fs").count(), 2);
     }
 }

@@ -7,9 +7,11 @@ pub mod chips;
 pub mod geometry;
 pub mod header;
 pub mod layout;
+pub mod panel_image;
 pub mod section;
 
 pub use geometry::{DetectorGeometry, DetectorModel, GeometryError, MODELS, PortSlot};
 pub use header::{DetectorType, HEADER_BYTES, HeaderError, SlsDetectorHeader};
 pub use layout::ImageLayout;
-pub use section::{DetectorSection, GeometryUses, HC_KEV_ANGSTROM, ModuleShare};
+pub use panel_image::PanelImage;
+pub use section::{DetectorSection, GeometryUses, HC_KEV_ANGSTROM, ModuleImage, ModuleShare};

@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::DetectorType;
 use super::geometry::{DetectorGeometry, DetectorModel, GeometryError, MODELS};
 use super::layout::ImageLayout;
+use super::panel_image::PanelImage;
 use crate::section::{Claim, Problems, Resource, key};
 
 /// The first UDP port when neither `udp_ports` nor `first_udp_port` is given.
@@ -52,6 +54,19 @@ pub struct DetectorSection {
     /// the stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photon_energy_kev: Option<f64>,
+    /// The module image that spots, summaries and stored photons live in: `"assembled"` (a JUNGFRAU
+    /// module as PSI's tools show it, 514 × 1030 with its chip-border pixels split; the default for
+    /// JUNGFRAU) or `"raw"` (the pixels as the detector sends them; the only choice for EIGER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ModuleImage>,
+}
+
+/// Which image of a module the reducer and the stored photons use (`[detector] image`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleImage {
+    Assembled,
+    Raw,
 }
 
 /// What a run uses the detector's geometry and beam for, to say which defaults matter.
@@ -98,7 +113,19 @@ impl DetectorSection {
             beam_center_col_px: None,
             distance_mm: None,
             photon_energy_kev: None,
+            image: None,
         }
+    }
+
+    /// Whether a JUNGFRAU's chip-border pixels are split into the assembled module image.
+    pub fn splits_chip_borders(&self) -> bool {
+        let jungfrau = self.detector_model().is_some_and(|m| m.det_type == DetectorType::Jungfrau);
+        jungfrau && self.image.unwrap_or(ModuleImage::Assembled) == ModuleImage::Assembled
+    }
+
+    /// How each panel's raw pixels make its image.
+    pub fn panel_image(&self, geometry: &DetectorGeometry) -> PanelImage {
+        PanelImage::for_geometry(geometry, self.splits_chip_borders())
     }
 
     /// The sample-to-detector distance, or the default.
@@ -154,6 +181,13 @@ impl DetectorSection {
                 key(path, "photon_energy_kev")
             ));
         }
+        if self.image.is_none() && self.splits_chip_borders() {
+            said.push(format!(
+                "{} not given: each JUNGFRAU module is assembled as PSI's tools show it (514 × 1030, chip-border \
+                 pixels split); spot positions, the beam centre and stored photons are in that image",
+                key(path, "image")
+            ));
+        }
         said
     }
 
@@ -180,10 +214,12 @@ impl DetectorSection {
     /// How modules sit in the assembled image.
     pub fn image_layout(&self) -> Option<ImageLayout> {
         let model = self.detector_model()?;
+        let (module_rows, module_cols) =
+            PanelImage::new(model.module_rows(), model.module_cols(), self.splits_chip_borders()).shape();
         Some(ImageLayout {
             modules: self.modules,
-            module_rows: model.module_rows(),
-            module_cols: model.module_cols(),
+            module_rows,
+            module_cols,
             modules_per_row: self.modules_per_row.clamp(1, self.modules.max(1)),
             gap_rows_px: self.module_gap_rows_px,
             gap_cols_px: self.module_gap_cols_px,
@@ -273,6 +309,13 @@ impl DetectorSection {
             && !(1.0..=200.0).contains(&e)
         {
             problems.bad(k("photon_energy_kev"), format!("{e} is outside 1..=200 keV"));
+        }
+        if self.image == Some(ModuleImage::Assembled)
+            && let Some(model) = self.detector_model()
+            && model.det_type != DetectorType::Jungfrau
+        {
+            problems
+                .bad(k("image"), format!("\"assembled\" splits JUNGFRAU chip borders; {} takes \"raw\"", model.name));
         }
     }
 

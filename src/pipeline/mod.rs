@@ -93,7 +93,8 @@ impl Plan {
     pub fn new(config: Config) -> Result<Plan, PipelineError> {
         let geometry = config.geometry()?;
         let reducer = Arc::new(ReducerPlan::new(&config.reducer_settings(&geometry))?);
-        let chunk_room = config.stored_pixels().map_or(0, |p| crate::codec::chunk_bound(p, &geometry));
+        let image = config.panel_image(&geometry);
+        let chunk_room = config.stored_pixels().map_or(0, |p| crate::codec::chunk_bound(p, &geometry, &image));
         let pool = FramePool::with_chunk_room(
             geometry.frame_bytes(),
             geometry.packets_per_frame(),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::calib::{CalibrationSection, PedestalTracker, PhotonConverter, Photons, PixelMask, SharedConverter};
 use crate::codec::bitshuffle::BitshuffleError;
 use crate::codec::{FrameEncoder, StoredPixels};
-use crate::detector::{DetectorGeometry, DetectorType};
+use crate::detector::{DetectorGeometry, DetectorType, PanelImage};
 use crate::features::localiser::{LocaliseFrames, Localiser, LocaliserError};
 use crate::features::summary::SummaryPlan;
 use crate::features::{FeaturesSection, FinderKind, Peakfinder8Params, RadialMap, ThresholdParams};
@@ -64,6 +64,9 @@ pub struct ReducerSettings<'a> {
     pub calibration: &'a CalibrationSection,
     pub features: &'a FeaturesSection,
     pub trigger: &'a TriggerSection,
+    /// How each panel's raw pixels make its image (a JUNGFRAU module assembled, chip-border pixels
+    /// split), where spots are found and summed up.
+    pub panel_image: PanelImage,
     /// Each panel's first pixel in the assembled image (row, column).
     pub panel_origins: Vec<(usize, usize)>,
     /// The beam centre in the assembled image (row, column).
@@ -110,7 +113,10 @@ pub struct ReducerPlan {
     /// Image row and column of every panel's first pixel.
     origins: Vec<(usize, usize)>,
     pedestal: Option<PedestalPlan>,
+    /// Panels of a frame, and raw rows and columns of a panel.
     panels: (usize, usize, usize),
+    /// A panel's image: where spots are found, summed up and stored as photons.
+    image: PanelImage,
     finder: FinderPlan,
     trigger: Trigger,
     /// The localiser and the frames it refines, when configured.
@@ -157,19 +163,28 @@ impl ReducerPlan {
             }
         };
         let origins = settings.panel_origins.clone();
+        let image = settings.panel_image.clone();
+        let (image_rows, image_cols) = image.shape();
         let finder = match settings.features.finder {
             FinderKind::Threshold => FinderPlan::Threshold(settings.features.threshold),
             FinderKind::Peakfinder8 => {
                 let p = settings.features.peakfinder8;
-                let mut map = RadialMap::new(&origins, rows, cols, settings.beam_center_px, &p);
+                let mut map = RadialMap::new(&origins, image_rows, image_cols, settings.beam_center_px, &p);
                 if let Some(mask) = &mask {
-                    map.exclude(mask.flags());
+                    let mut flags = vec![0u8; panels * image.pixels()];
+                    for (raw, out) in mask.flags().chunks_exact(rows * cols).zip(flags.chunks_exact_mut(image.pixels()))
+                    {
+                        image.spread(raw, out);
+                    }
+                    map.exclude(&flags);
                 }
                 FinderPlan::Peakfinder8(p, map)
             }
         };
         let trigger = Trigger::from_config(settings.trigger)?;
-        let summary = trigger.needs_summary().then(|| SummaryPlan::new(&origins, rows, cols, settings.beam_center_px));
+        let summary = trigger
+            .needs_summary()
+            .then(|| SummaryPlan::new(&origins, image_rows, image_cols, settings.beam_center_px));
         let l = &settings.features.localiser;
         let localiser = match l.source() {
             Some(source) => Some((Localiser::load(&source, l.batch_patches)?, l.frames)),
@@ -184,6 +199,7 @@ impl ReducerPlan {
             origins,
             pedestal,
             panels: (panels, rows, cols),
+            image,
             finder,
             localiser,
         };
@@ -197,6 +213,11 @@ impl ReducerPlan {
         self.panels
     }
 
+    /// A panel's image, where spots are found and positions given.
+    pub fn panel_image(&self) -> &PanelImage {
+        &self.image
+    }
+
     /// How this detector's raw values become photons (and the converter in use now).
     pub fn photons(&self) -> &Photons {
         &self.photons
@@ -207,7 +228,7 @@ impl ReducerPlan {
     /// # Errors
     /// The stored pixel is wider than the compression takes.
     pub fn encoder(&self) -> Option<Result<FrameEncoder, BitshuffleError>> {
-        self.storage.as_ref().map(|(pixels, geometry)| FrameEncoder::new(*pixels, geometry))
+        self.storage.as_ref().map(|(pixels, geometry)| FrameEncoder::new(*pixels, geometry, &self.image))
     }
 
     /// The trigger every worker consults, for tuning it while running.

@@ -18,6 +18,8 @@ struct Bench {
     features: FeaturesSection,
     trigger: TriggerSection,
     stored_pixels: Option<StoredPixels>,
+    /// A module's image: raw unless a test assembles it.
+    split_chips: bool,
 }
 
 impl Bench {
@@ -32,7 +34,12 @@ impl Bench {
                 ..TriggerSection::default()
             },
             stored_pixels: None,
+            split_chips: false,
         }
+    }
+
+    fn image(&self) -> crate::detector::PanelImage {
+        crate::detector::PanelImage::for_geometry(&self.geometry, self.split_chips)
     }
 
     fn plan(&self) -> Arc<ReducerPlan> {
@@ -41,6 +48,7 @@ impl Bench {
             calibration: &self.calibration,
             features: &self.features,
             trigger: &self.trigger,
+            panel_image: self.image(),
             panel_origins: vec![(0, 0)],
             beam_center_px: (256.0, 512.0),
             photon_energy_kev: 12.4,
@@ -51,7 +59,7 @@ impl Bench {
 
     fn pool(&self, slots: usize) -> Arc<FramePool> {
         let g = &self.geometry;
-        let room = self.stored_pixels.map_or(0, |p| crate::codec::chunk_bound(p, g));
+        let room = self.stored_pixels.map_or(0, |p| crate::codec::chunk_bound(p, g, &self.image()));
         FramePool::with_chunk_room(g.frame_bytes(), g.packets_per_frame(), slots, 64, room).unwrap()
     }
 }
@@ -108,6 +116,28 @@ fn spots_are_found_where_they_were_put_and_counted_into_the_verdict() {
     let mut miss = frame(&pool, 1, &[(100, 200)], 10.0);
     reducer.reduce(&mut miss);
     assert_eq!((miss.features().spots_found, miss.features().accepted), (1, false));
+}
+
+#[test]
+fn in_the_assembled_module_a_spot_on_a_chip_border_keeps_its_photons_and_its_place() {
+    let mut bench = Bench::jungfrau(1);
+    bench.split_chips = true;
+    let mut reducer = Reducer::new(bench.plan()).unwrap();
+    let pool = bench.pool(2);
+    // Raw columns 254–256 straddle the border of chips 0 and 1 (255 and 256 are double pixels).
+    let mut f = frame(&pool, 0, &[(100, 255), (300, 700)], 10.0);
+    reducer.reduce(&mut f);
+    let mut spots = f.features().spots.clone();
+    spots.sort_by(|a, b| a.image_row.total_cmp(&b.image_row));
+    assert_eq!(spots.len(), 2, "{spots:?}");
+    let (border, inner) = (spots[0], spots[1]);
+    // 10 photons in raw 254, 5 + 5 in each half of 255 and of 256: the centre of mass moves to
+    // (254·10 + (255 + 256 + 257 + 258)·5) / 30 in the 1030-column image.
+    assert!((border.image_row - 100.0).abs() < 1e-3 && (border.image_col - 7670.0 / 30.0).abs() < 1e-3, "{border:?}");
+    assert!((border.photons - 90.0).abs() < 0.5 && border.pixels == 15, "{border:?}");
+    // Past one gap row and two gap columns on each axis.
+    assert_eq!((inner.image_row, inner.image_col), (302.0, 704.0));
+    assert!((inner.photons - 90.0).abs() < 0.5 && inner.pixels == 9, "{inner:?}");
 }
 
 #[test]

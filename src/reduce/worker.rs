@@ -33,7 +33,10 @@ struct LocaliserBatch {
 /// One worker's reducer: the shared plan plus its own scratch.
 pub struct Reducer {
     plan: Arc<ReducerPlan>,
+    /// One panel's photons as the detector sends them, and its image when that differs (a JUNGFRAU
+    /// module assembled).
     photons: Vec<f32>,
+    image: Vec<f32>,
     finder: Finder,
     /// The converter in use and the epoch it was published at.
     converter: Option<(u64, Arc<PhotonConverter>)>,
@@ -57,8 +60,10 @@ impl Reducer {
         // Written now, not merely reserved, so its pages are in place before the first frame.
         let mut photons = Vec::with_capacity(rows * cols);
         photons.resize(rows * cols, 0.0);
+        let image = if plan.image.is_split() { vec![0.0; plan.image.pixels()] } else { Vec::new() };
+        let (image_rows, image_cols) = plan.image.shape();
         let finder = match &plan.finder {
-            FinderPlan::Threshold(p) => Finder::Threshold(LocalThresholdFinder::new(*p, rows, cols)),
+            FinderPlan::Threshold(p) => Finder::Threshold(LocalThresholdFinder::new(*p, image_rows, image_cols)),
             FinderPlan::Peakfinder8(p, map) => Finder::Peakfinder8(Box::new(Peakfinder8::new(*p, map.rings))),
         };
         let localiser = match &plan.localiser {
@@ -81,6 +86,7 @@ impl Reducer {
         Ok(Reducer {
             plan,
             photons,
+            image,
             finder,
             converter: None,
             localiser,
@@ -186,6 +192,8 @@ impl Reducer {
         let (raw, features) = frame.pixels_and_features();
         let (panels, rows, cols) = self.plan.panels;
         let panel_pixels = rows * cols;
+        let (image_rows, image_cols) = self.plan.image.shape();
+        let image_pixels = image_rows * image_cols;
         features.spots.clear();
         features.spots_found = 0;
         features.spots_localised = 0;
@@ -202,17 +210,23 @@ impl Reducer {
                 flagged += flag_lost(&self.plan.packet_pixels, &self.packets_present, first, &mut self.photons);
             }
             features.pixels_flagged += flagged as u32;
+            let photons = if self.plan.image.is_split() {
+                self.plan.image.assemble(&self.photons, &mut self.image);
+                &mut self.image
+            } else {
+                &mut self.photons
+            };
             if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
                 // Before the finder: it consumes the photon image.
-                counter.add_panel(plan, panel, &self.photons);
+                counter.add_panel(plan, panel, photons);
             }
-            let (photons, spots, id) = (&mut self.photons, &mut features.spots, panel as u16);
+            let (spots, id) = (&mut features.spots, panel as u16);
             features.spots_found += match (&mut self.finder, &self.plan.finder) {
                 (Finder::Peakfinder8(f), FinderPlan::Peakfinder8(_, map)) => {
-                    let rings = &map.ring_of_pixel[panel * panel_pixels..(panel + 1) * panel_pixels];
-                    f.find_in_panel(photons, rings, rows, cols, id, spots)
+                    let rings = &map.ring_of_pixel[panel * image_pixels..(panel + 1) * image_pixels];
+                    f.find_in_panel(photons, rings, image_rows, image_cols, id, spots)
                 }
-                (Finder::Threshold(f), _) => f.find_in_panel(photons, rows, cols, id, spots),
+                (Finder::Threshold(f), _) => f.find_in_panel(photons, image_rows, image_cols, id, spots),
                 // A worker's finder is built from its plan's, so the two always agree.
                 (Finder::Peakfinder8(_), FinderPlan::Threshold(_)) => 0,
             };
@@ -262,6 +276,7 @@ impl Reducer {
         let Some(batch) = self.localiser.as_mut() else { return };
         let converter: Option<Arc<PhotonConverter>> = self.converter.as_ref().map(|(_, c)| Arc::clone(c));
         let photons: &Photons = &self.plan.photons;
+        let image = &self.plan.image;
         let (panels, rows, cols) = self.plan.panels;
         let panel_pixels = rows * cols;
         let room = batch.centres.len();
@@ -285,8 +300,7 @@ impl Reducer {
                 let out = &mut batch.patches[k * PATCH_PIXELS..(k + 1) * PATCH_PIXELS];
                 extract_patch(
                     panel_raw,
-                    rows,
-                    cols,
+                    image,
                     centre,
                     &mut |seg: &[u16], at: usize, o: &mut [f32]| {
                         photons.convert(converter.as_deref(), seg, first + at, o);

@@ -175,9 +175,11 @@ pub fn frame_dataset(
     let detector = SimulatedDetector::new(cfg)?;
     let converter = PhotonConverter::with_mask(detector.calibration(), cfg.photon_energy_kev as f32, &detector.mask());
     let (panels, rows, cols) = detector.geometry().panels();
+    let image = detector.panel_image();
+    let (image_rows, image_cols) = image.shape();
     let origins: Vec<(usize, usize)> =
         (0..panels).map(|p| detector.geometry().panel_origin(p, detector.layout())).collect();
-    let plan = SummaryPlan::new(&origins, rows, cols, detector.beam_center_px());
+    let plan = SummaryPlan::new(&origins, image_rows, image_cols, detector.beam_center_px());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
     let mut rows_out: Vec<(u64, Vec<f32>, [f32; 4])> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
@@ -187,6 +189,7 @@ pub fn frame_dataset(
                     let mut finder = SpotFinder::new(finder);
                     let mut counter = SummaryCounter::new(plan);
                     let mut photons = vec![0f32; rows * cols];
+                    let mut assembled = vec![0f32; image.pixels()];
                     let mut spots = Vec::with_capacity(512);
                     let mut out = Vec::new();
                     for frame_number in (1..=cfg.frames).filter(|f| f % threads == t) {
@@ -196,8 +199,10 @@ pub fn frame_dataset(
                         let mut found = 0;
                         for (panel, raw) in raw.chunks_exact(rows * cols).take(panels).enumerate() {
                             converter.jungfrau_photons(raw, panel * rows * cols, &mut photons);
-                            counter.add_panel(plan, panel, &photons);
-                            found += finder.find_in_panel(&mut photons, rows, cols, panel as u16, &mut spots);
+                            image.assemble(&photons, &mut assembled);
+                            counter.add_panel(plan, panel, &assembled);
+                            found +=
+                                finder.find_in_panel(&mut assembled, image_rows, image_cols, panel as u16, &mut spots);
                         }
                         let mut summary = vec![0f32; SUMMARY_LEN];
                         counter.finish(plan, found, &spots, &mut summary);
@@ -234,6 +239,7 @@ struct FrameExamples<'a> {
     detector: &'a SimulatedDetector,
     finder: SpotFinder,
     photons: Vec<f32>,
+    assembled: Vec<f32>,
     spots: Vec<Spot>,
     match_radius_px: f32,
 }
@@ -244,6 +250,7 @@ impl<'a> FrameExamples<'a> {
             detector,
             finder: SpotFinder::new(finder),
             photons: Vec::new(),
+            assembled: Vec::new(),
             spots: Vec::with_capacity(4096),
             match_radius_px,
         }
@@ -256,14 +263,18 @@ impl<'a> FrameExamples<'a> {
         }
         let (panels, rows, cols) = self.detector.geometry().panels();
         let panel_pixels = rows * cols;
+        let image = self.detector.panel_image();
+        let (image_rows, image_cols) = image.shape();
         self.photons.resize(panel_pixels, 0.0);
+        self.assembled.resize(image.pixels(), 0.0);
         let r2 = self.match_radius_px * self.match_radius_px;
         let mut patch = [0f32; PATCH_PIXELS];
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             let first = panel * panel_pixels;
             converter.jungfrau_photons(raw, first, &mut self.photons);
+            image.assemble(&self.photons, &mut self.assembled);
             self.spots.clear();
-            self.finder.find_in_panel(&mut self.photons, rows, cols, panel as u16, &mut self.spots);
+            self.finder.find_in_panel(&mut self.assembled, image_rows, image_cols, panel as u16, &mut self.spots);
             let (r0, c0) = self.detector.geometry().panel_origin(panel, self.detector.layout());
             for spot in &self.spots {
                 let (row, col) = (r0 as f32 + spot.row, c0 as f32 + spot.col);
@@ -277,8 +288,7 @@ impl<'a> FrameExamples<'a> {
                 let centre = patch_centre(spot);
                 extract_patch(
                     raw,
-                    rows,
-                    cols,
+                    image,
                     centre,
                     &mut |seg: &[u16], at: usize, o: &mut [f32]| {
                         converter.jungfrau_photons(seg, first + at, o);

@@ -10,7 +10,7 @@ use super::crystal::{Crystal, Experiment, Reflection, random_rotation, reflectio
 pub use super::packets::PacketFaults;
 use super::packets::{PacketCounts, PacketEmitter};
 use super::response::JungfrauResponse;
-use crate::detector::{DetectorGeometry, DetectorType, GeometryError, ImageLayout};
+use crate::detector::{DetectorGeometry, DetectorType, GeometryError, ImageLayout, PanelImage};
 use crate::rng::Rng;
 
 /// Everything that defines a simulated run.
@@ -169,6 +169,9 @@ pub struct SimOutputs {
 /// Fixed per run: detector response, layout, background and where the beam is.
 struct RunModel {
     geometry: DetectorGeometry,
+    /// A module as built: chip-border pixels twice the size, so scenes are drawn on the assembled
+    /// image and each raw pixel collects what falls on it (both halves of a border pixel).
+    image: PanelImage,
     layout: ImageLayout,
     response: JungfrauResponse,
     /// Background photons per pixel (frame order), before the per-frame jet fluctuation.
@@ -186,16 +189,18 @@ impl RunModel {
             return Err(SimError::NotJungfrau(cfg.model.clone()));
         }
         let m = geometry.model;
+        let image = PanelImage::for_geometry(&geometry, true);
+        let (module_rows, module_cols) = image.shape();
         let layout = ImageLayout {
             modules: cfg.modules,
-            module_rows: m.module_rows(),
-            module_cols: m.module_cols(),
+            module_rows,
+            module_cols,
             modules_per_row: cfg.modules_per_row.clamp(1, cfg.modules),
             gap_rows_px: cfg.module_gap_rows_px,
             gap_cols_px: cfg.module_gap_cols_px,
         };
         let mut rng = Rng::new(cfg.seed, u64::MAX);
-        let response = JungfrauResponse::new(cfg.modules, layout.module_rows, layout.module_cols, &mut rng);
+        let response = JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), &mut rng);
         let wavelength_a = 12.398_42 / cfg.photon_energy_kev;
         let pixel_mm = f64::from(m.pixel_size_um) / 1000.0;
         // Beam a little off the image centre, as it never sits exactly on it.
@@ -212,22 +217,22 @@ impl RunModel {
             beam_col,
             d_min_a: wavelength_a / (2.0 * theta_max.sin()),
         };
-        let pixels = cfg.modules * layout.module_rows * layout.module_cols;
-        let mut background = vec![0f32; pixels];
-        for module in 0..cfg.modules {
+        let module_pixels = m.module_rows() * m.module_cols();
+        let mut background = vec![0f32; cfg.modules * module_pixels];
+        let mut scene = vec![0f32; image.pixels()];
+        for (module, raw) in background.chunks_exact_mut(module_pixels).enumerate() {
             let (r0, c0) = layout.module_origin(module);
-            for r in 0..layout.module_rows {
-                for c in 0..layout.module_cols {
+            for (r, row) in scene.chunks_exact_mut(module_cols).enumerate() {
+                for (c, v) in row.iter_mut().enumerate() {
                     let (dy, dx) = (((r0 + r) as f64 - beam_row) * pixel_mm, ((c0 + c) as f64 - beam_col) * pixel_mm);
                     let two_theta = dy.hypot(dx).atan2(cfg.distance_mm);
                     let s = 2.0 * (two_theta / 2.0).sin() / wavelength_a; // 1/d
                     let ring = (-0.5 * ((s - 1.0 / 3.2) / 0.035).powi(2)).exp();
-                    background[(module * layout.module_rows + r) * layout.module_cols + c] =
-                        (cfg.air_photons + cfg.solvent_ring_photons * ring) as f32;
+                    *v = (cfg.air_photons + cfg.solvent_ring_photons * ring) as f32;
                 }
             }
+            image.fold(&scene, raw);
         }
-        let module_pixels = layout.module_rows * layout.module_cols;
         let hot_pixels = (0..cfg.modules)
             .flat_map(|m| (0..cfg.hot_pixels_per_module).map(move |_| m))
             .map(|m| m * module_pixels + rng.below(module_pixels))
@@ -238,6 +243,7 @@ impl RunModel {
             .collect();
         Ok(RunModel {
             geometry,
+            image,
             layout,
             response,
             background,
@@ -317,7 +323,8 @@ impl RunModel {
         if row < 0.0 || col < 0.0 || self.layout.locate(row as usize, col as usize).is_none() {
             return false;
         }
-        let module_pixels = self.layout.module_rows * self.layout.module_cols;
+        let module_pixels = self.image.raw_shape().0 * self.image.raw_shape().1;
+        let image_cols = self.layout.module_cols;
         let weight = |d: f64| (-0.5 * (d / sigma).powi(2)).exp();
         let mut norm = 0.0;
         for dr in -3..=3 {
@@ -331,8 +338,11 @@ impl RunModel {
                 if pr < 0.0 || pc < 0.0 {
                     continue;
                 }
-                if let Some((m, i)) = self.layout.locate(pr as usize, pc as usize) {
-                    expected[m * module_pixels + i] +=
+                // What falls on an image pixel is counted by the raw pixel it is part of.
+                if let Some((m, i)) = self.layout.locate(pr as usize, pc as usize)
+                    && let Some((raw, _)) = self.image.source(i / image_cols, i % image_cols)
+                {
+                    expected[m * module_pixels + raw] +=
                         (r.photons * weight(pr - r.row) * weight(pc - r.col) / norm) as f32;
                 }
             }
@@ -377,8 +387,14 @@ impl SimulatedDetector {
         &self.model.geometry
     }
 
+    /// How the modules sit in the assembled image (each module assembled: 514 × 1030).
     pub fn layout(&self) -> &ImageLayout {
         &self.model.layout
+    }
+
+    /// A module's assembled image, where truth positions and the beam centre are given.
+    pub fn panel_image(&self) -> &PanelImage {
+        &self.model.image
     }
 
     /// Where the beam meets the detector, in image pixels (row, column).

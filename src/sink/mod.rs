@@ -118,6 +118,8 @@ pub trait Sink: Send {
 #[derive(Clone, Debug)]
 pub struct Experiment {
     pub geometry: DetectorGeometry,
+    /// How each panel's raw pixels make its image (a JUNGFRAU module assembled, unless configured raw).
+    pub panel_image: crate::detector::PanelImage,
     /// Each panel's first pixel in the assembled image (row, column).
     pub panel_origins: Vec<(usize, usize)>,
     /// The beam centre in the assembled image (row, column).
@@ -134,6 +136,22 @@ impl Experiment {
     /// The incident wavelength the photon energy makes.
     pub fn wavelength_angstrom(&self) -> f64 {
         crate::detector::HC_KEV_ANGSTROM / self.photon_energy_kev
+    }
+
+    /// What a stored frame of `pixels` holds, as its description must say: the panel image, and the
+    /// beam centre in it. Photons are in the detector's image. Raw values are as the detector sent
+    /// them: where the image is assembled, each module is then described without its chip gaps, each
+    /// panel where its assembled image starts, and the beam where its raw pixels put it along each axis
+    /// of the first panel (exact there, up to the 6 gap pixels off across the far chips).
+    pub fn stored(&self, pixels: crate::codec::StoredPixels) -> (crate::detector::PanelImage, (f64, f64)) {
+        let image = pixels.image(&self.panel_image);
+        if image == self.panel_image {
+            return (image, self.beam_center_px);
+        }
+        let (r0, c0) = self.panel_origins.first().copied().unwrap_or((0, 0));
+        let (row, col) = self.beam_center_px;
+        let (raw_row, raw_col) = self.panel_image.raw_position(row - r0 as f64, col - c0 as f64);
+        (image, (raw_row + r0 as f64, raw_col + c0 as f64))
     }
 }
 

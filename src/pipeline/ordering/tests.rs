@@ -96,7 +96,12 @@ fn verdicts_are_counted_and_rejected_frames_sampled_for_the_audit_stream_compres
     let (abort, progress) = (AtomicBool::new(false), Progress::default());
     let maps = CalibrationMaps::uniform(1, 512, 1024, [3000.0, 14500.0, 14000.0], [40.0, -1.45, -0.11]);
     let photons = Photons::Integrating(SharedConverter::new(PhotonConverter::new(&maps, 12.4)));
-    let encoder = FrameEncoder::new(StoredPixels::Raw, &geometry()).unwrap();
+    let encoder = FrameEncoder::new(
+        StoredPixels::Raw,
+        &geometry(),
+        &crate::detector::PanelImage::for_geometry(&geometry(), true),
+    )
+    .unwrap();
     let mut delivery = Delivery::new(DeliverySetup {
         lanes: vec![lane],
         sinks_wait: true,
@@ -125,7 +130,11 @@ fn verdicts_are_counted_and_rejected_frames_sampled_for_the_audit_stream_compres
     let frames: Vec<(u64, bool, bool)> = seen.iter().map(|s| (s.0, s.1, s.2)).collect();
     assert_eq!(frames, vec![(1, true, false), (3, false, true), (4, true, false), (6, false, true)]);
     assert_eq!(seen[0].3, "kept by the reducer".len());
-    let chunk_bound = crate::codec::chunk_bound(StoredPixels::Raw, &geometry());
+    let chunk_bound = crate::codec::chunk_bound(
+        StoredPixels::Raw,
+        &geometry(),
+        &crate::detector::PanelImage::for_geometry(&geometry(), true),
+    );
     assert!(seen[1].3 > 12 && seen[1].3 <= chunk_bound, "the audit frame was compressed here: {seen:?}");
     assert_eq!(outcome.reports[0].frames_written, 4);
 }

@@ -129,7 +129,7 @@ impl SinkConfig for ForwardSection {
     }
 
     fn open(&self, experiment: &Experiment) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(JetstreamSink::create(self, &experiment.geometry)?))
+        Ok(Box::new(JetstreamSink::create(self, &experiment.geometry, &experiment.panel_image)?))
     }
 }
 
@@ -159,7 +159,11 @@ impl JetstreamSink {
     ///
     /// # Errors
     /// No server answered, or the stream cannot be had.
-    pub fn create(section: &ForwardSection, geometry: &DetectorGeometry) -> Result<JetstreamSink, SinkError> {
+    pub fn create(
+        section: &ForwardSection,
+        geometry: &DetectorGeometry,
+        image: &crate::detector::PanelImage,
+    ) -> Result<JetstreamSink, SinkError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("hg-jetstream")
@@ -188,7 +192,7 @@ impl JetstreamSink {
             stream: section.stream.clone(),
             subjects,
             part_bytes,
-            payload_bytes: chunk_bound(section.pixels, geometry),
+            payload_bytes: chunk_bound(section.pixels, geometry, image),
             missing: Vec::new(),
             line: Vec::with_capacity(4096),
             frames: 0,

@@ -32,11 +32,20 @@ impl Hdf5Sink {
         let (geometry, calibration) = (&experiment.geometry, &experiment.calibration);
         let dir = &section.dir;
         std::fs::create_dir_all(dir).map_err(|source| SinkError::Io { sink: "hdf5", path: dir.clone(), source })?;
-        let (panels, rows, cols) = geometry.panels();
+        let (panels, raw_rows, raw_cols) = geometry.panels();
+        let (image, beam_center_px) = experiment.stored(section.pixels);
+        let (rows, cols) = image.shape();
         let panel_origins = experiment.panel_origins.clone();
-        let pixels = panels * rows * cols;
-        let pixel_mask = match crate::calib::PixelMask::for_calibration(calibration, pixels) {
-            Ok(Some(mask)) => mask.flags().iter().map(|&f| u32::from(f)).collect(),
+        let pixel_mask = match crate::calib::PixelMask::for_calibration(calibration, panels * raw_rows * raw_cols) {
+            Ok(Some(mask)) => {
+                // In the stored image: both halves of a split pixel carry its flags.
+                let flags: Vec<u32> = mask.flags().iter().map(|&f| u32::from(f)).collect();
+                let mut stored = vec![0u32; panels * image.pixels()];
+                for (raw, out) in flags.chunks_exact(raw_rows * raw_cols).zip(stored.chunks_exact_mut(image.pixels())) {
+                    image.spread(raw, out);
+                }
+                stored
+            }
             Ok(None) => Vec::new(),
             Err(e) => return Err(failed(calibration.mask_file.as_deref().unwrap_or(dir), e)),
         };
@@ -47,7 +56,7 @@ impl Hdf5Sink {
             pixel_size_m: f64::from(geometry.model.pixel_size_um) * 1e-6,
             distance_m: experiment.distance_mm * 1e-3,
             wavelength_angstrom: wavelength,
-            beam_center_px: experiment.beam_center_px,
+            beam_center_px,
             panel_rows: rows,
             panel_cols: cols,
             panel_origins,
@@ -68,7 +77,7 @@ impl Hdf5Sink {
             elem_size: stored_element_size(section.pixels, geometry),
             shape: (panels * rows, cols),
             mask_words: geometry.packets_per_frame().div_ceil(64),
-            chunk_bound: chunk_bound(section.pixels, geometry),
+            chunk_bound: chunk_bound(section.pixels, geometry, &experiment.panel_image),
             open: None,
             closed: Vec::new(),
             frames: 0,

@@ -92,7 +92,8 @@ impl StreamSink {
         socket.set_linger(timeout.max(1000)).map_err(|e| failed(endpoint, e))?;
         socket.bind(endpoint).map_err(|e| failed(endpoint, e))?;
 
-        let (panels, rows, cols) = geometry.panels();
+        let (panels, _, _) = geometry.panels();
+        let (rows, cols) = section.pixels.image(&experiment.panel_image).shape();
         let elem_size = stored_element_size(section.pixels, geometry);
         let typed_array_tag = match (section.pixels, elem_size) {
             (StoredPixels::PhotonsF32, _) => TYPED_F32_LE,
@@ -122,7 +123,7 @@ impl StreamSink {
             sent: 0,
             not_sent: 0,
             bytes: 0,
-            payload_bytes: chunk_bound(section.pixels, geometry),
+            payload_bytes: chunk_bound(section.pixels, geometry, &experiment.panel_image),
             not_sent_counter: counter!(telemetry::STREAM_NOT_SENT),
         })
     }
@@ -189,8 +190,8 @@ fn start_message(series: &Series, section: &StreamSection, experiment: &Experime
     let geometry = &experiment.geometry;
     let energy_kev = experiment.photon_energy_kev;
     let pixel_size_m = f64::from(geometry.model.pixel_size_um) * 1e-6;
-    let (beam_row, beam_col) = experiment.beam_center_px;
-    let (_, rows, _) = geometry.panels();
+    let (image, (beam_row, beam_col)) = experiment.stored(section.pixels);
+    let rows = image.shape().0;
     let origins = experiment.panel_origins.clone();
     let mut e = Encoder::default();
     e.map(19).key("type").text("start");

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::realdata;
+
 use std::path::{Path, PathBuf};
 
 use hitgate::calib::PhotonConverter;
@@ -14,18 +16,6 @@ const ROWS: usize = 512;
 const COLS: usize = 1024;
 /// What Jungfraujoch writes for a pixel it flags (saturated) in `photons_jfjoch_NN.bin`.
 const JFJOCH_FLAGGED: f32 = 32678.0;
-
-fn realdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("HITGATE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata"));
-    if dir.join("jungfrau-mod5/raw_00.bin").is_file() {
-        Some(dir)
-    } else {
-        common::missing(&format!("the real JUNGFRAU data at {} (set HITGATE_REALDATA)", dir.display()));
-        None
-    }
-}
 
 /// Runs the hitgate binary with `args`.
 fn hitgate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
@@ -216,20 +206,25 @@ fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
     let maps = config.calibration.maps(1, ROWS, COLS).unwrap();
     let converter = PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
     let features = &config.features;
+    // In the module as assembled (514 × 1030, border pixels split), as the reducer searches it.
+    let image = config.panel_image(&config.geometry().unwrap());
+    let (rows, cols) = image.shape();
     // The beam centre the data's README gives (just off the module's corner): peakfinder8's rings.
-    let map = RadialMap::new(&[(0, 0)], ROWS, COLS, (-15.0, 79.0), &features.peakfinder8);
+    let map = RadialMap::new(&[(0, 0)], rows, cols, (-15.0, 79.0), &features.peakfinder8);
     let mut pf8 = Peakfinder8::new(features.peakfinder8, map.rings);
-    let mut threshold = LocalThresholdFinder::new(features.threshold, ROWS, COLS);
-    let (mut photons, mut copy) = (vec![0f32; ROWS * COLS], vec![0f32; ROWS * COLS]);
+    let mut threshold = LocalThresholdFinder::new(features.threshold, rows, cols);
+    let mut raw_photons = vec![0f32; ROWS * COLS];
+    let (mut photons, mut copy) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
     let mut out = Vec::with_capacity(features.max_spots_recorded);
     let (mut tuned, mut held_out) = ([0u32; 2], [0u32; 2]);
     for n in 0..20 {
         let raw = raw_frame(&mod5.join(format!("raw_{n:02}.bin")));
-        converter.jungfrau_photons(&raw, 0, &mut photons);
+        converter.jungfrau_photons(&raw, 0, &mut raw_photons);
+        image.assemble(&raw_photons, &mut photons);
         copy.copy_from_slice(&photons);
-        let by_pf8 = pf8.find_in_panel(&mut photons, &map.ring_of_pixel, ROWS, COLS, 0, &mut out);
+        let by_pf8 = pf8.find_in_panel(&mut photons, &map.ring_of_pixel, rows, cols, 0, &mut out);
         out.clear();
-        let by_threshold = threshold.find_in_panel(&mut copy, ROWS, COLS, 0, &mut out);
+        let by_threshold = threshold.find_in_panel(&mut copy, rows, cols, 0, &mut out);
         out.clear();
         let sums = if HELD_OUT.contains(&n) { &mut held_out } else { &mut tuned };
         sums[0] += by_pf8;
@@ -252,9 +247,10 @@ fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
     assert!((0.7..=1.3).contains(&ratio(held_out)), "held out: {held_out:?}");
     // The simulator-era defaults (a fixed 2.5-photon threshold) find thousands of noise "spots" here.
     let raw = raw_frame(&mod5.join("raw_10.bin"));
-    converter.jungfrau_photons(&raw, 0, &mut photons);
+    converter.jungfrau_photons(&raw, 0, &mut raw_photons);
+    image.assemble(&raw_photons, &mut photons);
     let mut fixed = hitgate::features::SpotFinder::new(hitgate::features::SpotFinderParams::default());
-    let old = fixed.find(&mut photons, 1, ROWS, COLS, &mut out);
+    let old = fixed.find(&mut photons, 1, rows, cols, &mut out);
     println!("frame 10 with a fixed 2.5-photon threshold: {old} spots");
     assert!(old > 1000 && held_out[1] < 300 * 10, "{old} {held_out:?}");
 }

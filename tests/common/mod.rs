@@ -75,6 +75,20 @@ pub fn missing(what: &str) {
     eprintln!("SKIPPED: {what}");
 }
 
+/// The real JUNGFRAU data (`../shared/realdata`, or `$HITGATE_REALDATA`), read in place; `None`
+/// (and the check says it is skipped, or fails where everything is required) where it is absent.
+pub fn realdata() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("HITGATE_REALDATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata"));
+    if dir.join("jungfrau-mod5/raw_00.bin").is_file() {
+        Some(dir)
+    } else {
+        missing(&format!("the real JUNGFRAU data at {} (set HITGATE_REALDATA)", dir.display()));
+        None
+    }
+}
+
 /// A Python with h5py and hdf5plugin: `$HITGATE_PYTHON`, else the test environment's
 /// (`scripts/python-env`); `None` (and the check says it is skipped) where neither has them.
 pub fn h5py_python() -> Option<std::path::PathBuf> {

@@ -364,8 +364,8 @@ fn a_crystfel_geometry_places_every_chip_of_every_module_once() {
     // The image kept raw: one panel a chip, 2 × 4 a module with the gaps of the double pixels.
     let raw_config = dir.path().join("raw.toml");
     let text_of = std::fs::read_to_string(&config).unwrap();
-    let with_raw = text_of.replacen("[detector]\n", "[detector]\nimage = \"raw\"\n", 1);
-    assert_ne!(with_raw, text_of, "the config has a [detector] section");
+    let with_raw = text_of.replacen("image = \"assembled\"", "image = \"raw\"", 1);
+    assert_ne!(with_raw, text_of, "the config names its image");
     std::fs::write(&raw_config, with_raw).unwrap();
     let o = hitgate(&["geometry", "--crystfel", out.to_str().unwrap(), "--config", raw_config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));

@@ -78,6 +78,40 @@ fn a_stream_v2_consumer_reads_every_kept_frame_as_the_raw_sink_stored_it() {
 }
 
 #[test]
+fn photons_stream_in_the_assembled_module_with_the_beam_where_the_config_puts_it() {
+    let Some(python) = common::python_with("zmq, cbor2, numpy, dectris.compression") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &SimConfig { frames: 20, hit_rate: 0.5, seed: 79, ..SimConfig::default() },
+    );
+    let endpoint = format!("tcp://127.0.0.1:{}", common::free_tcp_port());
+    let received = dir.path().join("received");
+    let mut consumer =
+        Command::new(&python).arg(consumer_script()).arg(&endpoint).arg(&received).arg("60").spawn().unwrap();
+    let mut config = common::replay_config(&sim);
+    let mut stream = StreamSection::at(&endpoint);
+    stream.send_timeout_ms = 10_000;
+    stream.pixels = hitgate::config::StoredPixels::PhotonsF32;
+    config.sinks = vec![SinkSection::Stream(stream)];
+    let beam = config.beam_center_px();
+    let summary = common::replay(config, &sim.capture);
+    assert!(consumer.wait().unwrap().success(), "{summary}");
+    let kept = summary.frames_accepted + summary.frames_audited;
+    let messages: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(received.join("messages.json")).unwrap()).unwrap();
+    let start = &messages["start"];
+    assert_eq!((start["image_size_x"].as_u64(), start["image_size_y"].as_u64()), (Some(1030), Some(514)));
+    assert_eq!((start["beam_center_y"].as_f64(), start["beam_center_x"].as_f64()), (Some(beam.0), Some(beam.1)));
+    let images = messages["images"].as_array().unwrap();
+    assert!(kept > 5 && images.len() as u64 == kept, "{summary}");
+    for image in images {
+        assert_eq!(image["shape"], serde_json::json!([514, 1030]));
+        assert_eq!(image["dtype"], "<f4");
+    }
+}
+
+#[test]
 fn a_stream_nobody_reads_counts_what_it_could_not_send_and_the_run_keeps_everything_else() {
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(

@@ -5,7 +5,6 @@
 
 pub mod converter;
 pub mod dark;
-pub mod image;
 pub mod maps;
 pub mod mask;
 pub mod pedestal;
@@ -14,7 +13,6 @@ pub mod psi;
 pub mod section;
 
 pub use converter::{FLAGGED, PhotonConverter, counts_as_photons};
-pub use image::assemble_image;
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
 pub use pedestal::PedestalTracker;

@@ -175,26 +175,54 @@ impl PanelImage {
     /// Writes the image of a panel's photons `raw` (`raw_rows × raw_cols`) into `image` (`shape()`):
     /// every pixel in its place, a border pixel's photons split evenly between its halves.
     pub fn assemble(&self, raw: &[f32], image: &mut [f32]) {
-        let cols = self.cols.len();
         if !self.is_split() {
             let n = self.pixels().min(raw.len()).min(image.len());
             image[..n].copy_from_slice(&raw[..n]);
             return;
         }
-        for (out, &r) in image.chunks_exact_mut(cols).zip(&self.rows.source) {
-            let Some(src) = raw.get(r as usize * self.raw_cols..(r as usize + 1) * self.raw_cols) else { return };
-            for &(first, at, len) in &self.cols.runs {
-                out[at..at + len].copy_from_slice(&src[first..first + len]);
-            }
-            for &c in &self.cols.doubled {
-                let (at, _) = self.cols.image_lines(c);
-                let half = src[c] * 0.5;
-                out[at] = half;
-                out[at + 1] = half;
-            }
-            if self.rows.image_lines(r as usize).1 == 2 {
-                out.iter_mut().for_each(|v| *v *= 0.5);
-            }
+        for (r, src) in raw.chunks_exact(self.raw_cols).take(self.raw_rows).enumerate() {
+            self.place_row(r, src, image);
+        }
+    }
+
+    /// Converts a panel's raw values `raw` row by row into a scratch row (`row`, `raw_cols` long,
+    /// which stays in cache) with `convert(raw values, their first pixel in the panel, out)`, and
+    /// places each row in `image`: one pass over memory instead of converting, then assembling.
+    /// Returns the sum of what `convert` returns (the pixels it flagged).
+    pub fn convert_into(
+        &self,
+        raw: &[u16],
+        convert: &mut impl FnMut(&[u16], usize, &mut [f32]) -> usize,
+        row: &mut [f32],
+        image: &mut [f32],
+    ) -> usize {
+        let row = &mut row[..self.raw_cols];
+        let mut flagged = 0;
+        for (r, src) in raw.chunks_exact(self.raw_cols).take(self.raw_rows).enumerate() {
+            flagged += convert(src, r * self.raw_cols, row);
+            self.place_row(r, row, image);
+        }
+        flagged
+    }
+
+    /// Writes raw row `r`'s photons (`src`) into the image rows that show it.
+    fn place_row(&self, r: usize, src: &[f32], image: &mut [f32]) {
+        let cols = self.cols.len();
+        let (first, lines) = self.rows.image_lines(r);
+        let Some(out) = image.get_mut(first * cols..(first + lines) * cols) else { return };
+        let (top, rest) = out.split_at_mut(cols);
+        for &(from, at, len) in &self.cols.runs {
+            top[at..at + len].copy_from_slice(&src[from..from + len]);
+        }
+        for &c in &self.cols.doubled {
+            let (at, _) = self.cols.image_lines(c);
+            let half = src[c] * 0.5;
+            top[at] = half;
+            top[at + 1] = half;
+        }
+        if lines == 2 {
+            top.iter_mut().for_each(|v| *v *= 0.5);
+            rest.copy_from_slice(top);
         }
     }
 
@@ -265,6 +293,18 @@ mod tests {
         let mut back = vec![0.0f32; p.pixels()];
         p.assemble(&raw, &mut back);
         assert!(back.iter().all(|&v| v == 1.0), "assembling undoes folding");
+        // Converting row by row into place gives the same image as converting, then assembling.
+        let words: Vec<u16> = (0..512 * 1024).map(|i| (i % 4093) as u16).collect();
+        let mut convert = |w: &[u16], _: usize, o: &mut [f32]| {
+            o.iter_mut().zip(w).for_each(|(o, &w)| *o = f32::from(w) * 0.25);
+            1
+        };
+        let mut photons = vec![0.0f32; 512 * 1024];
+        convert(&words, 0, &mut photons);
+        p.assemble(&photons, &mut back);
+        let (mut fused, mut row) = (vec![0.0f32; p.pixels()], vec![0.0f32; 1024]);
+        assert_eq!(p.convert_into(&words, &mut convert, &mut row, &mut fused), 512);
+        assert_eq!(fused, back);
         let mut flags = vec![0u8; p.pixels()];
         let mut mask = vec![0u8; 512 * 1024];
         mask[255 * 1024 + 3] = 7;

@@ -205,17 +205,25 @@ impl Reducer {
         for (panel, raw) in raw.chunks_exact(panel_pixels).take(panels).enumerate() {
             let converter = self.converter.as_ref().map(|(_, c)| c.as_ref());
             let first = panel * panel_pixels;
-            let mut flagged = self.plan.photons.convert(converter, raw, first, &mut self.photons);
-            if partial {
-                flagged += flag_lost(&self.plan.packet_pixels, &self.packets_present, first, &mut self.photons);
-            }
-            features.pixels_flagged += flagged as u32;
-            let photons = if self.plan.image.is_split() {
-                self.plan.image.assemble(&self.photons, &mut self.image);
-                &mut self.image
+            let split = self.plan.image.is_split();
+            let flagged = if split && !partial {
+                // Converted a row at a time straight into the assembled image: one pass over memory.
+                let (plan, row) = (&self.plan, &mut self.photons[..cols]);
+                let mut convert =
+                    |seg: &[u16], at: usize, out: &mut [f32]| plan.photons.convert(converter, seg, first + at, out);
+                plan.image.convert_into(raw, &mut convert, row, &mut self.image)
             } else {
-                &mut self.photons
+                let mut flagged = self.plan.photons.convert(converter, raw, first, &mut self.photons);
+                if partial {
+                    flagged += flag_lost(&self.plan.packet_pixels, &self.packets_present, first, &mut self.photons);
+                }
+                if split {
+                    self.plan.image.assemble(&self.photons, &mut self.image);
+                }
+                flagged
             };
+            features.pixels_flagged += flagged as u32;
+            let photons = if split { &mut self.image } else { &mut self.photons };
             if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
                 // Before the finder: it consumes the photon image.
                 counter.add_panel(plan, panel, photons);

@@ -510,6 +510,9 @@ beam_center_row_px = {beam_row}
 beam_center_col_px = {beam_col}
 distance_mm = {distance}
 photon_energy_kev = {energy}
+# The simulator draws each module as built (double-size chip-border pixels); its truth and beam
+# centre are in the assembled image, 514 × 1030 a module.
+image = "assembled"
 
 [calibration]
 file = "calibration.bin"

@@ -290,3 +290,26 @@ fn the_beam_centre_is_estimated_from_the_real_background_rings() {
     assert!((row + 15.0).abs() <= 30.0 && (col - 79.0).abs() <= 30.0, "({row}, {col})");
     assert!(said.contains("20 whole frames") && said.contains(" ± "), "{said}");
 }
+
+/// The learned trigger at a target rate on the real frames, with the rate measured over 20 frames:
+/// the run summary.
+fn learned_trigger_on_mod5(dir: &Path, mod5: &Path) -> String {
+    let mut config = mod5_config(dir, mod5, &mod5.join("gainMaps_derived.bin"));
+    let capture = mod5_capture(dir, mod5, &config);
+    config.trigger.kind = hitgate::config::TriggerKind::Tract;
+    config.trigger.tract.model = "builtin".into();
+    config.trigger.rate.target_accept_rate = Some(0.1);
+    config.trigger.rate.window_frames = 20;
+    config.trigger.rate.update_every_frames = 5;
+    common::replay(config, &capture).to_string()
+}
+
+#[test]
+fn a_target_rate_the_scores_cannot_give_is_said_in_the_summary() {
+    let Some(data) = realdata() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let summary = learned_trigger_on_mod5(dir.path(), &data.join("jungfrau-mod5"));
+    println!("{summary}");
+    let warning = summary.lines().find(|l| l.starts_with("WARNING")).unwrap_or_else(|| panic!("{summary}"));
+    assert!(warning.contains("target rate 10.0% cannot be held"), "{warning}");
+}

@@ -68,12 +68,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let title = format!("{}: accept rate by cut, target {:.1}%", capture.display(), 100.0 * target_rate);
     std::fs::write(svg, curve.svg(&title, chosen)).with_context(|| format!("writing {}", svg.display()))?;
     say!("curve        {}", svg.display());
+    let problem = curve.rate_problem(target_rate);
     let Some(chosen) = chosen else {
         anyhow::bail!(
-            "no cut holds {:.2}% on this capture: the frames at the highest score alone are more",
-            100.0 * target_rate
+            "no cut holds {:.2}% on this capture: {}",
+            100.0 * target_rate,
+            problem.unwrap_or_else(|| "the frames at the highest score alone are more".into())
         );
     };
+    if let Some(problem) = problem {
+        say!("WARNING      {problem}");
+    }
     let out = args.write_config.unwrap_or_else(|| {
         let stem = config_path.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
         config_path.with_file_name(format!("{stem}.tuned.toml"))

@@ -218,6 +218,13 @@ pub fn trigger_status(trigger: &Trigger) -> serde_json::Value {
         "min_spots": trigger.min_spots(),
         "threshold": trigger.has_cut().then(|| rate.threshold()),
         "target_accept_rate": rate.target_rate(),
+        // Whether the cut gives the target over the recent frames, and what was measured (null
+        // without a target or before enough frames).
+        "target_rate_held": rate.held().map(|h| h.is_held()),
+        "target_rate_measured": rate.held().map(|h| serde_json::json!({
+            "reached": h.reached, "frames": h.frames, "lowest_score": h.lowest, "highest_score": h.highest,
+            "said": h.to_string(),
+        })),
         "audit_every": rate.audit_every(),
     })
 }

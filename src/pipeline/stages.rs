@@ -267,6 +267,7 @@ impl Plan {
             max_spots_recorded: self.config.features.max_spots_recorded,
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,
+            rate_not_held: sinks.rate_not_held,
             fpga: self.reducer.trigger().backend_as::<crate::trigger::fpga::backend::FpgaTrigger>().map(|f| f.stats()),
             sinks: sinks.reports,
             elapsed: started.elapsed(),

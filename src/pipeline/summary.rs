@@ -59,6 +59,8 @@ pub struct RunSummary {
     pub fpga: Option<crate::trigger::fpga::backend::FpgaStats>,
     /// The lowest accept rate storage held the trigger to (`storage.on_full = "raise_threshold"`).
     pub storage_ceiling_min: Option<f64>,
+    /// The target accept rate as measured when the cut could not hold it (the last time), if ever.
+    pub rate_not_held: Option<crate::trigger::RateHeld>,
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
     pub input_error: Option<String>,
@@ -193,6 +195,9 @@ impl fmt::Display for RunSummary {
         }
         if let Some(c) = self.storage_ceiling_min {
             writeln!(f, "storage      held the trigger's accept rate down to {:.2}% to keep up", 100.0 * c)?;
+        }
+        if let Some(held) = &self.rate_not_held {
+            writeln!(f, "WARNING      {held}")?;
         }
         if let Some(e) = &self.input_error {
             writeln!(f, "input damaged: {e} (everything before it was processed)")?;

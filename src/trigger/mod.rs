@@ -18,7 +18,7 @@ pub mod tune;
 
 pub use backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
 pub use kinds::{TriggerKind, TriggerSection};
-pub use rate::{RateControl, RateError, RateSection, RateTracker};
+pub use rate::{RateControl, RateError, RateHeld, RateSection, RateTracker};
 pub use spots::{SpotsTrigger, SpotsTriggerSection};
 pub use tract::{ClassifierError, ClassifierSource, TractState, TractTrigger, TractTriggerSection};
 

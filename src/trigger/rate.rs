@@ -12,6 +12,10 @@
 //! hash of its sequence number, so a cut between two whole numbers passes a fraction of the frames at
 //! the lower one — reproducibly, and the same fraction of each kind of frame.
 //!
+//! A target that cannot be held is said, not hidden: when the scores tie (every frame scoring the same,
+//! as a model does on inputs unlike any it was trained on) or the cut sits at the end of their range,
+//! the share of frames the cut lets through strays from the target, and [`RateHeld`] says by how much.
+//!
 //! The **audit stream** keeps 1 in `audit_every` rejected frames, flagged, so a trigger's efficiency
 //! can be measured on real data: what it rejects is sampled without bias.
 
@@ -75,6 +79,53 @@ pub enum RateError {
     Threshold(f32),
 }
 
+/// How well the cut holds the target rate over the tracker's window, as last measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateHeld {
+    pub target: f64,
+    /// Share of the window's frames whose score reaches the cut.
+    pub reached: f64,
+    pub cut: f32,
+    /// The window's lowest and highest (effective) scores.
+    pub lowest: f32,
+    pub highest: f32,
+    pub frames: usize,
+}
+
+impl RateHeld {
+    /// Whether the cut gives the target within reason: no more than 1.5 × it and no less than half
+    /// (a frame either way for small windows).
+    pub fn is_held(&self) -> bool {
+        let slack = 1.0 / self.frames.max(1) as f64;
+        self.reached <= 1.5 * self.target + slack && self.reached + slack >= 0.5 * self.target
+    }
+}
+
+impl std::fmt::Display for RateHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (target, reached) = (100.0 * self.target, 100.0 * self.reached);
+        if self.is_held() {
+            return write!(f, "target rate {target:.1}% held: {reached:.1}% of the last {} frames", self.frames);
+        }
+        write!(
+            f,
+            "target rate {target:.1}% cannot be held: the cut {} lets {reached:.1}% of the last {} frames through",
+            self.cut, self.frames
+        )?;
+        if self.lowest == self.highest {
+            write!(
+                f,
+                "; every frame scores {} (the scores cannot tell frames apart: inputs unlike the model's training?)",
+                self.highest
+            )
+        } else if self.cut == self.highest || self.cut == self.lowest {
+            write!(f, "; the cut sits at the end of the scores' range ({} to {})", self.lowest, self.highest)
+        } else {
+            write!(f, "; too many frames tie at the cut")
+        }
+    }
+}
+
 /// The cut, shared by the workers (read) and the tracker or the operator (written).
 #[derive(Debug)]
 pub struct RateControl {
@@ -83,6 +134,11 @@ pub struct RateControl {
     target_bits: AtomicU64,
     audit_every: AtomicU64,
     tie_spread: f32,
+    /// What the tracker last measured of the target: the share reached (`f64` bits, NaN before any),
+    /// the window's lowest and highest scores (two `f32`s' bits) and its frames.
+    reached_bits: AtomicU64,
+    range_bits: AtomicU64,
+    window_frames: AtomicU64,
 }
 
 impl RateControl {
@@ -101,6 +157,9 @@ impl RateControl {
             target_bits: AtomicU64::new(0),
             audit_every: AtomicU64::new(audit_every),
             tie_spread,
+            reached_bits: AtomicU64::new(f64::NAN.to_bits()),
+            range_bits: AtomicU64::new(0),
+            window_frames: AtomicU64::new(0),
         };
         rc.set_threshold(threshold)?;
         rc.set_target_rate(target_rate)?;
@@ -152,6 +211,32 @@ impl RateControl {
         }
     }
 
+    /// How the cut holds the target rate, as the tracker last measured it; `None` without a target
+    /// or before the window holds enough frames.
+    pub fn held(&self) -> Option<RateHeld> {
+        let target = self.target_rate()?;
+        let reached = f64::from_bits(self.reached_bits.load(Ordering::Relaxed));
+        if reached.is_nan() {
+            return None;
+        }
+        let range = self.range_bits.load(Ordering::Relaxed);
+        Some(RateHeld {
+            target,
+            reached,
+            cut: self.threshold(),
+            lowest: f32::from_bits((range >> 32) as u32),
+            highest: f32::from_bits(range as u32),
+            frames: self.window_frames.load(Ordering::Relaxed) as usize,
+        })
+    }
+
+    fn record_held(&self, reached: f64, lowest: f32, highest: f32, frames: usize) {
+        let range = (u64::from(lowest.to_bits()) << 32) | u64::from(highest.to_bits());
+        self.range_bits.store(range, Ordering::Relaxed);
+        self.window_frames.store(frames as u64, Ordering::Relaxed);
+        self.reached_bits.store(reached.to_bits(), Ordering::Relaxed);
+    }
+
     /// Rejected frames per audited one; 0 for no audit stream.
     pub fn audit_every(&self) -> u64 {
         self.audit_every.load(Ordering::Relaxed)
@@ -187,6 +272,10 @@ pub struct RateTracker {
     ceiling: Option<f64>,
     /// The fixed cut from before a ceiling applied, which the cut never goes below and comes back to.
     base_threshold: Option<f32>,
+    /// Whether the target was held at the last measurement, and whether that changed since it was
+    /// last asked ([`RateTracker::held_changed`]).
+    was_held: bool,
+    held_changed: bool,
 }
 
 impl RateTracker {
@@ -203,6 +292,36 @@ impl RateTracker {
             rejected: 0,
             ceiling: None,
             base_threshold: None,
+            was_held: true,
+            held_changed: false,
+        }
+    }
+
+    /// The measurement of the target rate, once each time the target goes from held to not held or
+    /// back (for a log line; [`RateControl::held`] says it at any time).
+    pub fn held_changed(&mut self, control: &RateControl) -> Option<RateHeld> {
+        if !std::mem::take(&mut self.held_changed) {
+            return None;
+        }
+        control.held()
+    }
+
+    /// Measures how the cut now in place holds `rate` over the window.
+    fn measure(&mut self, control: &RateControl, rate: f64) {
+        let n = if self.filled { self.window.len() } else { self.next };
+        let cut = control.threshold();
+        let (mut lowest, mut highest, mut through) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+        for &s in &self.window[..n] {
+            lowest = lowest.min(s);
+            highest = highest.max(s);
+            through += usize::from(s >= cut);
+        }
+        let reached = through as f64 / n.max(1) as f64;
+        control.record_held(reached, lowest, highest, n);
+        let held = control.held().is_none_or(|h| h.is_held()) || control.target_rate() != Some(rate);
+        if held != self.was_held {
+            self.was_held = held;
+            self.held_changed = true;
         }
     }
 
@@ -247,6 +366,7 @@ impl RateTracker {
         {
             let floor = self.base_threshold.filter(|_| control.target_rate().is_none());
             let _ = control.set_threshold(floor.map_or(cut, |b| cut.max(b)));
+            self.measure(control, rate);
         }
         if accepted {
             return false;
@@ -299,6 +419,26 @@ mod tests {
             tracker.observe(rc, rc.effective_score(s, seq), ok);
         }
         accepted as f64 / (to - from) as f64
+    }
+
+    #[test]
+    fn a_target_that_ties_cannot_hold_is_said_and_so_is_its_return() {
+        let rc = RateControl::new(0.5, Some(0.1), 0, 0.0).unwrap();
+        let mut tracker = RateTracker::new(200, 10);
+        // Every frame scores the same, as a model does on inputs it never saw.
+        for seq in 0..400 {
+            tracker.observe(&rc, 0.999_999_5, rc.passes(0.999_999_5, seq));
+        }
+        let held = rc.held().unwrap();
+        assert!(!held.is_held() && held.reached == 1.0, "{held:?}");
+        let said = held.to_string();
+        assert!(said.contains("cannot be held") && said.contains("every frame scores 0.9999995"), "{said}");
+        assert_eq!(tracker.held_changed(&rc).map(|h| h.is_held()), Some(false));
+        assert_eq!(tracker.held_changed(&rc), None, "said once");
+        // Scores that spread again: the target holds, and that is said once too.
+        run(&rc, &mut tracker, 400, 1000, 0.05);
+        assert!(rc.held().unwrap().is_held(), "{}", rc.held().unwrap());
+        assert_eq!(tracker.held_changed(&rc).map(|h| h.is_held()), Some(true));
     }
 
     #[test]

@@ -68,6 +68,41 @@ impl TuneCurve {
         self.points.iter().copied().find(|p| p.accept_rate <= target_rate + 1e-12)
     }
 
+    /// Why no cut gives `target_rate`, or only one far below it, said plainly (scores that tie, a
+    /// target beyond the end of the scores' range); `None` when a cut gives it within half.
+    pub fn rate_problem(&self, target_rate: f64) -> Option<String> {
+        let pct = |r: f64| format!("{:.1}%", 100.0 * r);
+        if let [only] = self.points[..] {
+            return Some(format!(
+                "every frame scores {}: no cut can hold {} (the scores cannot tell frames apart; inputs unlike \
+                 those the model was trained on?)",
+                only.threshold,
+                pct(target_rate)
+            ));
+        }
+        let top = *self.points.last()?;
+        match self.cut_for_rate(target_rate) {
+            None => Some(format!(
+                "{} of the frames score the highest, {}: no cut holds {} (the target lies beyond the end of the \
+                 scores' range)",
+                pct(top.accept_rate),
+                top.threshold,
+                pct(target_rate)
+            )),
+            Some(cut) if cut.accept_rate < 0.5 * target_rate => {
+                let below = self.points.iter().rev().find(|p| p.threshold < cut.threshold);
+                Some(format!(
+                    "the nearest cut to {} keeps {}: the next one down, {}, keeps {} (frames tie at scores)",
+                    pct(target_rate),
+                    pct(cut.accept_rate),
+                    below.map_or("none".to_string(), |b| b.threshold.to_string()),
+                    below.map_or("—".to_string(), |b| pct(b.accept_rate))
+                ))
+            }
+            Some(_) => None,
+        }
+    }
+
     /// At most `rows` cuts spread over the curve, always with the chosen one.
     pub fn table(&self, rows: usize, chosen: Option<CutPoint>) -> String {
         let mut picked: Vec<CutPoint> = if self.points.len() <= rows {
@@ -275,6 +310,22 @@ mod tests {
         assert!(curve.cut_for_rate(0.001).is_none());
         let table = curve.table(6, curve.cut_for_rate(0.10));
         assert!(table.contains("← target") && table.contains("efficiency"), "{table}");
+    }
+
+    #[test]
+    fn scores_that_tie_are_said_plainly() {
+        let same: HashMap<u64, f32> = (0..100).map(|n| (n, 0.999_999_5)).collect();
+        let curve = TuneCurve::new(&same, None);
+        assert_eq!(curve.cut_for_rate(0.1), None);
+        let said = curve.rate_problem(0.1).unwrap();
+        assert!(said.contains("every frame scores 0.9999995"), "{said}");
+        // 80 frames at the top score: a 10% target lies beyond the range.
+        let top: HashMap<u64, f32> = (0..100).map(|n| (n, if n < 80 { 1.0 } else { n as f32 / 100.0 })).collect();
+        let said = TuneCurve::new(&top, None).rate_problem(0.1).unwrap();
+        assert!(said.contains("80.0% of the frames score the highest, 1"), "{said}");
+        // Spread scores: nothing to say.
+        let (scores, _) = run();
+        assert_eq!(TuneCurve::new(&scores, None).rate_problem(0.1), None);
     }
 
     #[test]

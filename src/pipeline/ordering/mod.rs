@@ -136,6 +136,8 @@ pub(super) struct OrderingOutcome {
     pub latency: LatencyHistogram,
     /// The lowest accept-rate ceiling storage imposed, if it did.
     pub storage_ceiling_min: Option<f64>,
+    /// The target rate as it was measured when it could not be held, if ever (the last time).
+    pub rate_not_held: Option<crate::trigger::RateHeld>,
     pub cluster: Option<NodeReport>,
 }
 
@@ -150,6 +152,7 @@ struct Meters {
     audit: Counter,
     trigger_failures: Counter,
     ceiling: Gauge,
+    rate_held: Gauge,
     backlogs: Vec<Gauge>,
 }
 
@@ -199,6 +202,7 @@ impl<'a> Delivery<'a> {
             audit: counter!(telemetry::FRAMES_AUDIT),
             trigger_failures: counter!(telemetry::TRIGGER_FAILURES),
             ceiling: gauge!(telemetry::STORAGE_RATE_CEILING),
+            rate_held: gauge!(telemetry::TRIGGER_RATE_HELD),
             backlogs: lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect(),
         };
         Delivery {
@@ -224,6 +228,7 @@ impl<'a> Delivery<'a> {
                 reports: Vec::new(),
                 latency: LatencyHistogram::default(),
                 storage_ceiling_min: None,
+                rate_not_held: None,
                 cluster: None,
             },
             failure: None,
@@ -243,6 +248,14 @@ impl<'a> Delivery<'a> {
                     frame.pixels_and_features().1.audit = true;
                     self.outcome.audited += 1;
                     self.meters.audit.increment(1);
+                }
+                if let Some(held) = rate.tracker.held_changed(rate.trigger.rate()) {
+                    // Said once each way: an operator must know the rate asked for is not the rate had.
+                    eprintln!("hitgate: trigger: {held}");
+                    self.meters.rate_held.set(f64::from(u8::from(held.is_held())));
+                    if !held.is_held() {
+                        self.outcome.rate_not_held = Some(held);
+                    }
                 }
             }
         }
@@ -329,6 +342,11 @@ impl<'a> Delivery<'a> {
     /// Closes every lane; the outcome, or the first failure (a sink's own error says more than
     /// "a sink failed").
     pub fn finish(mut self) -> Result<OrderingOutcome, PipelineError> {
+        if let Some(rate) = &self.rate
+            && let Some(held) = rate.trigger.rate().held().filter(|h| !h.is_held())
+        {
+            self.outcome.rate_not_held = Some(held);
+        }
         for lane in self.lanes.drain(..) {
             match lane.finish() {
                 Ok(report) => self.outcome.reports.push(report),

@@ -380,3 +380,53 @@ fn a_crystfel_geometry_places_every_chip_of_every_module_once() {
     assert_eq!(panels.iter().map(|p| p[1]).fold(0.0, f64::max), 4095.0);
     no_two_overlap(&panels);
 }
+
+#[test]
+fn the_simulator_takes_the_users_detector_from_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("beamline.toml");
+    std::fs::write(
+        &config,
+        "[detector]\nmodel = \"jungfrau-2if\"\nmodules = 2\nmodules_per_row = 1\nmodule_gap_rows_px = 20\n\
+         first_udp_port = 40001\nbeam_center_row_px = -40.0\nbeam_center_col_px = 1200.5\ndistance_mm = 250.0\n\
+         photon_energy_kev = 7.0\n[[sink]]\nkind = \"null\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("sim");
+    let o = hitgate(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--frames",
+        "6",
+        "--hit-rate",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let replay = std::fs::read_to_string(out.join("replay.toml")).unwrap();
+    for line in [
+        "model = \"jungfrau-2if\"",
+        "modules = 2",
+        "first_udp_port = 40001",
+        "module_gap_rows_px = 20",
+        "beam_center_row_px = -40",
+        "beam_center_col_px = 1200.5",
+        "distance_mm = 250",
+        "photon_energy_kev = 7",
+    ] {
+        assert!(replay.lines().any(|l| l == line), "{line} not in\n{replay}");
+    }
+    // The run replays with its own config: every packet of the two modules' four ports placed.
+    let o = hitgate(&[
+        "replay",
+        out.join("run.pcap").to_str().unwrap(),
+        "--config",
+        out.join("replay.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && text(&o).contains("6 complete"), "{}", text(&o));
+    // And its model or energy cannot be given twice.
+    let o = hitgate(&["simulate", "--config", config.to_str().unwrap(), "--photon-energy-kev", "9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -313,3 +313,46 @@ fn a_target_rate_the_scores_cannot_give_is_said_in_the_summary() {
     let warning = summary.lines().find(|l| l.starts_with("WARNING")).unwrap_or_else(|| panic!("{summary}"));
     assert!(warning.contains("target rate 10.0% cannot be held"), "{warning}");
 }
+
+#[test]
+fn the_simulator_draws_with_the_users_own_pedestals_and_gains() {
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let out = dir.path().join("sim");
+    let said = hitgate(&[
+        "simulate".as_ref(),
+        "--config".as_ref(),
+        dir.path().join("mod5.toml").as_os_str(),
+        "--frames".as_ref(),
+        "12".as_ref(),
+        "--hit-rate".as_ref(),
+        "0.5".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(said.status.success(), "{}", String::from_utf8_lossy(&said.stderr));
+    // The run's calibration is mod5's own, pixel for pixel.
+    let simulated = hitgate::calib::CalibrationMaps::load(&out.join("calibration.bin"), ROWS * COLS).unwrap();
+    let real = config.calibration.maps(1, ROWS, COLS).unwrap();
+    for stage in 0..3 {
+        assert_eq!(simulated.pedestal(stage), real.pedestal(stage), "stage {stage}");
+        assert_eq!(simulated.gain(stage), real.gain(stage), "stage {stage}");
+    }
+    // And it replays, through that calibration, to the simulator's truth.
+    let replayed = hitgate(&[
+        "replay".as_ref(),
+        out.join("run.pcap").as_os_str(),
+        "--config".as_ref(),
+        out.join("replay.toml").as_os_str(),
+        "--truth".as_ref(),
+        out.join("truth.json").as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(replayed.status.success(), "{text}{}", String::from_utf8_lossy(&replayed.stderr));
+    println!("{text}");
+    let line = text.lines().find(|l| l.contains("precision")).unwrap_or_else(|| panic!("{text}"));
+    let pct: f64 = line.rsplit('(').next().unwrap().trim_end_matches("%)").parse().unwrap();
+    assert!(pct >= 95.0, "{line}");
+}

@@ -37,6 +37,10 @@ pub enum DatasetCommand {
         hit_rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Simulate the detector this config describes (model, modules, placement, beam centre,
+        /// distance, energy, calibration files) instead of the built-in one.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -44,8 +48,8 @@ pub fn run(command: DatasetCommand) -> Result<()> {
     // The threshold finder with its default parameters: what the datasets are made with.
     let finder = SpotFinderParams::default();
     match command {
-        DatasetCommand::Frames { out, frames, hit_rate, seed } => {
-            let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
+        DatasetCommand::Frames { out, frames, hit_rate, seed, config } => {
+            let cfg = SimConfig { frames, hit_rate, seed, ..super::simulate::detector_of(config.as_deref())? };
             let data = frame_dataset(&cfg, finder, &|_| {}).context("simulating frames for the frame dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();

@@ -15,6 +15,10 @@ use super::progress::{bar, while_running};
 pub struct SimulateArgs {
     #[arg(long, default_value = "out/sim")]
     out: PathBuf,
+    /// Simulate the detector this config describes: its model, modules and their placement, ports,
+    /// beam centre, distance and energy, and its pedestals and gains when it names calibration files.
+    #[arg(long, conflicts_with_all = ["model", "modules", "first_udp_port", "photon_energy_kev", "distance_mm"])]
+    config: Option<PathBuf>,
     #[arg(long, default_value_t = 200)]
     frames: u64,
     #[arg(long, default_value_t = 0.25)]
@@ -61,24 +65,40 @@ pub struct FaultArgs {
     pub duplicate: f64,
 }
 
+/// The simulated detector: the one `config` describes, else `SimConfig`'s default.
+pub fn detector_of(config: Option<&Path>) -> Result<SimConfig> {
+    let Some(path) = config else { return Ok(SimConfig::default()) };
+    let config = super::load_config(path)?;
+    SimConfig::for_detector(&config.detector, &config.calibration)
+        .with_context(|| format!("simulating the detector of {}", path.display()))
+}
+
 pub fn run(args: &SimulateArgs) -> Result<()> {
     let a = args;
+    let base = detector_of(a.config.as_deref())?;
+    let own = a.config.is_none();
     let cfg = SimConfig {
-        model: a.model.clone(),
-        modules: a.modules,
-        modules_per_row: if a.modules >= 2 { 2 } else { 1 },
-        first_udp_port: a.first_udp_port,
+        model: if own { a.model.clone() } else { base.model.clone() },
+        modules: if own { a.modules } else { base.modules },
+        modules_per_row: if !own {
+            base.modules_per_row
+        } else if a.modules >= 2 {
+            2
+        } else {
+            1
+        },
+        first_udp_port: if own { a.first_udp_port } else { base.first_udp_port },
         frames: a.frames,
         hit_rate: a.hit_rate,
         seed: a.seed,
         frame_rate_hz: a.frame_rate_hz,
-        photon_energy_kev: a.photon_energy_kev,
-        distance_mm: a.distance_mm,
+        photon_energy_kev: if own { a.photon_energy_kev } else { base.photon_energy_kev },
+        distance_mm: if own { a.distance_mm } else { base.distance_mm },
         dark_frames: a.dark_frames,
         faults: PacketFaults { loss: a.faults.loss, reorder: a.faults.reorder, duplicate: a.faults.duplicate },
         format: a.format,
         framing: a.link,
-        ..SimConfig::default()
+        ..base
     };
     let outputs = with_progress(&cfg, &a.out)?;
     print::simulation(&outputs);

@@ -39,6 +39,12 @@ impl JungfrauResponse {
         }
     }
 
+    /// A detector whose pedestals and gains are `maps` (a real module's), with the same noise.
+    pub fn with_maps(maps: CalibrationMaps, rng: &mut Rng) -> JungfrauResponse {
+        let noise_table = (0..4096).map(|_| rng.normal() as f32).collect();
+        JungfrauResponse { maps, noise_kev: 0.18, noise_table }
+    }
+
     /// The word pixel `i` sends for `energy_kev` deposited, its G0 pedestal moved by `drift_adu`
     /// (temperature drifts the pedestal over a run; the calibration maps keep the starting value).
     pub fn encode(&self, i: usize, energy_kev: f32, drift_adu: f32, rng: &mut Rng) -> u16 {

@@ -53,6 +53,14 @@ pub struct SimConfig {
     pub format: CaptureFileFormat,
     #[serde(skip, default = "default_framing")]
     pub framing: LinkFraming,
+    /// Where the beam meets the assembled image (row, column); a little off the image's centre when
+    /// not given.
+    #[serde(default)]
+    pub beam_center_px: Option<(f64, f64)>,
+    /// The detector's own pedestals and gains (a config's calibration files); drawn around typical
+    /// values when not given.
+    #[serde(skip)]
+    pub calibration: Option<std::sync::Arc<crate::calib::CalibrationMaps>>,
 }
 
 fn default_format() -> CaptureFileFormat {
@@ -89,7 +97,55 @@ impl Default for SimConfig {
             faults: PacketFaults::default(),
             format: CaptureFileFormat::Pcap,
             framing: LinkFraming::Ethernet,
+            beam_center_px: None,
+            calibration: None,
         }
+    }
+}
+
+impl SimConfig {
+    /// A run of the detector a config describes: its model, modules and their placement, ports, beam
+    /// centre, distance and energy (`[detector]`), and its pedestals and gains when `[calibration]`
+    /// names files; everything else as [`SimConfig::default`].
+    ///
+    /// # Errors
+    /// Not a JUNGFRAU; ports that are not consecutive; calibration files that cannot be read.
+    pub fn for_detector(
+        detector: &crate::detector::DetectorSection,
+        calibration: &crate::calib::CalibrationSection,
+    ) -> Result<SimConfig, SimError> {
+        let geometry = detector.geometry()?;
+        if geometry.model.det_type != DetectorType::Jungfrau {
+            return Err(SimError::NotJungfrau(detector.model.clone()));
+        }
+        let first_udp_port = match &detector.udp_ports {
+            Some(ports) if ports.windows(2).any(|w| u32::from(w[1]) != u32::from(w[0]) + 1) => {
+                return Err(SimError::Parameter(
+                    "the simulator sends on consecutive ports; detector.udp_ports are not".into(),
+                ));
+            }
+            Some(ports) => ports.first().copied().unwrap_or(crate::detector::section::DEFAULT_FIRST_UDP_PORT),
+            None => detector.first_udp_port.unwrap_or(crate::detector::section::DEFAULT_FIRST_UDP_PORT),
+        };
+        let has_files = calibration.file.is_some() || !calibration.pedestal_files.is_empty();
+        let maps = has_files
+            .then(|| calibration.maps(detector.modules, geometry.model.module_rows(), geometry.model.module_cols()))
+            .transpose()?;
+        // Where the config puts the beam, or assumes it (and says so): what its runs will use.
+        let beam = detector.beam_center_px(None);
+        Ok(SimConfig {
+            model: detector.model.clone(),
+            modules: detector.modules,
+            modules_per_row: detector.modules_per_row.clamp(1, detector.modules.max(1)),
+            module_gap_rows_px: detector.module_gap_rows_px,
+            module_gap_cols_px: detector.module_gap_cols_px,
+            first_udp_port,
+            photon_energy_kev: detector.photon_energy_kev(),
+            distance_mm: detector.distance_mm(),
+            beam_center_px: Some(beam),
+            calibration: maps.map(std::sync::Arc::new),
+            ..SimConfig::default()
+        })
     }
 }
 
@@ -200,11 +256,16 @@ impl RunModel {
             gap_cols_px: cfg.module_gap_cols_px,
         };
         let mut rng = Rng::new(cfg.seed, u64::MAX);
-        let response = JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), &mut rng);
+        let response = match &cfg.calibration {
+            Some(maps) => JungfrauResponse::with_maps(maps.as_ref().clone(), &mut rng),
+            None => JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), &mut rng),
+        };
         let wavelength_a = 12.398_42 / cfg.photon_energy_kev;
         let pixel_mm = f64::from(m.pixel_size_um) / 1000.0;
-        // Beam a little off the image centre, as it never sits exactly on it.
-        let (beam_row, beam_col) = (layout.image_rows() as f64 * 0.5 + 3.3, layout.image_cols() as f64 * 0.5 - 5.7);
+        // Where the config puts it, or a little off the image centre, as it never sits exactly on it.
+        let (beam_row, beam_col) = cfg
+            .beam_center_px
+            .unwrap_or((layout.image_rows() as f64 * 0.5 + 3.3, layout.image_cols() as f64 * 0.5 - 5.7));
         let corner_mm = (beam_row.max(layout.image_rows() as f64 - beam_row))
             .hypot(beam_col.max(layout.image_cols() as f64 - beam_col))
             * pixel_mm;

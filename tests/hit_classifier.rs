@@ -80,4 +80,6 @@ fn the_learned_trigger_keeps_the_hits_the_spots_trigger_loses() {
     assert!(learned.efficiency() >= 0.99, "learned trigger: {learned}");
     assert!(learned.efficiency() > spots.efficiency(), "learned {learned}\nspots {spots}");
     assert_eq!(learned_run.trigger_failures, 0);
+    // Frames like the training frames raise no alarm, and the target rate is held.
+    assert!(learned_run.unfamiliar.is_none() && learned_run.rate_not_held.is_none(), "{learned_run}");
 }

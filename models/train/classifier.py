@@ -228,6 +228,11 @@ def main():
         "int8": evaluate(int8_p, test_data),
     }
     (out / "hit_classifier.metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    # The range the training inputs held (`hitgate dataset frames` measured it), beside the models:
+    # hitgate reads it to tell when a run's frames are unlike them. Both forms share it.
+    ranges = Path(args.train) / "inputs.json"
+    if ranges.is_file():
+        (out / "hit_classifier.inputs.json").write_text(ranges.read_text())
     print(json.dumps(metrics, indent=1))
 
 

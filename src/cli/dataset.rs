@@ -7,8 +7,10 @@ use clap::Subcommand;
 
 use super::out::say;
 use hitgate::features::SpotFinderParams;
+use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::sim::SimConfig;
 use hitgate::sim::dataset::{frame_dataset, peak_dataset};
+use hitgate::trigger::InputRanges;
 
 #[derive(Subcommand)]
 pub enum DatasetCommand {
@@ -52,6 +54,13 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             let cfg = SimConfig { frames, hit_rate, seed, ..super::simulate::detector_of(config.as_deref())? };
             let data = frame_dataset(&cfg, finder, &|_| {}).context("simulating frames for the frame dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            // The range these inputs hold: a model trained on them carries it (NAME.inputs.json beside
+            // NAME.onnx) so that a run can tell when its frames are unlike them.
+            let source = format!("hitgate dataset frames: {frames} simulated frames, hit rate {hit_rate}, seed {seed}");
+            let ranges = InputRanges::from_summaries(&data.summaries, SUMMARY_LEN, [0.001, 0.999], &source);
+            let path = out.join("inputs.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&ranges)?)
+                .with_context(|| format!("writing {}", path.display()))?;
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
             say!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
         }

@@ -226,6 +226,10 @@ pub fn trigger_status(trigger: &Trigger) -> serde_json::Value {
             "said": h.to_string(),
         })),
         "audit_every": rate.audit_every(),
+        // Share of the recent frames whose inputs lie outside the model's training ranges, and whether
+        // that raised the alarm (null when the trigger knows no ranges).
+        "inputs_unfamiliar_share": trigger.familiarity().map(|(share, _)| share),
+        "inputs_unfamiliar_alarm": trigger.familiarity().map(|(_, alarm)| alarm),
     })
 }
 

@@ -142,6 +142,7 @@ impl Plan {
                         trigger,
                         tracker: RateTracker::new(r.window_frames, r.update_every_frames),
                         backpressure,
+                        familiar: trigger.familiarity_watch(),
                     });
                     let pedestal =
                         plan.pedestal_tracker().zip(plan.photons().converter()).map(|(tracker, converter)| {
@@ -268,6 +269,7 @@ impl Plan {
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,
             rate_not_held: sinks.rate_not_held,
+            unfamiliar: sinks.unfamiliar,
             fpga: self.reducer.trigger().backend_as::<crate::trigger::fpga::backend::FpgaTrigger>().map(|f| f.stats()),
             sinks: sinks.reports,
             elapsed: started.elapsed(),

@@ -61,6 +61,8 @@ pub struct RunSummary {
     pub storage_ceiling_min: Option<f64>,
     /// The target accept rate as measured when the cut could not hold it (the last time), if ever.
     pub rate_not_held: Option<crate::trigger::RateHeld>,
+    /// The highest share of frames with unfamiliar inputs while the alarm was raised, if it was.
+    pub unfamiliar: Option<crate::trigger::Familiarity>,
     pub elapsed: Duration,
     /// The input ended in damage after what was processed (e.g. a truncated capture).
     pub input_error: Option<String>,
@@ -198,6 +200,9 @@ impl fmt::Display for RunSummary {
         }
         if let Some(held) = &self.rate_not_held {
             writeln!(f, "WARNING      {held}")?;
+        }
+        if let Some(unfamiliar) = &self.unfamiliar {
+            writeln!(f, "WARNING      {unfamiliar}")?;
         }
         if let Some(e) = &self.input_error {
             writeln!(f, "input damaged: {e} (everything before it was processed)")?;

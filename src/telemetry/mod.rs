@@ -26,6 +26,7 @@ pub const TRIGGER_MIN_SPOTS: &str = "hitgate_trigger_min_spots";
 pub const TRIGGER_THRESHOLD: &str = "hitgate_trigger_threshold";
 pub const TRIGGER_TARGET_RATE: &str = "hitgate_trigger_target_accept_rate";
 pub const TRIGGER_RATE_HELD: &str = "hitgate_trigger_target_rate_held";
+pub const TRIGGER_UNFAMILIAR_SHARE: &str = "hitgate_trigger_inputs_unfamiliar_share";
 pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
 pub const TRIGGER_FAILURES: &str = "hitgate_trigger_failures_total";
 pub const LOCALISER_SPOTS: &str = "hitgate_spots_localised_total";
@@ -69,6 +70,10 @@ pub fn describe() {
         describe_gauge!(TRIGGER_MIN_SPOTS, "Spots a frame needs to be accepted");
         describe_gauge!(TRIGGER_THRESHOLD, "The trigger's cut: the score a frame needs to be accepted");
         describe_gauge!(TRIGGER_TARGET_RATE, "The accept rate the cut is held at (0: the cut is fixed)");
+        describe_gauge!(
+            TRIGGER_UNFAMILIAR_SHARE,
+            "Share of the recent frames whose learned-trigger inputs lie outside the model's training ranges"
+        );
         describe_gauge!(
             TRIGGER_RATE_HELD,
             "1 while the cut gives the target accept rate, 0 when it cannot (scores that tie, a cut at the end of their range)"

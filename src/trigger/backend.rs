@@ -88,6 +88,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
+    /// The range its training inputs held, when it knows it (a learned model with its ranges).
+    fn input_ranges(&self) -> Option<std::sync::Arc<super::familiar::InputRanges>> {
+        None
+    }
+
     /// The most frames a worker should stage before judging them together.
     fn batch_frames(&self) -> usize {
         1

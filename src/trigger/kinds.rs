@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accept_all::AcceptAllSection;
 use super::backend::BackendSection;
+use super::familiar::InputsSection;
 use super::fpga::backend::FpgaTriggerSection;
 use super::rate::RateSection;
 use super::spots::SpotsTriggerSection;
@@ -41,6 +42,8 @@ macro_rules! trigger_backends {
             pub kind: TriggerKind,
             $(pub $name: $section,)+
             pub rate: RateSection,
+            /// When a learned backend's inputs count as unfamiliar.
+            pub inputs: InputsSection,
         }
 
         impl TriggerSection {

@@ -9,6 +9,7 @@
 
 pub mod accept_all;
 pub mod backend;
+pub mod familiar;
 pub mod fpga;
 pub mod kinds;
 pub mod rate;
@@ -17,6 +18,7 @@ pub mod tract;
 pub mod tune;
 
 pub use backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
+pub use familiar::{Familiarity, FamiliarityWatch, InputRanges, InputsSection};
 pub use kinds::{TriggerKind, TriggerSection};
 pub use rate::{RateControl, RateError, RateHeld, RateSection, RateTracker};
 pub use spots::{SpotsTrigger, SpotsTriggerSection};
@@ -33,6 +35,8 @@ pub enum TriggerError {
     Classifier(#[from] ClassifierError),
     #[error(transparent)]
     Fpga(#[from] fpga::backend::FpgaBackendError),
+    #[error(transparent)]
+    InputRanges(#[from] familiar::InputRangesError),
 }
 
 /// The configured trigger, prepared once and shared by every reducer worker.
@@ -41,6 +45,11 @@ pub struct Trigger {
     kind: TriggerKind,
     backend: Box<dyn Backend>,
     rate: RateControl,
+    inputs: InputsSection,
+    /// The share of recent frames with unfamiliar inputs (`f64` bits; NaN until measured), and
+    /// whether that raised the alarm: written by the thread that watches, read by the control plane.
+    unfamiliar_bits: std::sync::atomic::AtomicU64,
+    unfamiliar_alarm: std::sync::atomic::AtomicBool,
 }
 
 /// A trigger's decision on one frame.
@@ -75,6 +84,7 @@ impl TriggerSection {
             self.section_of(*kind).validate(&key(path, kind.name()), problems);
         }
         self.rate.validate(&key(path, "rate"), problems);
+        self.inputs.validate(&key(path, "inputs"), problems);
     }
 
     /// Paths relative to the config file are taken from its folder.
@@ -111,7 +121,14 @@ impl Trigger {
         let tie_spread = cut.map_or(0.0, |c| c.unit.tie_spread());
         let r = &section.rate;
         let rate = RateControl::new(threshold, r.target_accept_rate, r.audit_every, tie_spread)?;
-        Ok(Trigger { kind: section.kind, backend, rate })
+        Ok(Trigger {
+            kind: section.kind,
+            backend,
+            rate,
+            inputs: section.inputs.clone(),
+            unfamiliar_bits: std::sync::atomic::AtomicU64::new(f64::NAN.to_bits()),
+            unfamiliar_alarm: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// A worker's own scorer for this trigger.
@@ -126,6 +143,27 @@ impl Trigger {
     /// gain nothing from batches.
     pub fn batch_frames(&self) -> usize {
         self.backend.batch_frames()
+    }
+
+    /// A watch over the recent frames' inputs, when the backend knows the range of its training
+    /// inputs (a learned model with its ranges).
+    pub fn familiarity_watch(&self) -> Option<familiar::FamiliarityWatch> {
+        Some(familiar::FamiliarityWatch::new(self.backend.input_ranges()?, &self.inputs))
+    }
+
+    /// Publishes what the watch measured, for the control plane.
+    pub fn set_familiarity(&self, state: familiar::Familiarity, alarmed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.unfamiliar_bits.store(state.share.to_bits(), Relaxed);
+        self.unfamiliar_alarm.store(alarmed, Relaxed);
+    }
+
+    /// The share of recent frames with unfamiliar inputs and whether it raised the alarm; `None`
+    /// when nothing watches (no ranges) or before the first frame.
+    pub fn familiarity(&self) -> Option<(f64, bool)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let share = f64::from_bits(self.unfamiliar_bits.load(Relaxed));
+        (!share.is_nan()).then(|| (share, self.unfamiliar_alarm.load(Relaxed)))
     }
 
     /// Whether the backend reads the frame's summary (`features::summary`).

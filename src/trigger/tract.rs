@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TriggerError;
 use super::backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
+use super::familiar::{InputRanges, InputRangesError};
 use crate::features::summary::SUMMARY_LEN;
 use crate::onnx_model::{OnnxError, OnnxModel, OnnxState, Origin};
 use crate::section::{Problems, key, resolve_model};
@@ -55,7 +56,10 @@ impl BackendSection for TractTriggerSection {
     }
 
     fn prepare(&self) -> Result<Box<dyn Backend>, TriggerError> {
-        Ok(Box::new(TractTrigger::load(&ClassifierSource::parse(&self.model))?))
+        let source = ClassifierSource::parse(&self.model);
+        let mut trigger = TractTrigger::load(&source)?;
+        trigger.ranges = source.input_ranges()?.map(std::sync::Arc::new);
+        Ok(Box::new(trigger))
     }
 
     fn reads_summary(&self) -> bool {
@@ -70,6 +74,8 @@ impl BackendSection for TractTriggerSection {
 /// The hit classifier trained on simulated JUNGFRAU runs, float32 and int8, compiled into the binary.
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../models/hit_classifier.onnx");
 pub const BUILTIN_INT8_MODEL: &[u8] = include_bytes!("../../models/hit_classifier.int8.onnx");
+/// The range the built-in classifier's training inputs held (both forms were trained on the same).
+pub const BUILTIN_INPUT_RANGES: &str = include_str!("../../models/hit_classifier.inputs.json");
 
 /// Where a classifier comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +92,29 @@ impl ClassifierSource {
             "builtin" => ClassifierSource::Builtin,
             "builtin-int8" => ClassifierSource::BuiltinInt8,
             path => ClassifierSource::File(PathBuf::from(path)),
+        }
+    }
+}
+
+impl ClassifierSource {
+    /// The range the model's training inputs held: the built-in's, or a file's from the
+    /// `NAME.inputs.json` beside `NAME.onnx` when there is one (for `NAME.int8.onnx`, its own or
+    /// the float model's `NAME.inputs.json`: both were trained on the same frames).
+    ///
+    /// # Errors
+    /// The ranges are there but cannot be read.
+    pub fn input_ranges(&self) -> Result<Option<InputRanges>, InputRangesError> {
+        match self {
+            ClassifierSource::Builtin | ClassifierSource::BuiltinInt8 => {
+                InputRanges::parse(BUILTIN_INPUT_RANGES, "the built-in classifier's input ranges").map(Some)
+            }
+            ClassifierSource::File(path) => {
+                let own = path.with_extension("inputs.json");
+                let float = path.with_extension("").with_extension("inputs.json");
+                let int8 = path.file_stem().is_some_and(|s| s.to_string_lossy().ends_with(".int8"));
+                let beside = [Some(own), int8.then_some(float)].into_iter().flatten().find(|p| p.is_file());
+                beside.map(|p| InputRanges::load(&p)).transpose()
+            }
         }
     }
 }
@@ -107,6 +136,8 @@ pub type ClassifierError = OnnxError;
 #[derive(Debug)]
 pub struct TractTrigger {
     model: OnnxModel,
+    /// The range its training inputs held, when known.
+    ranges: Option<std::sync::Arc<InputRanges>>,
 }
 
 impl TractTrigger {
@@ -122,7 +153,7 @@ impl TractTrigger {
             ClassifierSource::BuiltinInt8 => Origin::Bytes(BUILTIN_INT8_MODEL),
             ClassifierSource::File(path) => Origin::File(path),
         };
-        let trigger = TractTrigger { model: OnnxModel::load(&name, origin, &[1, SUMMARY_LEN], 1)? };
+        let trigger = TractTrigger { model: OnnxModel::load(&name, origin, &[1, SUMMARY_LEN], 1)?, ranges: None };
         let score = trigger.state()?.hit_probability(&[0.0; SUMMARY_LEN])?;
         if !score.is_finite() {
             return Err(OnnxError::Shape { model: name, reason: format!("scores an empty frame {score}") });
@@ -150,6 +181,10 @@ impl Backend for TractTrigger {
 
     fn reads_summary(&self) -> bool {
         true
+    }
+
+    fn input_ranges(&self) -> Option<std::sync::Arc<InputRanges>> {
+        self.ranges.clone()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -191,6 +226,21 @@ impl Scorer for TractState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_classifiers_know_the_range_of_their_training_inputs() {
+        for source in [ClassifierSource::Builtin, ClassifierSource::BuiltinInt8] {
+            let ranges = source.input_ranges().unwrap().unwrap();
+            assert_eq!((ranges.low.len(), ranges.high.len()), (SUMMARY_LEN, SUMMARY_LEN));
+            assert!(ranges.frames >= 1000 && ranges.low.iter().zip(&ranges.high).all(|(l, h)| l <= h), "{ranges:?}");
+        }
+        // A model file without ranges beside it has none; broken ones are refused.
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        assert_eq!(ClassifierSource::File(model.clone()).input_ranges().unwrap(), None);
+        std::fs::write(dir.path().join("m.inputs.json"), "not json").unwrap();
+        assert!(ClassifierSource::File(model).input_ranges().is_err());
+    }
 
     #[test]
     fn builtin_classifiers_load_and_score_in_range() {

@@ -108,6 +108,8 @@ pub(super) struct RateFollower<'a> {
     pub trigger: &'a Trigger,
     pub tracker: RateTracker,
     pub backpressure: Option<Backpressure>,
+    /// Whether the frames' inputs look like the model's training inputs, when it knows those.
+    pub familiar: Option<crate::trigger::FamiliarityWatch>,
 }
 
 /// Compresses the kept frames the reducers left as they were (audit frames, chosen here; in a
@@ -138,6 +140,8 @@ pub(super) struct OrderingOutcome {
     pub storage_ceiling_min: Option<f64>,
     /// The target rate as it was measured when it could not be held, if ever (the last time).
     pub rate_not_held: Option<crate::trigger::RateHeld>,
+    /// The highest share of unfamiliar inputs while the alarm was raised, if it was.
+    pub unfamiliar: Option<crate::trigger::Familiarity>,
     pub cluster: Option<NodeReport>,
 }
 
@@ -153,6 +157,7 @@ struct Meters {
     trigger_failures: Counter,
     ceiling: Gauge,
     rate_held: Gauge,
+    unfamiliar: Gauge,
     backlogs: Vec<Gauge>,
 }
 
@@ -203,6 +208,7 @@ impl<'a> Delivery<'a> {
             trigger_failures: counter!(telemetry::TRIGGER_FAILURES),
             ceiling: gauge!(telemetry::STORAGE_RATE_CEILING),
             rate_held: gauge!(telemetry::TRIGGER_RATE_HELD),
+            unfamiliar: gauge!(telemetry::TRIGGER_UNFAMILIAR_SHARE),
             backlogs: lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect(),
         };
         Delivery {
@@ -229,6 +235,7 @@ impl<'a> Delivery<'a> {
                 latency: LatencyHistogram::default(),
                 storage_ceiling_min: None,
                 rate_not_held: None,
+                unfamiliar: None,
                 cluster: None,
             },
             failure: None,
@@ -242,6 +249,21 @@ impl<'a> Delivery<'a> {
         if let Some(rate) = self.rate.as_mut() {
             // Frames arrive in order: the target rate follows the run as it was judged.
             let (sequence, f) = (frame.meta().sequence, frame.features());
+            if !f.dark
+                && !f.summary.is_empty()
+                && let Some(watch) = rate.familiar.as_mut()
+            {
+                watch.observe(&f.summary);
+                let state = watch.state();
+                rate.trigger.set_familiarity(state, watch.alarmed());
+                self.meters.unfamiliar.set(state.share);
+                if let Some(changed) = watch.changed() {
+                    eprintln!("hitgate: trigger: {changed}");
+                }
+                if watch.alarmed() && self.outcome.unfamiliar.is_none_or(|u| u.share < state.share) {
+                    self.outcome.unfamiliar = Some(state);
+                }
+            }
             if !f.dark {
                 let score = rate.trigger.rate().effective_score(f.score, sequence);
                 if rate.tracker.observe(rate.trigger.rate(), score, f.accepted) {

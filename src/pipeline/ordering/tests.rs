@@ -107,7 +107,12 @@ fn verdicts_are_counted_and_rejected_frames_sampled_for_the_audit_stream_compres
         sinks_wait: true,
         live: false,
         pedestal: None,
-        rate: Some(RateFollower { trigger: &trigger, tracker: RateTracker::new(100, 10), backpressure: None }),
+        rate: Some(RateFollower {
+            trigger: &trigger,
+            tracker: RateTracker::new(100, 10),
+            backpressure: None,
+            familiar: None,
+        }),
         encoder: Some(LateEncoder { encoder, photons: &photons, packets_present: Vec::new() }),
         abort: &abort,
         progress: &progress,

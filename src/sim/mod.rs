@@ -9,8 +9,10 @@
 //! reordering and duplication), with a truth file and the calibration maps. A seed fixes everything.
 
 pub mod capture_writer;
+pub mod config;
 pub mod crystal;
 pub mod dataset;
+pub mod error;
 pub mod npy;
 mod packets;
 pub mod response;

@@ -363,3 +363,47 @@ fn the_simulator_draws_with_the_users_own_pedestals_and_gains() {
     let pct: f64 = line.rsplit('(').next().unwrap().trim_end_matches("%)").parse().unwrap();
     assert!(pct >= 95.0, "{line}");
 }
+
+#[test]
+fn a_real_capture_becomes_labelled_training_data_from_the_command_line() {
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let capture = mod5_capture(dir.path(), &mod5, &config);
+    let out = dir.path().join("frames");
+    let args = |hit: &str, miss: &str| {
+        hitgate(&[
+            "dataset".as_ref(),
+            "frames".as_ref(),
+            "--capture".as_ref(),
+            capture.as_os_str(),
+            "--config".as_ref(),
+            dir.path().join("mod5.toml").as_os_str(),
+            "--label-by".as_ref(),
+            "peakfinder8".as_ref(),
+            "--hit-min-spots".as_ref(),
+            hit.as_ref(),
+            "--miss-max-spots".as_ref(),
+            miss.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    // 145–175 Bragg spots a frame: every frame a hit at 100.
+    let o = args("100", "3");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    println!("{said}");
+    assert!(said.contains("20 frame summaries") && said.contains("20 hits"), "{said}");
+    let hit = std::fs::read(out.join("hit.npy")).unwrap();
+    assert!(hit.ends_with(&[0, 0, 0x80, 0x3f].repeat(20)), "twenty 1.0 labels");
+    let ranges = hitgate::trigger::InputRanges::load(&out.join("inputs.json")).unwrap();
+    assert_eq!(ranges.frames, 20);
+    // At a hit limit above every frame's count, none is a hit and none a miss: all left out.
+    let o = args("1000", "3");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("0 frame summaries") && said.contains("20 left out"), "{said}");
+    // Limits that overlap are refused.
+    assert!(!args("3", "3").status.success());
+}

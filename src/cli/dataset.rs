@@ -8,8 +8,12 @@ use clap::Subcommand;
 use super::out::say;
 use hitgate::features::SpotFinderParams;
 use hitgate::features::summary::SUMMARY_LEN;
+use hitgate::ingest::Recording;
+use hitgate::pipeline::{LabelRule, label_recording};
 use hitgate::sim::SimConfig;
-use hitgate::sim::dataset::{frame_dataset, peak_dataset};
+use hitgate::sim::dataset::{FrameDataset, frame_dataset, peak_dataset};
+
+use super::{Exit, describe};
 use hitgate::trigger::InputRanges;
 
 #[derive(Subcommand)]
@@ -29,7 +33,8 @@ pub enum DatasetCommand {
         #[arg(long, default_value_t = 2.0)]
         match_radius_px: f32,
     },
-    /// Frame summaries (what the learned trigger reads) with the truth: hit, strength, spots.
+    /// Frame summaries (what the learned trigger reads) with the truth: hit, strength, spots. Of
+    /// simulated frames, or with `--capture` of a recorded run labelled by a conservative rule.
     Frames {
         #[arg(long, default_value = "out/dataset/frames")]
         out: PathBuf,
@@ -43,24 +48,83 @@ pub enum DatasetCommand {
         /// distance, energy, calibration files) instead of the built-in one.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Summarise this recording instead (a packet capture or an slsReceiver run's master file),
+        /// reduced as `--config` says; needs `--config` and `--label-by`.
+        #[arg(long, requires_all = ["config", "label_by"])]
+        capture: Option<PathBuf>,
+        /// How a recorded frame is labelled: by peakfinder8's spot count.
+        #[arg(long, value_enum, requires = "capture")]
+        label_by: Option<LabelBy>,
+        /// A recorded frame with at least this many peakfinder8 spots is a hit.
+        #[arg(long, default_value_t = 30)]
+        hit_min_spots: u32,
+        /// A recorded frame with at most this many is a miss; frames in between are left out.
+        #[arg(long, default_value_t = 3)]
+        miss_max_spots: u32,
     },
+}
+
+/// How recorded frames are labelled.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LabelBy {
+    Peakfinder8,
+}
+
+/// Writes a frame dataset and the range its inputs hold: a model trained on it carries that range
+/// (NAME.inputs.json beside NAME.onnx) so that a run can tell when its frames are unlike them.
+fn save_frames(data: &FrameDataset, out: &std::path::Path, source: &str) -> Result<()> {
+    data.save(out).with_context(|| format!("writing {}", out.display()))?;
+    let ranges = InputRanges::from_summaries(&data.summaries, SUMMARY_LEN, [0.001, 0.999], source);
+    let path = out.join("inputs.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&ranges)?).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(command: DatasetCommand) -> Result<()> {
     // The threshold finder with its default parameters: what the datasets are made with.
     let finder = SpotFinderParams::default();
     match command {
-        DatasetCommand::Frames { out, frames, hit_rate, seed, config } => {
+        DatasetCommand::Frames { out, config, capture: Some(capture), hit_min_spots, miss_max_spots, .. } => {
+            let path = config.context("--capture needs --config")?;
+            let config = super::load_config(&path)?;
+            let recording = Recording::open(&capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
+            let rule = LabelRule { hit_min_spots, miss_max_spots };
+            let labelled = label_recording(&config, &recording, rule)
+                .with_context(|| format!("summarising {}", capture.display()))?;
+            let data = FrameDataset {
+                summaries: labelled.summaries,
+                hit: labelled.hit.iter().map(|&h| f32::from(u8::from(h))).collect(),
+                // Not known of a recorded frame.
+                strength: vec![f32::NAN; labelled.hit.len()],
+                visible_spots: vec![f32::NAN; labelled.hit.len()],
+                spots_found: labelled.spots_found.iter().map(|&n| n as f32).collect(),
+            };
+            let source = format!(
+                "hitgate dataset frames --capture {} --config {}: labelled by peakfinder8 (hit ≥ {hit_min_spots} spots, \
+                 miss ≤ {miss_max_spots})",
+                capture.display(),
+                path.display()
+            );
+            save_frames(&data, &out, &source)?;
+            let hits = labelled.hit.iter().filter(|&&h| h).count();
+            say!(
+                "{} frame summaries of {}: {hits} hits (≥ {hit_min_spots} peakfinder8 spots), {} misses (≤ {miss_max_spots}), \
+                 {} left out between, {} partial frames skipped, in {}",
+                data.len(),
+                capture.display(),
+                data.len() - hits,
+                labelled.left_out,
+                labelled.frames_partial,
+                out.display()
+            );
+            if let Some(e) = labelled.input_error {
+                return Err(Exit { code: 4, message: format!("input damaged: {e}") }.into());
+            }
+        }
+        DatasetCommand::Frames { out, frames, hit_rate, seed, config, .. } => {
             let cfg = SimConfig { frames, hit_rate, seed, ..super::simulate::detector_of(config.as_deref())? };
             let data = frame_dataset(&cfg, finder, &|_| {}).context("simulating frames for the frame dataset")?;
-            data.save(&out).with_context(|| format!("writing {}", out.display()))?;
-            // The range these inputs hold: a model trained on them carries it (NAME.inputs.json beside
-            // NAME.onnx) so that a run can tell when its frames are unlike them.
             let source = format!("hitgate dataset frames: {frames} simulated frames, hit rate {hit_rate}, seed {seed}");
-            let ranges = InputRanges::from_summaries(&data.summaries, SUMMARY_LEN, [0.001, 0.999], &source);
-            let path = out.join("inputs.json");
-            std::fs::write(&path, serde_json::to_string_pretty(&ranges)?)
-                .with_context(|| format!("writing {}", path.display()))?;
+            save_frames(&data, &out, &source)?;
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
             say!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
         }

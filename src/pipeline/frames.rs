@@ -24,15 +24,15 @@ pub fn each_whole_frame(
     geometry: &DetectorGeometry,
     assembler: AssemblerConfig,
     recording: &Recording,
-    mut whole: impl FnMut(&FrameHandle),
+    mut whole: impl FnMut(&mut FrameHandle),
 ) -> Result<FramesRead, PipelineError> {
     let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), assembler.window_frames + 2, 0)?;
     let mut a = Assembler::new(geometry.clone(), assembler, Arc::clone(&pool));
     let mut partial = 0u64;
     let mut take = |a: &mut Assembler| {
-        while let Some(frame) = a.pop_ready() {
+        while let Some(mut frame) = a.pop_ready() {
             if frame.meta().is_complete() {
-                whole(&frame);
+                whole(&mut frame);
             } else {
                 partial += 1;
             }

@@ -14,6 +14,7 @@ mod run_control;
 mod scoring;
 mod service;
 mod stages;
+mod summaries;
 mod summary;
 
 pub use dark::{DarkReport, measure_dark};
@@ -23,6 +24,7 @@ pub use replay::{Pace, ReplayOptions};
 pub use run_control::{ReloadReport, RunControl, apply_reload};
 pub use scoring::{ScoredRun, ScoringError, score_capture};
 pub use service::{LiveOptions, LiveSource};
+pub use summaries::{LabelRule, LabelledFrames, SummariesError, label_recording};
 pub use summary::{Progress, RunSummary};
 
 use std::sync::Arc;

@@ -1,0 +1,114 @@
+//! A recording's frames as the learned trigger reads them, labelled, for training it on a beamline's
+//! own data: every whole frame reduced with the config's calibration, finder and geometry into its
+//! summary, and labelled hit or miss by a conservative rule (peakfinder8's spot count: at least
+//! `hit_min_spots` is a hit, at most `miss_max_spots` a miss, frames in between left out).
+
+use std::sync::Arc;
+
+use super::PipelineError;
+use super::frames::{FramesRead, each_whole_frame};
+use crate::config::{Config, FinderKind, TriggerKind};
+use crate::features::summary::SUMMARY_LEN;
+use crate::ingest::Recording;
+use crate::reduce::{PlanError, Reducer, ReducerPlan};
+
+/// How frames are labelled from peakfinder8's spot count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelRule {
+    pub hit_min_spots: u32,
+    pub miss_max_spots: u32,
+}
+
+/// The labelled frames of a recording.
+#[derive(Debug, Default)]
+pub struct LabelledFrames {
+    /// [`SUMMARY_LEN`] values a frame, as the reducer computes them for the learned trigger.
+    pub summaries: Vec<f32>,
+    pub hit: Vec<bool>,
+    /// Spots the config's own finder found (in the summary too), and peakfinder8's (the label's).
+    pub spots_found: Vec<u32>,
+    pub label_spots: Vec<u32>,
+    pub frame_numbers: Vec<u64>,
+    /// Whole frames whose count fell between the two limits: neither hit nor miss.
+    pub left_out: u64,
+    pub frames_partial: u64,
+    pub input_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SummariesError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("the hit label needs more spots ({hit}) than a miss may have ({miss})")]
+    Rule { hit: u32, miss: u32 },
+    #[error(
+        "calibration.dark_frames = {0}: the run measures its pedestals on its first frames; measure them once \
+         with `hitgate calibrate dark` and give the files (calibration.pedestal_files)"
+    )]
+    DarkFrames(usize),
+}
+
+/// Reduces and labels every whole frame of `recording` as `config` describes the detector.
+///
+/// # Errors
+/// A rule whose limits overlap, a config that measures pedestals on dark frames, a reduction that
+/// cannot be prepared, a frame pool that cannot be allocated.
+pub fn label_recording(
+    config: &Config,
+    recording: &Recording,
+    rule: LabelRule,
+) -> Result<LabelledFrames, SummariesError> {
+    if rule.hit_min_spots <= rule.miss_max_spots {
+        return Err(SummariesError::Rule { hit: rule.hit_min_spots, miss: rule.miss_max_spots });
+    }
+    if config.calibration.dark_frames > 0 {
+        return Err(SummariesError::DarkFrames(config.calibration.dark_frames));
+    }
+    let geometry = config.geometry().map_err(PipelineError::from)?;
+    // The summary as the learned trigger reads it (the summary is computed only for a backend that
+    // reads it; its model does not matter here).
+    let mut summarising = config.clone();
+    summarising.trigger.kind = TriggerKind::Tract;
+    summarising.features.localiser.model = None;
+    // The label's own count.
+    let mut labelling = config.clone();
+    labelling.trigger.kind = TriggerKind::AcceptAll;
+    labelling.features.finder = FinderKind::Peakfinder8;
+    labelling.features.localiser.model = None;
+    let reducer = |c: &Config| -> Result<Reducer, PlanError> {
+        let settings = c.reducer_settings(&geometry);
+        Reducer::new(Arc::new(ReducerPlan::new(&settings)?))
+    };
+    let (mut summary_reducer, mut label_reducer) = (reducer(&summarising)?, reducer(&labelling)?);
+    let mut out = LabelledFrames::default();
+    let mut summary = Vec::with_capacity(SUMMARY_LEN);
+    let read: FramesRead = each_whole_frame(&geometry, config.assembler_config(), recording, |frame| {
+        summary_reducer.reduce(frame);
+        summary.clear();
+        summary.extend_from_slice(&frame.features().summary);
+        let found = frame.features().spots_found;
+        label_reducer.reduce(frame);
+        let label = frame.features().spots_found;
+        let hit = match label {
+            n if n >= rule.hit_min_spots => true,
+            n if n <= rule.miss_max_spots => false,
+            _ => {
+                out.left_out += 1;
+                return;
+            }
+        };
+        if summary.len() != SUMMARY_LEN {
+            return;
+        }
+        out.summaries.extend_from_slice(&summary);
+        out.hit.push(hit);
+        out.spots_found.push(found);
+        out.label_spots.push(label);
+        out.frame_numbers.push(frame.meta().frame_number);
+    })?;
+    out.frames_partial = read.frames_partial;
+    out.input_error = read.input_error;
+    Ok(out)
+}

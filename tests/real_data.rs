@@ -407,3 +407,76 @@ fn a_real_capture_becomes_labelled_training_data_from_the_command_line() {
     // Limits that overlap are refused.
     assert!(!args("3", "3").status.success());
 }
+
+/// The median of the finite values.
+fn median(values: impl Iterator<Item = f32>) -> f32 {
+    let mut v: Vec<f32> = values.filter(|x| x.is_finite()).collect();
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
+}
+
+/// Median G0 noise (ADU) over the whole frames of a recording with no beam.
+fn dark_noise_adu(model: &str, recording: &Path) -> f32 {
+    let geometry = hitgate::detector::DetectorGeometry::with_consecutive_ports(model, 1, 50001).unwrap();
+    let recording = hitgate::ingest::Recording::open(recording).unwrap();
+    let assembler = Config::parse(&format!("[detector]\nmodel = \"{model}\"\n[[sink]]\nkind = \"null\"\n"))
+        .unwrap()
+        .assembler_config();
+    let report = hitgate::pipeline::measure_dark(&geometry, assembler, &recording).unwrap();
+    median(report.measurement.noise_adu[0].iter().copied())
+}
+
+#[test]
+fn the_simulators_noise_and_background_beside_the_real_detectors() {
+    use hitgate::sim::{SimConfig, SimulatedDetector};
+    let Some(data) = realdata() else { return };
+    let mod5 = data.join("jungfrau-mod5");
+    let dir = tempfile::tempdir().unwrap();
+    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
+    let maps = config.calibration.maps(1, ROWS, COLS).unwrap();
+    let energy = config.detector.photon_energy_kev() as f32;
+    // Noise: the real dark run, mod5's own pedestal noise, and the simulator's dark frames.
+    let darks = dark_noise_adu("jungfrau-1if", &data.join("jungfrau-darks/jungfrau_single_master_0.json"));
+    let mod5_rms = read(&mod5.join("pedestal_g0_rms.bin"), f32::from_le_bytes);
+    let mod5_adu = median(mod5_rms.iter().copied());
+    let mod5_kev = median(mod5_rms.iter().zip(maps.gain(0)).map(|(&n, &g)| n / g));
+    let cfg = SimConfig { frames: 40, hit_rate: 0.0, dark_frames: 40, seed: 5, ..SimConfig::default() };
+    let sim = hitgate::sim::simulate(&cfg, &dir.path().join("sim"), &mut |_| {}).unwrap();
+    let sim_adu = dark_noise_adu("jungfrau-1if", &sim.capture);
+    let sim_maps = hitgate::calib::CalibrationMaps::load(&sim.calibration, ROWS * COLS).unwrap();
+    let sim_kev = sim_adu / median(sim_maps.gain(0).iter().copied());
+    // Background: photons a pixel, the mean over each frame (Bragg spots are a small share of a real
+    // frame's photons), of mod5's frames and of simulated misses.
+    let converter = PhotonConverter::new(&maps, energy);
+    let mut photons = vec![0f32; ROWS * COLS];
+    let mut real_bg = Vec::new();
+    for n in 0..20 {
+        converter.jungfrau_photons(&raw_frame(&mod5.join(format!("raw_{n:02}.bin"))), 0, &mut photons);
+        let finite: Vec<f32> = photons.iter().copied().filter(|p| p.is_finite()).collect();
+        real_bg.push(finite.iter().sum::<f32>() / finite.len() as f32);
+    }
+    let detector = SimulatedDetector::new(&SimConfig { hit_rate: 0.0, seed: 6, ..SimConfig::default() }).unwrap();
+    let sim_converter = PhotonConverter::new(detector.calibration(), SimConfig::default().photon_energy_kev as f32);
+    let mut sim_bg = Vec::new();
+    for n in 1..=20 {
+        sim_converter.jungfrau_photons(&detector.frame(n).0, 0, &mut photons);
+        sim_bg.push(photons.iter().filter(|p| p.is_finite()).sum::<f32>() / photons.len() as f32);
+    }
+    let range = |v: &[f32]| (v.iter().copied().fold(f32::INFINITY, f32::min), v.iter().copied().fold(0.0, f32::max));
+    let ((rl, rh), (sl, sh)) = (range(&real_bg), range(&sim_bg));
+    println!("| | real | simulated |");
+    println!("|---|---|---|");
+    println!("| G0 noise, median over pixels (ADU) | dark run {darks:.1}; mod5 {mod5_adu:.1} | {sim_adu:.1} |");
+    println!(
+        "| G0 noise in photons at 12.4 keV | mod5 {:.3} ({mod5_kev:.3} keV) | {:.3} ({sim_kev:.3} keV) |",
+        mod5_kev / energy,
+        sim_kev / energy
+    );
+    println!("| background, mean photons a pixel, per frame | mod5 {rl:.2}–{rh:.2} | {sl:.3}–{sh:.3} |");
+    // The measurements themselves are sound: real noise as the data's description gives it, a
+    // simulator that draws what it is set to (0.18 keV).
+    assert!((20.0..35.0).contains(&darks), "{darks}");
+    assert!(mod5_adu > 1.0 && mod5_kev > 0.0, "{mod5_adu} {mod5_kev}");
+    assert!((sim_kev - 0.18).abs() < 0.03, "{sim_kev} keV");
+    assert!(rl > 0.5 && sh < 0.5, "backgrounds: real {rl}–{rh}, simulated {sl}–{sh}");
+}

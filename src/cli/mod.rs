@@ -17,6 +17,7 @@ mod replay;
 mod run;
 mod send;
 mod simulate;
+mod train;
 mod tune;
 mod validate;
 
@@ -76,6 +77,9 @@ pub enum Command {
     /// Write training data for the learned models from simulated frames (NumPy .npy files).
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Train a learned model on training data (`hitgate dataset`), from wherever hitgate is installed.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Write the FPGA kernel's weight header and its C-simulation test data from the int8 hit
     /// classifier (generated files under hls/: never edit them, run this).
     FpgaExport(fpga_export::FpgaExportArgs),
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Geometry(args) => geometry::run(&args),
         Command::Calibrate(command) => calibrate::run(command),
         Command::Dataset(command) => dataset::run(command),
+        Command::Train(command) => train::run(command),
         Command::FpgaExport(args) => fpga_export::run(&args),
     }
 }

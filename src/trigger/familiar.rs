@@ -39,8 +39,11 @@ impl InputsSection {
 
 /// A frame is unfamiliar when at least this many of its inputs lie outside their training range.
 const UNFAMILIAR_INPUTS: usize = 3;
-/// How far past a range's ends (as a share of its width) an input still counts as inside.
+/// How far past a range's ends (as a share of its width) an input still counts as inside, and at
+/// least how far (in the inputs' own units; most are fractions of a ring's blocks): an input that was
+/// 0 on every training frame is not unfamiliar at the first block that holds a photon.
 const MARGIN: f32 = 0.25;
+const MARGIN_FLOOR: f32 = 0.01;
 
 /// The range each input of a model held over its training frames.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -101,13 +104,14 @@ impl InputRanges {
         InputRanges::parse(&text, &path.display().to_string())
     }
 
-    /// The inputs of `summary` outside their ranges (each widened by a quarter of its width).
+    /// The inputs of `summary` outside their ranges (each widened by a quarter of its width, and by
+    /// at least 0.01).
     pub fn outside(&self, summary: &[f32]) -> usize {
         summary
             .iter()
             .zip(self.low.iter().zip(&self.high))
             .filter(|&(&v, (&lo, &hi))| {
-                let slack = MARGIN * (hi - lo).abs().max(1e-6);
+                let slack = (MARGIN * (hi - lo).abs()).max(MARGIN_FLOOR);
                 !(v >= lo - slack && v <= hi + slack)
             })
             .count()

@@ -101,7 +101,9 @@ def thirds(samples, key, warmup):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0)
-    p.add_argument("--share", type=float, default=0.8, help="share of the lossless rate to soak at")
+    # 10 s trials find a rate two shared cores (the sender takes one) do not always hold for minutes:
+    # at 80% one soak of four saw its queues creep at ~1010 frames/s with nothing lost.
+    p.add_argument("--share", type=float, default=0.7, help="share of the lossless rate to soak at")
     p.add_argument("--every-s", type=float, default=5.0, help="seconds between samples")
     p.add_argument("--trial-s", type=float, default=10.0, help="seconds of each lossless-rate trial")
     p.add_argument("--hit-rate", type=float, default=0.02, help="share of simulated frames with a crystal hit")

@@ -75,30 +75,29 @@ pub fn detector_of(config: Option<&Path>) -> Result<SimConfig> {
 
 pub fn run(args: &SimulateArgs) -> Result<()> {
     let a = args;
-    let base = detector_of(a.config.as_deref())?;
-    let own = a.config.is_none();
-    let cfg = SimConfig {
-        model: if own { a.model.clone() } else { base.model.clone() },
-        modules: if own { a.modules } else { base.modules },
-        modules_per_row: if !own {
-            base.modules_per_row
-        } else if a.modules >= 2 {
-            2
-        } else {
-            1
+    // The detector: the config's, else the one the command line describes.
+    let detector = match &a.config {
+        Some(_) => detector_of(a.config.as_deref())?,
+        None => SimConfig {
+            model: a.model.clone(),
+            modules: a.modules,
+            modules_per_row: if a.modules >= 2 { 2 } else { 1 },
+            first_udp_port: a.first_udp_port,
+            photon_energy_kev: a.photon_energy_kev,
+            distance_mm: a.distance_mm,
+            ..SimConfig::default()
         },
-        first_udp_port: if own { a.first_udp_port } else { base.first_udp_port },
+    };
+    let cfg = SimConfig {
         frames: a.frames,
         hit_rate: a.hit_rate,
         seed: a.seed,
         frame_rate_hz: a.frame_rate_hz,
-        photon_energy_kev: if own { a.photon_energy_kev } else { base.photon_energy_kev },
-        distance_mm: if own { a.distance_mm } else { base.distance_mm },
         dark_frames: a.dark_frames,
         faults: PacketFaults { loss: a.faults.loss, reorder: a.faults.reorder, duplicate: a.faults.duplicate },
         format: a.format,
         framing: a.link,
-        ..base
+        ..detector
     };
     let outputs = with_progress(&cfg, &a.out)?;
     print::simulation(&outputs);

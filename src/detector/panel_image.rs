@@ -238,14 +238,17 @@ impl PanelImage {
         }
     }
 
-    /// The image of per-pixel values that are not shared out (mask flags): each image pixel takes its
-    /// raw pixel's value.
+    /// The image of per-pixel values that are not shared out (mask flags), for panels stacked one
+    /// after the other: each image pixel takes its raw pixel's value.
     pub fn spread<T: Copy>(&self, raw: &[T], image: &mut [T]) {
         let cols = self.cols.len();
-        for (out, &r) in image.chunks_exact_mut(cols).zip(&self.rows.source) {
-            let Some(src) = raw.get(r as usize * self.raw_cols..(r as usize + 1) * self.raw_cols) else { return };
-            for (o, &c) in out.iter_mut().zip(&self.cols.source) {
-                *o = src[c as usize];
+        let raw_panel = (self.raw_rows * self.raw_cols).max(1);
+        for (raw, image) in raw.chunks_exact(raw_panel).zip(image.chunks_exact_mut(self.pixels().max(1))) {
+            for (out, &r) in image.chunks_exact_mut(cols).zip(&self.rows.source) {
+                let src = &raw[r as usize * self.raw_cols..(r as usize + 1) * self.raw_cols];
+                for (o, &c) in out.iter_mut().zip(&self.cols.source) {
+                    *o = src[c as usize];
+                }
             }
         }
     }

@@ -172,10 +172,7 @@ impl ReducerPlan {
                 let mut map = RadialMap::new(&origins, image_rows, image_cols, settings.beam_center_px, &p);
                 if let Some(mask) = &mask {
                     let mut flags = vec![0u8; panels * image.pixels()];
-                    for (raw, out) in mask.flags().chunks_exact(rows * cols).zip(flags.chunks_exact_mut(image.pixels()))
-                    {
-                        image.spread(raw, out);
-                    }
+                    image.spread(mask.flags(), &mut flags);
                     map.exclude(&flags);
                 }
                 FinderPlan::Peakfinder8(p, map)

@@ -41,9 +41,7 @@ impl Hdf5Sink {
                 // In the stored image: both halves of a split pixel carry its flags.
                 let flags: Vec<u32> = mask.flags().iter().map(|&f| u32::from(f)).collect();
                 let mut stored = vec![0u32; panels * image.pixels()];
-                for (raw, out) in flags.chunks_exact(raw_rows * raw_cols).zip(stored.chunks_exact_mut(image.pixels())) {
-                    image.spread(raw, out);
-                }
+                image.spread(&flags, &mut stored);
                 stored
             }
             Ok(None) => Vec::new(),

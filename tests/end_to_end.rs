@@ -272,8 +272,9 @@ fn pedestals_measured_on_dark_frames_replace_wrong_constants() {
         config.calibration.file = None;
         config.calibration.pedestal_adu[0] = 2500.0;
         config.calibration.dark_frames = dark_frames;
-        // The learned trigger reads absolute photon levels (the spot finders subtract each tile's or
-        // ring's background, so a uniform offset does not move them).
+        // The learned trigger judges by each shell's excess over the frame's own background: a photon
+        // too many in every pixel raises the background it measures and hides weak hits' spots in
+        // its noise (the spot finders subtract each tile's or ring's background too).
         config.trigger.kind = hitgate::config::TriggerKind::Tract;
         let min_spots = config.trigger.spots.min_spots;
         common::replay(config, &out.capture);
@@ -291,8 +292,9 @@ fn pedestals_measured_on_dark_frames_replace_wrong_constants() {
     assert!(dark[..20].iter().all(|&d| d) && dark[20..].iter().all(|&d| !d), "the first 20 frames are dark");
     let constants = run(0);
     println!("with the wrong constants: {constants}");
-    // The same wrong constants without dark frames must do clearly worse, or this test shows nothing.
-    assert!(constants.rejection() < measured.rejection() - 0.2, "dark frames: {measured}\nconstants: {constants}");
+    // The same wrong constants without dark frames must do clearly worse, or this test shows nothing:
+    // weak hits are lost.
+    assert!(constants.efficiency() < measured.efficiency() - 0.1, "dark frames: {measured}\nconstants: {constants}");
 }
 
 #[test]
@@ -315,8 +317,7 @@ fn tracking_follows_a_drifting_pedestal_that_the_calibration_file_does_not() {
         config.calibration.pedestal_window_frames = 10;
         config.calibration.pedestal_track_every = 1;
         config.reducer.queue_frames = 8;
-        // The learned trigger reads absolute photon levels (the spot finders subtract each tile's or
-        // ring's background, so a uniform offset does not move them).
+        // A pedestal drifting up reads as a background rising in every shell, which hides weak hits.
         config.trigger.kind = hitgate::config::TriggerKind::Tract;
         let min_spots = config.trigger.spots.min_spots;
         common::replay(config, &out.capture);
@@ -328,7 +329,7 @@ fn tracking_follows_a_drifting_pedestal_that_the_calibration_file_does_not() {
     println!("tracked: {tracked}\nfile only: {file_only}");
     assert!(tracked.clear_hit_efficiency() >= 0.95 && tracked.rejection() >= 0.98, "{tracked}");
     assert!(
-        file_only.rejection() < tracked.rejection() - 0.2,
+        file_only.efficiency() < tracked.efficiency() - 0.1,
         "the drift must hurt without tracking:\ntracked: {tracked}\nfile only: {file_only}"
     );
 }

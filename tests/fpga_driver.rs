@@ -106,7 +106,9 @@ fn a_dma_channel_that_refuses_transfers_is_a_clear_error() {
     let mut card = FpgaCard::open(emulated.paths(), LAYOUT, model_hash(), TIMEOUT).unwrap();
     let err = card.judge(&inputs(4, 2), &mut [0; 4]).unwrap_err();
     assert!(matches!(err, FpgaError::Card(_)), "{err}");
-    assert!(err.to_string().contains("DMA host to card of 168 bytes at card address 0x0 failed"), "{err}");
+    let bytes = 4 * hitgate::trigger::fpga::quant::INPUTS;
+    let want = format!("DMA host to card of {bytes} bytes at card address 0x0 failed");
+    assert!(err.to_string().contains(&want), "{err}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::ingest::Recording;
 use hitgate::pipeline::{LabelRule, label_recording};
 use hitgate::sim::SimConfig;
-use hitgate::sim::dataset::{FrameDataset, frame_dataset, peak_dataset};
+use hitgate::sim::dataset::{FrameDataset, frame_dataset, peak_dataset, randomized_frame_dataset};
 
 use super::{Exit, describe};
 use hitgate::trigger::InputRanges;
@@ -48,6 +48,11 @@ pub enum DatasetCommand {
         /// distance, energy, calibration files) instead of the built-in one.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Draw a new beamline every 25 frames from the built-in model's training distribution
+        /// (distance, energy, beam centre, background, ice, crystals and spot shapes; the held-out
+        /// matrix's settings left out), on the built-in detector or `--config`'s.
+        #[arg(long, conflicts_with = "capture")]
+        randomize: bool,
         /// Summarise this recording instead (a packet capture or an slsReceiver run's master file),
         /// reduced as `--config` says; needs `--config` and `--label-by`.
         #[arg(long, requires_all = ["config", "label_by"])]
@@ -96,6 +101,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
                 // Not known of a recorded frame.
                 strength: vec![f32::NAN; labelled.hit.len()],
                 visible_spots: vec![f32::NAN; labelled.hit.len()],
+                detectable_spots: vec![f32::NAN; labelled.hit.len()],
                 spots_found: labelled.spots_found.iter().map(|&n| n as f32).collect(),
             };
             let source = format!(
@@ -120,10 +126,17 @@ pub fn run(command: DatasetCommand) -> Result<()> {
                 return Err(Exit { code: 4, message: format!("input damaged: {e}") }.into());
             }
         }
-        DatasetCommand::Frames { out, frames, hit_rate, seed, config, .. } => {
+        DatasetCommand::Frames { out, frames, hit_rate, seed, config, randomize, .. } => {
             let cfg = SimConfig { frames, hit_rate, seed, ..super::simulate::detector_of(config.as_deref())? };
-            let data = frame_dataset(&cfg, finder, &|_| {}).context("simulating frames for the frame dataset")?;
-            let source = format!("hitgate dataset frames: {frames} simulated frames, hit rate {hit_rate}, seed {seed}");
+            let data = if randomize {
+                randomized_frame_dataset(&cfg, seed, frames, finder, &|_| {})
+            } else {
+                frame_dataset(&cfg, finder, &|_| {})
+            };
+            let data = data.context("simulating frames for the frame dataset")?;
+            let drawn = if randomize { ", beamlines drawn from the training distribution" } else { "" };
+            let source =
+                format!("hitgate dataset frames: {frames} simulated frames, hit rate {hit_rate}, seed {seed}{drawn}");
             save_frames(&data, &out, &source)?;
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
             say!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());

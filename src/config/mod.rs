@@ -230,6 +230,7 @@ impl Config {
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
             photon_energy_kev: self.detector.photon_energy_kev() as f32,
+            distance_mm: self.detector.distance_mm(),
             stored_pixels: self.stored_pixels(),
         }
     }
@@ -242,6 +243,7 @@ impl Config {
             photons: integrating,
             rings: self.features.finder == FinderKind::Peakfinder8 || self.trigger.backend().reads_summary(),
             description: self.sinks.iter().any(|s| matches!(s, SinkSection::Hdf5(_) | SinkSection::Stream(_))),
+            resolution: self.trigger.backend().reads_summary(),
         }
     }
 

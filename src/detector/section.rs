@@ -78,6 +78,8 @@ pub struct GeometryUses {
     pub rings: bool,
     /// Describing the experiment: NeXus files, the live stream's start message.
     pub description: bool,
+    /// Each pixel's resolution (beam centre, distance, energy): the learned trigger's summary.
+    pub resolution: bool,
 }
 
 fn one() -> usize {
@@ -149,7 +151,7 @@ impl DetectorSection {
         let mut said = Vec::new();
         let mut needs = Vec::new();
         if uses.rings {
-            needs.push("the rings around the beam (peakfinder8, the learned trigger's summary)");
+            needs.push("the rings around the beam (peakfinder8, the learned trigger's resolution shells)");
         }
         if uses.description {
             needs.push("the experiment's description (NeXus, the stream)");
@@ -164,14 +166,21 @@ impl DetectorSection {
                 needs.join(" and ")
             ));
         }
-        if self.distance_mm.is_none() && uses.description {
+        if self.distance_mm.is_none() && (uses.description || uses.resolution) {
+            let what = match (uses.description, uses.resolution) {
+                (true, true) => {
+                    "the experiment's description (NeXus, the stream) and the learned trigger's resolution shells"
+                }
+                (true, false) => "the experiment's description (NeXus, the stream)",
+                _ => "the learned trigger's resolution shells",
+            };
             said.push(format!(
-                "{} not given: {DEFAULT_DISTANCE_MM} mm is assumed for the experiment's description (NeXus, the stream)",
+                "{} not given: {DEFAULT_DISTANCE_MM} mm is assumed for {what}",
                 key(path, "distance_mm")
             ));
         }
-        if self.photon_energy_kev.is_none() && (uses.photons || uses.description) {
-            let what = match (uses.photons, uses.description) {
+        if self.photon_energy_kev.is_none() && (uses.photons || uses.description || uses.resolution) {
+            let what = match (uses.photons, uses.description || uses.resolution) {
                 (true, true) => "the conversion to photons and the wavelength",
                 (true, false) => "the conversion to photons",
                 _ => "the wavelength",

@@ -84,7 +84,7 @@ pub fn label_recording(
     let (mut summary_reducer, mut label_reducer) = (reducer(&summarising)?, reducer(&labelling)?);
     let mut out = LabelledFrames::default();
     let mut summary = Vec::with_capacity(SUMMARY_LEN);
-    // Room for the spots the finder lists, as a run's frames have: the summary counts their photons.
+    // Room for the spots the finder lists, as a run's frames have.
     let spots = config.features.max_spots_recorded;
     let read: FramesRead = each_whole_frame(&geometry, config.assembler_config(), recording, spots, |frame| {
         summary_reducer.reduce(frame);

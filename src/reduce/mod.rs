@@ -19,7 +19,7 @@ use crate::codec::bitshuffle::BitshuffleError;
 use crate::codec::{FrameEncoder, StoredPixels};
 use crate::detector::{DetectorGeometry, DetectorType, PanelImage};
 use crate::features::localiser::{LocaliseFrames, Localiser, LocaliserError};
-use crate::features::summary::SummaryPlan;
+use crate::features::summary::{Diffraction, SummaryPlan};
 use crate::features::{FeaturesSection, FinderKind, Peakfinder8Params, RadialMap, ThresholdParams};
 use crate::section::{Claim, Problems, Resource, key};
 use crate::trigger::{Trigger, TriggerSection};
@@ -73,6 +73,8 @@ pub struct ReducerSettings<'a> {
     pub beam_center_px: (f64, f64),
     /// The beam's photon energy (an integrating detector's conversion to photons).
     pub photon_energy_kev: f32,
+    /// From the sample to the detector: with the beam centre and energy, each pixel's resolution.
+    pub distance_mm: f64,
     /// What kept frames are compressed as, when a sink stores compressed frames.
     pub stored_pixels: Option<StoredPixels>,
 }
@@ -179,9 +181,13 @@ impl ReducerPlan {
             }
         };
         let trigger = Trigger::from_config(settings.trigger)?;
-        let summary = trigger
-            .needs_summary()
-            .then(|| SummaryPlan::new(&origins, image_rows, image_cols, settings.beam_center_px));
+        let diffraction = Diffraction {
+            beam_px: settings.beam_center_px,
+            distance_mm: settings.distance_mm,
+            pixel_mm: f64::from(geometry.model.pixel_size_um) / 1000.0,
+            photon_energy_kev: f64::from(settings.photon_energy_kev),
+        };
+        let summary = trigger.needs_summary().then(|| SummaryPlan::new(&origins, image_rows, image_cols, &diffraction));
         let l = &settings.features.localiser;
         let localiser = match l.source() {
             Some(source) => Some((Localiser::load(&source, l.batch_patches)?, l.frames)),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::capture_writer::{CaptureFileFormat, LinkFraming};
 use super::error::SimError;
 use super::packets::PacketFaults;
+use super::scene::Scene;
 use crate::detector::DetectorType;
 
 /// Everything that defines a simulated run.
@@ -27,8 +28,6 @@ pub struct SimConfig {
     pub frame_rate_hz: f64,
     /// Crystal strength: mean photons of a fully excited low-resolution reflection, log-uniform in range.
     pub mean_reflection_photons: [f64; 2],
-    /// Width of a Bragg spot (Gaussian sigma, pixels).
-    pub spot_sigma_px: f64,
     /// Solvent ring peak and flat air scatter, photons per pixel per frame.
     pub solvent_ring_photons: f64,
     pub air_photons: f64,
@@ -51,10 +50,21 @@ pub struct SimConfig {
     /// not given.
     #[serde(default)]
     pub beam_center_px: Option<(f64, f64)>,
+    /// Electronic noise of G0 as energy (keV): 0.58 keV is the 24 ADU a real module's dark frames
+    /// show at its 41 ADU/keV.
+    #[serde(default = "default_noise_kev")]
+    pub noise_kev: f64,
+    /// The scene besides the detector: solvent ring, shadow, ice, crystals and their spots.
+    #[serde(default)]
+    pub scene: Scene,
     /// The detector's own pedestals and gains (a config's calibration files); drawn around typical
     /// values when not given.
     #[serde(skip)]
     pub calibration: Option<std::sync::Arc<crate::calib::CalibrationMaps>>,
+}
+
+fn default_noise_kev() -> f64 {
+    0.58
 }
 
 fn default_format() -> CaptureFileFormat {
@@ -81,7 +91,6 @@ impl Default for SimConfig {
             distance_mm: 100.0,
             frame_rate_hz: 1000.0,
             mean_reflection_photons: [2.0, 400.0],
-            spot_sigma_px: 0.6,
             solvent_ring_photons: 0.15,
             air_photons: 0.01,
             hot_pixels_per_module: 5,
@@ -92,6 +101,8 @@ impl Default for SimConfig {
             format: CaptureFileFormat::Pcap,
             framing: LinkFraming::Ethernet,
             beam_center_px: None,
+            noise_kev: default_noise_kev(),
+            scene: Scene::default(),
             calibration: None,
         }
     }

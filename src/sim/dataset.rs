@@ -12,6 +12,7 @@
 use std::path::Path;
 
 use super::npy;
+use super::randomize::{EPISODE_FRAMES, training_episode};
 use super::run::{SimConfig, SimError, SimulatedDetector};
 use crate::calib::PhotonConverter;
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
@@ -130,6 +131,9 @@ pub struct FrameDataset {
     pub strength: Vec<f32>,
     /// Reflections of at least 25 photons.
     pub visible_spots: Vec<f32>,
+    /// Reflections standing out of the background where they land (`sim::run::detectable`): a hit
+    /// with fewer than ten is not a usable one.
+    pub detectable_spots: Vec<f32>,
     pub spots_found: Vec<f32>,
 }
 
@@ -142,8 +146,8 @@ impl FrameDataset {
         self.hit.is_empty()
     }
 
-    /// Writes `summaries.npy` (N × SUMMARY_LEN), `hit.npy`, `strength.npy`, `visible_spots.npy` and
-    /// `spots_found.npy` (N) into `dir`.
+    /// Writes `summaries.npy` (N × SUMMARY_LEN), `hit.npy`, `strength.npy`, `visible_spots.npy`,
+    /// `detectable_spots.npy` and `spots_found.npy` (N) into `dir`.
     ///
     /// # Errors
     /// The folder or a file cannot be written.
@@ -156,6 +160,7 @@ impl FrameDataset {
                 ("hit.npy", &[n], &self.hit),
                 ("strength.npy", &[n], &self.strength),
                 ("visible_spots.npy", &[n], &self.visible_spots),
+                ("detectable_spots.npy", &[n], &self.detectable_spots),
                 ("spots_found.npy", &[n], &self.spots_found),
             ],
         )
@@ -179,9 +184,9 @@ pub fn frame_dataset(
     let (image_rows, image_cols) = image.shape();
     let origins: Vec<(usize, usize)> =
         (0..panels).map(|p| detector.geometry().panel_origin(p, detector.layout())).collect();
-    let plan = SummaryPlan::new(&origins, image_rows, image_cols, detector.beam_center_px());
+    let plan = SummaryPlan::new(&origins, image_rows, image_cols, &detector.diffraction());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
-    let mut rows_out: Vec<(u64, Vec<f32>, [f32; 4])> = std::thread::scope(|s| {
+    let mut rows_out: Vec<(u64, Vec<f32>, [f32; 5])> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let (detector, converter, plan) = (&detector, &converter, &plan);
@@ -205,11 +210,12 @@ pub fn frame_dataset(
                                 finder.find_in_panel(&mut assembled, image_rows, image_cols, panel as u16, &mut spots);
                         }
                         let mut summary = vec![0f32; SUMMARY_LEN];
-                        counter.finish(plan, found, &spots, &mut summary);
+                        counter.finish(&mut summary);
                         let facts = [
                             f32::from(u8::from(truth.hit)),
                             truth.mean_reflection_photons as f32,
                             truth.visible_spots as f32,
+                            truth.detectable_spots as f32,
                             found as f32,
                         ];
                         out.push((frame_number, summary, facts));
@@ -224,14 +230,48 @@ pub fn frame_dataset(
     })?;
     rows_out.sort_by_key(|r| r.0);
     let mut data = FrameDataset::default();
-    for (_, summary, [hit, strength, visible, found]) in rows_out {
+    for (_, summary, [hit, strength, visible, detectable, found]) in rows_out {
         data.summaries.extend_from_slice(&summary);
         data.hit.push(hit);
         data.strength.push(strength);
         data.visible_spots.push(visible);
+        data.detectable_spots.push(detectable);
         data.spots_found.push(found);
     }
     Ok(data)
+}
+
+impl FrameDataset {
+    fn append(&mut self, mut other: FrameDataset) {
+        self.summaries.append(&mut other.summaries);
+        self.hit.append(&mut other.hit);
+        self.strength.append(&mut other.strength);
+        self.visible_spots.append(&mut other.visible_spots);
+        self.detectable_spots.append(&mut other.detectable_spots);
+        self.spots_found.append(&mut other.spots_found);
+    }
+}
+
+/// Summarises `frames` frames of the built-in training distribution (`sim::randomize`): episodes of
+/// [`EPISODE_FRAMES`] frames, each a beamline drawn at random, on `base`'s detector at its hit rate.
+///
+/// # Errors
+/// The simulation cannot be prepared (a non-JUNGFRAU model).
+pub fn randomized_frame_dataset(
+    base: &SimConfig,
+    seed: u64,
+    frames: u64,
+    finder: SpotFinderParams,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<FrameDataset, SimError> {
+    let mut all = FrameDataset::default();
+    for episode in 0..frames.div_ceil(EPISODE_FRAMES) {
+        let mut cfg = training_episode(base, seed, episode);
+        cfg.frames = cfg.frames.min(frames - episode * EPISODE_FRAMES);
+        let done = episode * EPISODE_FRAMES;
+        all.append(frame_dataset(&cfg, finder, &|f| progress(done + f))?);
+    }
+    Ok(all)
 }
 
 /// One worker's scratch.
@@ -308,6 +348,7 @@ impl<'a> FrameExamples<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::summary::{PER_SHELL, SHELLS};
 
     #[test]
     fn examples_are_bright_patches_near_their_targets() {
@@ -339,8 +380,10 @@ mod tests {
         assert_eq!(data.summaries.len(), 12 * SUMMARY_LEN);
         let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
         assert!(hits > 0 && hits < 12, "{hits} hits");
-        // Blocks of 4+ photons, summed over the rings: more in every strong hit than in any miss.
-        let clustered = |i: usize| -> f32 { (0..8).map(|r| data.summaries[i * SUMMARY_LEN + r * 5 + 3]).sum() };
+        // Blocks 6 deviations above the background, summed over the shells: more in every strong hit
+        // than in any miss.
+        let clustered =
+            |i: usize| -> f32 { (0..SHELLS).map(|r| data.summaries[i * SUMMARY_LEN + r * PER_SHELL + 4]).sum() };
         let most_in_a_miss = (0..12).filter(|&i| data.hit[i] == 0.0).map(clustered).fold(0.0, f32::max);
         for i in (0..12).filter(|&i| data.visible_spots[i] >= 10.0) {
             assert!(clustered(i) > most_in_a_miss, "frame {i}");

@@ -22,7 +22,7 @@ const G1_FLOOR_ADU: f32 = 1_000.0;
 
 impl JungfrauResponse {
     /// Draws pedestal and gain maps around typical JUNGFRAU values.
-    pub fn new(modules: usize, rows: usize, cols: usize, rng: &mut Rng) -> JungfrauResponse {
+    pub fn new(modules: usize, rows: usize, cols: usize, noise_kev: f32, rng: &mut Rng) -> JungfrauResponse {
         let n = modules * rows * cols;
         let mut ped = Vec::with_capacity(3 * n);
         let mut gain = Vec::with_capacity(3 * n);
@@ -32,17 +32,13 @@ impl JungfrauResponse {
             gain.extend((0..n).map(|_| (g0 + g_sigma * rng.normal()) as f32));
         }
         let noise_table = (0..4096).map(|_| rng.normal() as f32).collect();
-        JungfrauResponse {
-            maps: CalibrationMaps::from_arrays(modules, rows, cols, ped, gain),
-            noise_kev: 0.18,
-            noise_table,
-        }
+        JungfrauResponse { maps: CalibrationMaps::from_arrays(modules, rows, cols, ped, gain), noise_kev, noise_table }
     }
 
     /// A detector whose pedestals and gains are `maps` (a real module's), with the same noise.
-    pub fn with_maps(maps: CalibrationMaps, rng: &mut Rng) -> JungfrauResponse {
+    pub fn with_maps(maps: CalibrationMaps, noise_kev: f32, rng: &mut Rng) -> JungfrauResponse {
         let noise_table = (0..4096).map(|_| rng.normal() as f32).collect();
-        JungfrauResponse { maps, noise_kev: 0.18, noise_table }
+        JungfrauResponse { maps, noise_kev, noise_table }
     }
 
     /// The word pixel `i` sends for `energy_kev` deposited, its G0 pedestal moved by `drift_adu`
@@ -71,9 +67,9 @@ mod tests {
     #[test]
     fn encoding_then_calibrating_gives_the_photons_back_in_every_stage() {
         let mut rng = Rng::new(5, 5);
-        let resp = JungfrauResponse::new(1, 4, 4, &mut rng);
+        let resp = JungfrauResponse::new(1, 4, 4, 0.58, &mut rng);
         let conv = PhotonConverter::new(&resp.maps, 12.4);
-        for (photons, tolerance, code) in [(1.0f32, 0.1, 0), (10.0, 0.1, 0), (200.0, 1.0, 1), (5000.0, 40.0, 3)] {
+        for (photons, tolerance, code) in [(1.0f32, 0.25, 0), (10.0, 0.25, 0), (200.0, 1.0, 1), (5000.0, 40.0, 3)] {
             let raw: Vec<u16> = (0..16).map(|i| resp.encode(i, photons * 12.4, 0.0, &mut rng)).collect();
             let mut out = vec![0.0; 16];
             conv.jungfrau_photons(&raw, 0, &mut out);

@@ -12,6 +12,7 @@ pub use super::error::SimError;
 pub use super::packets::PacketFaults;
 use super::packets::{PacketCounts, PacketEmitter};
 use super::response::JungfrauResponse;
+use super::scene::{ICE_RING_WIDTH, ICE_RINGS_A, Ice, SpotShape, draw, draw_log};
 use crate::detector::{DetectorGeometry, DetectorType, ImageLayout, PanelImage};
 use crate::rng::Rng;
 
@@ -26,6 +27,11 @@ pub struct FrameTruth {
     pub reflections_on_detector: u32,
     /// Those with at least [`VISIBLE_SPOT_PHOTONS`] photons: what a spot finder can be expected to see.
     pub visible_spots: u32,
+    /// Those standing out of the background where they land: the brightest 2 × 2 block (half the
+    /// spot, conservatively) at least 5 Poisson deviations above the block's background. What makes a
+    /// hit usable: with fewer than [`USABLE_HIT_SPOTS`] a crystal was there but left too little.
+    #[serde(default)]
+    pub detectable_spots: u32,
     pub bragg_photons: f64,
     /// Every reflection centred on a module with at least one photon: image row, column, photons.
     #[serde(default)]
@@ -34,6 +40,14 @@ pub struct FrameTruth {
 
 /// A reflection with this many photons puts a few photons in each of its central pixels.
 pub const VISIBLE_SPOT_PHOTONS: f64 = 25.0;
+
+/// Detectable spots a hit needs to be usable (indexing needs about ten).
+pub const USABLE_HIT_SPOTS: u32 = 10;
+
+/// Whether a reflection of `photons` stands out of a background of `background` photons a pixel.
+pub fn detectable(photons: f64, background: f64) -> bool {
+    0.5 * photons >= 5.0 * (4.0 * background.max(0.0) + 1.0).sqrt()
+}
 
 /// The truth file: the run's parameters, what was done to the packets, and every frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +91,8 @@ struct RunModel {
     response: JungfrauResponse,
     /// Background photons per pixel (frame order), before the per-frame jet fluctuation.
     background: Vec<f32>,
+    /// Uniform ice rings of one photon at their peak (frame order); empty when the scene has no ice.
+    ice_rings: Vec<f32>,
     hot_pixels: Vec<usize>,
     dead_pixels: Vec<usize>,
     experiment: Experiment,
@@ -102,8 +118,10 @@ impl RunModel {
         };
         let mut rng = Rng::new(cfg.seed, u64::MAX);
         let response = match &cfg.calibration {
-            Some(maps) => JungfrauResponse::with_maps(maps.as_ref().clone(), &mut rng),
-            None => JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), &mut rng),
+            Some(maps) => JungfrauResponse::with_maps(maps.as_ref().clone(), cfg.noise_kev as f32, &mut rng),
+            None => {
+                JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), cfg.noise_kev as f32, &mut rng)
+            }
         };
         let wavelength_a = 12.398_42 / cfg.photon_energy_kev;
         let pixel_mm = f64::from(m.pixel_size_um) / 1000.0;
@@ -124,20 +142,31 @@ impl RunModel {
             d_min_a: wavelength_a / (2.0 * theta_max.sin()),
         };
         let module_pixels = m.module_rows() * m.module_cols();
+        let sc = &cfg.scene;
         let mut background = vec![0f32; cfg.modules * module_pixels];
-        let mut scene = vec![0f32; image.pixels()];
+        let mut ice_rings = if sc.ice_rate > 0.0 { vec![0f32; background.len()] } else { Vec::new() };
+        let (mut scene, mut ice_scene) = (vec![0f32; image.pixels()], vec![0f32; image.pixels()]);
         for (module, raw) in background.chunks_exact_mut(module_pixels).enumerate() {
             let (r0, c0) = layout.module_origin(module);
-            for (r, row) in scene.chunks_exact_mut(module_cols).enumerate() {
-                for (c, v) in row.iter_mut().enumerate() {
-                    let (dy, dx) = (((r0 + r) as f64 - beam_row) * pixel_mm, ((c0 + c) as f64 - beam_col) * pixel_mm);
-                    let two_theta = dy.hypot(dx).atan2(cfg.distance_mm);
-                    let s = 2.0 * (two_theta / 2.0).sin() / wavelength_a; // 1/d
-                    let ring = (-0.5 * ((s - 1.0 / 3.2) / 0.035).powi(2)).exp();
-                    *v = (cfg.air_photons + cfg.solvent_ring_photons * ring) as f32;
+            for (i, (v, ice)) in scene.iter_mut().zip(ice_scene.iter_mut()).enumerate() {
+                let (r, c) = ((r0 + i / module_cols) as f64 - beam_row, (c0 + i % module_cols) as f64 - beam_col);
+                let two_theta = (r.hypot(c) * pixel_mm).atan2(cfg.distance_mm);
+                let s = 2.0 * (two_theta / 2.0).sin() / wavelength_a; // 1/d
+                let ring = (-0.5 * ((s - 1.0 / sc.solvent_ring_d_a) / sc.solvent_ring_width).powi(2)).exp();
+                let shade = sc.shadow.map_or(1.0, |sh| {
+                    let beyond = c * sh.angle.cos() + r * sh.angle.sin() > sh.offset_px;
+                    if beyond { sh.transmission } else { 1.0 }
+                });
+                *v = ((cfg.air_photons + cfg.solvent_ring_photons * ring) * shade) as f32;
+                if !ice_rings.is_empty() {
+                    let near = ICE_RINGS_A.iter().map(|d| (-0.5 * ((s - 1.0 / d) / ICE_RING_WIDTH).powi(2)).exp());
+                    *ice = (near.sum::<f64>() * shade) as f32;
                 }
             }
             image.fold(&scene, raw);
+            if let Some(raw_ice) = ice_rings.get_mut(module * module_pixels..(module + 1) * module_pixels) {
+                image.fold(&ice_scene, raw_ice);
+            }
         }
         let hot_pixels = (0..cfg.modules)
             .flat_map(|m| (0..cfg.hot_pixels_per_module).map(move |_| m))
@@ -153,6 +182,7 @@ impl RunModel {
             layout,
             response,
             background,
+            ice_rings,
             hot_pixels,
             dead_pixels,
             experiment,
@@ -171,12 +201,23 @@ impl RunModel {
         for &p in &self.hot_pixels {
             expected[p] += 50.0;
         }
+        let ice = if dark { Ice::None } else { cfg.scene.ice(&mut rng) };
+        match ice {
+            Ice::None => {}
+            Ice::Uniform(peak) => {
+                for (e, ring) in expected.iter_mut().zip(&self.ice_rings) {
+                    *e += ring * peak as f32;
+                }
+            }
+            Ice::Spotty(spots) => self.add_ice_spots(&mut expected, cfg, spots, &mut rng),
+        }
         let mut truth = FrameTruth {
             frame_number,
             hit,
             mean_reflection_photons: 0.0,
             reflections_on_detector: 0,
             visible_spots: 0,
+            detectable_spots: 0,
             bragg_photons: 0.0,
             reflections: Vec::new(),
         };
@@ -184,10 +225,22 @@ impl RunModel {
             let [lo, hi] = cfg.mean_reflection_photons;
             let strength = (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform()).exp();
             truth.mean_reflection_photons = strength;
-            let rotation = random_rotation(&mut rng);
-            reflections(&self.crystal, &self.experiment, &rotation, strength, &mut rng, scratch);
+            let (crystal, experiment) = self.crystal_of_hit(cfg, &mut rng);
+            let shape = cfg.scene.spot_shape(&mut rng);
+            let lattices =
+                if cfg.scene.two_lattices_rate > 0.0 && rng.uniform() < cfg.scene.two_lattices_rate { 2 } else { 1 };
+            scratch.clear();
+            let mut lattice = Vec::new();
+            for n in 0..lattices {
+                let rotation = random_rotation(&mut rng);
+                // A second lattice is a smaller crystal beside the first.
+                let share = if n == 0 { 1.0 } else { rng.range(0.2, 1.0) };
+                reflections(&crystal, &experiment, &rotation, strength * share, &mut rng, &mut lattice);
+                scratch.append(&mut lattice);
+            }
             for r in scratch.iter() {
-                if self.add_spot(&mut expected, r, cfg.spot_sigma_px) {
+                if let Some(background) = self.add_spot(&mut expected, r, shape) {
+                    truth.detectable_spots += u32::from(detectable(r.photons, f64::from(background)));
                     truth.reflections_on_detector += 1;
                     truth.bragg_photons += r.photons;
                     truth.visible_spots += u32::from(r.photons >= VISIBLE_SPOT_PHOTONS);
@@ -223,23 +276,79 @@ impl RunModel {
         mask
     }
 
-    /// Spreads a reflection's photons over the pixels around it; false if its centre misses every module.
-    fn add_spot(&self, expected: &mut [f32], r: &Reflection, sigma: f64) -> bool {
-        let (row, col) = (r.row.round(), r.col.round());
-        if row < 0.0 || col < 0.0 || self.layout.locate(row as usize, col as usize).is_none() {
-            return false;
+    /// The crystal of one hit and the experiment as it sees it (its own resolution limit): the run's
+    /// crystal, or one drawn from the scene's ranges.
+    fn crystal_of_hit(&self, cfg: &SimConfig, rng: &mut Rng) -> (Crystal, Experiment) {
+        let sc = &cfg.scene;
+        let mut crystal = self.crystal;
+        if let Some(edges) = sc.cell_edges_a {
+            crystal.cell_a = draw_log(rng, edges);
+            crystal.cell_b = draw_log(rng, edges);
+            crystal.cell_c = draw_log(rng, edges);
+            crystal.b_factor = rng.range(10.0, 60.0);
         }
+        crystal.rocking_width = draw_log(rng, sc.rocking_width);
+        let mut experiment = self.experiment;
+        experiment.d_min_a = experiment.d_min_a.max(draw(rng, sc.crystal_d_min_a));
+        // Reflections are sought over a box of Miller indices: a large cell at high resolution would
+        // take minutes a frame, so its resolution is capped to keep the box below 8 million.
+        let cell = crystal.cell_a * crystal.cell_b * crystal.cell_c;
+        experiment.d_min_a = experiment.d_min_a.max((8.0 * cell / 8.0e6).cbrt());
+        (crystal, experiment)
+    }
+
+    /// Sharp spots of spotty ice: crystallites scattered on the ice rings, at random azimuths.
+    fn add_ice_spots(&self, expected: &mut [f32], cfg: &SimConfig, spots: usize, rng: &mut Rng) {
+        let e = &self.experiment;
+        for _ in 0..spots {
+            let d = ICE_RINGS_A[rng.below(ICE_RINGS_A.len())];
+            let sin_theta = e.wavelength_a / (2.0 * d);
+            if sin_theta >= 0.7 {
+                continue;
+            }
+            let radius_px = e.distance_mm * (2.0 * sin_theta.asin()).tan() / e.pixel_mm;
+            let phi = rng.range(0.0, std::f64::consts::TAU);
+            let photons = draw_log(rng, cfg.scene.ice_spot_photons);
+            let r = Reflection {
+                row: e.beam_row + radius_px * phi.sin(),
+                col: e.beam_col + radius_px * phi.cos(),
+                photons,
+                d_spacing_a: d,
+            };
+            self.add_spot(expected, &r, SpotShape::gaussian(0.5));
+        }
+    }
+
+    /// Spreads a reflection's photons over the pixels around it, in `shape` streaked across its ring;
+    /// the photons a pixel expected where it lands before it came, or `None` if its centre misses
+    /// every module.
+    fn add_spot(&self, expected: &mut [f32], r: &Reflection, shape: SpotShape) -> Option<f32> {
+        let (row, col) = (r.row.round(), r.col.round());
+        if row < 0.0 || col < 0.0 {
+            return None;
+        }
+        let (module, at) = self.layout.locate(row as usize, col as usize)?;
         let module_pixels = self.image.raw_shape().0 * self.image.raw_shape().1;
         let image_cols = self.layout.module_cols;
-        let weight = |d: f64| (-0.5 * (d / sigma).powi(2)).exp();
+        let (raw_at, _) = self.image.source(at / image_cols, at % image_cols)?;
+        let background = expected[module * module_pixels + raw_at];
+        // Along the ring's radius and across it.
+        let (dy, dx) = (r.row - self.experiment.beam_row, r.col - self.experiment.beam_col);
+        let length = dy.hypot(dx).max(1e-9);
+        let (ur, uc) = (dy / length, dx / length);
+        let weight = |pr: f64, pc: f64| {
+            let (a, b) = (pr - r.row, pc - r.col);
+            shape.weight(a * ur + b * uc, b * ur - a * uc)
+        };
+        let reach = shape.reach();
         let mut norm = 0.0;
-        for dr in -3..=3 {
-            for dc in -3..=3 {
-                norm += weight(row + f64::from(dr) - r.row) * weight(col + f64::from(dc) - r.col);
+        for dr in -reach..=reach {
+            for dc in -reach..=reach {
+                norm += weight(row + f64::from(dr), col + f64::from(dc));
             }
         }
-        for dr in -3i32..=3 {
-            for dc in -3i32..=3 {
+        for dr in -reach..=reach {
+            for dc in -reach..=reach {
                 let (pr, pc) = (row + f64::from(dr), col + f64::from(dc));
                 if pr < 0.0 || pc < 0.0 {
                     continue;
@@ -248,12 +357,11 @@ impl RunModel {
                 if let Some((m, i)) = self.layout.locate(pr as usize, pc as usize)
                     && let Some((raw, _)) = self.image.source(i / image_cols, i % image_cols)
                 {
-                    expected[m * module_pixels + raw] +=
-                        (r.photons * weight(pr - r.row) * weight(pc - r.col) / norm) as f32;
+                    expected[m * module_pixels + raw] += (r.photons * weight(pr, pc) / norm) as f32;
                 }
             }
         }
-        true
+        Some(background)
     }
 }
 
@@ -306,6 +414,17 @@ impl SimulatedDetector {
     /// Where the beam meets the detector, in image pixels (row, column).
     pub fn beam_center_px(&self) -> (f64, f64) {
         (self.model.experiment.beam_row, self.model.experiment.beam_col)
+    }
+
+    /// Where the detector sits in the beam, as the frame summary reads it.
+    pub fn diffraction(&self) -> crate::features::summary::Diffraction {
+        let e = &self.model.experiment;
+        crate::features::summary::Diffraction {
+            beam_px: (e.beam_row, e.beam_col),
+            distance_mm: e.distance_mm,
+            pixel_mm: e.pixel_mm,
+            photon_energy_kev: self.cfg.photon_energy_kev,
+        }
     }
 
     pub fn config(&self) -> &SimConfig {

@@ -4,7 +4,7 @@
 //! The int8 model (`models/hit_classifier.int8.onnx`, QDQ form) is taken apart into:
 //! - **host side** (float, per frame, before the summary goes to the card): `log(summary + offset)`,
 //!   standardised, quantized to int8 with the model's input scale and zero point (ONNX rounding: half
-//!   to even) — 42 logarithms, which an FPGA would spend a lookup table on for no gain;
+//!   to even) — one logarithm an input, which an FPGA would spend a lookup table on for no gain;
 //! - **layer 1** (card): `acc = Σ (x − zx)·w1 + b1` in 32 bits (weights symmetric int8, bias in the
 //!   accumulator's scale), requantized to the ReLU's int8 scale by a fixed-point multiplier
 //!   (`m · 2^−(31+shift)`, rounding half up) and clamped at its zero point (the ReLU);

@@ -1,0 +1,167 @@
+//! The built-in learned trigger on the held-out matrix: simulated runs at settings its training never
+//! draws (`sim::randomize`), each replayed through hitgate's own reduction and scored by the built-in
+//! model, beside peakfinder8 + spots at the same share of frames kept. All simulated.
+//!
+//! `cargo test --release --test held_out -- --nocapture` prints the table the README shows.
+
+mod common;
+
+use hitgate::ingest::Recording;
+use hitgate::pipeline::{LabelRule, label_recording};
+use hitgate::sim::randomize::held_out_matrix;
+use hitgate::trigger::{ClassifierSource, TractTrigger};
+
+const FRAMES: u64 = 400;
+/// Misses the operating point rejects.
+const REJECTION: f64 = 0.97;
+
+/// One run's frames: the model's score, peakfinder8's spots, and whether a crystal was there and
+/// left a usable pattern (at least ten spots standing out of the background).
+struct Judged {
+    score: Vec<f32>,
+    spots: Vec<u32>,
+    hit: Vec<bool>,
+    usable: Vec<bool>,
+}
+
+impl Judged {
+    /// The frames whose label is clear: misses, and usable hits; marginal hits (a crystal that left
+    /// too little) are neither.
+    fn clear(&self) -> (Vec<f64>, Vec<u32>, Vec<bool>) {
+        let keep: Vec<usize> = (0..self.hit.len()).filter(|&i| !self.hit[i] || self.usable[i]).collect();
+        (
+            keep.iter().map(|&i| f64::from(self.score[i])).collect(),
+            keep.iter().map(|&i| self.spots[i]).collect(),
+            keep.iter().map(|&i| self.hit[i]).collect(),
+        )
+    }
+}
+
+fn judge(dir: &std::path::Path, config: &hitgate::sim::SimConfig) -> Judged {
+    let out = common::simulated(dir, config);
+    let mut replay = common::replay_config(&out);
+    replay.features.localiser.model = None;
+    let recording = Recording::open(&out.capture).unwrap();
+    // Every frame labelled: at least one peakfinder8 spot "hit", none "miss"; only the count is used.
+    let rule = LabelRule { hit_min_spots: 1, miss_max_spots: 0 };
+    let frames = label_recording(&replay, &recording, rule).unwrap();
+    let trigger = TractTrigger::load(&ClassifierSource::Builtin).unwrap();
+    let mut state = trigger.state().unwrap();
+    let len = hitgate::features::summary::SUMMARY_LEN;
+    let score = frames.summaries.chunks(len).map(|s| state.hit_probability(s).unwrap()).collect();
+    let truth: std::collections::HashMap<u64, (bool, bool)> = out
+        .truth_summary
+        .frames
+        .iter()
+        .map(|f| (f.frame_number, (f.hit, f.detectable_spots >= hitgate::sim::run::USABLE_HIT_SPOTS)))
+        .collect();
+    let hit = frames.frame_numbers.iter().map(|n| truth[n].0).collect();
+    let usable = frames.frame_numbers.iter().map(|n| truth[n].1).collect();
+    Judged { score, spots: frames.label_spots, hit, usable }
+}
+
+/// Hits kept when frames scoring above the `REJECTION` quantile of the misses are kept, and the share
+/// of all frames kept.
+fn at_rejection(values: &[f64], hit: &[bool]) -> (f64, f64, f64) {
+    let mut misses: Vec<f64> = values.iter().zip(hit).filter(|(_, h)| !**h).map(|(v, _)| *v).collect();
+    misses.sort_by(f64::total_cmp);
+    let cut = misses[((misses.len() as f64 * REJECTION).ceil() as usize).min(misses.len() - 1)];
+    let kept = |want: bool| values.iter().zip(hit).filter(|(v, h)| **h == want && **v > cut).count() as f64;
+    let hits = hit.iter().filter(|h| **h).count() as f64;
+    let rejected = 1.0 - kept(false) / misses.len() as f64;
+    (kept(true) / hits, rejected, (kept(true) + kept(false)) / values.len() as f64)
+}
+
+/// Hits kept by peakfinder8 + spots keeping `share` of the frames: the count cut where that share
+/// is reached, frames at the cut itself kept in turn until it is (as the rate control spreads them).
+fn spots_at_share(spots: &[u32], hit: &[bool], share: f64) -> f64 {
+    let mut order: Vec<usize> = (0..spots.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(spots[i]));
+    let keep = (share * spots.len() as f64).round() as usize;
+    let hits = hit.iter().filter(|h| **h).count() as f64;
+    // Among frames of equal count, hits and misses are kept in proportion.
+    let mut kept_hits = 0.0;
+    let mut i = 0;
+    while i < order.len() && i < keep {
+        let count = spots[order[i]];
+        let tie: Vec<usize> = order[i..].iter().copied().take_while(|&j| spots[j] == count).collect();
+        let room = (keep - i).min(tie.len());
+        let tie_hits = tie.iter().filter(|&&j| hit[j]).count() as f64;
+        kept_hits += tie_hits * room as f64 / tie.len() as f64;
+        i += tie.len();
+    }
+    kept_hits / hits
+}
+
+#[test]
+fn the_built_in_model_holds_on_the_held_out_matrix() {
+    println!(
+        "| run | frames | usable hits | marginal hits (left out) | usable hits kept | misses rejected | kept | \
+         peakfinder8 + spots: usable hits kept at the same share |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let (mut below_bar, mut below_spots, mut worst) = (Vec::new(), Vec::new(), 1f64);
+    for run in held_out_matrix(FRAMES) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = judge(dir.path(), &run.config);
+        let (scores, spots, hit) = j.clear();
+        let (hits_kept, rejected, share) = at_rejection(&scores, &hit);
+        let spots = spots_at_share(&spots, &hit, share);
+        let hits = hit.iter().filter(|h| **h).count();
+        println!(
+            "| {} | {} | {hits} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% |",
+            run.name,
+            j.hit.len(),
+            j.hit.len() - hit.len(),
+            100.0 * hits_kept,
+            100.0 * rejected,
+            100.0 * share,
+            100.0 * spots
+        );
+        if hits_kept < 0.99 {
+            below_bar.push(run.name);
+        }
+        if hits_kept + 1e-9 < spots {
+            below_spots.push(run.name);
+        }
+        if !run.name.starts_with("40% hits") {
+            worst = worst.min(hits_kept);
+        }
+    }
+    println!("runs below 99% of usable hits at 97% rejection: {below_bar:?}");
+    // What holds today (README): the model keeps at least what peakfinder8 + spots keeps on every
+    // run, and at least 98% of the usable hits on every run but the weak one.
+    assert!(below_spots.is_empty(), "below peakfinder8 + spots: {below_spots:?}");
+    assert!(worst >= 0.98, "usable hits kept fell to {worst}");
+    assert!(below_bar.len() <= 3, "{below_bar:?}");
+}
+
+/// A held-out run replayed with the built-in model judging: the run's summary.
+fn replayed(dir: &std::path::Path, config: &hitgate::sim::SimConfig) -> hitgate::pipeline::RunSummary {
+    let out = common::simulated(dir, config);
+    let mut replay = common::replay_config(&out);
+    replay.features.localiser.model = None;
+    replay.trigger.kind = hitgate::config::TriggerKind::Tract;
+    replay.trigger.inputs.window_frames = 40;
+    common::replay(replay, &out.capture)
+}
+
+#[test]
+fn a_run_unlike_the_training_raises_the_alarm_and_the_held_out_corners_do_not() {
+    let matrix = held_out_matrix(60);
+    let dir = tempfile::tempdir().unwrap();
+    // The nearest and farthest corners of the matrix: unseen settings, familiar inputs.
+    for run in [&matrix[1], &matrix[2]] {
+        let summary = replayed(&dir.path().join("familiar"), &run.config);
+        assert!(summary.unfamiliar.is_none(), "{}: {summary}", run.name);
+    }
+    // Air scatter of 25 photons a pixel: eight times the most the training draws.
+    let bright = hitgate::sim::SimConfig { air_photons: 25.0, ..matrix[1].config.clone() };
+    let summary = replayed(&dir.path().join("bright"), &bright);
+    println!("{summary}");
+    assert!(summary.unfamiliar.is_some(), "{summary}");
+    assert!(
+        summary.to_string().lines().any(|l| l.starts_with("WARNING") && l.contains("unfamiliar inputs")),
+        "{summary}"
+    );
+}

@@ -6,10 +6,11 @@
 
 mod common;
 
+use hitgate::config::TriggerKind;
 use hitgate::ingest::Recording;
 use hitgate::pipeline::{LabelRule, label_recording};
 use hitgate::sim::randomize::held_out_matrix;
-use hitgate::trigger::{ClassifierSource, TractTrigger};
+use hitgate::trigger::{ClassifierSource, OnUnfamiliar, TractTrigger};
 
 const FRAMES: u64 = 400;
 /// Misses the operating point rejects.
@@ -136,32 +137,64 @@ fn the_built_in_model_holds_on_the_held_out_matrix() {
     assert!(below_bar.len() <= 3, "{below_bar:?}");
 }
 
-/// A held-out run replayed with the built-in model judging: the run's summary.
-fn replayed(dir: &std::path::Path, config: &hitgate::sim::SimConfig) -> hitgate::pipeline::RunSummary {
+/// A held-out run replayed with the built-in model judging (`on_unfamiliar` as given, or with the
+/// spots trigger): the run's summary, and per frame number its verdict and whether the fallback
+/// gave it.
+fn replayed(
+    dir: &std::path::Path,
+    config: &hitgate::sim::SimConfig,
+    kind: hitgate::config::TriggerKind,
+    on_unfamiliar: hitgate::trigger::OnUnfamiliar,
+) -> (hitgate::pipeline::RunSummary, std::collections::BTreeMap<u64, (bool, bool)>) {
     let out = common::simulated(dir, config);
     let mut replay = common::replay_config(&out);
     replay.features.localiser.model = None;
-    replay.trigger.kind = hitgate::config::TriggerKind::Tract;
+    replay.trigger.kind = kind;
     replay.trigger.inputs.window_frames = 40;
-    common::replay(replay, &out.capture)
+    replay.trigger.on_unfamiliar = on_unfamiliar;
+    let summary = common::replay(replay, &out.capture);
+    let records = std::fs::read_to_string(dir.join("replay/features.jsonl")).unwrap();
+    let verdicts = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            let fallback = v.get("fallback").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            (v["frame_number"].as_u64().unwrap(), (v["accepted"].as_bool().unwrap(), fallback))
+        })
+        .collect();
+    (summary, verdicts)
 }
 
 #[test]
 fn a_run_unlike_the_training_raises_the_alarm_and_the_held_out_corners_do_not() {
     let matrix = held_out_matrix(60);
     let dir = tempfile::tempdir().unwrap();
-    // The nearest and farthest corners of the matrix: unseen settings, familiar inputs.
+    let (tract, warn, fallback) = (TriggerKind::Tract, OnUnfamiliar::Warn, OnUnfamiliar::Fallback);
+    // The nearest and farthest corners of the matrix: unseen settings, familiar inputs; with
+    // `fallback` asked for, the model judges every frame.
     for run in [&matrix[1], &matrix[2]] {
-        let summary = replayed(&dir.path().join("familiar"), &run.config);
-        assert!(summary.unfamiliar.is_none(), "{}: {summary}", run.name);
+        let (summary, verdicts) = replayed(&dir.path().join("familiar"), &run.config, tract, fallback);
+        assert!(summary.unfamiliar.is_none() && summary.fallback_frames == 0, "{}: {summary}", run.name);
+        assert!(verdicts.values().all(|&(_, by_fallback)| !by_fallback));
     }
     // Air scatter of 25 photons a pixel: eight times the most the training draws.
     let bright = hitgate::sim::SimConfig { air_photons: 25.0, ..matrix[1].config.clone() };
-    let summary = replayed(&dir.path().join("bright"), &bright);
+    let (summary, _) = replayed(&dir.path().join("bright"), &bright, tract, warn);
     println!("{summary}");
-    assert!(summary.unfamiliar.is_some(), "{summary}");
+    assert!(summary.unfamiliar.is_some() && summary.fallback_frames == 0, "{summary}");
     assert!(
         summary.to_string().lines().any(|l| l.starts_with("WARNING") && l.contains("unfamiliar inputs")),
         "{summary}"
     );
+    // With `fallback`, once the alarm is up the spots trigger judges, as it judges the run alone.
+    let (summary, verdicts) = replayed(&dir.path().join("bright"), &bright, tract, fallback);
+    let (_, spots) = replayed(&dir.path().join("bright"), &bright, TriggerKind::Spots, warn);
+    println!("{summary}");
+    let by_fallback: Vec<u64> = verdicts.iter().filter(|(_, v)| v.1).map(|(&n, _)| n).collect();
+    assert!(by_fallback.len() >= 40, "{} of 60 frames judged by the fallback:\n{summary}", by_fallback.len());
+    assert_eq!(summary.fallback_frames, by_fallback.len() as u64);
+    assert!(summary.to_string().contains("frames judged by the spots trigger"), "{summary}");
+    for n in &by_fallback {
+        assert_eq!(verdicts[n].0, spots[n].0, "frame {n}: the fallback's verdict against the spots trigger's");
+    }
 }

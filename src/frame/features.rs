@@ -43,6 +43,9 @@ pub struct FrameFeatures {
     pub audit: bool,
     /// The trigger's backend failed on this frame (it was accepted so no hit is lost).
     pub trigger_failed: bool,
+    /// Judged by the spots trigger while the learned one's inputs were unfamiliar
+    /// (`trigger.on_unfamiliar = "fallback"`): the score is a spot count.
+    pub fallback: bool,
     /// A dark frame of the run's start, used for the pedestal, not judged.
     pub dark: bool,
     /// Time the reducer spent on this frame.
@@ -78,6 +81,7 @@ impl FrameFeatures {
         self.accepted = false;
         self.audit = false;
         self.trigger_failed = false;
+        self.fallback = false;
         self.dark = false;
         self.reduce_ns = 0;
         self.spots_localised = 0;
@@ -97,6 +101,7 @@ impl FrameFeatures {
             accepted,
             audit,
             trigger_failed,
+            fallback,
             dark,
             reduce_ns,
             spots_localised,
@@ -111,7 +116,8 @@ impl FrameFeatures {
         self.summary.extend_from_slice(summary);
         self.chunk.clear();
         (self.spots_found, self.score, self.accepted, self.audit) = (*spots_found, *score, *accepted, *audit);
-        (self.trigger_failed, self.dark, self.reduce_ns) = (*trigger_failed, *dark, *reduce_ns);
+        (self.trigger_failed, self.fallback, self.dark, self.reduce_ns) =
+            (*trigger_failed, *fallback, *dark, *reduce_ns);
         (self.spots_localised, self.localiser_batches_failed) = (*spots_localised, *localiser_batches_failed);
         self.pixels_flagged = *pixels_flagged;
     }

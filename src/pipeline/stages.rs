@@ -141,6 +141,9 @@ impl Plan {
                     let rate = trigger.has_cut().then(|| RateFollower {
                         trigger,
                         tracker: RateTracker::new(r.window_frames, r.update_every_frames),
+                        fallback_tracker: trigger
+                            .fallback_rate()
+                            .map(|_| RateTracker::new(r.window_frames, r.update_every_frames)),
                         backpressure,
                         familiar: trigger.familiarity_watch(),
                     });
@@ -260,6 +263,7 @@ impl Plan {
             frames_accepted_partial: sinks.accepted_partial,
             frames_audited: sinks.audited,
             trigger_failures: sinks.trigger_failures,
+            fallback_frames: sinks.fallback_frames,
             reduce_time: sinks.reduce_time,
             spots_localised: sinks.spots_localised,
             localiser_batches_failed: sinks.localiser_batches_failed,

@@ -43,6 +43,9 @@ pub struct RunSummary {
     pub frames_audited: u64,
     /// Frames the trigger's backend failed on (accepted so that no hit is lost).
     pub trigger_failures: u64,
+    /// Frames the spots trigger judged while the learned one's inputs were unfamiliar
+    /// (`trigger.on_unfamiliar = "fallback"`).
+    pub fallback_frames: u64,
     pub reduce_time: Duration,
     /// Spots the learned localiser refined, and batches of patches it failed on.
     pub spots_localised: u64,
@@ -121,6 +124,13 @@ impl fmt::Display for RunSummary {
         )?;
         if self.trigger_failures > 0 {
             writeln!(f, "             the trigger failed on {} frames; they were kept", self.trigger_failures)?;
+        }
+        if self.fallback_frames > 0 {
+            writeln!(
+                f,
+                "             {} frames judged by the spots trigger while the model's inputs were unfamiliar",
+                self.fallback_frames
+            )?;
         }
         if let Some(fpga) = &self.fpga {
             write!(f, "fpga         {} frames judged on the card, {} in software", fpga.on_card, fpga.in_software)?;

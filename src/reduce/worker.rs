@@ -257,6 +257,7 @@ impl Reducer {
         features.score = decision.score;
         features.accepted = decision.accepted;
         features.trigger_failed = decision.failed;
+        features.fallback = decision.fallback;
         let refine = match &self.plan.localiser {
             Some((_, LocaliseFrames::All)) => true,
             Some((_, LocaliseFrames::Accepted)) => decision.accepted,

@@ -69,6 +69,8 @@ struct Record<'a> {
     audit: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     trigger_failed: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fallback: bool,
     score: f32,
     dark: bool,
     complete: bool,
@@ -161,6 +163,7 @@ pub fn encode_line(frame: &FrameRecord, missing: &mut Vec<u32>, line: &mut Vec<u
         accepted: features.accepted,
         audit: features.audit,
         trigger_failed: features.trigger_failed,
+        fallback: features.fallback,
         score: features.score,
         dark: features.dark,
         complete: meta.is_complete(),
@@ -196,6 +199,8 @@ struct OwnedRecord {
     audit: bool,
     #[serde(default)]
     trigger_failed: bool,
+    #[serde(default)]
+    fallback: bool,
     score: f32,
     dark: bool,
     packets_received: u32,
@@ -236,6 +241,7 @@ pub fn decode_line(line: &[u8]) -> Result<FrameRecord, RecordError> {
     }
     let f = &mut frame.features;
     (f.accepted, f.audit, f.trigger_failed, f.score, f.dark) = (r.accepted, r.audit, r.trigger_failed, r.score, r.dark);
+    f.fallback = r.fallback;
     f.spots_found = r.spots_found;
     f.pixels_flagged = r.pixels_flagged;
     f.spots = r.spots;

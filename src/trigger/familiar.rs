@@ -37,6 +37,18 @@ impl InputsSection {
     }
 }
 
+/// `[trigger] on_unfamiliar`: what the trigger does while the unfamiliar-input alarm is raised.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnfamiliar {
+    /// Say so (log line, metric, `/status`, the run summary) and go on judging with the model.
+    #[default]
+    Warn,
+    /// Say so, and judge with the spots trigger (`[trigger.spots]`) under the same rate control until
+    /// the inputs are familiar again.
+    Fallback,
+}
+
 /// A frame is unfamiliar when at least this many of its inputs lie outside their training range.
 const UNFAMILIAR_INPUTS: usize = 3;
 /// How far past a range's ends (as a share of its width) an input still counts as inside, and at

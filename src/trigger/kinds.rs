@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accept_all::AcceptAllSection;
 use super::backend::BackendSection;
-use super::familiar::InputsSection;
+use super::familiar::{InputsSection, OnUnfamiliar};
 use super::fpga::backend::FpgaTriggerSection;
 use super::rate::RateSection;
 use super::spots::SpotsTriggerSection;
@@ -44,6 +44,8 @@ macro_rules! trigger_backends {
             pub rate: RateSection,
             /// When a learned backend's inputs count as unfamiliar.
             pub inputs: InputsSection,
+            /// What the trigger does while they are.
+            pub on_unfamiliar: OnUnfamiliar,
         }
 
         impl TriggerSection {

@@ -18,7 +18,7 @@ pub mod tract;
 pub mod tune;
 
 pub use backend::{Backend, BackendSection, ConfiguredCut, CutUnit, FrameFacts, Score, Scorer};
-pub use familiar::{Familiarity, FamiliarityWatch, InputRanges, InputsSection};
+pub use familiar::{Familiarity, FamiliarityWatch, InputRanges, InputsSection, OnUnfamiliar};
 pub use kinds::{TriggerKind, TriggerSection};
 pub use rate::{RateControl, RateError, RateHeld, RateSection, RateTracker};
 pub use spots::{SpotsTrigger, SpotsTriggerSection};
@@ -37,6 +37,20 @@ pub enum TriggerError {
     Fpga(#[from] fpga::backend::FpgaBackendError),
     #[error(transparent)]
     InputRanges(#[from] familiar::InputRangesError),
+    #[error(
+        "trigger.on_unfamiliar = \"fallback\": the {0} trigger knows no range of training inputs to tell \
+         unfamiliar frames by (a learned model with NAME.inputs.json beside it does)"
+    )]
+    FallbackWithoutRanges(&'static str),
+}
+
+/// The spots trigger a learned one falls back to while its inputs are unfamiliar
+/// (`on_unfamiliar = "fallback"`), with a rate control of its own in spots.
+#[derive(Debug)]
+struct Fallback {
+    rate: RateControl,
+    max_spots: Option<u32>,
+    active: std::sync::atomic::AtomicBool,
 }
 
 /// The configured trigger, prepared once and shared by every reducer worker.
@@ -50,6 +64,7 @@ pub struct Trigger {
     /// whether that raised the alarm: written by the thread that watches, read by the control plane.
     unfamiliar_bits: std::sync::atomic::AtomicU64,
     unfamiliar_alarm: std::sync::atomic::AtomicBool,
+    fallback: Option<Fallback>,
 }
 
 /// A trigger's decision on one frame.
@@ -59,6 +74,8 @@ pub struct Decision {
     pub accepted: bool,
     /// The backend failed on this frame; it was accepted so that no hit is lost to the failure.
     pub failed: bool,
+    /// Judged by the spots trigger the learned one falls back to (the score is a spot count).
+    pub fallback: bool,
 }
 
 /// A retune the trigger cannot take.
@@ -121,6 +138,21 @@ impl Trigger {
         let tie_spread = cut.map_or(0.0, |c| c.unit.tie_spread());
         let r = &section.rate;
         let rate = RateControl::new(threshold, r.target_accept_rate, r.audit_every, tie_spread)?;
+        let fallback = match section.on_unfamiliar {
+            OnUnfamiliar::Fallback if backend.input_ranges().is_none() => {
+                return Err(TriggerError::FallbackWithoutRanges(section.kind.name()));
+            }
+            OnUnfamiliar::Fallback => {
+                let spots = &section.spots;
+                let tie_spread = CutUnit::Spots.tie_spread();
+                Some(Fallback {
+                    rate: RateControl::new(spots.min_spots as f32, r.target_accept_rate, r.audit_every, tie_spread)?,
+                    max_spots: spots.max_spots,
+                    active: std::sync::atomic::AtomicBool::new(false),
+                })
+            }
+            OnUnfamiliar::Warn => None,
+        };
         Ok(Trigger {
             kind: section.kind,
             backend,
@@ -128,6 +160,7 @@ impl Trigger {
             inputs: section.inputs.clone(),
             unfamiliar_bits: std::sync::atomic::AtomicU64::new(f64::NAN.to_bits()),
             unfamiliar_alarm: std::sync::atomic::AtomicBool::new(false),
+            fallback,
         })
     }
 
@@ -151,11 +184,25 @@ impl Trigger {
         Some(familiar::FamiliarityWatch::new(self.backend.input_ranges()?, &self.inputs))
     }
 
-    /// Publishes what the watch measured, for the control plane.
+    /// Publishes what the watch measured, for the control plane; with `on_unfamiliar = "fallback"`,
+    /// the spots trigger judges from now on while the alarm is raised.
     pub fn set_familiarity(&self, state: familiar::Familiarity, alarmed: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         self.unfamiliar_bits.store(state.share.to_bits(), Relaxed);
         self.unfamiliar_alarm.store(alarmed, Relaxed);
+        if let Some(fallback) = &self.fallback {
+            fallback.active.store(alarmed, Relaxed);
+        }
+    }
+
+    /// Whether the spots trigger judges now in place of the learned one.
+    pub fn falling_back(&self) -> bool {
+        self.fallback.as_ref().is_some_and(|f| f.active.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The rate control of the spots trigger the learned one falls back to, when configured.
+    pub fn fallback_rate(&self) -> Option<&RateControl> {
+        self.fallback.as_ref().map(|f| &f.rate)
     }
 
     /// The share of recent frames with unfamiliar inputs and whether it raised the alarm; `None`
@@ -183,7 +230,19 @@ impl Trigger {
 
     /// Judges a frame alone; `sequence` is its place in the run.
     pub fn decide(&self, scorer: &mut dyn Scorer, frame: FrameFacts<'_>, sequence: u64) -> Decision {
-        self.verdict(scorer.score(frame, None), sequence)
+        let spots = frame.spots_found;
+        let decision = self.verdict(scorer.score(frame, None), sequence);
+        self.fallback_verdict(spots, sequence).unwrap_or(decision)
+    }
+
+    /// The spots trigger's verdict, while the learned one falls back to it.
+    fn fallback_verdict(&self, spots_found: u32, sequence: u64) -> Option<Decision> {
+        let fallback = self.fallback.as_ref().filter(|f| f.active.load(std::sync::atomic::Ordering::Relaxed))?;
+        let score = spots_found as f32;
+        // More spots than a crystal gives is no hit, as the spots trigger itself has it.
+        let vetoed = fallback.max_spots.is_some_and(|m| spots_found > m);
+        let accepted = !vetoed && fallback.rate.passes(score, sequence);
+        Some(Decision { score, accepted, failed: false, fallback: true })
     }
 
     /// The decision on the `index`th frame staged before the scorer's last judgement.
@@ -194,16 +253,19 @@ impl Trigger {
         frame: FrameFacts<'_>,
         sequence: u64,
     ) -> Decision {
-        self.verdict(scorer.score(frame, Some(index)), sequence)
+        let spots = frame.spots_found;
+        let decision = self.verdict(scorer.score(frame, Some(index)), sequence);
+        self.fallback_verdict(spots, sequence).unwrap_or(decision)
     }
 
     fn verdict(&self, score: Score, sequence: u64) -> Decision {
-        match score {
-            Score::Value(score) => Decision { score, accepted: self.rate.passes(score, sequence), failed: false },
-            Score::Vetoed(score) => Decision { score, accepted: false, failed: false },
-            Score::Kept(score) => Decision { score, accepted: true, failed: false },
-            Score::Failed => Decision { score: f32::INFINITY, accepted: true, failed: true },
-        }
+        let (score, accepted, failed) = match score {
+            Score::Value(score) => (score, self.rate.passes(score, sequence), false),
+            Score::Vetoed(score) => (score, false, false),
+            Score::Kept(score) => (score, true, false),
+            Score::Failed => (f32::INFINITY, true, true),
+        };
+        Decision { score, accepted, failed, fallback: false }
     }
 
     /// The cut and its target rate, for the thread that tracks the rate and for operators.
@@ -263,6 +325,9 @@ impl Trigger {
         if !self.has_cut() {
             return Err(RetuneError::NoThreshold(self.kind.name()));
         }
+        if let Some(fallback) = &self.fallback {
+            fallback.rate.set_target_rate(Some(rate))?;
+        }
         Ok(self.rate.set_target_rate(Some(rate))?)
     }
 }
@@ -289,7 +354,7 @@ mod tests {
     fn accepts_from_min_spots_on_and_can_be_retuned() {
         let t = spots(8, None);
         assert!(!decide(&t, 7, 0).accepted);
-        assert_eq!(decide(&t, 8, 1), Decision { score: 8.0, accepted: true, failed: false });
+        assert_eq!(decide(&t, 8, 1), Decision { score: 8.0, accepted: true, failed: false, fallback: false });
         assert!(decide(&t, 1_000_000, 2).accepted);
         t.set_min_spots(10).unwrap();
         assert_eq!(t.min_spots(), Some(10));

@@ -107,6 +107,8 @@ impl<'a> PedestalFollower<'a> {
 pub(super) struct RateFollower<'a> {
     pub trigger: &'a Trigger,
     pub tracker: RateTracker,
+    /// The rate of the spots trigger a learned one falls back to on unfamiliar inputs, when it can.
+    pub fallback_tracker: Option<RateTracker>,
     pub backpressure: Option<Backpressure>,
     /// Whether the frames' inputs look like the model's training inputs, when it knows those.
     pub familiar: Option<crate::trigger::FamiliarityWatch>,
@@ -129,6 +131,8 @@ pub(super) struct OrderingOutcome {
     pub reduce_time: Duration,
     pub audited: u64,
     pub trigger_failures: u64,
+    /// Frames the spots trigger judged while the learned one's inputs were unfamiliar.
+    pub fallback_frames: u64,
     pub spots_localised: u64,
     pub localiser_batches_failed: u64,
     /// Spots found, and frames that found more than they could list.
@@ -227,6 +231,7 @@ impl<'a> Delivery<'a> {
                 reduce_time: Duration::ZERO,
                 audited: 0,
                 trigger_failures: 0,
+                fallback_frames: 0,
                 spots_localised: 0,
                 localiser_batches_failed: 0,
                 spots_found: 0,
@@ -258,20 +263,32 @@ impl<'a> Delivery<'a> {
                 rate.trigger.set_familiarity(state, watch.alarmed());
                 self.meters.unfamiliar.set(state.share);
                 if let Some(changed) = watch.changed() {
-                    eprintln!("hitgate: trigger: {changed}");
+                    let fallback = match rate.trigger.fallback_rate() {
+                        Some(_) if watch.alarmed() => "; the spots trigger judges until they are familiar again",
+                        Some(_) => "; the model judges again",
+                        None => "",
+                    };
+                    eprintln!("hitgate: trigger: {changed}{fallback}");
                 }
                 if watch.alarmed() && self.outcome.unfamiliar.is_none_or(|u| u.share < state.share) {
                     self.outcome.unfamiliar = Some(state);
                 }
             }
             if !f.dark {
-                let score = rate.trigger.rate().effective_score(f.score, sequence);
-                if rate.tracker.observe(rate.trigger.rate(), score, f.accepted) {
+                // A frame the fallback judged counts towards its own rate: its score is in spots.
+                let (control, tracker) =
+                    match (f.fallback, rate.trigger.fallback_rate(), rate.fallback_tracker.as_mut()) {
+                        (true, Some(control), Some(tracker)) => (control, tracker),
+                        _ => (rate.trigger.rate(), &mut rate.tracker),
+                    };
+                self.outcome.fallback_frames += u64::from(f.fallback);
+                let score = control.effective_score(f.score, sequence);
+                if tracker.observe(control, score, f.accepted) {
                     frame.pixels_and_features().1.audit = true;
                     self.outcome.audited += 1;
                     self.meters.audit.increment(1);
                 }
-                if let Some(held) = rate.tracker.held_changed(rate.trigger.rate()) {
+                if let Some(held) = tracker.held_changed(control) {
                     // Said once each way: an operator must know the rate asked for is not the rate had.
                     eprintln!("hitgate: trigger: {held}");
                     self.meters.rate_held.set(f64::from(u8::from(held.is_held())));

@@ -110,6 +110,7 @@ fn verdicts_are_counted_and_rejected_frames_sampled_for_the_audit_stream_compres
         rate: Some(RateFollower {
             trigger: &trigger,
             tracker: RateTracker::new(100, 10),
+            fallback_tracker: None,
             backpressure: None,
             familiar: None,
         }),

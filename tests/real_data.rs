@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::realdata;
+use common::{mod5_config, raw_frame, realdata};
 
 use std::path::{Path, PathBuf};
 
@@ -24,30 +24,6 @@ fn hitgate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
 
 fn read<T: Copy>(path: &Path, from: fn([u8; 4]) -> T) -> Vec<T> {
     std::fs::read(path).unwrap().chunks_exact(4).map(|c| from([c[0], c[1], c[2], c[3]])).collect()
-}
-
-fn raw_frame(path: &Path) -> Vec<u16> {
-    std::fs::read(path).unwrap().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
-}
-
-/// A one-module config whose calibration is PSI's files for mod5, at the energy the gains assume.
-fn mod5_config(dir: &Path, mod5: &Path, gain_file: &Path) -> Config {
-    let text = format!(
-        r#"[detector]
-model = "jungfrau-1if"
-photon_energy_kev = 12.4
-[calibration]
-pedestal_files = ["{m}/pedestal_g0.bin", "{m}/pedestal_g1.bin", "{m}/pedestal_g2.bin"]
-gain_files = ["{g}"]
-[[sink]]
-kind = "null"
-"#,
-        m = mod5.display(),
-        g = gain_file.display()
-    );
-    let path = dir.join("mod5.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -484,14 +484,8 @@ fn poisson_twin(photons: &[f32], cols: usize, beam: (f64, f64), rng: &mut hitgat
 fn the_built_in_model_keeps_every_real_hit_and_rejects_its_poisson_twin() {
     use hitgate::features::summary::Diffraction;
     use hitgate::trigger::{ClassifierSource, TractTrigger};
-    let Some(data) = realdata() else { return };
-    let mod5 = data.join("jungfrau-mod5");
-    let dir = tempfile::tempdir().unwrap();
-    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
-    let maps = config.calibration.maps(1, ROWS, COLS).unwrap();
-    let converter = PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
-    let image = config.panel_image(&config.geometry().unwrap());
-    let (rows, cols) = image.shape();
+    let Some(mod5) = common::Mod5::open() else { return };
+    let (rows, cols) = mod5.image.shape();
     let trigger = TractTrigger::load(&ClassifierSource::Builtin).unwrap();
     let mut state = trigger.state().unwrap();
     let mut rng = hitgate::rng::Rng::new(20, 20);
@@ -502,8 +496,7 @@ fn the_built_in_model_keeps_every_real_hit_and_rejects_its_poisson_twin() {
     let mut worst_real = [1f32; 3];
     let mut worst_twin = [0f32; 3];
     for n in 0..20 {
-        converter.jungfrau_photons(&raw_frame(&mod5.join(format!("raw_{n:02}.bin"))), 0, &mut raw_photons);
-        image.assemble(&raw_photons, &mut photons);
+        mod5.photons(n, &mut raw_photons, &mut photons);
         let twin = poisson_twin(&photons, cols, beam, &mut rng);
         let mut line = format!("frame {n:2}:");
         for (k, &distance_mm) in distances.iter().enumerate() {

@@ -8,12 +8,11 @@
 
 mod common;
 
-use common::{mod5_config, raw_frame, realdata};
+use common::Mod5;
 
-use hitgate::calib::PhotonConverter;
-use hitgate::features::patch::{PATCH_PIXELS, PATCH_SIDE, patch_centre};
 use hitgate::features::LocalThresholdFinder;
 use hitgate::features::localiser::{Localiser, LocaliserSource};
+use hitgate::features::patch::{PATCH_PIXELS, PATCH_SIDE, patch_centre};
 
 const ROWS: usize = 512;
 const COLS: usize = 1024;
@@ -97,13 +96,16 @@ fn solve(mut m: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
         if m[pivot][k].abs() < 1e-12 {
             return None;
         }
-        (m.swap(k, pivot), b.swap(k, pivot));
-        for i in k + 1..6 {
-            let f = m[i][k] / m[k][k];
-            for j in k..6 {
-                m[i][j] -= f * m[k][j];
+        m.swap(k, pivot);
+        b.swap(k, pivot);
+        let (above, below) = m.split_at_mut(k + 1);
+        let row_k = &above[k];
+        for (i, row) in below.iter_mut().enumerate() {
+            let f = row[k] / row_k[k];
+            for (x, y) in row[k..].iter_mut().zip(&row_k[k..]) {
+                *x -= f * y;
             }
-            b[i] -= f * b[k];
+            b[k + 1 + i] -= f * b[k];
         }
     }
     let mut x = [0f64; 6];
@@ -125,15 +127,9 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 
 #[test]
 fn on_real_spots_the_localiser_and_the_centre_of_mass_against_a_pseudo_voigt_fit() {
-    let Some(data) = realdata() else { return };
-    let mod5 = data.join("jungfrau-mod5");
-    let dir = tempfile::tempdir().unwrap();
-    let config = mod5_config(dir.path(), &mod5, &mod5.join("gainMaps_derived.bin"));
-    let maps = config.calibration.maps(1, ROWS, COLS).unwrap();
-    let converter = PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
-    let image = config.panel_image(&config.geometry().unwrap());
-    let (rows, cols) = image.shape();
-    let mut finder = LocalThresholdFinder::new(config.features.threshold, rows, cols);
+    let Some(mod5) = Mod5::open() else { return };
+    let (rows, cols) = mod5.image.shape();
+    let mut finder = LocalThresholdFinder::new(mod5.config.features.threshold, rows, cols);
     let localiser = Localiser::load(&LocaliserSource::Builtin, 16).unwrap();
     let mut state = localiser.state().unwrap();
     let (mut raw_photons, mut photons) = (vec![0f32; ROWS * COLS], vec![0f32; rows * cols]);
@@ -142,8 +138,7 @@ fn on_real_spots_the_localiser_and_the_centre_of_mass_against_a_pseudo_voigt_fit
     let mut measured: Vec<(f64, f64, f64)> = Vec::new();
     let (mut spots_seen, mut not_fitted) = (0, 0);
     for n in 0..20 {
-        converter.jungfrau_photons(&raw_frame(&mod5.join(format!("raw_{n:02}.bin"))), 0, &mut raw_photons);
-        image.assemble(&raw_photons, &mut photons);
+        mod5.photons(n, &mut raw_photons, &mut photons);
         let kept = photons.clone();
         // The finder lists as many spots as the list has room for.
         let mut spots = Vec::with_capacity(4096);
@@ -177,7 +172,9 @@ fn on_real_spots_the_localiser_and_the_centre_of_mass_against_a_pseudo_voigt_fit
         }
     }
     println!("{spots_seen} spots away from the module's edge, {not_fitted} not fitted, {} measured", measured.len());
-    println!("| spot (photons above background) | spots | centre of mass: median / 95% (px) | localiser: median / 95% (px) |");
+    println!(
+        "| spot (photons above background) | spots | centre of mass: median / 95% (px) | localiser: median / 95% (px) |"
+    );
     println!("|---|---|---|---|");
     let mut rows_out = Vec::new();
     for (lo, hi) in [(0.0, 25.0), (25.0, 100.0), (100.0, 1000.0), (1000.0, f64::INFINITY), (0.0, f64::INFINITY)] {
@@ -192,7 +189,11 @@ fn on_real_spots_the_localiser_and_the_centre_of_mass_against_a_pseudo_voigt_fit
         rows_out.push((band.len(), cm, c95, lm, l95));
     }
     // The measurement is sound: most spots fit, and there are enough of them to say.
-    assert!(measured.len() >= 1000 && not_fitted * 4 < spots_seen, "{} measured, {not_fitted} not fitted", measured.len());
+    assert!(
+        measured.len() >= 1000 && not_fitted * 4 < spots_seen,
+        "{} measured, {not_fitted} not fitted",
+        measured.len()
+    );
     // The localiser is nearer the fitted centre than the centre of mass: over all spots, at the median
     // and the 95th percentile, and at the median in every band of strength with 50 spots or more.
     let &(_, com, com95, learned, learned95) = rows_out.last().unwrap();

@@ -11,7 +11,9 @@ use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::ingest::Recording;
 use hitgate::pipeline::{LabelRule, label_recording};
 use hitgate::sim::SimConfig;
-use hitgate::sim::dataset::{FrameDataset, frame_dataset, peak_dataset, randomized_frame_dataset};
+use hitgate::sim::dataset::{
+    FrameDataset, frame_dataset, peak_dataset, randomized_frame_dataset, randomized_peak_dataset,
+};
 
 use super::{Exit, describe};
 use hitgate::trigger::InputRanges;
@@ -32,6 +34,10 @@ pub enum DatasetCommand {
         /// A found spot is an example when a reflection lies within this distance.
         #[arg(long, default_value_t = 2.0)]
         match_radius_px: f32,
+        /// Draw a new beamline every 25 frames from the built-in training distribution: spots of its
+        /// shapes (pseudo-Voigt, streaked) on its backgrounds.
+        #[arg(long)]
+        randomize: bool,
     },
     /// Frame summaries (what the learned trigger reads) with the truth: hit, strength, spots. Of
     /// simulated frames, or with `--capture` of a recorded run labelled by a conservative rule.
@@ -141,7 +147,18 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             let hits = data.hit.iter().filter(|&&h| h == 1.0).count();
             say!("{} frame summaries ({hits} hits) from seed {seed} in {}", data.len(), out.display());
         }
-        DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px } => {
+        DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px, randomize: true } => {
+            let cfg = SimConfig { hit_rate, ..SimConfig::default() };
+            let data = randomized_peak_dataset(&cfg, seed, frames, finder, match_radius_px)
+                .context("simulating frames for the peak dataset")?;
+            data.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            say!(
+                "{} spot patches from {frames} frames of drawn beamlines (seed {seed}) in {}",
+                data.len(),
+                out.display()
+            );
+        }
+        DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px, randomize: false } => {
             let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
             let data = peak_dataset(&cfg, finder, match_radius_px, &|_| {})
                 .context("simulating frames for the peak dataset")?;

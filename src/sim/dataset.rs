@@ -120,6 +120,28 @@ pub fn peak_dataset(
     Ok(all)
 }
 
+/// Spot patches of `frames` frames of the built-in training distribution (`sim::randomize`): a new
+/// beamline every [`EPISODE_FRAMES`] frames, on `base`'s detector at its hit rate, so the spots have
+/// the distribution's shapes (pseudo-Voigt, streaked, of every width) on its backgrounds.
+///
+/// # Errors
+/// The simulation cannot be prepared (a non-JUNGFRAU model).
+pub fn randomized_peak_dataset(
+    base: &SimConfig,
+    seed: u64,
+    frames: u64,
+    finder: SpotFinderParams,
+    match_radius_px: f32,
+) -> Result<PeakDataset, SimError> {
+    let mut all = PeakDataset::default();
+    for episode in 0..frames.div_ceil(EPISODE_FRAMES) {
+        let mut cfg = training_episode(base, seed, episode);
+        cfg.frames = cfg.frames.min(frames - episode * EPISODE_FRAMES);
+        all.append(peak_dataset(&cfg, finder, match_radius_px, &|_| {})?);
+    }
+    Ok(all)
+}
+
 /// Frame summaries with their truth, one row per frame.
 #[derive(Clone, Debug, Default)]
 pub struct FrameDataset {

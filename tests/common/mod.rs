@@ -224,3 +224,32 @@ kind = "null"
     std::fs::write(&path, text).unwrap();
     Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// `jungfrau-mod5` ready to read: its config (PSI's calibration files, in a temporary folder), the
+/// conversion to photons and the module's assembled image.
+pub struct Mod5 {
+    pub path: std::path::PathBuf,
+    pub config: Config,
+    pub converter: hitgate::calib::PhotonConverter,
+    pub image: hitgate::detector::PanelImage,
+    _dir: tempfile::TempDir,
+}
+
+impl Mod5 {
+    /// The real data, or `None` where it is absent (said, and a failure in CI).
+    pub fn open() -> Option<Mod5> {
+        let path = realdata()?.join("jungfrau-mod5");
+        let dir = tempfile::tempdir().unwrap();
+        let config = mod5_config(dir.path(), &path, &path.join("gainMaps_derived.bin"));
+        let maps = config.calibration.maps(1, 512, 1024).unwrap();
+        let converter = hitgate::calib::PhotonConverter::new(&maps, config.detector.photon_energy_kev() as f32);
+        let image = config.panel_image(&config.geometry().unwrap());
+        Some(Mod5 { path, config, converter, image, _dir: dir })
+    }
+
+    /// Frame `n`'s photons in the assembled module (`out`: the image's size), `raw` as scratch.
+    pub fn photons(&self, n: usize, raw: &mut [f32], out: &mut [f32]) {
+        self.converter.jungfrau_photons(&raw_frame(&self.path.join(format!("raw_{n:02}.bin"))), 0, raw);
+        self.image.assemble(raw, out);
+    }
+}

@@ -230,6 +230,8 @@ pub fn trigger_status(trigger: &Trigger) -> serde_json::Value {
         // that raised the alarm (null when the trigger knows no ranges).
         "inputs_unfamiliar_share": trigger.familiarity().map(|(share, _)| share),
         "inputs_unfamiliar_alarm": trigger.familiarity().map(|(_, alarm)| alarm),
+        // Whether the spots trigger judges in its place now (`on_unfamiliar = "fallback"`).
+        "fallback": trigger.falling_back(),
     })
 }
 

@@ -398,6 +398,36 @@ mod tests {
     }
 
     #[test]
+    fn while_the_alarm_is_raised_the_fallback_judges_by_spots_and_then_hands_back() {
+        let section = TriggerSection {
+            kind: TriggerKind::Tract,
+            on_unfamiliar: OnUnfamiliar::Fallback,
+            spots: SpotsTriggerSection { min_spots: 5, max_spots: Some(100), ..SpotsTriggerSection::default() },
+            ..TriggerSection::default()
+        };
+        let t = Trigger::from_config(&section).unwrap();
+        let mut scorer = t.scorer().unwrap();
+        let summary = [0f32; crate::features::summary::SUMMARY_LEN];
+        let mut judge =
+            |spots_found, seq| t.decide(scorer.as_mut(), FrameFacts { spots_found, summary: &summary }, seq);
+        assert!(!judge(50, 0).fallback, "the model judges until the alarm");
+        let state = Familiarity { share: 0.9, frames: 40, limit: 0.25 };
+        t.set_familiarity(state, true);
+        assert!(t.falling_back());
+        assert_eq!(judge(5, 1), Decision { score: 5.0, accepted: true, failed: false, fallback: true });
+        assert!(!judge(4, 2).accepted && !judge(101, 3).accepted, "below the cut, and past max_spots");
+        t.set_familiarity(Familiarity { share: 0.0, ..state }, false);
+        assert!(!t.falling_back() && !judge(50, 4).fallback);
+        // The target rate, set live, reaches the fallback's rate control too.
+        t.set_target_rate(0.1).unwrap();
+        assert_eq!(t.fallback_rate().unwrap().target_rate(), Some(0.1));
+        // A model that knows no training ranges cannot tell when to fall back: refused.
+        let mut no_ranges = section.clone();
+        no_ranges.kind = TriggerKind::Spots;
+        assert!(matches!(Trigger::from_config(&no_ranges), Err(TriggerError::FallbackWithoutRanges("spots"))));
+    }
+
+    #[test]
     fn min_spots_is_refused_where_the_cut_is_a_score() {
         let tract =
             Trigger::from_config(&TriggerSection { kind: TriggerKind::Tract, ..TriggerSection::default() }).unwrap();

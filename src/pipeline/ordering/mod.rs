@@ -162,6 +162,7 @@ struct Meters {
     ceiling: Gauge,
     rate_held: Gauge,
     unfamiliar: Gauge,
+    fallback: Gauge,
     backlogs: Vec<Gauge>,
 }
 
@@ -213,6 +214,7 @@ impl<'a> Delivery<'a> {
             ceiling: gauge!(telemetry::STORAGE_RATE_CEILING),
             rate_held: gauge!(telemetry::TRIGGER_RATE_HELD),
             unfamiliar: gauge!(telemetry::TRIGGER_UNFAMILIAR_SHARE),
+            fallback: gauge!(telemetry::TRIGGER_FALLBACK),
             backlogs: lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect(),
         };
         Delivery {
@@ -262,6 +264,7 @@ impl<'a> Delivery<'a> {
                 let state = watch.state();
                 rate.trigger.set_familiarity(state, watch.alarmed());
                 self.meters.unfamiliar.set(state.share);
+                self.meters.fallback.set(f64::from(u8::from(rate.trigger.falling_back())));
                 if let Some(changed) = watch.changed() {
                     let fallback = match rate.trigger.fallback_rate() {
                         Some(_) if watch.alarmed() => "; the spots trigger judges until they are familiar again",

@@ -6,13 +6,13 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use super::out::say;
-use hitgate::features::SpotFinderParams;
 use hitgate::features::summary::SUMMARY_LEN;
+use hitgate::features::{SpotFinderParams, ThresholdParams};
 use hitgate::ingest::Recording;
 use hitgate::pipeline::{LabelRule, label_recording};
 use hitgate::sim::SimConfig;
 use hitgate::sim::dataset::{
-    FrameDataset, frame_dataset, peak_dataset, randomized_frame_dataset, randomized_peak_dataset,
+    FrameDataset, PeakFinder, frame_dataset, peak_dataset, randomized_frame_dataset, randomized_peak_dataset,
 };
 
 use super::{Exit, describe};
@@ -149,7 +149,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
         }
         DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px, randomize: true } => {
             let cfg = SimConfig { hit_rate, ..SimConfig::default() };
-            let data = randomized_peak_dataset(&cfg, seed, frames, finder, match_radius_px)
+            let data = randomized_peak_dataset(&cfg, seed, frames, ThresholdParams::default(), match_radius_px)
                 .context("simulating frames for the peak dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
             say!(
@@ -160,7 +160,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
         }
         DatasetCommand::Peaks { out, frames, hit_rate, seed, match_radius_px, randomize: false } => {
             let cfg = SimConfig { frames, hit_rate, seed, ..SimConfig::default() };
-            let data = peak_dataset(&cfg, finder, match_radius_px, &|_| {})
+            let data = peak_dataset(&cfg, PeakFinder::Fixed(finder), match_radius_px, &|_| {})
                 .context("simulating frames for the peak dataset")?;
             data.save(&out).with_context(|| format!("writing {}", out.display()))?;
             say!("{} spot patches from {frames} frames (seed {seed}) in {}", data.len(), out.display());

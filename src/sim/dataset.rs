@@ -17,7 +17,7 @@ use super::run::{SimConfig, SimError, SimulatedDetector};
 use crate::calib::PhotonConverter;
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
 use crate::features::summary::{SUMMARY_LEN, SummaryCounter, SummaryPlan};
-use crate::features::{Spot, SpotFinder, SpotFinderParams};
+use crate::features::{LocalThresholdFinder, Spot, SpotFinder, SpotFinderParams, ThresholdParams};
 
 /// Examples of spots with their true centres.
 #[derive(Clone, Debug, Default)]
@@ -89,7 +89,7 @@ fn save_arrays(dir: &Path, arrays: &[(&str, &[usize], &[f32])]) -> Result<(), Si
 /// The simulation cannot be prepared (a non-JUNGFRAU model).
 pub fn peak_dataset(
     cfg: &SimConfig,
-    finder: SpotFinderParams,
+    finder: PeakFinder,
     match_radius_px: f32,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PeakDataset, SimError> {
@@ -120,9 +120,42 @@ pub fn peak_dataset(
     Ok(all)
 }
 
+/// Which finder cuts a peak dataset's spots.
+#[derive(Clone, Copy, Debug)]
+pub enum PeakFinder {
+    /// The fixed-threshold finder (the simulator's backgrounds are low enough for it).
+    Fixed(SpotFinderParams),
+    /// The reducer's default: each tile's own background and noise (holds on real backgrounds).
+    Local(ThresholdParams),
+}
+
+/// A worker's finder.
+enum Finding {
+    Fixed(SpotFinder),
+    Local(LocalThresholdFinder),
+}
+
+impl Finding {
+    fn new(finder: PeakFinder, rows: usize, cols: usize) -> Finding {
+        match finder {
+            PeakFinder::Fixed(p) => Finding::Fixed(SpotFinder::new(p)),
+            PeakFinder::Local(p) => Finding::Local(LocalThresholdFinder::new(p, rows, cols)),
+        }
+    }
+
+    fn find_in_panel(&mut self, image: &mut [f32], rows: usize, cols: usize, panel: u16, out: &mut Vec<Spot>) {
+        match self {
+            Finding::Fixed(f) => f.find_in_panel(image, rows, cols, panel, out),
+            Finding::Local(f) => f.find_in_panel(image, rows, cols, panel, out),
+        };
+    }
+}
+
 /// Spot patches of `frames` frames of the built-in training distribution (`sim::randomize`): a new
 /// beamline every [`EPISODE_FRAMES`] frames, on `base`'s detector at its hit rate, so the spots have
-/// the distribution's shapes (pseudo-Voigt, streaked, of every width) on its backgrounds.
+/// the distribution's shapes (pseudo-Voigt, streaked, of every width) on its backgrounds. Spots are
+/// found by the reducer's default finder (each tile's own background), which holds on backgrounds of
+/// several photons a pixel where a fixed threshold finds noise.
 ///
 /// # Errors
 /// The simulation cannot be prepared (a non-JUNGFRAU model).
@@ -130,14 +163,14 @@ pub fn randomized_peak_dataset(
     base: &SimConfig,
     seed: u64,
     frames: u64,
-    finder: SpotFinderParams,
+    finder: ThresholdParams,
     match_radius_px: f32,
 ) -> Result<PeakDataset, SimError> {
     let mut all = PeakDataset::default();
     for episode in 0..frames.div_ceil(EPISODE_FRAMES) {
         let mut cfg = training_episode(base, seed, episode);
         cfg.frames = cfg.frames.min(frames - episode * EPISODE_FRAMES);
-        all.append(peak_dataset(&cfg, finder, match_radius_px, &|_| {})?);
+        all.append(peak_dataset(&cfg, PeakFinder::Local(finder), match_radius_px, &|_| {})?);
     }
     Ok(all)
 }
@@ -299,7 +332,7 @@ pub fn randomized_frame_dataset(
 /// One worker's scratch.
 struct FrameExamples<'a> {
     detector: &'a SimulatedDetector,
-    finder: SpotFinder,
+    finder: Finding,
     photons: Vec<f32>,
     assembled: Vec<f32>,
     spots: Vec<Spot>,
@@ -307,10 +340,11 @@ struct FrameExamples<'a> {
 }
 
 impl<'a> FrameExamples<'a> {
-    fn new(detector: &'a SimulatedDetector, finder: SpotFinderParams, match_radius_px: f32) -> FrameExamples<'a> {
+    fn new(detector: &'a SimulatedDetector, finder: PeakFinder, match_radius_px: f32) -> FrameExamples<'a> {
+        let (rows, cols) = detector.panel_image().shape();
         FrameExamples {
             detector,
-            finder: SpotFinder::new(finder),
+            finder: Finding::new(finder, rows, cols),
             photons: Vec::new(),
             assembled: Vec::new(),
             spots: Vec::with_capacity(4096),
@@ -376,7 +410,7 @@ mod tests {
     fn examples_are_bright_patches_near_their_targets() {
         let cfg = SimConfig { frames: 4, hit_rate: 1.0, seed: 5, ..SimConfig::default() };
         let params = SpotFinderParams::default();
-        let data = peak_dataset(&cfg, params, 2.0, &|_| {}).unwrap();
+        let data = peak_dataset(&cfg, PeakFinder::Fixed(params), 2.0, &|_| {}).unwrap();
         assert!(data.len() > 20, "{} examples", data.len());
         assert_eq!(data.patches.len(), data.len() * PATCH_PIXELS);
         for (i, t) in data.targets.iter().enumerate() {

@@ -61,18 +61,6 @@ fn judge(dir: &std::path::Path, config: &hitgate::sim::SimConfig) -> Judged {
     Judged { score, spots: frames.label_spots, hit, usable }
 }
 
-/// Hits kept when frames scoring above the `REJECTION` quantile of the misses are kept, and the share
-/// of all frames kept.
-fn at_rejection(values: &[f64], hit: &[bool]) -> (f64, f64, f64) {
-    let mut misses: Vec<f64> = values.iter().zip(hit).filter(|(_, h)| !**h).map(|(v, _)| *v).collect();
-    misses.sort_by(f64::total_cmp);
-    let cut = misses[((misses.len() as f64 * REJECTION).ceil() as usize).min(misses.len() - 1)];
-    let kept = |want: bool| values.iter().zip(hit).filter(|(v, h)| **h == want && **v > cut).count() as f64;
-    let hits = hit.iter().filter(|h| **h).count() as f64;
-    let rejected = 1.0 - kept(false) / misses.len() as f64;
-    (kept(true) / hits, rejected, (kept(true) + kept(false)) / values.len() as f64)
-}
-
 /// Hits kept by peakfinder8 + spots keeping `share` of the frames: the count cut where that share
 /// is reached, frames at the cut itself kept in turn until it is (as the rate control spreads them).
 fn spots_at_share(spots: &[u32], hit: &[bool], share: f64) -> f64 {
@@ -106,7 +94,7 @@ fn the_built_in_model_holds_on_the_held_out_matrix() {
         let dir = tempfile::tempdir().unwrap();
         let j = judge(dir.path(), &run.config);
         let (scores, spots, hit) = j.clear();
-        let (hits_kept, rejected, share) = at_rejection(&scores, &hit);
+        let (hits_kept, rejected, share) = common::at_rejection(&scores, &hit, REJECTION);
         let spots = spots_at_share(&spots, &hit, share);
         let hits = hit.iter().filter(|h| **h).count();
         println!(

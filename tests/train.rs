@@ -112,3 +112,67 @@ fn a_recorded_run_retrains_the_classifier_and_tune_takes_the_result() {
     let said = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && said.contains("pip install jax=="), "{said}");
 }
+
+/// `frames` (a recording's labelled frames) of numbers in `range`, as a training folder.
+fn subset(frames: &hitgate::pipeline::LabelledFrames, range: std::ops::RangeInclusive<u64>, out: &Path) {
+    let len = hitgate::features::summary::SUMMARY_LEN;
+    let mut data = hitgate::sim::dataset::FrameDataset::default();
+    for (i, n) in frames.frame_numbers.iter().enumerate().filter(|(_, n)| range.contains(n)) {
+        let _ = n;
+        data.summaries.extend_from_slice(&frames.summaries[i * len..(i + 1) * len]);
+        data.hit.push(f32::from(u8::from(frames.hit[i])));
+        data.strength.push(f32::NAN);
+        data.visible_spots.push(f32::NAN);
+        data.detectable_spots.push(f32::NAN);
+        data.spots_found.push(frames.spots_found[i] as f32);
+    }
+    data.save(out).unwrap();
+}
+
+#[test]
+fn retrained_on_half_a_held_out_capture_it_holds_on_the_other_half() {
+    use hitgate::ingest::Recording;
+    use hitgate::pipeline::{LabelRule, label_recording};
+    let Some(python) = common::python_with("jax, optax, onnx, onnxruntime") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // The matrix's 60 mm run, 600 frames: its first half is the site's own labelled data.
+    ok(hitgate(&["simulate", "--held-out", "2", "--frames", "600", "--out", d]));
+    let config = hitgate::config::Config::load(&dir.path().join("replay.toml")).unwrap();
+    let recording = Recording::open(&dir.path().join("run.pcap")).unwrap();
+    let conservative = LabelRule { hit_min_spots: 8, miss_max_spots: 1 };
+    let labelled = label_recording(&config, &recording, conservative).unwrap();
+    let (train, test) = (dir.path().join("train"), dir.path().join("test"));
+    subset(&labelled, 1..=300, &train);
+    subset(&labelled, 301..=600, &test);
+    let models = dir.path().join("models");
+    let (t, h, m) = (train.to_str().unwrap(), test.to_str().unwrap(), models.to_str().unwrap());
+    ok(hitgate(&["train", "classifier", "--data", t, "--test", h, "--out", m, "--python", python.to_str().unwrap()]));
+    // Judged against the truth on the other half: every frame, usable hits against misses.
+    let every = LabelRule { hit_min_spots: 1, miss_max_spots: 0 };
+    let all = label_recording(&config, &recording, every).unwrap();
+    let source = hitgate::trigger::ClassifierSource::File(models.join("hit_classifier.onnx"));
+    let mut state = hitgate::trigger::TractTrigger::load(&source).unwrap().state().unwrap();
+    let truth = hitgate::sim::RunTruth::load(&dir.path().join("truth.json")).unwrap();
+    let usable = hitgate::sim::run::USABLE_HIT_SPOTS;
+    let len = hitgate::features::summary::SUMMARY_LEN;
+    let (mut scores, mut hits) = (Vec::new(), Vec::new());
+    for (i, n) in all.frame_numbers.iter().enumerate().filter(|(_, n)| **n > 300) {
+        let f = &truth.frames[(*n - 1) as usize];
+        if f.hit && f.detectable_spots < usable {
+            continue;
+        }
+        scores.push(f64::from(state.hit_probability(&all.summaries[i * len..(i + 1) * len]).unwrap()));
+        hits.push(f.hit);
+    }
+    let (kept, rejected, share) = common::at_rejection(&scores, &hits, 0.97);
+    let n_hits = hits.iter().filter(|h| **h).count();
+    println!(
+        "retrained on frames 1-300 (labelled by peakfinder8), judged on 301-600: {:.1}% of {n_hits} usable hits kept, \
+         {:.1}% of misses rejected, {:.1}% of frames kept",
+        100.0 * kept,
+        100.0 * rejected,
+        100.0 * share
+    );
+    assert!(n_hits >= 40 && kept >= 0.95, "{kept} of {n_hits} usable hits");
+}

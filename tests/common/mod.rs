@@ -253,3 +253,15 @@ impl Mod5 {
         self.image.assemble(raw, out);
     }
 }
+
+/// Hits kept when frames scoring above the `rejection` quantile of the misses' scores are kept, the
+/// misses rejected, and the share of all frames kept.
+pub fn at_rejection(values: &[f64], hit: &[bool], rejection: f64) -> (f64, f64, f64) {
+    let mut misses: Vec<f64> = values.iter().zip(hit).filter(|(_, h)| !**h).map(|(v, _)| *v).collect();
+    misses.sort_by(f64::total_cmp);
+    let cut = misses[((misses.len() as f64 * rejection).ceil() as usize).min(misses.len() - 1)];
+    let kept = |want: bool| values.iter().zip(hit).filter(|(v, h)| **h == want && **v > cut).count() as f64;
+    let hits = hit.iter().filter(|h| **h).count() as f64;
+    let rejected = 1.0 - kept(false) / misses.len() as f64;
+    (kept(true) / hits, rejected, (kept(true) + kept(false)) / values.len() as f64)
+}

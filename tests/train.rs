@@ -176,3 +176,40 @@ fn retrained_on_half_a_held_out_capture_it_holds_on_the_other_half() {
     );
     assert!(n_hits >= 40 && kept >= 0.95, "{kept} of {n_hits} usable hits");
 }
+
+#[test]
+fn a_runs_audit_frames_become_negatives_where_the_rule_would_leave_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = hitgate::sim::SimConfig { frames: 120, hit_rate: 0.4, seed: 43, ..hitgate::sim::SimConfig::default() };
+    let out = common::simulated(dir.path(), &cfg);
+    // The run as it was judged: the spots trigger, every second rejected frame kept for the audit.
+    let mut config = common::replay_config(&out);
+    config.features.localiser.model = None;
+    config.trigger.rate.audit_every = 2;
+    common::replay(config, &out.capture);
+    let records = dir.path().join("replay/features.jsonl");
+    let audit = hitgate::sink::features::read_audit_frames(&records).unwrap();
+    assert!(audit.len() >= 20, "{} audit frames", audit.len());
+    let label = |with_audit: bool| {
+        let (capture, replay) = (out.capture.to_str().unwrap(), out.replay_config.to_str().unwrap());
+        let folder = dir.path().join(if with_audit { "with" } else { "without" });
+        let mut args = vec!["dataset", "frames", "--capture", capture, "--config", replay, "--label-by", "peakfinder8"];
+        // A wide gap between the limits: many rejected frames fall in it.
+        args.extend(["--hit-min-spots", "60", "--miss-max-spots", "0", "--out", folder.to_str().unwrap()]);
+        if with_audit {
+            args.extend(["--audit-records", records.to_str().unwrap()]);
+        }
+        let said = ok(hitgate(&args));
+        let number = |before: &str| -> u64 {
+            let at = said.find(before).unwrap_or_else(|| panic!("{said}"));
+            said[..at].split_whitespace().last().unwrap().trim_start_matches('(').parse().unwrap()
+        };
+        (number(" misses"), number(" left out between"), said)
+    };
+    let (misses, left_out, _) = label(false);
+    let (misses_audit, left_out_audit, said) = label(true);
+    println!("{said}");
+    let gained = misses_audit - misses;
+    assert!(gained > 0 && gained == left_out - left_out_audit, "{said}");
+    assert!(said.contains(&format!("audit frames below the hit limit: {gained})")), "{said}");
+}

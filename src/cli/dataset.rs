@@ -9,7 +9,7 @@ use super::out::say;
 use hitgate::features::summary::SUMMARY_LEN;
 use hitgate::features::{SpotFinderParams, ThresholdParams};
 use hitgate::ingest::Recording;
-use hitgate::pipeline::{LabelRule, label_recording};
+use hitgate::pipeline::{LabelRule, label_recording_with_audit};
 use hitgate::sim::SimConfig;
 use hitgate::sim::dataset::{
     FrameDataset, PeakFinder, frame_dataset, peak_dataset, randomized_frame_dataset, randomized_peak_dataset,
@@ -72,6 +72,11 @@ pub enum DatasetCommand {
         /// A recorded frame with at most this many is a miss; frames in between are left out.
         #[arg(long, default_value_t = 3)]
         miss_max_spots: u32,
+        /// The run's own features records (a features sink's file): the frames it kept for its audit
+        /// stream, sampled evenly among the trigger's rejections, are misses below the hit limit
+        /// (unbiased negatives, kept where the rule would leave them out).
+        #[arg(long, requires = "capture")]
+        audit_records: Option<PathBuf>,
     },
 }
 
@@ -94,12 +99,25 @@ pub fn run(command: DatasetCommand) -> Result<()> {
     // The threshold finder with its default parameters: what the datasets are made with.
     let finder = SpotFinderParams::default();
     match command {
-        DatasetCommand::Frames { out, config, capture: Some(capture), hit_min_spots, miss_max_spots, .. } => {
+        DatasetCommand::Frames {
+            out,
+            config,
+            capture: Some(capture),
+            hit_min_spots,
+            miss_max_spots,
+            audit_records,
+            ..
+        } => {
             let path = config.context("--capture needs --config")?;
             let config = super::load_config(&path)?;
             let recording = Recording::open(&capture).map_err(|e| Exit { code: 4, message: describe(&e) })?;
             let rule = LabelRule { hit_min_spots, miss_max_spots };
-            let labelled = label_recording(&config, &recording, rule)
+            let audit = match &audit_records {
+                Some(path) => hitgate::sink::features::read_audit_frames(path)
+                    .with_context(|| format!("reading the audit frames of {}", path.display()))?,
+                None => std::collections::HashSet::new(),
+            };
+            let labelled = label_recording_with_audit(&config, &recording, rule, &audit)
                 .with_context(|| format!("summarising {}", capture.display()))?;
             let data = FrameDataset {
                 summaries: labelled.summaries,
@@ -119,11 +137,12 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             save_frames(&data, &out, &source)?;
             let hits = labelled.hit.iter().filter(|&&h| h).count();
             say!(
-                "{} frame summaries of {}: {hits} hits (≥ {hit_min_spots} peakfinder8 spots), {} misses (≤ {miss_max_spots}), \
-                 {} left out between, {} partial frames skipped, in {}",
+                "{} frame summaries of {}: {hits} hits (≥ {hit_min_spots} peakfinder8 spots), {} misses (≤ {miss_max_spots}, \
+                 or audit frames below the hit limit: {}), {} left out between, {} partial frames skipped, in {}",
                 data.len(),
                 capture.display(),
                 data.len() - hits,
+                labelled.audit_negatives,
                 labelled.left_out,
                 labelled.frames_partial,
                 out.display()

@@ -24,7 +24,7 @@ pub use replay::{Pace, ReplayOptions};
 pub use run_control::{ReloadReport, RunControl, apply_reload};
 pub use scoring::{ScoredRun, ScoringError, score_capture};
 pub use service::{LiveOptions, LiveSource};
-pub use summaries::{LabelRule, LabelledFrames, SummariesError, label_recording};
+pub use summaries::{LabelRule, LabelledFrames, SummariesError, label_recording, label_recording_with_audit};
 pub use summary::{Progress, RunSummary};
 
 use std::sync::Arc;

@@ -31,6 +31,8 @@ pub struct LabelledFrames {
     pub frame_numbers: Vec<u64>,
     /// Whole frames whose count fell between the two limits: neither hit nor miss.
     pub left_out: u64,
+    /// Audit frames (a run's evenly sampled rejected frames) below the hit limit, kept as misses.
+    pub audit_negatives: u64,
     pub frames_partial: u64,
     pub input_error: Option<String>,
 }
@@ -59,6 +61,22 @@ pub fn label_recording(
     config: &Config,
     recording: &Recording,
     rule: LabelRule,
+) -> Result<LabelledFrames, SummariesError> {
+    label_recording_with_audit(config, recording, rule, &std::collections::HashSet::new())
+}
+
+/// As [`label_recording`], with the frames the run kept for its audit stream (`audit_frames`, by
+/// frame number): the trigger rejected them and they were sampled evenly among its rejections, so
+/// below the hit limit they are misses — the unbiased negatives the rule would otherwise leave out
+/// between its limits. An audit frame at or above the hit limit is a hit the trigger missed.
+///
+/// # Errors
+/// As [`label_recording`].
+pub fn label_recording_with_audit(
+    config: &Config,
+    recording: &Recording,
+    rule: LabelRule,
+    audit_frames: &std::collections::HashSet<u64>,
 ) -> Result<LabelledFrames, SummariesError> {
     if rule.hit_min_spots <= rule.miss_max_spots {
         return Err(SummariesError::Rule { hit: rule.hit_min_spots, miss: rule.miss_max_spots });
@@ -93,9 +111,14 @@ pub fn label_recording(
         let found = frame.features().spots_found;
         label_reducer.reduce(frame);
         let label = frame.features().spots_found;
+        let audit = audit_frames.contains(&frame.meta().frame_number);
         let hit = match label {
             n if n >= rule.hit_min_spots => true,
             n if n <= rule.miss_max_spots => false,
+            _ if audit => {
+                out.audit_negatives += 1;
+                false
+            }
             _ => {
                 out.left_out += 1;
                 return;

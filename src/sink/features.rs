@@ -277,6 +277,20 @@ pub fn read_verdicts(path: &Path) -> std::io::Result<std::collections::HashMap<u
     Ok(read_records::<Verdict>(path)?.into_iter().map(|v| (v.frame_number, v.accepted)).collect())
 }
 
+/// Reads back which frames a run kept for its audit stream (rejected frames, sampled evenly): their
+/// frame numbers.
+///
+/// # Errors
+/// The file cannot be read, or a line is not a record.
+pub fn read_audit_frames(path: &Path) -> std::io::Result<std::collections::HashSet<u64>> {
+    #[derive(serde::Deserialize)]
+    struct Audit {
+        frame_number: u64,
+        audit: bool,
+    }
+    Ok(read_records::<Audit>(path)?.into_iter().filter(|a| a.audit).map(|a| a.frame_number).collect())
+}
+
 /// Reads the trigger's scores back from a features file: frame number → score, for every judged
 /// (not dark) frame.
 ///

@@ -49,7 +49,8 @@ pub enum TriggerError {
 #[derive(Debug)]
 struct Fallback {
     rate: RateControl,
-    max_spots: Option<u32>,
+    /// The spots backend itself (stateless, so each frame scores on a copy).
+    spots: SpotsTrigger,
     active: std::sync::atomic::AtomicBool,
 }
 
@@ -147,7 +148,7 @@ impl Trigger {
                 let tie_spread = CutUnit::Spots.tie_spread();
                 Some(Fallback {
                     rate: RateControl::new(spots.min_spots as f32, r.target_accept_rate, r.audit_every, tie_spread)?,
-                    max_spots: spots.max_spots,
+                    spots: SpotsTrigger::new(spots.max_spots),
                     active: std::sync::atomic::AtomicBool::new(false),
                 })
             }
@@ -230,19 +231,7 @@ impl Trigger {
 
     /// Judges a frame alone; `sequence` is its place in the run.
     pub fn decide(&self, scorer: &mut dyn Scorer, frame: FrameFacts<'_>, sequence: u64) -> Decision {
-        let spots = frame.spots_found;
-        let decision = self.verdict(scorer.score(frame, None), sequence);
-        self.fallback_verdict(spots, sequence).unwrap_or(decision)
-    }
-
-    /// The spots trigger's verdict, while the learned one falls back to it.
-    fn fallback_verdict(&self, spots_found: u32, sequence: u64) -> Option<Decision> {
-        let fallback = self.fallback.as_ref().filter(|f| f.active.load(std::sync::atomic::Ordering::Relaxed))?;
-        let score = spots_found as f32;
-        // More spots than a crystal gives is no hit, as the spots trigger itself has it.
-        let vetoed = fallback.max_spots.is_some_and(|m| spots_found > m);
-        let accepted = !vetoed && fallback.rate.passes(score, sequence);
-        Some(Decision { score, accepted, failed: false, fallback: true })
+        self.judge(scorer, frame, None, sequence)
     }
 
     /// The decision on the `index`th frame staged before the scorer's last judgement.
@@ -253,19 +242,27 @@ impl Trigger {
         frame: FrameFacts<'_>,
         sequence: u64,
     ) -> Decision {
-        let spots = frame.spots_found;
-        let decision = self.verdict(scorer.score(frame, Some(index)), sequence);
-        self.fallback_verdict(spots, sequence).unwrap_or(decision)
+        self.judge(scorer, frame, Some(index), sequence)
     }
 
-    fn verdict(&self, score: Score, sequence: u64) -> Decision {
+    /// The backend's score under its cut; while the learned backend falls back, the spots trigger's
+    /// score under its own cut instead (the model is not run).
+    fn judge(&self, scorer: &mut dyn Scorer, frame: FrameFacts<'_>, staged: Option<usize>, sequence: u64) -> Decision {
+        let falling_back = self.fallback.as_ref().filter(|f| f.active.load(std::sync::atomic::Ordering::Relaxed));
+        let (score, rate) = match falling_back {
+            Some(fallback) => {
+                let mut spots = fallback.spots;
+                (spots.score(frame, None), &fallback.rate)
+            }
+            None => (scorer.score(frame, staged), &self.rate),
+        };
         let (score, accepted, failed) = match score {
-            Score::Value(score) => (score, self.rate.passes(score, sequence), false),
+            Score::Value(score) => (score, rate.passes(score, sequence), false),
             Score::Vetoed(score) => (score, false, false),
             Score::Kept(score) => (score, true, false),
             Score::Failed => (f32::INFINITY, true, true),
         };
-        Decision { score, accepted, failed, fallback: false }
+        Decision { score, accepted, failed, fallback: falling_back.is_some() }
     }
 
     /// The cut and its target rate, for the thread that tracks the rate and for operators.

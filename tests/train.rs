@@ -117,14 +117,13 @@ fn a_recorded_run_retrains_the_classifier_and_tune_takes_the_result() {
 fn subset(frames: &hitgate::pipeline::LabelledFrames, range: std::ops::RangeInclusive<u64>, out: &Path) {
     let len = hitgate::features::summary::SUMMARY_LEN;
     let mut data = hitgate::sim::dataset::FrameDataset::default();
-    for (i, n) in frames.frame_numbers.iter().enumerate().filter(|(_, n)| range.contains(n)) {
-        let _ = n;
+    for (i, _) in frames.frame_numbers.iter().enumerate().filter(|(_, n)| range.contains(n)) {
         data.summaries.extend_from_slice(&frames.summaries[i * len..(i + 1) * len]);
         data.hit.push(f32::from(u8::from(frames.hit[i])));
         data.strength.push(f32::NAN);
         data.visible_spots.push(f32::NAN);
         data.detectable_spots.push(f32::NAN);
-        data.spots_found.push(frames.spots_found[i] as f32);
+        data.spots_found.push(frames.label_spots[i] as f32);
     }
     data.save(out).unwrap();
 }

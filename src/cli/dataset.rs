@@ -126,7 +126,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
                 strength: vec![f32::NAN; labelled.hit.len()],
                 visible_spots: vec![f32::NAN; labelled.hit.len()],
                 detectable_spots: vec![f32::NAN; labelled.hit.len()],
-                spots_found: labelled.spots_found.iter().map(|&n| n as f32).collect(),
+                spots_found: labelled.label_spots.iter().map(|&n| n as f32).collect(),
             };
             let source = format!(
                 "hitgate dataset frames --capture {} --config {}: labelled by peakfinder8 (hit ≥ {hit_min_spots} spots, \

@@ -87,7 +87,7 @@ fn estimate(mut config: hitgate::config::Config, path: &std::path::Path, most: u
     };
     let mut photons = vec![0f32; panels * rows * cols];
     let converter = plan.photons().converter().map(|c| c.current());
-    let read = each_whole_frame(&geometry, config.assembler_config(), &recording, 0, |frame| {
+    let read = each_whole_frame(&geometry, config.assembler_config(), &recording, |frame| {
         if rings.frames() < most {
             plan.photons().convert(converter.as_deref(), frame.pixels_u16(), 0, &mut photons);
             rings.add(&photons);

@@ -29,7 +29,7 @@ pub fn measure_dark(
 ) -> Result<DarkReport, PipelineError> {
     let (panels, rows, cols) = geometry.panels();
     let mut dark = DarkRun::new(panels * rows * cols);
-    let read = each_whole_frame(geometry, assembler, recording, 0, |frame| dark.add(frame.pixels_u16()))?;
+    let read = each_whole_frame(geometry, assembler, recording, |frame| dark.add(frame.pixels_u16()))?;
     Ok(DarkReport {
         measurement: dark.measurement(),
         frames_partial: read.frames_partial,

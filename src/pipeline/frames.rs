@@ -16,8 +16,7 @@ pub struct FramesRead {
 }
 
 /// Calls `whole` with every frame of `recording` that came with all its packets, in the order they
-/// leave assembly; frames with packets missing are counted, not handed on. Each frame has room for
-/// `spots_per_frame` spots (0 when no finder runs on it).
+/// leave assembly; frames with packets missing are counted, not handed on.
 ///
 /// # Errors
 /// The frame pool cannot be allocated.
@@ -25,11 +24,9 @@ pub fn each_whole_frame(
     geometry: &DetectorGeometry,
     assembler: AssemblerConfig,
     recording: &Recording,
-    spots_per_frame: usize,
     mut whole: impl FnMut(&mut FrameHandle),
 ) -> Result<FramesRead, PipelineError> {
-    let slots = assembler.window_frames + 2;
-    let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), slots, spots_per_frame)?;
+    let pool = FramePool::new(geometry.frame_bytes(), geometry.packets_per_frame(), assembler.window_frames + 2, 0)?;
     let mut a = Assembler::new(geometry.clone(), assembler, Arc::clone(&pool));
     let mut partial = 0u64;
     let mut take = |a: &mut Assembler| {

@@ -25,8 +25,7 @@ pub struct LabelledFrames {
     /// [`SUMMARY_LEN`] values a frame, as the reducer computes them for the learned trigger.
     pub summaries: Vec<f32>,
     pub hit: Vec<bool>,
-    /// Spots the config's own finder found (in the summary too), and peakfinder8's (the label's).
-    pub spots_found: Vec<u32>,
+    /// Peakfinder8's spots (the label's count).
     pub label_spots: Vec<u32>,
     pub frame_numbers: Vec<u64>,
     /// Whole frames whose count fell between the two limits: neither hit nor miss.
@@ -85,32 +84,18 @@ pub fn label_recording_with_audit(
         return Err(SummariesError::DarkFrames(config.calibration.dark_frames));
     }
     let geometry = config.geometry().map_err(PipelineError::from)?;
-    // The summary as the learned trigger reads it (the summary is computed only for a backend that
-    // reads it; its model does not matter here).
-    let mut summarising = config.clone();
-    summarising.trigger.kind = TriggerKind::Tract;
-    summarising.features.localiser.model = None;
-    // The label's own count.
+    // One reduction a frame gives both: the summary as the learned trigger reads it (computed for a
+    // backend that reads it, whatever its model; it does not depend on the finder), and the label's
+    // count from peakfinder8 (counted whether or not the frame has room to list the spots).
     let mut labelling = config.clone();
-    labelling.trigger.kind = TriggerKind::AcceptAll;
+    labelling.trigger.kind = TriggerKind::Tract;
     labelling.features.finder = FinderKind::Peakfinder8;
     labelling.features.localiser.model = None;
-    let reducer = |c: &Config| -> Result<Reducer, PlanError> {
-        let settings = c.reducer_settings(&geometry);
-        Reducer::new(Arc::new(ReducerPlan::new(&settings)?))
-    };
-    let (mut summary_reducer, mut label_reducer) = (reducer(&summarising)?, reducer(&labelling)?);
+    let mut reducer = Reducer::new(Arc::new(ReducerPlan::new(&labelling.reducer_settings(&geometry))?))?;
     let mut out = LabelledFrames::default();
-    let mut summary = Vec::with_capacity(SUMMARY_LEN);
-    // Room for the spots the finder lists, as a run's frames have.
-    let spots = config.features.max_spots_recorded;
-    let read: FramesRead = each_whole_frame(&geometry, config.assembler_config(), recording, spots, |frame| {
-        summary_reducer.reduce(frame);
-        summary.clear();
-        summary.extend_from_slice(&frame.features().summary);
-        let found = frame.features().spots_found;
-        label_reducer.reduce(frame);
-        let label = frame.features().spots_found;
+    let read: FramesRead = each_whole_frame(&geometry, config.assembler_config(), recording, |frame| {
+        reducer.reduce(frame);
+        let (summary, label) = (&frame.features().summary, frame.features().spots_found);
         let audit = audit_frames.contains(&frame.meta().frame_number);
         let hit = match label {
             n if n >= rule.hit_min_spots => true,
@@ -127,9 +112,8 @@ pub fn label_recording_with_audit(
         if summary.len() != SUMMARY_LEN {
             return;
         }
-        out.summaries.extend_from_slice(&summary);
+        out.summaries.extend_from_slice(summary);
         out.hit.push(hit);
-        out.spots_found.push(found);
         out.label_spots.push(label);
         out.frame_numbers.push(frame.meta().frame_number);
     })?;

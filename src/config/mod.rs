@@ -230,7 +230,12 @@ impl Config {
             panel_origins: self.panel_origins(geometry),
             beam_center_px: self.beam_center_px(),
             photon_energy_kev: self.detector.photon_energy_kev() as f32,
-            distance_mm: self.detector.distance_mm(),
+            diffraction: crate::features::summary::Diffraction {
+                beam_px: self.beam_center_px(),
+                distance_mm: self.detector.distance_mm(),
+                pixel_mm: f64::from(geometry.model.pixel_size_um) / 1000.0,
+                photon_energy_kev: self.detector.photon_energy_kev(),
+            },
             stored_pixels: self.stored_pixels(),
         }
     }

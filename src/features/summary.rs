@@ -50,7 +50,7 @@ impl Diffraction {
     pub fn inverse_d(&self, row: f64, col: f64) -> f64 {
         let radius_mm = (row - self.beam_px.0).hypot(col - self.beam_px.1) * self.pixel_mm;
         let theta = 0.5 * radius_mm.atan2(self.distance_mm);
-        let wavelength_a = 12.398_42 / self.photon_energy_kev;
+        let wavelength_a = crate::detector::HC_KEV_ANGSTROM / self.photon_energy_kev;
         2.0 * theta.sin() / wavelength_a
     }
 

@@ -73,8 +73,9 @@ pub struct ReducerSettings<'a> {
     pub beam_center_px: (f64, f64),
     /// The beam's photon energy (an integrating detector's conversion to photons).
     pub photon_energy_kev: f32,
-    /// From the sample to the detector: with the beam centre and energy, each pixel's resolution.
-    pub distance_mm: f64,
+    /// Where the detector sits in the beam (beam centre, distance, energy): each pixel's resolution,
+    /// which the learned trigger's summary is taken in.
+    pub diffraction: Diffraction,
     /// What kept frames are compressed as, when a sink stores compressed frames.
     pub stored_pixels: Option<StoredPixels>,
 }
@@ -181,13 +182,8 @@ impl ReducerPlan {
             }
         };
         let trigger = Trigger::from_config(settings.trigger)?;
-        let diffraction = Diffraction {
-            beam_px: settings.beam_center_px,
-            distance_mm: settings.distance_mm,
-            pixel_mm: f64::from(geometry.model.pixel_size_um) / 1000.0,
-            photon_energy_kev: f64::from(settings.photon_energy_kev),
-        };
-        let summary = trigger.needs_summary().then(|| SummaryPlan::new(&origins, image_rows, image_cols, &diffraction));
+        let summary =
+            trigger.needs_summary().then(|| SummaryPlan::new(&origins, image_rows, image_cols, &settings.diffraction));
         let l = &settings.features.localiser;
         let localiser = match l.source() {
             Some(source) => Some((Localiser::load(&source, l.batch_patches)?, l.frames)),

@@ -52,7 +52,12 @@ impl Bench {
             panel_origins: vec![(0, 0)],
             beam_center_px: (256.0, 512.0),
             photon_energy_kev: 12.4,
-            distance_mm: 100.0,
+            diffraction: crate::features::summary::Diffraction {
+                beam_px: (256.0, 512.0),
+                distance_mm: 100.0,
+                pixel_mm: 0.075,
+                photon_energy_kev: 12.4,
+            },
             stored_pixels: self.stored_pixels,
         };
         Arc::new(ReducerPlan::new(&settings).unwrap())

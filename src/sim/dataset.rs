@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use super::npy;
-use super::randomize::{EPISODE_FRAMES, training_episode};
+use super::randomize::training_episodes;
 use super::run::{SimConfig, SimError, SimulatedDetector};
 use crate::calib::PhotonConverter;
 use crate::features::patch::{PATCH_PIXELS, PATCH_SIDE, extract_patch, patch_centre};
@@ -152,7 +152,7 @@ impl Finding {
 }
 
 /// Spot patches of `frames` frames of the built-in training distribution (`sim::randomize`): a new
-/// beamline every [`EPISODE_FRAMES`] frames, on `base`'s detector at its hit rate, so the spots have
+/// beamline every [`EPISODE_FRAMES`](super::randomize::EPISODE_FRAMES) frames, on `base`'s detector at its hit rate, so the spots have
 /// the distribution's shapes (pseudo-Voigt, streaked, of every width) on its backgrounds. Spots are
 /// found by the reducer's default finder (each tile's own background), which holds on backgrounds of
 /// several photons a pixel where a fixed threshold finds noise.
@@ -167,9 +167,7 @@ pub fn randomized_peak_dataset(
     match_radius_px: f32,
 ) -> Result<PeakDataset, SimError> {
     let mut all = PeakDataset::default();
-    for episode in 0..frames.div_ceil(EPISODE_FRAMES) {
-        let mut cfg = training_episode(base, seed, episode);
-        cfg.frames = cfg.frames.min(frames - episode * EPISODE_FRAMES);
+    for (_, cfg) in training_episodes(base, seed, frames) {
         all.append(peak_dataset(&cfg, PeakFinder::Local(finder), match_radius_px, &|_| {})?);
     }
     Ok(all)
@@ -308,7 +306,7 @@ impl FrameDataset {
 }
 
 /// Summarises `frames` frames of the built-in training distribution (`sim::randomize`): episodes of
-/// [`EPISODE_FRAMES`] frames, each a beamline drawn at random, on `base`'s detector at its hit rate.
+/// [`EPISODE_FRAMES`](super::randomize::EPISODE_FRAMES) frames, each a beamline drawn at random, on `base`'s detector at its hit rate.
 ///
 /// # Errors
 /// The simulation cannot be prepared (a non-JUNGFRAU model).
@@ -320,11 +318,8 @@ pub fn randomized_frame_dataset(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<FrameDataset, SimError> {
     let mut all = FrameDataset::default();
-    for episode in 0..frames.div_ceil(EPISODE_FRAMES) {
-        let mut cfg = training_episode(base, seed, episode);
-        cfg.frames = cfg.frames.min(frames - episode * EPISODE_FRAMES);
-        let done = episode * EPISODE_FRAMES;
-        all.append(frame_dataset(&cfg, finder, &|f| progress(done + f))?);
+    for (before, cfg) in training_episodes(base, seed, frames) {
+        all.append(frame_dataset(&cfg, finder, &|f| progress(before + f))?);
     }
     Ok(all)
 }

@@ -94,6 +94,17 @@ pub fn training_episode(base: &SimConfig, seed: u64, episode: u64) -> SimConfig 
     }
 }
 
+/// The episodes that make `frames` frames of the training distribution, each with the number of
+/// frames before it: [`EPISODE_FRAMES`] each, the last cut to what is left.
+pub fn training_episodes(base: &SimConfig, seed: u64, frames: u64) -> impl Iterator<Item = (u64, SimConfig)> + '_ {
+    (0..frames.div_ceil(EPISODE_FRAMES)).map(move |episode| {
+        let mut cfg = training_episode(base, seed, episode);
+        let before = episode * EPISODE_FRAMES;
+        cfg.frames = cfg.frames.min(frames - before);
+        (before, cfg)
+    })
+}
+
 /// One run of the held-out matrix: its name and settings.
 pub struct HeldOutRun {
     pub name: &'static str,

@@ -12,8 +12,9 @@ pub use super::error::SimError;
 pub use super::packets::PacketFaults;
 use super::packets::{PacketCounts, PacketEmitter};
 use super::response::JungfrauResponse;
-use super::scene::{ICE_RING_WIDTH, ICE_RINGS_A, Ice, SpotShape, draw, draw_log};
+use super::scene::{ICE_RING_WIDTH, ICE_RINGS_A, Ice, SpotShape, draw_log};
 use crate::detector::{DetectorGeometry, DetectorType, ImageLayout, PanelImage};
+use crate::features::summary::Diffraction;
 use crate::rng::Rng;
 
 /// What was really in one frame.
@@ -96,6 +97,8 @@ struct RunModel {
     hot_pixels: Vec<usize>,
     dead_pixels: Vec<usize>,
     experiment: Experiment,
+    /// The same place in the beam as the frame summary reads it (each pixel's resolution).
+    diffraction: Diffraction,
     crystal: Crystal,
 }
 
@@ -123,7 +126,7 @@ impl RunModel {
                 JungfrauResponse::new(cfg.modules, m.module_rows(), m.module_cols(), cfg.noise_kev as f32, &mut rng)
             }
         };
-        let wavelength_a = 12.398_42 / cfg.photon_energy_kev;
+        let wavelength_a = crate::detector::HC_KEV_ANGSTROM / cfg.photon_energy_kev;
         let pixel_mm = f64::from(m.pixel_size_um) / 1000.0;
         // Where the config puts it, or a little off the image centre, as it never sits exactly on it.
         let (beam_row, beam_col) = cfg
@@ -141,6 +144,12 @@ impl RunModel {
             beam_col,
             d_min_a: wavelength_a / (2.0 * theta_max.sin()),
         };
+        let diffraction = Diffraction {
+            beam_px: (beam_row, beam_col),
+            distance_mm: cfg.distance_mm,
+            pixel_mm,
+            photon_energy_kev: cfg.photon_energy_kev,
+        };
         let module_pixels = m.module_rows() * m.module_cols();
         let sc = &cfg.scene;
         let mut background = vec![0f32; cfg.modules * module_pixels];
@@ -149,9 +158,9 @@ impl RunModel {
         for (module, raw) in background.chunks_exact_mut(module_pixels).enumerate() {
             let (r0, c0) = layout.module_origin(module);
             for (i, (v, ice)) in scene.iter_mut().zip(ice_scene.iter_mut()).enumerate() {
-                let (r, c) = ((r0 + i / module_cols) as f64 - beam_row, (c0 + i % module_cols) as f64 - beam_col);
-                let two_theta = (r.hypot(c) * pixel_mm).atan2(cfg.distance_mm);
-                let s = 2.0 * (two_theta / 2.0).sin() / wavelength_a; // 1/d
+                let (row, col) = ((r0 + i / module_cols) as f64, (c0 + i % module_cols) as f64);
+                let s = diffraction.inverse_d(row, col);
+                let (r, c) = (row - beam_row, col - beam_col);
                 let ring = (-0.5 * ((s - 1.0 / sc.solvent_ring_d_a) / sc.solvent_ring_width).powi(2)).exp();
                 let shade = sc.shadow.map_or(1.0, |sh| {
                     let beyond = c * sh.angle.cos() + r * sh.angle.sin() > sh.offset_px;
@@ -186,6 +195,7 @@ impl RunModel {
             hot_pixels,
             dead_pixels,
             experiment,
+            diffraction,
             crystal: Crystal::default(),
         })
     }
@@ -225,7 +235,7 @@ impl RunModel {
             let [lo, hi] = cfg.mean_reflection_photons;
             let strength = (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform()).exp();
             truth.mean_reflection_photons = strength;
-            let (crystal, experiment) = self.crystal_of_hit(cfg, &mut rng);
+            let (crystal, experiment) = cfg.scene.crystal(self.crystal, self.experiment, &mut rng);
             let shape = cfg.scene.spot_shape(&mut rng);
             let lattices =
                 if cfg.scene.two_lattices_rate > 0.0 && rng.uniform() < cfg.scene.two_lattices_rate { 2 } else { 1 };
@@ -274,27 +284,6 @@ impl RunModel {
             mask.set(p, crate::calib::mask::DEAD);
         }
         mask
-    }
-
-    /// The crystal of one hit and the experiment as it sees it (its own resolution limit): the run's
-    /// crystal, or one drawn from the scene's ranges.
-    fn crystal_of_hit(&self, cfg: &SimConfig, rng: &mut Rng) -> (Crystal, Experiment) {
-        let sc = &cfg.scene;
-        let mut crystal = self.crystal;
-        if let Some(edges) = sc.cell_edges_a {
-            crystal.cell_a = draw_log(rng, edges);
-            crystal.cell_b = draw_log(rng, edges);
-            crystal.cell_c = draw_log(rng, edges);
-            crystal.b_factor = rng.range(10.0, 60.0);
-        }
-        crystal.rocking_width = draw_log(rng, sc.rocking_width);
-        let mut experiment = self.experiment;
-        experiment.d_min_a = experiment.d_min_a.max(draw(rng, sc.crystal_d_min_a));
-        // Reflections are sought over a box of Miller indices: a large cell at high resolution would
-        // take minutes a frame, so its resolution is capped to keep the box below 8 million.
-        let cell = crystal.cell_a * crystal.cell_b * crystal.cell_c;
-        experiment.d_min_a = experiment.d_min_a.max((8.0 * cell / 8.0e6).cbrt());
-        (crystal, experiment)
     }
 
     /// Sharp spots of spotty ice: crystallites scattered on the ice rings, at random azimuths.
@@ -417,14 +406,8 @@ impl SimulatedDetector {
     }
 
     /// Where the detector sits in the beam, as the frame summary reads it.
-    pub fn diffraction(&self) -> crate::features::summary::Diffraction {
-        let e = &self.model.experiment;
-        crate::features::summary::Diffraction {
-            beam_px: (e.beam_row, e.beam_col),
-            distance_mm: e.distance_mm,
-            pixel_mm: e.pixel_mm,
-            photon_energy_kev: self.cfg.photon_energy_kev,
-        }
+    pub fn diffraction(&self) -> Diffraction {
+        self.model.diffraction
     }
 
     pub fn config(&self) -> &SimConfig {

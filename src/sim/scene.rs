@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::crystal::{Crystal, Experiment};
 use crate::rng::Rng;
 
 /// Hexagonal ice's strongest powder rings, d-spacings in Å.
@@ -112,6 +113,24 @@ impl Scene {
         } else {
             Ice::Uniform(draw_log(rng, self.uniform_ice_photons))
         }
+    }
+
+    /// The crystal of one hit and the experiment as it sees it (its own resolution limit): the run's
+    /// `crystal`, or one drawn from the scene's ranges.
+    pub fn crystal(&self, mut crystal: Crystal, mut experiment: Experiment, rng: &mut Rng) -> (Crystal, Experiment) {
+        if let Some(edges) = self.cell_edges_a {
+            crystal.cell_a = draw_log(rng, edges);
+            crystal.cell_b = draw_log(rng, edges);
+            crystal.cell_c = draw_log(rng, edges);
+            crystal.b_factor = rng.range(10.0, 60.0);
+        }
+        crystal.rocking_width = draw_log(rng, self.rocking_width);
+        experiment.d_min_a = experiment.d_min_a.max(draw(rng, self.crystal_d_min_a));
+        // Reflections are sought over a box of Miller indices: a large cell at high resolution would
+        // take minutes a frame, so its resolution is capped to keep the box below 8 million.
+        let cell = crystal.cell_a * crystal.cell_b * crystal.cell_c;
+        experiment.d_min_a = experiment.d_min_a.max((8.0 * cell / 8.0e6).cbrt());
+        (crystal, experiment)
     }
 
     /// The spot shape of one hit.

@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn shells_follow_resolution_not_pixels() {
-        let d = module_at(100.0, 12.398_42, (257.0, 515.0));
+        let d = module_at(100.0, crate::detector::HC_KEV_ANGSTROM, (257.0, 515.0));
         // 1/d of a pixel 500 px from the beam: 2θ = atan(37.5 / 100), λ = 1 Å.
         let s = d.inverse_d(257.0, 1015.0);
         assert!((s - 2.0 * (0.5 * (37.5f64 / 100.0).atan()).sin()).abs() < 1e-9);

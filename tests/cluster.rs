@@ -192,8 +192,9 @@ fn a_node_killed_mid_run_is_counted_and_the_others_lose_nothing_they_kept() {
     let mut base = base_config(&sim);
     base.trigger.spots.min_spots = 8;
     let out = dir.path().join("cluster");
-    // The builder gives a silent node a second, then stops waiting for it.
-    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out, 1_000);
+    // The builder gives a silent node three seconds, then stops waiting for it: long enough that
+    // four processes sharing two cores do not take a merely slow node as down at every frame.
+    let config = cluster_config(&base, std::slice::from_ref(&server.url), &out, 3_000);
     let builder = hitgate().args(["builder", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
     // Paced at 10 frames a second: four seconds of run.
     let start = |name: &str| start_node(&sim.capture, &config, name, Some("0.01"));

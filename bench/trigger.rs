@@ -68,13 +68,13 @@ fn main() {
                     counter.clear();
                     counter.add_panel(&plan, 0, black_box(&working));
                     let mut s = [0f32; SUMMARY_LEN];
-                    counter.finish(&mut s);
+                    counter.finish(&plan, &mut s);
                     black_box(s);
                 });
                 times.push(t);
                 if round == 0 && summaries.len() < frames.len() {
                     let mut s = vec![0f32; SUMMARY_LEN];
-                    counter.finish(&mut s);
+                    counter.finish(&plan, &mut s);
                     summaries.push(s);
                 }
             }

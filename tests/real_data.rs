@@ -458,7 +458,7 @@ fn builtin_score(
     let mut counter = SummaryCounter::new(&plan);
     counter.add_panel(&plan, 0, photons);
     let mut summary = [0f32; SUMMARY_LEN];
-    counter.finish(&mut summary);
+    counter.finish(&plan, &mut summary);
     state.hit_probability(&summary).unwrap()
 }
 

@@ -1,7 +1,7 @@
 """Train hitgate's learned hit classifier and export it as ONNX, float32 and int8.
 
 The classifier reads a frame's summary (`features::summary` in hitgate: per resolution shell, whether
-the detector covers it, the frame's own background there, how widely 2 x 2 pixel blocks spread around it
+the detector covers it, the frame's own background there, how widely 2 x 2 pixel blocks (the four pixels summed, then rounded) spread around it
 against Poisson's spread, and the fractions of blocks 3, 6 and 12 deviations above it) and gives the
 probability that the frame is a hit. The graph takes the summary as
 hitgate computes it: the logarithm and the standardisation learned from the training set are part of

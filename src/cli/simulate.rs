@@ -47,10 +47,11 @@ pub struct SimulateArgs {
     /// distance, energy, beam centre, background, ice, crystals and spot shapes.
     #[arg(long, conflicts_with = "held_out")]
     randomize: bool,
-    /// Run N (1-8) of the held-out matrix the built-in model is judged on: settings its training
+    /// Run N (1-9) of the held-out matrix the built-in model is judged on: settings its training
     /// never draws (beam off the detector, 60 and 280 mm, 7 and 20 keV, a bright water ring,
-    /// spotty-ice misses, weak hits). Its own seed and hit rate; `--frames` sets its length.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// spotty-ice misses, weak hits, four modules). Its own seed and hit rate; `--frames` sets its
+    /// length.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
     held_out: Option<u8>,
     #[command(flatten)]
     faults: FaultArgs,

@@ -3,18 +3,22 @@
 //! background and what stands out of it.
 //!
 //! Weak hits' Bragg photons sit together (a spot is about a pixel wide) where background photons are
-//! scattered. The summary sums photons in 2 × 2 pixel blocks (pixel values rounded to whole photons)
-//! and keeps, per shell, a histogram of the blocks' counts. From it, per shell: whether the detector
-//! covers the shell at all; the background, as the clipped mean of the blocks (photons a pixel); how
-//! widely blocks spread around it against Poisson's spread (1 for a smooth background, more under
-//! ice or a shadow); and the fractions of blocks above the background by 3, 6 and 12 of its Poisson
-//! deviations (the compact excess). A shell the detector does not cover reads all zeros, its first
-//! value saying it is absent. The learned trigger reads these [`SUMMARY_LEN`] values.
+//! scattered. The summary counts the photons of 2 × 2 pixel blocks (the four pixels summed, then
+//! rounded to whole photons). Per shell: whether the detector covers the shell at all; the background,
+//! as the clipped mean of the blocks (photons a pixel); how widely blocks spread around it against
+//! Poisson's spread (1 for a smooth background, more under ice or a shadow); and the fractions of
+//! blocks above the background by 3, 6 and 12 of its Poisson deviations (the compact excess). A shell
+//! the detector does not cover reads all zeros, its first value saying it is absent. The learned
+//! trigger reads these [`SUMMARY_LEN`] values.
+//!
+//! The background is measured on a histogram of one row of blocks in [`BODY_ROW_STRIDE`] (a smooth
+//! level needs far fewer blocks than a shell has, and the histogram's increments are the costliest
+//! step); the excess is counted on every block, once every panel's background is known.
 //!
 //! Shells are fixed in resolution, not in pixels: the solvent ring and the ice rings always fall in the
 //! same shells, whatever the distance or energy, and the model reads the same inputs on every detector.
 //! The shell of every block is fixed when the plan is made; a frame costs one pass over its photons,
-//! panel by panel, before the spot finder consumes them.
+//! panel by panel, before the spot finder consumes them, and one over its blocks' counts.
 
 /// Resolution shells.
 pub const SHELLS: usize = 12;
@@ -77,6 +81,8 @@ pub struct SummaryPlan {
     /// Each row of blocks cut where the shell changes: a row crosses a shell edge a few times at most,
     /// so counting runs a segment at a time keeps the count a straight loop.
     segments: Vec<Segment>,
+    /// Each panel's blocks in each shell.
+    panel_blocks: Vec<[u32; SHELLS]>,
     blocks_per_shell: [u32; SHELLS],
     rows: usize,
     cols: usize,
@@ -91,12 +97,14 @@ impl SummaryPlan {
         let mut segments = Vec::new();
         let mut blocks_per_shell = [0u32; SHELLS];
         let mut shells = vec![0u8; block_cols];
+        let mut panel_blocks = Vec::with_capacity(origins.len());
         for &(r0, c0) in origins {
+            let mut in_panel = [0u32; SHELLS];
             for br in 0..block_rows {
                 let row = r0 as f64 + 2.0 * br as f64 + 0.5;
                 for (bc, shell) in shells.iter_mut().enumerate() {
                     *shell = diffraction.shell(row, c0 as f64 + 2.0 * bc as f64 + 0.5) as u8;
-                    blocks_per_shell[usize::from(*shell)] += 1;
+                    in_panel[usize::from(*shell)] += 1;
                 }
                 row_segments.push(segments.len());
                 let mut start = 0;
@@ -107,9 +115,27 @@ impl SummaryPlan {
                     }
                 }
             }
+            for (total, n) in blocks_per_shell.iter_mut().zip(in_panel) {
+                *total += n;
+            }
+            panel_blocks.push(in_panel);
         }
         row_segments.push(segments.len());
-        SummaryPlan { row_segments, segments, blocks_per_shell, rows, cols }
+        SummaryPlan { row_segments, segments, panel_blocks, blocks_per_shell, rows, cols }
+    }
+
+    /// Panels the plan covers.
+    pub fn panels(&self) -> usize {
+        self.panel_blocks.len()
+    }
+
+    /// The segments of row of blocks `br` of panel `panel`.
+    fn row(&self, panel: usize, br: usize) -> &[Segment] {
+        let row = panel * (self.rows / 2) + br;
+        match (self.row_segments.get(row), self.row_segments.get(row + 1)) {
+            (Some(&first), Some(&last)) => &self.segments[first..last],
+            _ => &[],
+        }
     }
 
     /// Blocks of the detector in each shell.
@@ -120,30 +146,40 @@ impl SummaryPlan {
     /// The shell of block (`br`, `bc`) of panel `panel`.
     #[cfg(test)]
     fn shell_of(&self, panel: usize, br: usize, bc: usize) -> u8 {
-        let row = panel * (self.rows / 2) + br;
-        let segs = &self.segments[self.row_segments[row]..self.row_segments[row + 1]];
-        segs.iter().find(|s| (s.start as usize..s.end as usize).contains(&bc)).map_or(u8::MAX, |s| s.shell)
+        self.row(panel, br)
+            .iter()
+            .find(|s| (s.start as usize..s.end as usize).contains(&bc))
+            .map_or(u8::MAX, |s| s.shell)
     }
 }
 
-/// One worker's summary in the making: per shell a histogram of block counts, and rows of sums as
-/// scratch.
+/// One worker's summary in the making: every block's count, and per shell a histogram of the
+/// counts of the blocks in every [`BODY_ROW_STRIDE`]-th row of blocks.
 #[derive(Clone, Debug)]
 pub struct SummaryCounter {
     /// [`LANES`] histograms a shell, blocks taking turns: consecutive blocks of a background mostly
     /// fall in one bin, and separate counters let several increments be in flight at once.
     histograms: Vec<[u32; BINS]>,
-    column_sums: Vec<f32>,
-    block_row: Vec<u8>,
+    /// Every block's count, panel after panel: the excess is counted against thresholds only known
+    /// once every panel's background is in.
+    blocks: Vec<u8>,
+    /// Panels added since the last clear.
+    added: Vec<bool>,
 }
 
+/// The background is measured on one row of blocks in this many: the histogram's increments are
+/// the summary's costliest step, and a shell's background needs far fewer blocks than it has. The
+/// excess is counted on every block.
+pub const BODY_ROW_STRIDE: usize = 4;
+
 impl SummaryCounter {
-    /// A counter for panels of `plan`'s size, its scratch allocated now.
+    /// A counter for `plan`'s panels, its room allocated now.
     pub fn new(plan: &SummaryPlan) -> SummaryCounter {
+        let panels = plan.panels();
         SummaryCounter {
             histograms: vec![[0; BINS]; LANES * SHELLS],
-            column_sums: vec![0.0; plan.cols],
-            block_row: vec![0; plan.cols / 2],
+            blocks: vec![0; panels * (plan.rows / 2) * (plan.cols / 2)],
+            added: vec![false; panels],
         }
     }
 
@@ -151,103 +187,237 @@ impl SummaryCounter {
         for h in &mut self.histograms {
             *h = [0; BINS];
         }
+        self.added.fill(false);
     }
 
     /// Counts the blocks of panel `panel`, whose photons are `photons` (row-major, the plan's size).
     pub fn add_panel(&mut self, plan: &SummaryPlan, panel: usize, photons: &[f32]) {
         let (rows, cols) = (plan.rows, plan.cols);
         let (block_rows, block_cols) = (rows / 2, cols / 2);
-        let (sums, blocks) = (&mut self.column_sums, &mut self.block_row);
-        for br in 0..block_rows {
+        let Some(blocks) = self.blocks.get_mut(panel * block_rows * block_cols..(panel + 1) * block_rows * block_cols)
+        else {
+            return;
+        };
+        for (br, row_blocks) in blocks.chunks_exact_mut(block_cols).enumerate() {
             let Some(two_rows) = photons.get(2 * br * cols..(2 * br + 2) * cols) else { break };
             let (top, bottom) = two_rows.split_at(cols);
-            block_sums(top, bottom, sums, &mut blocks[..block_cols]);
-            let row = panel * block_rows + br;
-            let (first, last) = (plan.row_segments[row], plan.row_segments[row + 1]);
-            for seg in &plan.segments[first..last] {
-                let run = &blocks[seg.start as usize..seg.end as usize];
+            block_sums(top, bottom, row_blocks);
+            if br % BODY_ROW_STRIDE != 0 {
+                continue;
+            }
+            for seg in plan.row(panel, br) {
+                let run = &row_blocks[seg.start as usize..seg.end as usize];
                 let lanes = LANES * usize::from(seg.shell);
                 if let Some(h) = self.histograms.get_mut(lanes..lanes + LANES).and_then(|h| h.try_into().ok()) {
                     histogram(run, h);
                 }
             }
         }
+        self.added[panel] = true;
     }
 
     /// The summary: [`PER_SHELL`] values for each shell (see the module's description).
     /// `out` must hold [`SUMMARY_LEN`] values.
-    pub fn finish(&self, out: &mut [f32]) {
+    pub fn finish(&self, plan: &SummaryPlan, out: &mut [f32]) {
         let Some(out) = out.get_mut(..SUMMARY_LEN) else { return };
-        for (shell, values) in out.chunks_exact_mut(PER_SHELL).enumerate() {
+        let backgrounds: [Option<Background>; SHELLS] = std::array::from_fn(|shell| {
             let mut merged = [0u32; BINS];
             for lane in &self.histograms[LANES * shell..LANES * (shell + 1)] {
                 for (m, x) in merged.iter_mut().zip(lane) {
                     *m += x;
                 }
             }
-            values.copy_from_slice(&shell_values(&merged));
+            Background::measure(&merged)
+        });
+        let thresholds: [[u8; 2 * EXCESS_SIGMAS.len()]; SHELLS] =
+            std::array::from_fn(|shell| backgrounds[shell].map_or([u8::MAX; 6], |b| b.whole_thresholds()));
+        let mut excess = [Excess::default(); SHELLS];
+        let block_cols = plan.cols / 2;
+        let per_panel = (plan.rows / 2) * block_cols;
+        let mut lowest = vec![u8::MAX; block_cols];
+        for (panel, blocks) in self.blocks.chunks_exact(per_panel).enumerate() {
+            if !self.added[panel] {
+                continue;
+            }
+            for (e, n) in excess.iter_mut().zip(plan.panel_blocks[panel]) {
+                e.blocks += u64::from(n);
+            }
+            for (br, row_blocks) in blocks.chunks_exact(block_cols).enumerate() {
+                let segments = plan.row(panel, br);
+                for seg in segments {
+                    lowest[seg.start as usize..seg.end as usize].fill(thresholds[usize::from(seg.shell)][0]);
+                }
+                count_excess(row_blocks, segments, &lowest, &thresholds, &mut excess);
+            }
+        }
+        for (shell, values) in out.chunks_exact_mut(PER_SHELL).enumerate() {
+            values.copy_from_slice(&shell_values(backgrounds[shell], &excess[shell]));
         }
     }
 }
 
-/// One shell's values from its histogram of block counts.
-fn shell_values(hist: &[u32; BINS]) -> [f32; PER_SHELL] {
-    let n: u64 = hist.iter().map(|&h| u64::from(h)).sum();
-    if n < u64::from(MIN_BLOCKS) {
-        return [0.0; PER_SHELL];
+/// A shell's background, measured on its histogram of block counts.
+#[derive(Clone, Copy, Debug)]
+struct Background {
+    /// Photons a block.
+    mean: f64,
+    variance: f64,
+}
+
+/// Blocks a shell's background needs: fewer give no stable level.
+const MIN_BODY_BLOCKS: u64 = 16;
+
+impl Background {
+    fn measure(hist: &[u32; BINS]) -> Option<Background> {
+        let n: u64 = hist.iter().map(|&h| u64::from(h)).sum();
+        if n < MIN_BODY_BLOCKS {
+            return None;
+        }
+        // The median block, then the mean and variance of the blocks below a clip well above it:
+        // Bragg spots, hot pixels and ice crystals are the tail the clip leaves out.
+        let mut seen = 0u64;
+        let median = hist
+            .iter()
+            .position(|&h| {
+                seen += u64::from(h);
+                2 * seen >= n
+            })
+            .unwrap_or(0) as f64;
+        let clip = ((median + 4.0 * (median + 1.0).sqrt() + 2.0) as usize).min(BINS - 1);
+        let (mut count, mut sum, mut squares) = (0f64, 0f64, 0f64);
+        for (v, &h) in hist.iter().enumerate().take(clip + 1) {
+            let (v, h) = (v as f64, f64::from(h));
+            count += h;
+            sum += h * v;
+            squares += h * v * v;
+        }
+        let mean = sum / count.max(1.0);
+        Some(Background { mean, variance: (squares / count.max(1.0) - mean * mean).max(0.0) })
     }
-    // The median block, then the mean and variance of the blocks below a clip well above it: Bragg
-    // spots, hot pixels and ice crystals are the tail the clip leaves out.
-    let mut seen = 0u64;
-    let median = hist
-        .iter()
-        .position(|&h| {
-            seen += u64::from(h);
-            2 * seen >= n
-        })
-        .unwrap_or(0) as f64;
-    let clip = ((median + 4.0 * (median + 1.0).sqrt() + 2.0) as usize).min(BINS - 1);
-    let (mut count, mut sum, mut squares) = (0f64, 0f64, 0f64);
-    for (v, &h) in hist.iter().enumerate().take(clip + 1) {
-        let (v, h) = (v as f64, f64::from(h));
-        count += h;
-        sum += h * v;
-        squares += h * v * v;
+
+    /// Where the excess fractions are taken: [`EXCESS_SIGMAS`] Poisson deviations above the mean.
+    fn thresholds(&self) -> [f64; EXCESS_SIGMAS.len()] {
+        let deviation = (self.mean + 1.0).sqrt();
+        EXCESS_SIGMAS.map(|k| (self.mean + f64::from(k) * deviation).min((BINS - 1) as f64))
     }
-    let mean = sum / count.max(1.0);
-    let variance = (squares / count.max(1.0) - mean * mean).max(0.0);
-    // Blocks at or above `t` photons, `t` between whole counts read as a share of the bin below.
-    let at_least = |t: f64| -> f64 {
-        let t = t.clamp(0.0, (BINS - 1) as f64);
-        let whole = t.floor() as usize;
-        let above: u64 = hist[(whole + 1).min(BINS)..].iter().map(|&h| u64::from(h)).sum();
-        above as f64 + (whole as f64 + 1.0 - t) * f64::from(hist[whole])
+
+    /// For each threshold, the whole counts just below and above it: the blocks at or above each are
+    /// counted, and a threshold between two counts reads as a share of the blocks at the lower.
+    fn whole_thresholds(&self) -> [u8; 2 * EXCESS_SIGMAS.len()] {
+        let t = self.thresholds();
+        std::array::from_fn(|i| (t[i / 2].floor() as usize + i % 2).min(BINS - 1) as u8)
+    }
+}
+
+/// One shell's blocks, and those at or above each whole threshold.
+#[derive(Clone, Copy, Debug, Default)]
+struct Excess {
+    blocks: u64,
+    at_least: [u64; 2 * EXCESS_SIGMAS.len()],
+}
+
+/// Counts a row's blocks (its `segments` giving their shells) over their shells' thresholds. Blocks
+/// over the lowest (each block's own shell's, in `lowest`) are rare: a group of blocks is compared at once into a mask of them, and
+/// only those are counted.
+fn count_excess(
+    blocks: &[u8],
+    segments: &[Segment],
+    lowest: &[u8],
+    thresholds: &[[u8; 2 * EXCESS_SIGMAS.len()]; SHELLS],
+    excess: &mut [Excess; SHELLS],
+) {
+    let mut count = |at: usize| {
+        // A row crosses a few shells: its segments are at hand where a map of every block's shell
+        // would be a cache miss for each block counted.
+        let shell = segments.iter().find(|s| at < s.end as usize).map_or(u8::MAX, |s| s.shell);
+        if let Some(&b) = blocks.get(at)
+            && let (Some(t), Some(e)) = (thresholds.get(usize::from(shell)), excess.get_mut(usize::from(shell)))
+        {
+            for (n, &t) in e.at_least.iter_mut().zip(t) {
+                *n += u64::from(b >= t);
+            }
+        }
     };
-    let deviation = (mean + 1.0).sqrt();
+    let groups = blocks.len() / GROUP;
+    for g in 0..groups {
+        let range = g * GROUP..(g + 1) * GROUP;
+        let (Ok(b), Ok(l)) =
+            (<&[u8; GROUP]>::try_from(&blocks[range.clone()]), <&[u8; GROUP]>::try_from(&lowest[range]))
+        else {
+            continue;
+        };
+        let mut over = over_mask(b, l);
+        while over != 0 {
+            count(g * GROUP + over.trailing_zeros() as usize);
+            over &= over - 1;
+        }
+    }
+    let tail = groups * GROUP;
+    for (at, (&b, &l)) in blocks.iter().skip(tail).zip(lowest.iter().skip(tail)).enumerate() {
+        if b >= l {
+            count(tail + at);
+        }
+    }
+}
+
+/// Blocks compared at once.
+const GROUP: usize = 32;
+
+/// A bit for each block of `group` at least its threshold in `lowest`: two compares of 16 blocks
+/// and their masks (SSE2, which every x86-64 processor has). Elsewhere a loop.
+fn over_mask(group: &[u8; GROUP], lowest: &[u8; GROUP]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8};
+        let half = |i: usize| {
+            // SAFETY: both arrays hold GROUP = 32 bytes, so 16 bytes from offset 0 or 16 are in bounds;
+            // the unaligned load has no alignment requirement; SSE2, which the compares and the mask
+            // move need, is part of the x86-64 baseline.
+            unsafe {
+                let b = _mm_loadu_si128(group.as_ptr().add(i).cast::<__m128i>());
+                let t = _mm_loadu_si128(lowest.as_ptr().add(i).cast::<__m128i>());
+                // b ≥ t exactly where max(b, t) = b.
+                _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(b, t), b)) as u32 & 0xFFFF
+            }
+        };
+        half(0) | (half(16) << 16)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        group.iter().zip(lowest).enumerate().fold(0u32, |m, (j, (&b, &t))| m | (u32::from(b >= t) << j))
+    }
+}
+
+/// One shell's values from its background and its blocks' excess.
+fn shell_values(background: Option<Background>, excess: &Excess) -> [f32; PER_SHELL] {
+    let Some(background) = background.filter(|_| excess.blocks >= u64::from(MIN_BLOCKS)) else {
+        return [0.0; PER_SHELL];
+    };
+    let n = excess.blocks as f64;
     let mut values = [0f32; PER_SHELL];
     values[0] = 1.0;
-    values[1] = (mean / 4.0) as f32;
-    values[2] = (variance / mean.max(0.05)) as f32;
-    for (v, k) in values[3..].iter_mut().zip(EXCESS_SIGMAS) {
-        *v = (at_least(mean + f64::from(k) * deviation) / n as f64) as f32;
+    values[1] = (background.mean / 4.0) as f32;
+    values[2] = (background.variance / background.mean.max(0.05)) as f32;
+    for (i, (v, t)) in values[3..].iter_mut().zip(background.thresholds()).enumerate() {
+        let (at_whole, above_whole) = (excess.at_least[2 * i] as f64, excess.at_least[2 * i + 1] as f64);
+        let share_below = t.floor() + 1.0 - t;
+        // Blocks over the whole count above `t`, and a share of those at the count just below it.
+        *v = ((above_whole + share_below * (at_whole - above_whole)) / n) as f32;
     }
     values
 }
 
-/// Whole photons in each 2 × 2 block of two rows (pixel values rounded, negatives as 0, brighter
-/// blocks than the last bin in the last bin): the two rows summed column by column in a straight
-/// loop, then neighbouring columns, each block's count then its bin. Compiled for AVX2 too and chosen
-/// at run time.
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
-fn block_sums(top: &[f32], bottom: &[f32], column_sums: &mut [f32], blocks: &mut [u8]) {
-    let whole = |p: f32| (p + 0.5).max(0.0).floor();
-    for ((s, &t), &b) in column_sums.iter_mut().zip(top).zip(bottom) {
-        *s = whole(t) + whole(b);
-    }
-    for (o, pair) in blocks.iter_mut().zip(column_sums.chunks_exact(2)) {
-        // A whole number in 0..=255 added to 2²³ is held in the low bits of the sum's mantissa: a
-        // bit cast and a mask, which vectorise where a float-to-integer conversion does not.
-        let count = (pair[0] + pair[1]).min((BINS - 1) as f32);
+/// Whole photons in each 2 × 2 block of two rows: the four pixels summed, then rounded (a photon whose
+/// charge two pixels share counts once), negatives as 0, blocks brighter than the last bin in the
+/// last bin. Compiled for AVX-512 and AVX2 too and chosen at run time.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "x86_64+avx2"))]
+fn block_sums(top: &[f32], bottom: &[f32], blocks: &mut [u8]) {
+    for ((o, t), b) in blocks.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+        // `max` first: a flagged pixel's NaN counts as nothing.
+        let count = ((t[0] + t[1]) + (b[0] + b[1])).max(0.0).min((BINS - 1) as f32);
+        // A number in 0..=255 added to 2²³ is rounded to a whole one held in the low bits of the
+        // sum's mantissa: a bit cast and a mask, which vectorise where a float-to-integer conversion
+        // does not.
         *o = ((count + MANTISSA_ONE).to_bits() & 0xFF) as u8;
     }
 }
@@ -327,7 +497,7 @@ mod tests {
         let mut counter = SummaryCounter::new(plan);
         counter.add_panel(plan, 0, photons);
         let mut out = [0f32; SUMMARY_LEN];
-        counter.finish(&mut out);
+        counter.finish(plan, &mut out);
         out
     }
 
@@ -351,6 +521,39 @@ mod tests {
             }
             // Shells beyond the module's corner are absent, whatever the frame.
             assert!(blank[9 * PER_SHELL..].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn the_excess_is_every_block_over_its_shells_thresholds() {
+        let mut rng = Rng::new(6, 6);
+        // A row of 515 blocks crossing three shells (16 groups and a remainder), thresholds per shell.
+        let segments = [
+            Segment { start: 0, end: 100, shell: 2 },
+            Segment { start: 100, end: 333, shell: 5 },
+            Segment { start: 333, end: 515, shell: 7 },
+        ];
+        let mut thresholds = [[u8::MAX; 6]; SHELLS];
+        thresholds[2] = [3, 4, 6, 7, 12, 13];
+        thresholds[5] = [0, 1, 9, 10, 30, 31];
+        thresholds[7] = [200, 201, 250, 251, 255, 255];
+        let mut lowest = vec![0u8; 515];
+        for seg in &segments {
+            lowest[seg.start as usize..seg.end as usize].fill(thresholds[usize::from(seg.shell)][0]);
+        }
+        for round in 0..20 {
+            let blocks: Vec<u8> =
+                (0..515).map(|_| if round % 2 == 0 { rng.below(256) } else { rng.below(12) } as u8).collect();
+            let mut excess = [Excess::default(); SHELLS];
+            count_excess(&blocks, &segments, &lowest, &thresholds, &mut excess);
+            for seg in &segments {
+                let shell = usize::from(seg.shell);
+                let run = &blocks[seg.start as usize..seg.end as usize];
+                let expected: Vec<u64> =
+                    thresholds[shell].iter().map(|&t| run.iter().filter(|&&b| b >= t).count() as u64).collect();
+                assert_eq!(excess[shell].at_least.to_vec(), expected, "shell {shell}, round {round}");
+            }
+            assert!(excess.iter().enumerate().all(|(s, e)| [2, 5, 7].contains(&s) || e.at_least == [0; 6]));
         }
     }
 

@@ -263,7 +263,7 @@ pub fn frame_dataset(
                                 finder.find_in_panel(&mut assembled, image_rows, image_cols, panel as u16, &mut spots);
                         }
                         let mut summary = vec![0f32; SUMMARY_LEN];
-                        counter.finish(&mut summary);
+                        counter.finish(plan, &mut summary);
                         let facts = [
                             f32::from(u8::from(truth.hit)),
                             truth.mean_reflection_photons as f32,

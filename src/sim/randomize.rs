@@ -146,6 +146,12 @@ pub fn held_out_matrix(frames: u64) -> Vec<HeldOutRun> {
             c.hit_rate = 0.4;
             c.mean_reflection_photons = [2.0, 10.0];
         }),
+        // The training sees one module; a 2M detector's shells take in four, gaps between them.
+        run("four modules (2 x 2), the beam between them", 90_009, &|c| {
+            c.modules = 4;
+            c.modules_per_row = 2;
+            c.beam_center_px = None;
+        }),
     ]
 }
 
@@ -179,7 +185,8 @@ mod tests {
                 || (!outside(r, &[HELD_OUT_BEAM[0]]) && !outside(col, &[HELD_OUT_BEAM[1]]))
                 || c.solvent_ring_photons > MAX_SOLVENT_PHOTONS
                 || c.scene.spotty_ice_share == 1.0
-                || c.mean_reflection_photons[1] <= 10.0;
+                || c.mean_reflection_photons[1] <= 10.0
+                || c.modules > 1;
             assert!(unseen, "{}", run.name);
         }
     }

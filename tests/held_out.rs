@@ -158,9 +158,9 @@ fn a_run_unlike_the_training_raises_the_alarm_and_the_held_out_corners_do_not() 
     let matrix = held_out_matrix(60);
     let dir = tempfile::tempdir().unwrap();
     let (tract, warn, fallback) = (TriggerKind::Tract, OnUnfamiliar::Warn, OnUnfamiliar::Fallback);
-    // The nearest and farthest corners of the matrix: unseen settings, familiar inputs; with
-    // `fallback` asked for, the model judges every frame.
-    for run in [&matrix[1], &matrix[2]] {
+    // The nearest and farthest corners of the matrix and the four-module detector: unseen settings,
+    // familiar inputs; with `fallback` asked for, the model judges every frame.
+    for run in [&matrix[1], &matrix[2], &matrix[8]] {
         let (summary, verdicts) = replayed(&dir.path().join("familiar"), &run.config, tract, fallback);
         assert!(summary.unfamiliar.is_none() && summary.fallback_frames == 0, "{}: {summary}", run.name);
         assert!(verdicts.values().all(|&(_, by_fallback)| !by_fallback));

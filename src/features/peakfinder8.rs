@@ -17,11 +17,18 @@
 //! never candidates; the same holds for masked pixels.
 
 use super::Spot;
-use super::spots::next_at_or_above;
 use crate::section::{Problems, key};
 
 /// A pixel that belongs to no ring (masked, outside the resolution limits).
 pub const NO_RING: u16 = u16::MAX;
+
+/// Pixels the candidate scan looks at together.
+const SCAN_CHUNK: usize = 64;
+
+/// Whether any pixel of `chunk` is at least `t`: no early exit, so it compiles to vector compares.
+fn any_at_or_above(chunk: &[f32], t: f32) -> bool {
+    chunk.iter().fold(false, |any, &v| any | (v >= t))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -164,6 +171,10 @@ pub struct Peakfinder8 {
     threshold: Vec<f32>,
     stack: Vec<u32>,
     component: Vec<(u32, f32)>,
+    /// The background samples of the panel in hand, ring after ring, and where each ring's begin.
+    samples: Vec<f32>,
+    ring_starts: Vec<u32>,
+    sample_rings: Vec<u16>,
 }
 
 impl Peakfinder8 {
@@ -177,6 +188,9 @@ impl Peakfinder8 {
             threshold: vec![f32::INFINITY; rings],
             stack: Vec::with_capacity(4096),
             component: Vec::with_capacity(4096),
+            samples: Vec::new(),
+            ring_starts: vec![0; rings + 1],
+            sample_rings: Vec::new(),
         }
     }
 
@@ -199,17 +213,23 @@ impl Peakfinder8 {
         }
         let limit = out.capacity();
         let mut found = 0;
-        let mut from = 0;
-        while let Some(start) = next_at_or_above(image, from, lowest) {
-            from = start + 1;
-            let ring = rings[start];
-            if ring == NO_RING || image[start] < self.threshold[usize::from(ring)] {
+        // Chunks of pixels with none over the lowest threshold are passed over by a vectorised look;
+        // in the others each pixel is held against its own ring's threshold, here rather than in a
+        // call a candidate (most candidates over the lowest threshold are not over their ring's).
+        for chunk in (0..n).step_by(SCAN_CHUNK) {
+            let end = (chunk + SCAN_CHUNK).min(n);
+            if !any_at_or_above(&image[chunk..end], lowest) {
                 continue;
             }
-            if let Some(spot) = self.grow_and_measure(image, rings, rows, cols, start) {
-                found += 1;
-                if out.len() < limit {
-                    out.push(Spot { panel, ..spot });
+            for start in chunk..end {
+                if !self.is_candidate(image[start], rings[start]) {
+                    continue;
+                }
+                if let Some(spot) = self.grow_and_measure(image, rings, rows, cols, start) {
+                    found += 1;
+                    if out.len() < limit {
+                        out.push(Spot { panel, ..spot });
+                    }
                 }
             }
         }
@@ -219,31 +239,21 @@ impl Peakfinder8 {
     /// Background per ring by iterative sigma clipping; returns the lowest candidate threshold.
     fn ring_thresholds(&mut self, image: &[f32], rings: &[u16], cols: usize) -> f32 {
         let p = self.p;
+        self.gather_samples(image, rings, cols);
         self.cut.fill(f32::INFINITY);
-        let stride = p.background_sample_stride.max(1);
         for _ in 0..p.clip_iterations.max(1) {
-            self.sums.fill(0.0);
-            self.squares.fill(0.0);
-            self.counts.fill(0);
-            // Every `stride`-th row (whole rows keep the cache lines fetched few), every `stride / 2`-th
-            // pixel of it. Along a row the ring changes only every few pixels: a run is summed in
-            // registers and written to its ring once.
-            let column_step = (stride / 2).max(1);
-            for row in (0..image.len() / cols.max(1)).step_by(stride) {
-                let span = row * cols..(row + 1) * cols;
-                let (mut ring, mut sum, mut squares, mut count) = (NO_RING, 0f32, 0f32, 0u32);
-                for (&v, &r) in image[span.clone()].iter().zip(&rings[span]).step_by(column_step) {
-                    if r != ring {
-                        self.add_run(ring, sum, squares, count);
-                        (ring, sum, squares, count) = (r, 0.0, 0.0, 0);
-                    }
-                    if r != NO_RING && v < self.cut[usize::from(r)] {
-                        sum += v;
-                        squares += v * v;
-                        count += 1;
-                    }
+            for r in 0..self.cut.len() {
+                let (start, end) = (self.ring_starts[r] as usize, self.ring_starts[r + 1] as usize);
+                let cut = self.cut[r];
+                // A ring's samples lie together: a straight loop the compiler vectorises.
+                let (mut sum, mut squares, mut count) = (0f32, 0f32, 0u32);
+                for &v in &self.samples[start..end] {
+                    let inside = v < cut;
+                    sum += if inside { v } else { 0.0 };
+                    squares += if inside { v * v } else { 0.0 };
+                    count += u32::from(inside);
                 }
-                self.add_run(ring, sum, squares, count);
+                (self.sums[r], self.squares[r], self.counts[r]) = (f64::from(sum), f64::from(squares), count);
             }
             for r in 0..self.cut.len() {
                 if self.counts[r] > 0 {
@@ -265,13 +275,45 @@ impl Peakfinder8 {
         lowest
     }
 
-    fn add_run(&mut self, ring: u16, sum: f32, squares: f32, count: u32) {
-        if ring != NO_RING && count > 0 {
-            let r = usize::from(ring);
-            self.sums[r] += f64::from(sum);
-            self.squares[r] += f64::from(squares);
-            self.counts[r] += count;
+    /// The background samples — every `stride`-th row (whole rows keep the cache lines fetched
+    /// few), every `stride / 2`-th pixel of it — sorted by ring (a counting sort), so that each
+    /// clipping iteration reads each ring's samples in one run instead of adding into a ring a
+    /// sample at a time.
+    fn gather_samples(&mut self, image: &[f32], rings: &[u16], cols: usize) {
+        let stride = self.p.background_sample_stride.max(1);
+        let column_step = (stride / 2).max(1);
+        let ring_count = self.cut.len();
+        self.sample_rings.clear();
+        self.ring_starts.fill(0);
+        for row in (0..image.len() / cols.max(1)).step_by(stride) {
+            let span = row * cols..(row + 1) * cols;
+            for &r in rings[span].iter().step_by(column_step) {
+                if usize::from(r) < ring_count {
+                    self.ring_starts[usize::from(r) + 1] += 1;
+                }
+                self.sample_rings.push(r);
+            }
         }
+        for r in 0..ring_count {
+            self.ring_starts[r + 1] += self.ring_starts[r];
+        }
+        self.samples.resize(self.ring_starts[ring_count] as usize, 0.0);
+        // Each ring's next free place, in `counts` while sorting (the clipping rewrites it).
+        let mut next: Vec<u32> = std::mem::take(&mut self.counts);
+        next.copy_from_slice(&self.ring_starts[..ring_count]);
+        let mut k = 0;
+        for row in (0..image.len() / cols.max(1)).step_by(stride) {
+            let span = row * cols..(row + 1) * cols;
+            for &v in image[span].iter().step_by(column_step) {
+                let r = usize::from(self.sample_rings[k]);
+                k += 1;
+                if let Some(at) = next.get_mut(r) {
+                    self.samples[*at as usize] = v;
+                    *at += 1;
+                }
+            }
+        }
+        self.counts = next;
     }
 
     fn ring_stats(&self, r: usize) -> (f32, f32) {

@@ -165,6 +165,8 @@ pub struct SummaryCounter {
     blocks: Vec<u8>,
     /// Panels added since the last clear.
     added: Vec<bool>,
+    /// Scratch for a row of blocks: each block's lowest threshold (its shell's).
+    lowest: Vec<u8>,
 }
 
 /// The background is measured on one row of blocks in this many: the histogram's increments are
@@ -180,6 +182,7 @@ impl SummaryCounter {
             histograms: vec![[0; BINS]; LANES * SHELLS],
             blocks: vec![0; panels * (plan.rows / 2) * (plan.cols / 2)],
             added: vec![false; panels],
+            lowest: vec![u8::MAX; plan.cols / 2],
         }
     }
 
@@ -218,7 +221,7 @@ impl SummaryCounter {
 
     /// The summary: [`PER_SHELL`] values for each shell (see the module's description).
     /// `out` must hold [`SUMMARY_LEN`] values.
-    pub fn finish(&self, plan: &SummaryPlan, out: &mut [f32]) {
+    pub fn finish(&mut self, plan: &SummaryPlan, out: &mut [f32]) {
         let Some(out) = out.get_mut(..SUMMARY_LEN) else { return };
         let backgrounds: [Option<Background>; SHELLS] = std::array::from_fn(|shell| {
             let mut merged = [0u32; BINS];
@@ -234,7 +237,7 @@ impl SummaryCounter {
         let mut excess = [Excess::default(); SHELLS];
         let block_cols = plan.cols / 2;
         let per_panel = (plan.rows / 2) * block_cols;
-        let mut lowest = vec![u8::MAX; block_cols];
+        let lowest = &mut self.lowest;
         for (panel, blocks) in self.blocks.chunks_exact(per_panel).enumerate() {
             if !self.added[panel] {
                 continue;
@@ -247,7 +250,7 @@ impl SummaryCounter {
                 for seg in segments {
                     lowest[seg.start as usize..seg.end as usize].fill(thresholds[usize::from(seg.shell)][0]);
                 }
-                count_excess(row_blocks, segments, &lowest, &thresholds, &mut excess);
+                count_excess(row_blocks, segments, lowest, &thresholds, &mut excess);
             }
         }
         for (shell, values) in out.chunks_exact_mut(PER_SHELL).enumerate() {
@@ -317,8 +320,8 @@ struct Excess {
 }
 
 /// Counts a row's blocks (its `segments` giving their shells) over their shells' thresholds. Blocks
-/// over the lowest (each block's own shell's, in `lowest`) are rare: a group of blocks is compared at once into a mask of them, and
-/// only those are counted.
+/// over the lowest (each block's own shell's, in `lowest`) are rare: a group of blocks is compared at
+/// once into a mask of them, and only those are counted.
 fn count_excess(
     blocks: &[u8],
     segments: &[Segment],

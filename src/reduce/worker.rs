@@ -244,7 +244,7 @@ impl Reducer {
             spot.image_row = r0 as f32 + spot.row;
             spot.image_col = c0 as f32 + spot.col;
         }
-        if let (Some(counter), Some(plan)) = (self.summary.as_ref(), self.plan.summary.as_ref()) {
+        if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
             features.summary.resize(SUMMARY_LEN, 0.0);
             counter.finish(plan, &mut features.summary);
         }

@@ -6,10 +6,6 @@ use super::maps::{CalibrationMaps, GAIN_STAGES};
 use super::mask;
 use super::mask::PixelMask;
 
-/// Gain-stage code in bits 15–14 → stage index; code 2 is invalid (flagged before the lookup) and
-/// maps to stage 3, whose pedestal and gain are zero.
-const STAGE_OF_CODE: [usize; 4] = [0, 1, 3, 2];
-
 /// What a pixel reads in a frame where it has no photon count: saturated (G1 or G2 at ADC 0, the
 /// analogue chain at its end) or an invalid gain code, as Jungfraujoch flags them frame by frame; and
 /// a pixel whose packet never arrived. Comparisons with it are false, so no finder takes it for a spot
@@ -27,7 +23,7 @@ pub struct PhotonConverter {
     g0_pedestal_quarter_adu: Vec<u16>,
     /// Shared between converters that differ only in their G0 pedestal (pedestal tracking).
     g0_photons_per_quarter_adu: std::sync::Arc<[f32]>,
-    /// Stages G1, G2 and "invalid" (zeros), stage-major then pixel.
+    /// G1's, then G2's, pixel by pixel.
     switched_pedestal_adu: std::sync::Arc<[f32]>,
     switched_photons_per_adu: std::sync::Arc<[f32]>,
     pixels: usize,
@@ -43,7 +39,7 @@ impl PhotonConverter {
         for (i, &flag) in mask.flags().iter().enumerate().take(n) {
             if flag != 0 {
                 g0[i] = 0.0;
-                for stage in 0..3 {
+                for stage in 0..GAIN_STAGES - 1 {
                     switched[stage * n + i] = 0.0;
                 }
             }
@@ -59,11 +55,10 @@ impl PhotonConverter {
     /// Prepares the conversion at one photon energy.
     pub fn new(maps: &CalibrationMaps, photon_energy_kev: f32) -> PhotonConverter {
         let pixels = maps.pixels();
-        let g0_pedestal_quarter_adu =
-            maps.pedestal(0).iter().map(|p| (p * 4.0).round().clamp(0.0, 65535.0) as u16).collect();
+        let g0_pedestal_quarter_adu = quarter_adu(maps.pedestal(0));
         let g0_photons_per_quarter_adu = maps.gain(0).iter().map(|g| 0.25 / (g * photon_energy_kev)).collect();
-        let mut switched_pedestal_adu = vec![0.0; 3 * pixels];
-        let mut switched_photons_per_adu = vec![0.0; 3 * pixels];
+        let mut switched_pedestal_adu = vec![0.0; (GAIN_STAGES - 1) * pixels];
+        let mut switched_photons_per_adu = vec![0.0; (GAIN_STAGES - 1) * pixels];
         for stage in 1..GAIN_STAGES {
             let range = (stage - 1) * pixels..stage * pixels;
             switched_pedestal_adu[range.clone()].copy_from_slice(maps.pedestal(stage));
@@ -123,8 +118,9 @@ struct SwitchedMaps<'a> {
 /// Each chunk's gain codes are looked at first. A chunk with a G0 pixel is converted as if it were all
 /// G0 — a straight loop the compiler vectorises — and a chunk that holds switched pixels is then
 /// converted again where they are, branch-free (`fix_switched`), which is also where saturated and
-/// invalid pixels are flagged; a chunk without a G0 pixel skips the G0 pass and its maps. Compiled for AVX2 as well as
-/// the baseline and chosen at run time by the CPU's features. Returns the pixels flagged.
+/// invalid pixels are flagged; a chunk without a G0 pixel skips the G0 pass and its maps. Compiled
+/// for AVX2 as well as the baseline and chosen at run time by the CPU's features. Returns the pixels
+/// flagged.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
 fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m>, out: &mut [f32]) -> usize {
     const CHUNK: usize = 64;
@@ -156,11 +152,12 @@ fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m
 #[inline(always)]
 fn fix_switched(out: &mut [f32], raw: &[u16], base: usize, switched: &SwitchedMaps<'_>) -> usize {
     let n = out.len().min(raw.len());
+    // G1's maps, then G2's.
     let stage = |s: usize| {
-        let at = (STAGE_OF_CODE[s] - 1) * switched.pixels + base;
+        let at = s * switched.pixels + base;
         (switched.pedestal_adu.get(at..at + n), switched.photons_per_adu.get(at..at + n))
     };
-    let ((Some(p1), Some(g1)), (Some(p2), Some(g2))) = (stage(1), stage(3)) else { return 0 };
+    let ((Some(p1), Some(g1)), (Some(p2), Some(g2))) = (stage(0), stage(1)) else { return 0 };
     let (out, raw) = (&mut out[..n], &raw[..n]);
     let mut flagged = 0u32;
     for i in 0..n {

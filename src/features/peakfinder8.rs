@@ -174,7 +174,9 @@ pub struct Peakfinder8 {
     /// The background samples of the panel in hand, ring after ring, and where each ring's begin.
     samples: Vec<f32>,
     ring_starts: Vec<u32>,
-    sample_rings: Vec<u16>,
+    /// The samples as read, with their rings, and each ring's next place while they are sorted.
+    unsorted: Vec<(f32, u16)>,
+    next_place: Vec<u32>,
 }
 
 impl Peakfinder8 {
@@ -190,7 +192,8 @@ impl Peakfinder8 {
             component: Vec::with_capacity(4096),
             samples: Vec::new(),
             ring_starts: vec![0; rings + 1],
-            sample_rings: Vec::new(),
+            unsorted: Vec::new(),
+            next_place: vec![0; rings],
         }
     }
 
@@ -283,37 +286,27 @@ impl Peakfinder8 {
         let stride = self.p.background_sample_stride.max(1);
         let column_step = (stride / 2).max(1);
         let ring_count = self.cut.len();
-        self.sample_rings.clear();
+        self.unsorted.clear();
         self.ring_starts.fill(0);
         for row in (0..image.len() / cols.max(1)).step_by(stride) {
             let span = row * cols..(row + 1) * cols;
-            for &r in rings[span].iter().step_by(column_step) {
+            for (&v, &r) in image[span.clone()].iter().zip(&rings[span]).step_by(column_step) {
                 if usize::from(r) < ring_count {
                     self.ring_starts[usize::from(r) + 1] += 1;
+                    self.unsorted.push((v, r));
                 }
-                self.sample_rings.push(r);
             }
         }
         for r in 0..ring_count {
             self.ring_starts[r + 1] += self.ring_starts[r];
         }
-        self.samples.resize(self.ring_starts[ring_count] as usize, 0.0);
-        // Each ring's next free place, in `counts` while sorting (the clipping rewrites it).
-        let mut next: Vec<u32> = std::mem::take(&mut self.counts);
-        next.copy_from_slice(&self.ring_starts[..ring_count]);
-        let mut k = 0;
-        for row in (0..image.len() / cols.max(1)).step_by(stride) {
-            let span = row * cols..(row + 1) * cols;
-            for &v in image[span].iter().step_by(column_step) {
-                let r = usize::from(self.sample_rings[k]);
-                k += 1;
-                if let Some(at) = next.get_mut(r) {
-                    self.samples[*at as usize] = v;
-                    *at += 1;
-                }
-            }
+        self.samples.resize(self.unsorted.len(), 0.0);
+        self.next_place.copy_from_slice(&self.ring_starts[..ring_count]);
+        for &(v, r) in &self.unsorted {
+            let at = &mut self.next_place[usize::from(r)];
+            self.samples[*at as usize] = v;
+            *at += 1;
         }
-        self.counts = next;
     }
 
     fn ring_stats(&self, r: usize) -> (f32, f32) {

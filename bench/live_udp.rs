@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hitgate::config::{Config, SinkSection};
+use hitgate::ingest::ReceiveWait;
 use hitgate::ingest::udp::{RecvBatch, UdpBatchSocket, pollfd, wait_readable};
 use hitgate::pipeline::{Plan, Progress};
 use hitgate::sim::SimConfig;
@@ -23,7 +24,7 @@ const FRAMES: u64 = 200;
 const LOOPS: u32 = 4;
 const RECV_BUFFER: usize = 16 << 20;
 const RATES_HZ: [f64; 13] =
-    [250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0];
+    [200.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0];
 
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu_seconds() -> f64 {
@@ -68,9 +69,15 @@ fn send(capture: &std::path::Path, port: u16, hz: f64) -> (u64, f64) {
     (u64::from(LOOPS) * FRAMES * 128, per_second / 128.0)
 }
 
-fn bare_drain(capture: &std::path::Path, port: u16, hz: f64) -> Trial {
+/// A bare drain: `recvmmsg` and nothing else, waiting in `poll` (`blocking` false) or inside the
+/// receive (`MSG_WAITFORONE` on a blocking socket).
+fn bare_drain(capture: &std::path::Path, port: u16, hz: f64, blocking: bool) -> Trial {
     let localhost: IpAddr = "127.0.0.1".parse().unwrap();
-    let (socket, _) = UdpBatchSocket::bind(localhost, port, RECV_BUFFER).unwrap();
+    let (mut socket, _) = UdpBatchSocket::bind(localhost, port, RECV_BUFFER).unwrap();
+    if blocking {
+        socket.wait_in_receive(Duration::from_millis(2)).unwrap();
+    }
+    let socket = socket;
     let stop = AtomicBool::new(false);
     let cpu0 = cpu_seconds();
     let (received, bytes, expected) = std::thread::scope(|s| {
@@ -87,7 +94,9 @@ fn bare_drain(capture: &std::path::Path, port: u16, hz: f64) -> Trial {
                     if stop.load(Ordering::Relaxed) {
                         return (n, bytes, hitgate::telemetry::thread_cpu_seconds() - cpu0);
                     }
-                    let _ = wait_readable(&mut fds, 2);
+                    if !blocking {
+                        let _ = wait_readable(&mut fds, 2);
+                    }
                 }
             }
         });
@@ -243,21 +252,42 @@ fn main() {
     config.udp.recv_buffer_bytes = RECV_BUFFER;
     config.control.enabled = false;
     config.sinks = vec![SinkSection::Null(hitgate::config::NullSection { write_delay_us: 0 })];
-    let plan = Plan::new(config).unwrap();
+    let plan = Plan::new(config.clone()).unwrap();
+    // The same pipeline waiting in `poll`, and receiving into a buffer to copy each payload into its
+    // slot, as before payloads were received straight into the slots: before and after in one run.
+    let mut polling = config.clone();
+    polling.udp.wait = ReceiveWait::Poll;
+    let polling = Plan::new(polling).unwrap();
+    config.udp.receive_into_slots = false;
+    config.udp.wait = ReceiveWait::Poll;
+    let copying = Plan::new(config).unwrap();
     let _ = hitgate::control::prometheus();
     println!(
         "live UDP over loopback, JUNGFRAU module (128 × 8240 B per frame), {} frames per trial, {RECV_BUFFER} B receive buffer",
         FRAMES * u64::from(LOOPS)
     );
-    // Both receivers at each rate in turn, so every comparison is at the same rate in the same run.
+    println!(
+        "hitgate: payloads into their slots, waiting inside recvmmsg (the default) or in poll; and as before, copying from a buffer after poll"
+    );
+    // Every receiver at each rate in turn, so every comparison is at the same rate in the same run.
     let mut last_both: Option<(f64, Trial, Trial)> = None;
     for hz in RATES_HZ {
         let started = Instant::now();
-        let bare = bare_drain(&out.capture, port, hz);
+        let bare_poll = bare_drain(&out.capture, port, hz, false);
+        let bare_block = bare_drain(&out.capture, port, hz, true);
         let ours = hitgate_live(&plan, &out.capture, port, hz);
-        for (name, t) in [("bare recvmmsg drain", &bare), ("hitgate run", &ours)] {
+        let polled = hitgate_live(&polling, &out.capture, port, hz);
+        let copied = hitgate_live(&copying, &out.capture, port, hz);
+        let trials = [
+            ("bare drain, poll", &bare_poll),
+            ("bare drain, blocking", &bare_block),
+            ("hitgate", &ours),
+            ("hitgate, poll", &polled),
+            ("hitgate, copying", &copied),
+        ];
+        for (name, t) in trials {
             println!(
-                "  {name:<20} asked {hz:6.0} Hz, sent {:6.0} Hz ({:5.2} GB/s): {} of {} packets{}  CPU {:.2} s/GB (receiving thread {:.2}){}",
+                "  {name:<21} asked {hz:6.0} Hz, sent {:6.0} Hz ({:5.2} GB/s): {} of {} packets{}  CPU {:.2} s/GB (receiving thread {:.3}){}",
                 t.sent_hz,
                 t.sent_hz * 128.0 * 8240.0 / 1e9,
                 t.received,
@@ -268,6 +298,15 @@ fn main() {
                 t.latency.map(|(a, b)| format!(", packet→verdict p50 ≤ {a} µs p99 ≤ {b} µs")).unwrap_or_default(),
             );
         }
+        let per_gb = |t: &Trial| t.receive_cpu_s / (t.bytes.max(1) as f64 / 1e9);
+        // The floor is the cheaper bare drain.
+        let bare = if per_gb(&bare_block) <= per_gb(&bare_poll) { bare_block } else { bare_poll };
+        println!(
+            "  receiving thread CPU per GB ÷ the cheaper bare drain's at {hz:.0} Hz: hitgate {:.2}, polling {:.2}, copying {:.2} (budget ≤ 1.1)",
+            per_gb(&ours) / per_gb(&bare),
+            per_gb(&polled) / per_gb(&bare),
+            per_gb(&copied) / per_gb(&bare)
+        );
         println!("  ({:.1} s)", started.elapsed().as_secs_f64());
         let lossless = bare.received == bare.expected && ours.received == ours.expected;
         let topped = bare.sent_hz < 0.9 * hz || ours.sent_hz < 0.9 * hz;
@@ -294,7 +333,7 @@ fn main() {
             ours.sent_hz / bare.sent_hz
         );
         println!(
-            "receive + place CPU per GB: hitgate's receiving thread {:.2} s vs bare drain {:.2} s, ratio {:.2} (budget ≤ 1.1); whole hitgate process {:.2} s/GB",
+            "receive + place CPU per GB: hitgate's receiving thread {:.3} s vs bare drain {:.3} s, ratio {:.2} (budget ≤ 1.1); whole hitgate process {:.2} s/GB",
             per_gb(&ours, ours.receive_cpu_s),
             per_gb(&bare, bare.receive_cpu_s),
             per_gb(&ours, ours.receive_cpu_s) / per_gb(&bare, bare.receive_cpu_s),
@@ -306,6 +345,8 @@ fn main() {
     }
     let base = plan.config.clone();
     drop(plan);
+    drop(polling);
+    drop(copying);
     let receiver_threads: usize =
         std::env::var("HITGATE_BENCH_RECEIVER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     println!("hitgate with udp.receiver_threads = {receiver_threads} (0: the assembling thread receives)");

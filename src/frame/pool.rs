@@ -260,6 +260,23 @@ impl FrameHandle {
         fresh
     }
 
+    /// Takes back a mark set by [`FrameHandle::mark_packet`] for a packet that was not placed after all.
+    pub fn unmark_packet(&mut self, index: usize) {
+        self.slot_mut().mask[index / 64] &= !(1u64 << (index % 64));
+    }
+
+    /// Where the frame's bytes start, as an address: to tell whether a place was this frame's.
+    pub fn data_address(&self) -> usize {
+        self.data().as_ptr() as usize
+    }
+
+    /// The frame's bytes as a raw pointer, for a receive that writes straight into the slot. The
+    /// pointer stays valid for as long as this handle exists (the slot's memory never moves); writing
+    /// through it is the caller's `unsafe` to justify.
+    pub fn data_ptr(&mut self) -> *mut u8 {
+        self.data_mut().as_mut_ptr()
+    }
+
     pub fn has_packet(&self, index: usize) -> bool {
         self.slot().mask[index / 64] & (1u64 << (index % 64)) != 0
     }

@@ -2,6 +2,7 @@
 //! than once; the assembler takes them from there. The other way round, [`send`] puts a capture's
 //! packets on the wire, paced and optionally damaged, for tests and replays.
 
+pub mod direct;
 pub mod dma;
 pub mod inventory;
 pub mod linklayer;
@@ -13,7 +14,7 @@ pub mod udp;
 
 pub use linklayer::{LinkType, SkipReason, UdpDatagram};
 pub use pcap::{Capture, CaptureFormat, CaptureRecord, PcapError};
-pub use section::{DmaSection, UdpSection};
+pub use section::{DmaSection, ReceiveWait, UdpSection};
 
 use std::path::Path;
 

@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::section::{Claim, Problems, Resource, key, resolve};
 
+/// How a receiving thread waits when nothing is queued.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveWait {
+    /// `recvmmsg` with `MSG_WAITFORONE` on a blocking socket with a short timeout; a thread with
+    /// several ports polls instead, since waiting on one would leave the others unread.
+    Block,
+    /// `poll` on every port, then `recvmmsg` on each without waiting.
+    Poll,
+}
+
 /// Live reception (`hitgate run`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +32,12 @@ pub struct UdpSection {
     pub recv_buffer_bytes: usize,
     /// Datagrams taken per `recvmmsg` call.
     pub batch_packets: usize,
+    /// How the receiving thread waits for datagrams: `block` waits inside the receive (one system
+    /// call per wake-up; for a thread with a single port), `poll` waits in `poll` and then receives.
+    pub wait: ReceiveWait,
+    /// Receive each payload straight into its frame slot, where the assembler predicts it goes
+    /// (with `receiver_threads = 0`); false receives into a buffer and copies from there.
+    pub receive_into_slots: bool,
     /// CPU the receiving (assembling) thread is pinned to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiver_cpu: Option<usize>,
@@ -42,6 +59,8 @@ impl Default for UdpSection {
             module_bind_addresses: Vec::new(),
             recv_buffer_bytes: 256 << 20,
             batch_packets: 64,
+            receive_into_slots: true,
+            wait: ReceiveWait::Block,
             receiver_cpu: None,
             receiver_threads: 0,
             receiver_cpus: Vec::new(),

@@ -9,6 +9,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::direct::{DirectBatch, Received};
+use crate::frame::Assembler;
+
 /// Errors in setting up a socket.
 #[derive(Debug, thiserror::Error)]
 pub enum UdpError {
@@ -46,6 +49,8 @@ impl BufferReport {
 pub struct UdpBatchSocket {
     socket: Socket,
     local: SocketAddr,
+    /// Receives wait for the first datagram (up to the socket's timeout), then take what is queued.
+    blocking: bool,
 }
 
 impl UdpBatchSocket {
@@ -73,7 +78,7 @@ impl UdpBatchSocket {
         }
         socket.bind(&at.into()).map_err(|source| UdpError::Bind { addr: at, source })?;
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(at);
-        Ok((UdpBatchSocket { socket, local }, report))
+        Ok((UdpBatchSocket { socket, local, blocking: false }, report))
     }
 
     /// An unbound socket for sending to `family`'s addresses.
@@ -90,7 +95,19 @@ impl UdpBatchSocket {
             if to.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
         socket.bind(&any.into()).map_err(setup)?;
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(any);
-        Ok(UdpBatchSocket { socket, local })
+        Ok(UdpBatchSocket { socket, local, blocking: false })
+    }
+
+    /// Makes receives wait up to `timeout` for a first datagram, then take whatever else is queued
+    /// (`MSG_WAITFORONE`): one system call per wake-up instead of a `poll` and a receive.
+    ///
+    /// # Errors
+    /// The socket cannot be switched to blocking or given its timeout.
+    pub fn wait_in_receive(&mut self, timeout: std::time::Duration) -> io::Result<()> {
+        self.socket.set_nonblocking(false)?;
+        self.socket.set_read_timeout(Some(timeout))?;
+        self.blocking = true;
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -101,12 +118,14 @@ impl UdpBatchSocket {
         self.socket.as_raw_fd()
     }
 
-    /// Receives up to a batch of datagrams without waiting; `Ok(0)` when none is queued.
+    /// Receives up to a batch of datagrams without waiting (or, after [`UdpBatchSocket::wait_in_receive`],
+    /// waiting for the first); `Ok(0)` when none came.
     ///
     /// # Errors
     /// The system call failed for a reason other than an empty queue.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.prepare();
+        let flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         // SAFETY: `prepare` pointed every header at its own iovec and every iovec at its own
         // `slot_bytes` region of `batch.buffers`; all three vectors live in `batch`, which is borrowed
         // mutably for the whole call and not resized, so the kernel writes only inside memory we own.
@@ -116,7 +135,7 @@ impl UdpBatchSocket {
                 self.socket.as_raw_fd(),
                 batch.headers.as_mut_ptr(),
                 batch.headers.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -129,6 +148,41 @@ impl UdpBatchSocket {
         }
         batch.received = n as usize;
         Ok(batch.received)
+    }
+
+    /// Receives up to a batch of `udp_port`'s datagrams without waiting, each payload straight into
+    /// the frame slot `assembler` predicts for it, and offers them all (see [`DirectBatch`]).
+    ///
+    /// # Errors
+    /// The system call failed for a reason other than an empty queue; nothing was offered.
+    pub fn recv_into_frames(
+        &self,
+        batch: &mut DirectBatch,
+        assembler: &mut Assembler,
+        udp_port: u16,
+    ) -> io::Result<Received> {
+        let fd = self.socket.as_raw_fd();
+        let flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        batch.receive_with(assembler, udp_port, crate::telemetry::now_ns, |messages| {
+            // SAFETY: `receive_with` pointed each message at its own pair of iovecs: the first at a
+            // 48-byte header of the batch, the second at `payload_bytes` either of the batch's spill
+            // buffer or of a place `Assembler::predict` just handed out, which lies inside a frame
+            // slot the assembler holds and is not used by anything else until the datagrams are
+            // offered. `receive_with` borrows the batch and the assembler mutably across this call,
+            // so none of that memory moves or is read meanwhile; the count passed is the slice's
+            // length, and the kernel writes at most each iovec's length.
+            let n = unsafe {
+                libc::recvmmsg(fd, messages.as_mut_ptr(), messages.len() as libc::c_uint, flags, std::ptr::null_mut())
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                return match err.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                    _ => Err(err),
+                };
+            }
+            Ok(n as usize)
+        })
     }
 
     /// Sends every datagram of `batch` (to its own destination) and returns how many the kernel took.

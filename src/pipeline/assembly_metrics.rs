@@ -5,7 +5,8 @@ use metrics::{Counter, counter};
 
 use crate::frame::{AssemblyCounters, PacketDrop};
 use crate::telemetry::{
-    BYTES_RECEIVED, FRAMES, PACKETS_DROPPED, PACKETS_LOST, PACKETS_PLACED, PACKETS_RECEIVED, describe,
+    BYTES_RECEIVED, FRAMES, PACKETS_DROPPED, PACKETS_LOST, PACKETS_MISPLACED, PACKETS_PLACED, PACKETS_RECEIVED,
+    describe,
 };
 
 /// Turns an assembler's running counts into metric increments, once per batch.
@@ -16,6 +17,7 @@ pub struct AssemblyFlusher {
     received: Counter,
     bytes: Counter,
     placed: Counter,
+    misplaced: Counter,
     lost: Counter,
     dropped: Vec<Counter>,
     complete: Counter,
@@ -42,6 +44,7 @@ impl AssemblyFlusher {
             received: counter!(PACKETS_RECEIVED),
             bytes: counter!(BYTES_RECEIVED),
             placed: counter!(PACKETS_PLACED),
+            misplaced: counter!(PACKETS_MISPLACED),
             lost: counter!(PACKETS_LOST),
             dropped: PacketDrop::ALL.iter().map(|r| counter!(PACKETS_DROPPED, "reason" => r.label())).collect(),
             complete: counter!(FRAMES, "outcome" => "complete"),
@@ -59,6 +62,7 @@ impl AssemblyFlusher {
         self.received.increment(records - self.last_records);
         self.bytes.increment(bytes - self.last_bytes);
         self.placed.increment(now.packets_placed - l.packets_placed);
+        self.misplaced.increment(now.packets_misplaced - l.packets_misplaced);
         self.lost.increment(now.packets_lost - l.packets_lost);
         for (i, c) in self.dropped.iter().enumerate() {
             c.increment(now.packets_dropped[i] - l.packets_dropped[i]);

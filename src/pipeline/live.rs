@@ -13,7 +13,9 @@ use super::assembly_metrics::AssemblyFlusher;
 use super::stages::{SourceContext, SourceOutcome, pin_to};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
-use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, pollfd, wait_readable};
+use crate::ingest::ReceiveWait;
+use crate::ingest::direct::{DirectBatch, Received};
+use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, UdpError, pollfd, wait_readable};
 use crate::ring::Ring;
 use crate::telemetry;
 
@@ -110,6 +112,8 @@ impl LiveAssembly {
 pub struct UdpSources {
     sockets: Vec<(u16, UdpBatchSocket)>,
     pub reports: Vec<(u16, BufferReport)>,
+    /// The one socket waits inside its receive; otherwise the thread waits in `poll`.
+    blocking: bool,
 }
 
 impl Plan {
@@ -128,7 +132,16 @@ impl Plan {
             reports.push((port, report));
             sockets.push((port, socket));
         }
-        Ok(UdpSources { sockets, reports })
+        let blocking = u.wait == ReceiveWait::Block && u.receiver_threads == 0 && sockets.len() == 1;
+        if blocking {
+            for (port, socket) in &mut sockets {
+                let at = std::net::SocketAddr::new(socket.local_addr().ip(), *port);
+                socket
+                    .wait_in_receive(std::time::Duration::from_millis(IDLE_POLL_MS as u64))
+                    .map_err(|source| UdpError::Setup { addr: at, source })?;
+            }
+        }
+        Ok(UdpSources { sockets, reports, blocking })
     }
 
     /// Receives live until `stop` is set, then drains and returns the summary.
@@ -151,34 +164,32 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
         return handoff_udp_source(ctx, sources, stop);
     }
     let mut live = LiveAssembly::new(ctx);
-    let mut batch = RecvBatch::new(ctx.plan.config.udp.batch_packets, slot_bytes(ctx));
+    let batch_capacity = ctx.plan.config.udp.batch_packets;
+    let mut batch = if ctx.plan.config.udp.receive_into_slots {
+        Batch::Direct(DirectBatch::new(batch_capacity, &live.assembler))
+    } else {
+        Batch::Copy(RecvBatch::new(batch_capacity, slot_bytes(ctx)))
+    };
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
     let mut stopping = Stopping::new();
-    let batch_capacity = ctx.plan.config.udp.batch_packets;
     loop {
         let mut received = 0;
         let mut drained = true;
         for (port, socket) in &sources.sockets {
-            let n = match socket.recv_batch(&mut batch) {
-                Ok(n) => n,
+            let got = match batch.receive(socket, &mut live.assembler, *port) {
+                Ok(got) => got,
                 Err(e) => {
                     live.outcome.input_error.get_or_insert_with(|| format!("receiving on UDP port {port}: {e}"));
-                    0
+                    Received::default()
                 }
             };
-            if n == 0 {
+            if got.datagrams == 0 {
                 continue;
             }
-            drained &= n < batch_capacity;
-            received += n;
-            let now_ns = telemetry::now_ns();
-            for (datagram, _truncated) in batch.datagrams() {
-                // A cut datagram is longer than the slot and so longer than any packet: the
-                // assembler counts it as oversized.
-                live.outcome.input_bytes += datagram.len() as u64;
-                let _ = live.assembler.push(*port, datagram, now_ns);
-            }
-            live.outcome.records += n as u64;
+            drained &= got.datagrams < batch_capacity;
+            received += got.datagrams;
+            live.outcome.input_bytes += got.bytes;
+            live.outcome.records += got.datagrams as u64;
             live.forward(ctx);
         }
         live.after_round(ctx, drained);
@@ -186,13 +197,51 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             match stopping.when_idle(stop, ctx.abort) {
                 WhenIdle::End => break,
                 WhenIdle::PassAgain => continue,
+                // A blocking receive has just waited its timeout.
+                WhenIdle::Wait if sources.blocking => {}
                 WhenIdle::Wait => {
                     let _ = wait_readable(&mut fds, IDLE_POLL_MS);
                 }
             }
+        } else if drained && !sources.blocking {
+            // Every port returned less than a batch: wait for more now rather than spend a receive
+            // per port on finding them empty.
+            let _ = wait_readable(&mut fds, IDLE_POLL_MS);
         }
     }
     live.finish(ctx)
+}
+
+/// The receiving thread's buffers: payloads straight into frame slots, or into a buffer first.
+enum Batch {
+    Direct(DirectBatch),
+    Copy(RecvBatch),
+}
+
+impl Batch {
+    /// Receives what `socket` has queued, up to a batch, and offers it to `assembler`.
+    fn receive(
+        &mut self,
+        socket: &UdpBatchSocket,
+        assembler: &mut crate::frame::Assembler,
+        port: u16,
+    ) -> std::io::Result<Received> {
+        match self {
+            Batch::Direct(batch) => socket.recv_into_frames(batch, assembler, port),
+            Batch::Copy(batch) => {
+                let n = socket.recv_batch(batch)?;
+                let now_ns = telemetry::now_ns();
+                let mut bytes = 0;
+                for (datagram, _truncated) in batch.datagrams() {
+                    // A cut datagram is longer than the slot and so longer than any packet: the
+                    // assembler counts it as oversized.
+                    bytes += datagram.len() as u64;
+                    let _ = assembler.push(port, datagram, now_ns);
+                }
+                Ok(Received { datagrams: n, bytes })
+            }
+        }
+    }
 }
 
 /// Largest datagram a receive buffer takes: anything longer is cut, flagged and, being longer than

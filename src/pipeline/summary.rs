@@ -179,6 +179,9 @@ impl fmt::Display for RunSummary {
             writeln!(f, "latency      first packet to verdict: p50 ≤ {p50} µs, p99 ≤ {p99} µs")?;
         }
         write!(f, "packets      {} placed, {} lost", a.packets_placed, a.packets_lost)?;
+        if a.packets_misplaced > 0 {
+            write!(f, " ({} of the placed copied in, not received straight into their slot)", a.packets_misplaced)?;
+        }
         for reason in PacketDrop::ALL {
             let n = a.dropped(reason);
             if n > 0 {

@@ -12,6 +12,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram};
 pub const PACKETS_RECEIVED: &str = "hitgate_packets_received_total";
 pub const BYTES_RECEIVED: &str = "hitgate_bytes_received_total";
 pub const PACKETS_PLACED: &str = "hitgate_packets_placed_total";
+pub const PACKETS_MISPLACED: &str = "hitgate_packets_misplaced_total";
 pub const PACKETS_DROPPED: &str = "hitgate_packets_dropped_total";
 pub const PACKETS_LOST: &str = "hitgate_packets_lost_total";
 pub const FRAMES: &str = "hitgate_frames_total";
@@ -49,6 +50,10 @@ pub fn describe() {
         describe_counter!(PACKETS_RECEIVED, "Datagrams taken from the source");
         describe_counter!(BYTES_RECEIVED, "Bytes of datagrams taken from the source");
         describe_counter!(PACKETS_PLACED, "Detector packets placed in their frame");
+        describe_counter!(
+            PACKETS_MISPLACED,
+            "Packets placed by a copy after they were not received straight into their place in a frame slot"
+        );
         describe_counter!(PACKETS_DROPPED, "Datagrams not placed, by reason");
         describe_counter!(PACKETS_LOST, "Packets that never arrived, counted when their frame left assembly");
         describe_counter!(FRAMES, "Frames leaving assembly, by outcome");

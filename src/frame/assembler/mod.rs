@@ -17,7 +17,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::detector::{DetectorGeometry, SlsDetectorHeader};
+use zerocopy::IntoBytes;
+
+use crate::detector::{DetectorGeometry, HEADER_BYTES, SlsDetectorHeader};
 
 use super::pool::{FrameHandle, FramePool};
 
@@ -120,6 +122,9 @@ pub struct AssemblyCounters {
     pub frames_partial_dropped: u64,
     /// Frames that found the pool empty.
     pub frames_no_slot: u64,
+    /// Packets received straight into a frame slot at a place that turned out not to be theirs
+    /// (loss, reorder, a frame not foreseen), then copied where they belong.
+    pub packets_misplaced: u64,
 }
 
 impl AssemblyCounters {
@@ -142,6 +147,7 @@ impl AssemblyCounters {
         self.frames_partial += other.frames_partial;
         self.frames_partial_dropped += other.frames_partial_dropped;
         self.frames_no_slot += other.frames_no_slot;
+        self.packets_misplaced += other.packets_misplaced;
     }
 }
 
@@ -161,6 +167,18 @@ struct InFlight {
     deadline_ns: u64,
 }
 
+/// Where a packet's payload is when it is offered.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// To be copied into its place.
+    Copy(&'a [u8]),
+    /// Received into a place that was not its own and saved from there: copied, and counted as
+    /// misplaced.
+    Rescued(&'a [u8]),
+    /// Received straight into its place, at this address (see [`landing`]).
+    Landed(usize),
+}
+
 /// Packets that may pass a held jump before it is given up as a corrupted frame number.
 const HOLD_PACKETS: u32 = 64;
 
@@ -170,7 +188,6 @@ const HOLD_PACKETS: u32 = 64;
 #[derive(Clone, Copy)]
 struct HeldJump {
     udp_port: u16,
-    len: usize,
     frame_number: u64,
     since_ns: u64,
     passed: u32,
@@ -194,6 +211,11 @@ pub struct Assembler {
     counters: AssemblyCounters,
     held: Option<HeldJump>,
     held_bytes: Box<[u8]>,
+    /// Per detector port, the (frame, packet) last placed: where its next packet is predicted.
+    cursor: Box<[(u64, u32)]>,
+    /// A slot taken ahead for the frame after the newest, so its first packets can be received
+    /// straight into it; it becomes that frame's slot when the frame opens.
+    spare: Option<FrameHandle>,
 }
 
 impl Assembler {
@@ -205,6 +227,7 @@ impl Assembler {
         }
         let window = config.window_frames.max(1);
         let packet_bytes = geometry.model.packet_bytes();
+        let geometry_ports = geometry.udp_ports.len();
         Assembler {
             packet_bytes,
             packets_per_port: geometry.model.packets_per_port(),
@@ -221,6 +244,8 @@ impl Assembler {
             counters: AssemblyCounters::default(),
             held: None,
             held_bytes: vec![0; packet_bytes].into_boxed_slice(),
+            cursor: vec![(0, 0); geometry_ports].into_boxed_slice(),
+            spare: None,
         }
     }
 
@@ -253,17 +278,31 @@ impl Assembler {
     /// # Errors
     /// The reason the packet was dropped (already counted).
     pub fn push(&mut self, udp_port: u16, packet: &[u8], now_ns: u64) -> Result<(), PacketDrop> {
+        let cut = packet.len().min(HEADER_BYTES);
+        self.offer(udp_port, packet.len(), &packet[..cut], Payload::Copy(&packet[cut..]), now_ns)
+    }
+
+    /// The one way in for a datagram of `len` bytes whose header bytes are `header` and whose payload
+    /// is `payload` (copied in, or already in its place).
+    fn offer(
+        &mut self,
+        udp_port: u16,
+        len: usize,
+        header: &[u8],
+        payload: Payload<'_>,
+        now_ns: u64,
+    ) -> Result<(), PacketDrop> {
         let port_index = self.port_lookup[udp_port as usize];
         if port_index == u16::MAX {
             return self.drop_packet(PacketDrop::Foreign);
         }
-        if packet.len() < self.packet_bytes {
+        if len < self.packet_bytes {
             return self.drop_packet(PacketDrop::Truncated);
         }
-        if packet.len() > self.packet_bytes {
+        if len > self.packet_bytes {
             return self.drop_packet(PacketDrop::Oversized);
         }
-        let Ok((header, payload)) = SlsDetectorHeader::split(packet) else {
+        let Ok((header, _)) = SlsDetectorHeader::split(header) else {
             return self.drop_packet(PacketDrop::Truncated);
         };
         if header.det_type != self.det_type {
@@ -279,7 +318,7 @@ impl Assembler {
             match self.held {
                 // A second packet in the same place: a real jump (a burst lost, the detector restarted).
                 Some(h) if frame_number.abs_diff(h.frame_number) < window => self.release_held(true),
-                _ => return self.hold(udp_port, packet, frame_number, now_ns),
+                _ => return self.hold(udp_port, header, payload, frame_number, now_ns),
             }
         } else if let Some(h) = self.held.as_mut() {
             h.passed += 1;
@@ -298,12 +337,24 @@ impl Assembler {
     }
 
     /// Keeps the packet aside; one already held, never confirmed, is dropped.
-    fn hold(&mut self, udp_port: u16, packet: &[u8], frame_number: u64, now_ns: u64) -> Result<(), PacketDrop> {
+    fn hold(
+        &mut self,
+        udp_port: u16,
+        header: &SlsDetectorHeader,
+        payload: Payload<'_>,
+        frame_number: u64,
+        now_ns: u64,
+    ) -> Result<(), PacketDrop> {
         if self.held.is_some() {
             self.release_held(false);
         }
-        self.held_bytes[..packet.len()].copy_from_slice(packet);
-        self.held = Some(HeldJump { udp_port, len: packet.len(), frame_number, since_ns: now_ns, passed: 0 });
+        // Never a payload landed in place: a jump beyond the window is never predicted.
+        let (Payload::Copy(bytes) | Payload::Rescued(bytes)) = payload else {
+            return self.drop_packet(PacketDrop::OutOfWindow);
+        };
+        self.held_bytes[..HEADER_BYTES].copy_from_slice(header.as_bytes());
+        self.held_bytes[HEADER_BYTES..].copy_from_slice(bytes);
+        self.held = Some(HeldJump { udp_port, frame_number, since_ns: now_ns, passed: 0 });
         Ok(())
     }
 
@@ -316,8 +367,8 @@ impl Assembler {
         }
         let bytes = std::mem::take(&mut self.held_bytes);
         let port_index = usize::from(self.port_lookup[h.udp_port as usize]);
-        if let Ok((header, payload)) = SlsDetectorHeader::split(&bytes[..h.len]) {
-            let _ = self.place(port_index as u16, header, payload, h.since_ns);
+        if let Ok((header, payload)) = SlsDetectorHeader::split(&bytes) {
+            let _ = self.place(port_index as u16, header, Payload::Copy(payload), h.since_ns);
         }
         self.held_bytes = bytes;
     }
@@ -327,7 +378,7 @@ impl Assembler {
         &mut self,
         port_index: u16,
         header: &SlsDetectorHeader,
-        payload: &[u8],
+        payload: Payload<'_>,
         now_ns: u64,
     ) -> Result<(), PacketDrop> {
         let frame_number = header.frame_number.get();
@@ -346,7 +397,24 @@ impl Assembler {
         if !handle.mark_packet(mask_index) {
             return self.drop_packet(PacketDrop::Duplicate);
         }
-        handle.data_mut()[range].copy_from_slice(payload);
+        match payload {
+            Payload::Copy(bytes) => handle.data_mut()[range].copy_from_slice(bytes),
+            Payload::Rescued(bytes) => {
+                handle.data_mut()[range].copy_from_slice(bytes);
+                self.counters.packets_misplaced += 1;
+            }
+            Payload::Landed(address) => {
+                // The prediction and this placement follow the same rules, so they agree; were they
+                // ever to differ the bytes are elsewhere, and the packet is not claimed as placed.
+                if address != handle.data_address() + range.start {
+                    debug_assert!(false, "a payload landed where its packet does not go");
+                    handle.unmark_packet(mask_index);
+                    return self.drop_packet(PacketDrop::Late);
+                }
+            }
+        }
+        self.cursor[port_index] = (frame_number, packet_number as u32);
+        let handle = &mut self.in_flight[slot].handle;
         let meta = handle.meta_mut();
         meta.packets_received += 1;
         meta.last_packet_ns = now_ns;
@@ -389,7 +457,7 @@ impl Assembler {
                 (0..self.in_flight.len()).min_by_key(|&i| self.in_flight[i].handle.meta().frame_number).unwrap_or(0);
             self.finish(oldest);
         }
-        let Some(mut handle) = self.pool.try_acquire() else {
+        let Some(mut handle) = self.spare.take().or_else(|| self.pool.try_acquire()) else {
             self.counters.frames_no_slot += 1;
             self.remember(frame_number, Gone::NoSlot);
             return Err(PacketDrop::NoSlot);
@@ -447,11 +515,17 @@ impl Assembler {
         while let Some(slot) = self.in_flight.iter().position(|f| f.deadline_ns <= now_ns) {
             self.finish(slot);
         }
+        // An assembler with nothing assembling holds no slot: the pool reads full when the detector
+        // is idle.
+        if self.in_flight.is_empty() {
+            self.spare = None;
+        }
     }
 
     /// Ends the stream: every frame still assembling leaves.
     pub fn flush(&mut self) {
         self.release_held(false);
+        self.spare = None;
         while !self.in_flight.is_empty() {
             let oldest =
                 (0..self.in_flight.len()).min_by_key(|&i| self.in_flight[i].handle.meta().frame_number).unwrap_or(0);
@@ -464,6 +538,9 @@ impl Assembler {
         self.ready.pop_front()
     }
 }
+
+mod landing;
+pub use landing::Landing;
 
 #[cfg(test)]
 mod tests;

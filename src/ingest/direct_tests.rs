@@ -221,7 +221,7 @@ fn a_lost_packet_costs_copies_for_the_rest_of_its_batch_only() {
 /// Small enough for Miri, which checks every write through a predicted place (`scripts/miri`).
 #[test]
 fn direct_receive_model_matches_copying_under_damage() {
-    for (seed, damage) in [(1, 0.0), (2, 0.05), (3, 0.2)] {
+    for (seed, damage) in [(2, 0.05), (3, 0.2)] {
         let g = DetectorGeometry::new("eiger-1g-4bit", 1, vec![50001, 50002]).unwrap();
         let s = streams(&g, 3, damage, &mut Rng::new(seed, 2));
         let config =

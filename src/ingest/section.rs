@@ -35,6 +35,10 @@ pub struct UdpSection {
     /// How the receiving thread waits for datagrams: `block` waits inside the receive (one system
     /// call per wake-up; for a thread with a single port), `poll` waits in `poll` and then receives.
     pub wait: ReceiveWait,
+    /// After a receive that found less than a batch, the receiving thread sleeps this long before the
+    /// next, so a burst's datagrams are taken in a few full batches rather than a wake-up each few
+    /// packets. 0 receives again at once. Adds at most this much to a frame's latency.
+    pub linger_us: u32,
     /// Receive each payload straight into its frame slot, where the assembler predicts it goes
     /// (with `receiver_threads = 0`); false receives into a buffer and copies from there.
     pub receive_into_slots: bool,
@@ -61,6 +65,7 @@ impl Default for UdpSection {
             batch_packets: 64,
             receive_into_slots: true,
             wait: ReceiveWait::Block,
+            linger_us: 200,
             receiver_cpu: None,
             receiver_threads: 0,
             receiver_cpus: Vec::new(),
@@ -84,6 +89,7 @@ impl UdpSection {
             problems.bad(k("recv_buffer_bytes"), format!("{} is above 2 GiB", self.recv_buffer_bytes));
         }
         problems.outside(k("batch_packets"), self.batch_packets, (1, 1024));
+        problems.outside(k("linger_us"), self.linger_us, (0, 10_000));
         if self.receiver_threads > 64 {
             problems.bad(k("receiver_threads"), format!("{} is above 64", self.receiver_threads));
         }

@@ -125,28 +125,11 @@ impl UdpBatchSocket {
     /// The system call failed for a reason other than an empty queue.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.prepare();
-        let flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         // SAFETY: `prepare` pointed every header at its own iovec and every iovec at its own
         // `slot_bytes` region of `batch.buffers`; all three vectors live in `batch`, which is borrowed
         // mutably for the whole call and not resized, so the kernel writes only inside memory we own.
-        // The header count passed is the vectors' length.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                batch.headers.as_mut_ptr(),
-                batch.headers.len() as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
-        }
-        batch.received = n as usize;
+        let n = unsafe { self.recvmmsg_into(&mut batch.headers) }?;
+        batch.received = n;
         Ok(batch.received)
     }
 
@@ -161,28 +144,51 @@ impl UdpBatchSocket {
         assembler: &mut Assembler,
         udp_port: u16,
     ) -> io::Result<Received> {
-        let fd = self.socket.as_raw_fd();
-        let flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         batch.receive_with(assembler, udp_port, crate::telemetry::now_ns, |messages| {
             // SAFETY: `receive_with` pointed each message at its own pair of iovecs: the first at a
             // 48-byte header of the batch, the second at `payload_bytes` either of the batch's spill
             // buffer or of a place `Assembler::predict` just handed out, which lies inside a frame
             // slot the assembler holds and is not used by anything else until the datagrams are
             // offered. `receive_with` borrows the batch and the assembler mutably across this call,
-            // so none of that memory moves or is read meanwhile; the count passed is the slice's
-            // length, and the kernel writes at most each iovec's length.
-            let n = unsafe {
-                libc::recvmmsg(fd, messages.as_mut_ptr(), messages.len() as libc::c_uint, flags, std::ptr::null_mut())
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                return match err.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                    _ => Err(err),
-                };
-            }
-            Ok(n as usize)
+            // so none of that memory moves or is read meanwhile; the kernel writes at most each
+            // iovec's length.
+            unsafe { self.recvmmsg_into(messages) }
         })
+    }
+
+    /// `recvmmsg` into `messages`, waiting as the socket is set to; `Ok(0)` only when nothing is
+    /// queued, since the caller then lets frames time out. A wait cut short by a signal (a stopped
+    /// and continued process among them) is made again.
+    ///
+    /// # Safety
+    /// Every message must point at its own iovecs, each of writable memory that nothing else reads
+    /// or writes during the call.
+    unsafe fn recvmmsg_into(&self, messages: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        let mut flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        loop {
+            // SAFETY: the caller's promise; the count passed is the slice's length.
+            let n = unsafe {
+                libc::recvmmsg(
+                    self.socket.as_raw_fd(),
+                    messages.as_mut_ptr(),
+                    messages.len() as libc::c_uint,
+                    flags,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => {}
+                // A wait whose time ran out while the process was stopped reports nothing even
+                // with datagrams queued: look once more without waiting.
+                io::ErrorKind::WouldBlock if flags != libc::MSG_DONTWAIT => flags = libc::MSG_DONTWAIT,
+                io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(err),
+            }
+        }
     }
 
     /// Sends every datagram of `batch` (to its own destination) and returns how many the kernel took.
@@ -462,6 +468,27 @@ mod tests {
         assert_eq!(rx.recv_batch(&mut recv).unwrap(), 1);
         let (d, truncated) = recv.datagrams().next().unwrap();
         assert_eq!((d.len(), truncated), (1000, true));
+    }
+
+    #[test]
+    fn a_receive_that_waits_takes_what_is_queued_and_returns_empty_when_its_time_runs_out() {
+        let (mut rx, _) = UdpBatchSocket::bind("127.0.0.1".parse().unwrap(), 0, 1 << 20).unwrap();
+        rx.wait_in_receive(std::time::Duration::from_millis(5)).unwrap();
+        let mut recv = RecvBatch::new(8, 1000);
+        assert_eq!(rx.recv_batch(&mut recv).unwrap(), 0, "nothing sent: the wait runs out");
+        let tx = UdpBatchSocket::for_sending(rx.local_addr(), 0).unwrap();
+        let mut send = SendBatch::new(3, 100);
+        for i in 0..3u8 {
+            send.push(rx.local_addr(), &[i; 100]);
+        }
+        assert_eq!(tx.send_batch(&mut send).unwrap(), 3);
+        let mut got = 0;
+        while got < 3 {
+            let n = rx.recv_batch(&mut recv).unwrap();
+            assert!(n > 0, "datagrams were queued");
+            got += n;
+        }
+        assert_eq!(got, 3);
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     };
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
     let mut stopping = Stopping::new();
+    let linger = std::time::Duration::from_micros(u64::from(ctx.plan.config.udp.linger_us));
     loop {
         let mut received = 0;
         let mut drained = true;
@@ -193,6 +194,10 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             live.forward(ctx);
         }
         live.after_round(ctx, drained);
+        if received > 0 && drained && !linger.is_zero() {
+            std::thread::sleep(linger);
+            continue;
+        }
         if received == 0 {
             match stopping.when_idle(stop, ctx.abort) {
                 WhenIdle::End => break,

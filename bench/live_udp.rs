@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hitgate::config::{Config, SinkSection};
-use hitgate::ingest::ReceiveWait;
 use hitgate::ingest::udp::{RecvBatch, UdpBatchSocket, pollfd, wait_readable};
+use hitgate::ingest::{ReceiveWait, UdpBackend};
 use hitgate::pipeline::{Plan, Progress};
 use hitgate::sim::SimConfig;
 
@@ -262,6 +262,9 @@ fn main() {
     let mut eager = config.clone();
     eager.udp.linger_us = 0;
     let eager = Plan::new(eager).unwrap();
+    let mut uring = config.clone();
+    uring.udp.backend = UdpBackend::IoUring;
+    let uring = Plan::new(uring).unwrap();
     config.udp.receive_into_slots = false;
     config.udp.wait = ReceiveWait::Poll;
     config.udp.linger_us = 0;
@@ -272,7 +275,7 @@ fn main() {
         FRAMES * u64::from(LOOPS)
     );
     println!(
-        "hitgate: the defaults (payloads into their slots, waiting inside recvmmsg, {} µs pause after a short batch); without the pause; and as before (poll, copy from a buffer, no pause)",
+        "hitgate: the defaults (payloads into their slots, waiting inside recvmmsg, {} µs pause after a short batch); without the pause; through io_uring (with the pause); and as before (poll, copy from a buffer, no pause)",
         linger.as_micros()
     );
     // Every receiver at each rate in turn, so every comparison is at the same rate in the same run.
@@ -284,6 +287,7 @@ fn main() {
         let bare_linger = bare_drain(&out.capture, port, hz, true, linger);
         let ours = hitgate_live(&plan, &out.capture, port, hz);
         let eager_t = hitgate_live(&eager, &out.capture, port, hz);
+        let uring_t = hitgate_live(&uring, &out.capture, port, hz);
         let before_t = hitgate_live(&before, &out.capture, port, hz);
         let trials = [
             ("bare drain, poll", &bare_poll),
@@ -291,6 +295,7 @@ fn main() {
             ("bare drain, pausing", &bare_linger),
             ("hitgate", &ours),
             ("hitgate, no pause", &eager_t),
+            ("hitgate, io_uring", &uring_t),
             ("hitgate as before", &before_t),
         ];
         for (name, t) in trials {
@@ -310,9 +315,10 @@ fn main() {
         // The budget's floor: the cheaper plain bare drain (no pause).
         let bare = if per_gb(&bare_block) <= per_gb(&bare_poll) { bare_block } else { bare_poll };
         println!(
-            "  receiving thread CPU per GB ÷ the cheaper plain bare drain's at {hz:.0} Hz: hitgate {:.2}, no pause {:.2}, as before {:.2} (budget ≤ 1.1); hitgate ÷ the pausing bare drain {:.2}",
+            "  receiving thread CPU per GB ÷ the cheaper plain bare drain's at {hz:.0} Hz: hitgate {:.2}, no pause {:.2}, io_uring {:.2}, as before {:.2} (budget ≤ 1.1); hitgate ÷ the pausing bare drain {:.2}",
             per_gb(&ours) / per_gb(&bare),
             per_gb(&eager_t) / per_gb(&bare),
+            per_gb(&uring_t) / per_gb(&bare),
             per_gb(&before_t) / per_gb(&bare),
             per_gb(&ours) / per_gb(&bare_linger),
         );
@@ -355,6 +361,7 @@ fn main() {
     let base = plan.config.clone();
     drop(plan);
     drop(eager);
+    drop(uring);
     drop(before);
     let receiver_threads: usize =
         std::env::var("HITGATE_BENCH_RECEIVER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -193,6 +193,12 @@ fn several_receiver_threads_deliver_the_same_frames() {
     live_matches_offline("receiver_threads = 2");
 }
 
+#[test]
+fn the_io_uring_receiver_delivers_the_same_frames() {
+    let _turn = turn();
+    live_matches_offline("backend = \"io_uring\"");
+}
+
 fn live_matches_offline(udp_extra: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(
@@ -680,21 +686,22 @@ frames_per_file = 50
 /// what was queued instead of being given up as partial with its packets then counted late.
 #[test]
 fn a_receiver_held_up_longer_than_the_frame_timeout_loses_no_queued_packet() {
+    let _turn = turn();
+    for udp in
+        ["batch_packets = 16", "batch_packets = 16\nwait = \"poll\"", "batch_packets = 16\nbackend = \"io_uring\""]
+    {
+        held_up_receiver_loses_nothing(udp);
+    }
+}
+
+fn held_up_receiver_loses_nothing(udp: &str) {
     use hitgate::detector::{DetectorType, SlsDetectorHeader};
     use zerocopy::IntoBytes;
-    let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
     common::simulated(&dir.path().join("sim"), &SimConfig { frames: 2, seed: 3, ..SimConfig::default() });
     let ports = free_ports(1);
     // Frame timeout 200 ms (LiveRun's), 16 datagrams a receive call: 3 frames take 24 calls.
-    let live = LiveRun::start_with(
-        &dir.path().join("sim"),
-        "jungfrau-1if",
-        &ports,
-        &dir.path().join("live"),
-        "",
-        "batch_packets = 16",
-    );
+    let live = LiveRun::start_with(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "", udp);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |frame: u64, packet: u32| {
         let header = SlsDetectorHeader {
@@ -728,6 +735,6 @@ fn a_receiver_held_up_longer_than_the_frame_timeout_loses_no_queued_packet() {
     std::thread::sleep(Duration::from_millis(300));
     let (status, summary) = live.terminate();
     assert!(status.status.success(), "{summary}");
-    assert!(summary.contains("packets      384 placed, 0 lost"), "{summary}");
-    assert!(summary.contains("3 complete, 0 partial kept"), "{summary}");
+    assert!(summary.contains("packets      384 placed, 0 lost"), "{udp}: {summary}");
+    assert!(summary.contains("3 complete, 0 partial kept"), "{udp}: {summary}");
 }

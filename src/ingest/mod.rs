@@ -11,10 +11,11 @@ pub mod raw;
 pub mod section;
 pub mod send;
 pub mod udp;
+pub mod uring;
 
 pub use linklayer::{LinkType, SkipReason, UdpDatagram};
 pub use pcap::{Capture, CaptureFormat, CaptureRecord, PcapError};
-pub use section::{DmaSection, ReceiveWait, UdpSection};
+pub use section::{DmaSection, ReceiveWait, UdpBackend, UdpSection};
 
 use std::path::Path;
 

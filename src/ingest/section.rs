@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::section::{Claim, Problems, Resource, key, resolve};
 
+/// The kernel interface the receiving thread takes datagrams through.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UdpBackend {
+    /// `recvmmsg`, each payload straight into its frame slot.
+    Recvmmsg,
+    /// io_uring: a multishot `recvmsg` per port into provided buffers, copied into the slots.
+    IoUring,
+}
+
 /// How a receiving thread waits when nothing is queued.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +42,8 @@ pub struct UdpSection {
     pub recv_buffer_bytes: usize,
     /// Datagrams taken per `recvmmsg` call.
     pub batch_packets: usize,
+    /// `recvmmsg` (the cheaper per GB here, see `bench/RESULTS.md`) or `io_uring`.
+    pub backend: UdpBackend,
     /// How the receiving thread waits for datagrams: `block` waits inside the receive (one system
     /// call per wake-up; for a thread with a single port), `poll` waits in `poll` and then receives.
     pub wait: ReceiveWait,
@@ -64,6 +76,7 @@ impl Default for UdpSection {
             recv_buffer_bytes: 256 << 20,
             batch_packets: 64,
             receive_into_slots: true,
+            backend: UdpBackend::Recvmmsg,
             wait: ReceiveWait::Block,
             linger_us: 200,
             receiver_cpu: None,
@@ -90,6 +103,10 @@ impl UdpSection {
         }
         problems.outside(k("batch_packets"), self.batch_packets, (1, 1024));
         problems.outside(k("linger_us"), self.linger_us, (0, 10_000));
+        if self.backend == UdpBackend::IoUring && self.receiver_threads > 0 {
+            problems
+                .bad(k("backend"), "io_uring receives on the assembling thread: set receiver_threads = 0".to_string());
+        }
         if self.receiver_threads > 64 {
             problems.bad(k("receiver_threads"), format!("{} is above 64", self.receiver_threads));
         }

@@ -13,9 +13,10 @@ use super::assembly_metrics::AssemblyFlusher;
 use super::stages::{SourceContext, SourceOutcome, pin_to};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
-use crate::ingest::ReceiveWait;
 use crate::ingest::direct::{DirectBatch, Received};
 use crate::ingest::udp::{BufferReport, RecvBatch, UdpBatchSocket, UdpError, pollfd, wait_readable};
+use crate::ingest::uring::UringReceiver;
+use crate::ingest::{ReceiveWait, UdpBackend};
 use crate::ring::Ring;
 use crate::telemetry;
 
@@ -132,7 +133,13 @@ impl Plan {
             reports.push((port, report));
             sockets.push((port, socket));
         }
-        let blocking = u.wait == ReceiveWait::Block && u.receiver_threads == 0 && sockets.len() == 1;
+        if u.backend == UdpBackend::IoUring {
+            crate::ingest::uring::probe()?;
+        }
+        let blocking = u.backend == UdpBackend::Recvmmsg
+            && u.wait == ReceiveWait::Block
+            && u.receiver_threads == 0
+            && sockets.len() == 1;
         if blocking {
             for (port, socket) in &mut sockets {
                 let at = std::net::SocketAddr::new(socket.local_addr().ip(), *port);
@@ -162,6 +169,9 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     pin_to(ctx.plan.config.udp.receiver_cpu);
     if ctx.plan.config.udp.receiver_threads > 0 {
         return handoff_udp_source(ctx, sources, stop);
+    }
+    if ctx.plan.config.udp.backend == UdpBackend::IoUring {
+        return uring_udp_source(ctx, sources, stop);
     }
     let mut live = LiveAssembly::new(ctx);
     let batch_capacity = ctx.plan.config.udp.batch_packets;
@@ -212,6 +222,47 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             // Every port returned less than a batch: wait for more now rather than spend a receive
             // per port on finding them empty.
             let _ = wait_readable(&mut fds, IDLE_POLL_MS);
+        }
+    }
+    live.finish(ctx)
+}
+
+/// The ports through io_uring on this thread: as [`udp_source`], harvesting completions instead of
+/// calling `recvmmsg`.
+fn uring_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
+    let mut live = LiveAssembly::new(ctx);
+    let ports: Vec<(u16, std::os::fd::RawFd)> = sources.sockets.iter().map(|(p, s)| (*p, s.raw_fd())).collect();
+    let mut receiver = match UringReceiver::new(&ports, slot_bytes(ctx)) {
+        Ok(r) => r,
+        Err(e) => {
+            live.outcome.input_error = Some(e.to_string());
+            return live.finish(ctx);
+        }
+    };
+    let batch = ctx.plan.config.udp.batch_packets;
+    let linger = std::time::Duration::from_micros(u64::from(ctx.plan.config.udp.linger_us));
+    let wait = std::time::Duration::from_millis(IDLE_POLL_MS as u64);
+    let mut stopping = Stopping::new();
+    loop {
+        let (got, emptied) = match receiver.receive(&mut live.assembler, batch, wait) {
+            Ok(r) => r,
+            Err(e) => {
+                live.outcome.input_error.get_or_insert_with(|| format!("receiving through io_uring: {e}"));
+                break;
+            }
+        };
+        live.outcome.input_bytes += got.bytes;
+        live.outcome.records += got.datagrams as u64;
+        // Completions not yet taken may be the missing packets of a frame: no timeouts then.
+        let drained = emptied && got.datagrams < batch;
+        live.after_round(ctx, drained);
+        if got.datagrams > 0 && drained && !linger.is_zero() {
+            std::thread::sleep(linger);
+        } else if got.datagrams == 0 {
+            match stopping.when_idle(stop, ctx.abort) {
+                WhenIdle::End => break,
+                WhenIdle::PassAgain | WhenIdle::Wait => {}
+            }
         }
     }
     live.finish(ctx)

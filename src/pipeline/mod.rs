@@ -54,6 +54,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Udp(#[from] crate::ingest::udp::UdpError),
     #[error(transparent)]
+    Uring(#[from] crate::ingest::uring::UringError),
+    #[error(transparent)]
     Dma(#[from] crate::ingest::dma::DmaError),
     #[error("{recording} holds {found}; the config describes {expected}")]
     RecordingMismatch { recording: String, found: String, expected: String },

@@ -1,7 +1,8 @@
-//! Live reception over loopback at rising frame rates: the highest JUNGFRAU frame rate `hitgate`'s
-//! live pipeline (receive, assemble, calibrate, find spots, trigger, null sink) takes with zero loss,
-//! beside the highest rate a bare `recvmmsg` drain of the same stream takes in the same run — the
-//! machine's limit. Also the receiver's CPU per GB received and packet-to-verdict latency.
+//! Live reception over loopback at rising frame rates: the receiving thread's CPU per GB beside bare
+//! `recvmmsg` drains of the same stream in the same run (the kernel's copy and nothing else: waiting in
+//! `poll`, inside a blocking receive, and pausing after a short batch as hitgate does), for hitgate's
+//! defaults, without the pause, through io_uring, and as before (poll, copy from a buffer); the
+//! whole process's CPU per GB; packets lost; packet-to-verdict latency. Then a backlog drained flat out.
 //!
 //! The sender is `hitgate send`, a separate process, so this process's CPU time is the receiver's.
 //! `cargo bench --bench live_udp`

@@ -5,7 +5,8 @@
 //! whole process's CPU per GB; packets lost; packet-to-verdict latency. Then a backlog drained flat out.
 //!
 //! The sender is `hitgate send`, a separate process, so this process's CPU time is the receiver's.
-//! `cargo bench --bench live_udp`
+//! `cargo bench --bench live_udp`; `HITGATE_BENCH_PACE=packets cargo bench --bench live_udp` spaces
+//! every packet evenly instead of sending whole frames at the frame rate.
 
 #[path = "common.rs"]
 mod common;
@@ -62,8 +63,16 @@ fn hitgate_send(capture: &std::path::Path, port: u16, pace: &[&str], loops: u64)
 }
 
 /// Sends the capture at `hz`; the packets sent and the frame rate reached.
+/// Sends the capture at `hz` frames/s: whole frames at a time, or, with `HITGATE_BENCH_PACE=packets`,
+/// every packet spaced evenly (as a detector's own sender spreads them).
 fn send(capture: &std::path::Path, port: u16, hz: f64) -> (u64, f64) {
-    let text = hitgate_send(capture, port, &["--frame-rate-hz", &hz.to_string()], u64::from(LOOPS));
+    let by_packet = std::env::var("HITGATE_BENCH_PACE").is_ok_and(|v| v == "packets");
+    let pace = if by_packet {
+        ["--packet-rate".to_string(), (hz * 128.0).to_string()]
+    } else {
+        ["--frame-rate-hz".to_string(), hz.to_string()]
+    };
+    let text = hitgate_send(capture, port, &[pace[0].as_str(), pace[1].as_str()], u64::from(LOOPS));
     // "sent  N datagrams, X GB in T s: R datagrams/s, ..."
     let per_second: f64 =
         text.split("s: ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);

@@ -121,17 +121,22 @@ struct Run {
     free_after: usize,
 }
 
-/// Replays `streams` round by round (each port in turn, up to a batch each), into frame slots
-/// (`direct`) or by copying; `hold` frames are kept out of the pool at a time to starve it.
-fn replay(
-    model: &str,
-    streams: &[Vec<Vec<u8>>],
+/// One replay's setting: the detector model, each port's datagrams, the assembler, the pool's
+/// slots, the batch sizes taken in turn, and how many frames are kept out of the pool at a time
+/// to starve it.
+struct Case<'a> {
+    model: &'a str,
+    streams: &'a [Vec<Vec<u8>>],
     config: AssemblerConfig,
     slots: usize,
-    batches: &[usize],
+    batches: &'a [usize],
     hold: usize,
-    direct: bool,
-) -> Run {
+}
+
+/// Replays the case's streams round by round (each port in turn, up to a batch each), into frame
+/// slots (`direct`) or by copying.
+fn replay(case: &Case<'_>, direct: bool) -> Run {
+    let Case { model, streams, config, slots, batches, hold } = *case;
     let g = DetectorGeometry::new(model, 1, (0..streams.len() as u16).map(|i| 50001 + i).collect()).unwrap();
     let pool = FramePool::new(g.frame_bytes(), g.packets_per_frame(), slots, 0).unwrap();
     let mut a = Assembler::new(g, config, Arc::clone(&pool));
@@ -172,16 +177,9 @@ fn replay(
     Run { frames, counters: *a.counters(), free_after: pool.free_slots() }
 }
 
-fn same_as_copying(
-    model: &str,
-    streams: &[Vec<Vec<u8>>],
-    config: AssemblerConfig,
-    slots: usize,
-    batches: &[usize],
-    hold: usize,
-) -> crate::frame::AssemblyCounters {
-    let copied = replay(model, streams, config, slots, batches, hold, false);
-    let landed = replay(model, streams, config, slots, batches, hold, true);
+fn same_as_copying(case: &Case<'_>) -> crate::frame::AssemblyCounters {
+    let copied = replay(case, false);
+    let landed = replay(case, true);
     assert_eq!(copied.frames.len(), landed.frames.len(), "frames that left");
     for (c, l) in copied.frames.iter().zip(&landed.frames) {
         assert_eq!(c.meta, l.meta);
@@ -192,7 +190,7 @@ fn same_as_copying(
     assert_eq!(copied.counters.packets_misplaced, 0);
     counted.packets_misplaced = 0;
     assert_eq!(copied.counters, counted);
-    assert_eq!((copied.free_after, landed.free_after), (slots, slots), "every slot back in the pool");
+    assert_eq!((copied.free_after, landed.free_after), (case.slots, case.slots), "every slot back in the pool");
     landed.counters
 }
 
@@ -200,7 +198,15 @@ fn same_as_copying(
 fn an_undamaged_stream_lands_in_place_after_its_first_batch() {
     let g = DetectorGeometry::new("jungfrau-1if", 1, vec![50001]).unwrap();
     let s = streams(&g, 6, 0.0, &mut Rng::new(1, 1));
-    let c = same_as_copying("jungfrau-1if", &s, AssemblerConfig::default(), 4, &[64], 0);
+    let case = Case {
+        model: "jungfrau-1if",
+        streams: &s,
+        config: AssemblerConfig::default(),
+        slots: 4,
+        batches: &[64],
+        hold: 0,
+    };
+    let c = same_as_copying(&case);
     assert_eq!((c.frames_complete, c.packets_placed), (6, 6 * 128));
     assert_eq!(c.packets_misplaced, 64, "only the first batch, with nothing to predict from, is copied");
 }
@@ -211,7 +217,15 @@ fn a_lost_packet_costs_copies_for_the_rest_of_its_batch_only() {
     let mut s = streams(&g, 4, 0.0, &mut Rng::new(1, 1));
     // Packet 10 of frame 2 (the 138th datagram) never comes.
     s[0].remove(128 + 10);
-    let c = same_as_copying("jungfrau-1if", &s, AssemblerConfig::default(), 4, &[32], 0);
+    let case = Case {
+        model: "jungfrau-1if",
+        streams: &s,
+        config: AssemblerConfig::default(),
+        slots: 4,
+        batches: &[32],
+        hold: 0,
+    };
+    let c = same_as_copying(&case);
     assert_eq!((c.frames_complete, c.frames_partial, c.packets_lost), (3, 1, 1));
     // 32 datagrams of the first batch; the loss falls in the batch of datagrams 128..160: its 11th
     // (packet 11, where packet 10 was expected) and the 21 after it are copied.
@@ -226,7 +240,14 @@ fn direct_receive_model_matches_copying_under_damage() {
         let s = streams(&g, 3, damage, &mut Rng::new(seed, 2));
         let config =
             AssemblerConfig { window_frames: 2, frame_timeout_ns: 100, max_frame_jump: 8, ..Default::default() };
-        same_as_copying("eiger-1g-4bit", &s, config, 3, &[16, 5, 40], 1);
+        same_as_copying(&Case {
+            model: "eiger-1g-4bit",
+            streams: &s,
+            config,
+            slots: 3,
+            batches: &[16, 5, 40],
+            hold: 1,
+        });
     }
 }
 
@@ -259,7 +280,7 @@ mod properties {
                 max_frame_jump: 10,
                 partial_policy: if drop_partial { PartialPolicy::Drop } else { PartialPolicy::KeepFlagged },
             };
-            same_as_copying(model, &s, config, slots, &batches, hold);
+            same_as_copying(&Case { model, streams: &s, config, slots, batches: &batches, hold });
         }
     }
 }

@@ -300,15 +300,23 @@ fn a_sender_stopping_mid_frame_leaves_a_flagged_partial_frame() {
 #[test]
 fn sigterm_mid_run_drains_and_closes_every_sink() {
     let _turn = turn();
+    // A steady stream (a packet every 50 µs, no gap a receive would wait out), received by each
+    // receiver: stopping must not wait for the detector to fall silent.
+    for udp in ["", "wait = \"poll\"", "backend = \"io_uring\""] {
+        sigterm_mid_stream(udp);
+    }
+}
+
+fn sigterm_mid_stream(udp: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sim = common::simulated(
         &dir.path().join("sim"),
         &SimConfig { frames: 400, hit_rate: 1.0, seed: 37, ..SimConfig::default() },
     );
     let ports = free_ports(1);
-    let live = LiveRun::start(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "");
+    let live = LiveRun::start_with(&dir.path().join("sim"), "jungfrau-1if", &ports, &dir.path().join("live"), "", udp);
     let capture = sim.capture.clone();
-    let sender = std::thread::spawn(move || send(&capture, &ports, &["--frame-rate-hz", "100"]));
+    let sender = std::thread::spawn(move || send(&capture, &ports, &["--packet-rate", "20000"]));
     std::thread::sleep(Duration::from_millis(1500));
     let out = live.out.clone();
     let (status, summary) = live.terminate();
@@ -316,7 +324,7 @@ fn sigterm_mid_run_drains_and_closes_every_sink() {
     let _ = sender.join();
     let frames_line = summary.lines().find(|l| l.starts_with("frames in")).unwrap();
     let frames: u64 = frames_line.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert!(frames > 20 && frames < 400, "stopped mid-run: {summary}");
+    assert!(frames > 20 && frames < 400, "{udp}: stopped mid-run: {summary}");
     // Every frame that left assembly has its record, and every accepted one its raw frame and index.
     let verdicts: HashMap<u64, bool> = read_verdicts(&out.join("features.jsonl")).unwrap();
     assert_eq!(verdicts.len() as u64, frames);

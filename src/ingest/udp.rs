@@ -6,6 +6,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -50,7 +51,7 @@ pub struct UdpBatchSocket {
     socket: Socket,
     local: SocketAddr,
     /// Receives wait for the first datagram (up to the socket's timeout), then take what is queued.
-    blocking: bool,
+    blocking: AtomicBool,
 }
 
 impl UdpBatchSocket {
@@ -78,7 +79,7 @@ impl UdpBatchSocket {
         }
         socket.bind(&at.into()).map_err(|source| UdpError::Bind { addr: at, source })?;
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(at);
-        Ok((UdpBatchSocket { socket, local, blocking: false }, report))
+        Ok((UdpBatchSocket { socket, local, blocking: AtomicBool::new(false) }, report))
     }
 
     /// An unbound socket for sending to `family`'s addresses.
@@ -95,7 +96,7 @@ impl UdpBatchSocket {
             if to.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
         socket.bind(&any.into()).map_err(setup)?;
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(any);
-        Ok(UdpBatchSocket { socket, local, blocking: false })
+        Ok(UdpBatchSocket { socket, local, blocking: AtomicBool::new(false) })
     }
 
     /// Makes receives wait up to `timeout` for a first datagram, then take whatever else is queued
@@ -106,8 +107,14 @@ impl UdpBatchSocket {
     pub fn wait_in_receive(&mut self, timeout: std::time::Duration) -> io::Result<()> {
         self.socket.set_nonblocking(false)?;
         self.socket.set_read_timeout(Some(timeout))?;
-        self.blocking = true;
+        self.blocking.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Receives no longer wait, from any thread's next call on: a run that is stopping drains what
+    /// is queued and ends, where a waiting receive would take a steady stream for ever.
+    pub fn stop_waiting(&self) {
+        self.blocking.store(false, Ordering::Relaxed);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -164,7 +171,7 @@ impl UdpBatchSocket {
     /// Every message must point at its own iovecs, each of writable memory that nothing else reads
     /// or writes during the call.
     unsafe fn recvmmsg_into(&self, messages: &mut [libc::mmsghdr]) -> io::Result<usize> {
-        let mut flags = if self.blocking { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        let mut flags = if self.blocking.load(Ordering::Relaxed) { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         loop {
             // SAFETY: the caller's promise; the count passed is the slice's length.
             let n = unsafe {

@@ -152,16 +152,27 @@ impl UringReceiver {
         Ok(())
     }
 
-    /// Waits up to `wait` for datagrams, then offers up to `max` of them to `assembler`; returns
+    /// Waits up to `wait` (`None`: not at all) for datagrams, then offers up to `max` of them to
+    /// `assembler`; returns
     /// what was taken and whether the completion queue was left empty.
     ///
     /// # Errors
     /// The ring failed for a reason other than the wait running out or a signal.
-    pub fn receive(&mut self, assembler: &mut Assembler, max: usize, wait: Duration) -> io::Result<(Received, bool)> {
+    pub fn receive(
+        &mut self,
+        assembler: &mut Assembler,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> io::Result<(Received, bool)> {
         self.arm()?;
-        let timeout = types::Timespec::from(wait);
-        let args = types::SubmitArgs::new().timespec(&timeout);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let entered = match wait {
+            Some(wait) => {
+                let timeout = types::Timespec::from(wait);
+                self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&timeout))
+            }
+            None => self.ring.submitter().submit(),
+        };
+        match entered {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

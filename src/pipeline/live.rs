@@ -183,7 +183,14 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     let mut fds: Vec<libc::pollfd> = sources.sockets.iter().map(|(_, s)| pollfd(s.raw_fd())).collect();
     let mut stopping = Stopping::new();
     let linger = std::time::Duration::from_micros(u64::from(ctx.plan.config.udp.linger_us));
+    let mut waiting = sources.blocking;
     loop {
+        let stopping_now = stop.load(Ordering::Relaxed) || ctx.abort.load(Ordering::Relaxed);
+        if stopping_now && waiting {
+            // A waiting receive never comes back empty from a steady stream: drain without waiting.
+            sources.sockets.iter().for_each(|(_, s)| s.stop_waiting());
+            waiting = false;
+        }
         let mut received = 0;
         let mut drained = true;
         for (port, socket) in &sources.sockets {
@@ -204,7 +211,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
             live.forward(ctx);
         }
         live.after_round(ctx, drained);
-        if received > 0 && drained && !linger.is_zero() {
+        if received > 0 && drained && !linger.is_zero() && !stopping_now {
             std::thread::sleep(linger);
             continue;
         }
@@ -213,12 +220,12 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
                 WhenIdle::End => break,
                 WhenIdle::PassAgain => continue,
                 // A blocking receive has just waited its timeout.
-                WhenIdle::Wait if sources.blocking => {}
+                WhenIdle::Wait if waiting => {}
                 WhenIdle::Wait => {
                     let _ = wait_readable(&mut fds, IDLE_POLL_MS);
                 }
             }
-        } else if drained && !sources.blocking {
+        } else if drained && !waiting && !stopping_now {
             // Every port returned less than a batch: wait for more now rather than spend a receive
             // per port on finding them empty.
             let _ = wait_readable(&mut fds, IDLE_POLL_MS);
@@ -244,6 +251,9 @@ fn uring_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atomic
     let wait = std::time::Duration::from_millis(IDLE_POLL_MS as u64);
     let mut stopping = Stopping::new();
     loop {
+        // Stopping: no waiting, as for `recvmmsg`, so a steady stream cannot keep the run going.
+        let stopping_now = stop.load(Ordering::Relaxed) || ctx.abort.load(Ordering::Relaxed);
+        let wait = if stopping_now { None } else { Some(wait) };
         let (got, emptied) = match receiver.receive(&mut live.assembler, batch, wait) {
             Ok(r) => r,
             Err(e) => {
@@ -256,7 +266,7 @@ fn uring_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atomic
         // Completions not yet taken may be the missing packets of a frame: no timeouts then.
         let drained = emptied && got.datagrams < batch;
         live.after_round(ctx, drained);
-        if got.datagrams > 0 && drained && !linger.is_zero() {
+        if got.datagrams > 0 && drained && !linger.is_zero() && !stopping_now {
             std::thread::sleep(linger);
         } else if got.datagrams == 0 {
             match stopping.when_idle(stop, ctx.abort) {

@@ -11,8 +11,9 @@ pub mod pedestal;
 pub mod photons;
 pub mod psi;
 pub mod section;
+mod switched_simd;
 
-pub use converter::{FLAGGED, PhotonConverter, counts_as_photons};
+pub use converter::{FLAGGED, PhotonConverter, SWITCHED_RELATIVE_ERROR, counts_as_photons};
 pub use maps::{CalibrationError, CalibrationMaps, GAIN_STAGES};
 pub use mask::{MaskError, PixelMask};
 pub use pedestal::PedestalTracker;

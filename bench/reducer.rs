@@ -63,8 +63,7 @@ fn main() {
             black_box(n);
             conv.jungfrau_photons(raw, 0, &mut photons);
             spots.clear();
-            let (n, t) =
-                common::time(|| pf8.find_in_panel(&mut photons, &radial.ring_of_pixel, 512, 1024, 0, &mut spots));
+            let (n, t) = common::time(|| pf8.find_in_panel(&mut photons, radial.panel(0), 512, 1024, 0, &mut spots));
             pf8_times.push(t);
             black_box(n);
         }

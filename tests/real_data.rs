@@ -220,7 +220,7 @@ fn at_their_defaults_both_finders_count_the_same_spots_on_real_frames() {
         converter.jungfrau_photons(&raw, 0, &mut raw_photons);
         image.assemble(&raw_photons, &mut photons);
         copy.copy_from_slice(&photons);
-        let by_pf8 = pf8.find_in_panel(&mut photons, &map.ring_of_pixel, rows, cols, 0, &mut out);
+        let by_pf8 = pf8.find_in_panel(&mut photons, map.panel(0), rows, cols, 0, &mut out);
         out.clear();
         let by_threshold = threshold.find_in_panel(&mut copy, rows, cols, 0, &mut out);
         out.clear();

@@ -12,7 +12,7 @@ pub mod summary;
 
 pub use crate::frame::features::{FrameFeatures, Spot};
 pub use local_threshold::{LocalThresholdFinder, ThresholdParams};
-pub use peakfinder8::{Peakfinder8, Peakfinder8Params, RadialMap};
+pub use peakfinder8::{PanelRings, Peakfinder8, Peakfinder8Params, RadialMap, RingSamples};
 pub use spots::{SpotFinder, SpotFinderParams};
 
 use serde::{Deserialize, Serialize};

@@ -25,9 +25,47 @@ pub const NO_RING: u16 = u16::MAX;
 /// Pixels the candidate scan looks at together.
 const SCAN_CHUNK: usize = 64;
 
-/// Whether any pixel of `chunk` is at least `t`: no early exit, so it compiles to vector compares.
-fn any_at_or_above(chunk: &[f32], t: f32) -> bool {
-    chunk.iter().fold(false, |any, &v| any | (v >= t))
+/// Every chunk of [`SCAN_CHUNK`] pixels of `image` with a pixel at or above `t`, as its index and
+/// the bits of those pixels, into `hits` (cleared first): one pass of vector compares over the
+/// image, since the pixels a finder must look at one by one are rare.
+fn chunks_at_or_above(image: &[f32], t: f32, hits: &mut Vec<(u32, u64)>) {
+    hits.clear();
+    for (c, chunk) in image.chunks(SCAN_CHUNK).enumerate() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every CPU this code is built for has it.
+        let bits = unsafe { bits_at_or_above(chunk, t) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let bits = bits_at_or_above(chunk, t);
+        if bits != 0 {
+            hits.push((c as u32, bits));
+        }
+    }
+}
+
+/// The bits of the pixels of `chunk` (at most 64) at or above `t`, four at a time with SSE2's
+/// compare and sign-mask extraction (part of every x86-64 CPU, and safe where it is enabled).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn bits_at_or_above(chunk: &[f32], t: f32) -> u64 {
+    use std::arch::x86_64::{__m128, _mm_cmpge_ps, _mm_movemask_ps, _mm_set1_ps};
+    let threshold = _mm_set1_ps(t);
+    let mut bits = 0u64;
+    let mut fours = chunk.chunks_exact(4);
+    for (k, four) in fours.by_ref().enumerate() {
+        let four: [f32; 4] = four.try_into().expect("four");
+        let four: __m128 = zerocopy::transmute!(four);
+        bits |= (_mm_movemask_ps(_mm_cmpge_ps(four, threshold)) as u64) << (4 * k);
+    }
+    let done = chunk.len() / 4 * 4;
+    for (i, &v) in fours.remainder().iter().enumerate() {
+        bits |= u64::from(v >= t) << (done + i);
+    }
+    bits
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn bits_at_or_above(chunk: &[f32], t: f32) -> u64 {
+    chunk.iter().enumerate().fold(0, |bits, (i, &v)| bits | (u64::from(v >= t) << i))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -113,10 +151,33 @@ impl Peakfinder8Params {
     }
 }
 
-/// Ring of every pixel of the detector, in frame order, prepared once.
+/// Ring of every pixel of the detector, in frame order, and each panel's background samples,
+/// prepared once.
 pub struct RadialMap {
     pub ring_of_pixel: Vec<u16>,
     pub rings: usize,
+    panel_pixels: usize,
+    cols: usize,
+    samples: Vec<RingSamples>,
+    stride: usize,
+}
+
+/// A panel's background samples — every `stride`-th row (whole rows keep the cache lines fetched
+/// few), every `stride / 2`-th pixel of it, pixels in no ring left out — ordered by ring, so that
+/// each clipping iteration reads a ring's samples in one run. The order depends on the geometry
+/// alone, so it is found once here and a frame only reads its pixels in it.
+pub struct RingSamples {
+    /// Pixels of the panel, ring after ring, in pixel order within a ring.
+    pixels: Vec<u32>,
+    /// Where each ring's pixels begin in `pixels`, and the end.
+    ring_starts: Vec<u32>,
+}
+
+/// One panel's rings and background samples, as [`Peakfinder8::find_in_panel`] takes them.
+#[derive(Clone, Copy)]
+pub struct PanelRings<'a> {
+    pub ring_of_pixel: &'a [u16],
+    pub samples: &'a RingSamples,
 }
 
 impl RadialMap {
@@ -146,11 +207,18 @@ impl RadialMap {
                 }
             }
         }
-        RadialMap { ring_of_pixel, rings }
+        let mut map = RadialMap {
+            ring_of_pixel,
+            rings,
+            panel_pixels: rows * cols,
+            cols,
+            samples: Vec::new(),
+            stride: p.background_sample_stride.max(1),
+        };
+        map.sample();
+        map
     }
-}
 
-impl RadialMap {
     /// Takes masked pixels (non-zero flags, frame order) out of every ring.
     pub fn exclude(&mut self, mask: &[u8]) {
         for (ring, &flag) in self.ring_of_pixel.iter_mut().zip(mask) {
@@ -158,6 +226,46 @@ impl RadialMap {
                 *ring = NO_RING;
             }
         }
+        self.sample();
+    }
+
+    /// Panel `p`'s rings and samples; an empty panel past the map's end.
+    pub fn panel(&self, p: usize) -> PanelRings<'_> {
+        static NONE: RingSamples = RingSamples { pixels: Vec::new(), ring_starts: Vec::new() };
+        let rings = self.ring_of_pixel.get(p * self.panel_pixels..(p + 1) * self.panel_pixels).unwrap_or(&[]);
+        PanelRings { ring_of_pixel: rings, samples: self.samples.get(p).unwrap_or(&NONE) }
+    }
+
+    /// Every panel's background samples, by a counting sort of the sampled pixels by ring.
+    fn sample(&mut self) {
+        let (cols, stride, column_step) = (self.cols, self.stride, (self.stride / 2).max(1));
+        let panels = self.ring_of_pixel.len().checked_div(self.panel_pixels).unwrap_or(0);
+        self.samples = (0..panels)
+            .map(|p| {
+                let rings = &self.ring_of_pixel[p * self.panel_pixels..(p + 1) * self.panel_pixels];
+                let sampled: Vec<u32> = (0..rings.len() / cols.max(1))
+                    .step_by(stride)
+                    .flat_map(|row| (row * cols..(row + 1) * cols).step_by(column_step))
+                    .filter(|&at| usize::from(rings[at]) < self.rings)
+                    .map(|at| at as u32)
+                    .collect();
+                let mut ring_starts = vec![0u32; self.rings + 1];
+                for &at in &sampled {
+                    ring_starts[usize::from(rings[at as usize]) + 1] += 1;
+                }
+                for r in 0..self.rings {
+                    ring_starts[r + 1] += ring_starts[r];
+                }
+                let mut next = ring_starts.clone();
+                let mut pixels = vec![0u32; sampled.len()];
+                for &at in &sampled {
+                    let place = &mut next[usize::from(rings[at as usize])];
+                    pixels[*place as usize] = at;
+                    *place += 1;
+                }
+                RingSamples { pixels, ring_starts }
+            })
+            .collect();
     }
 }
 
@@ -171,12 +279,10 @@ pub struct Peakfinder8 {
     threshold: Vec<f32>,
     stack: Vec<u32>,
     component: Vec<(u32, f32)>,
-    /// The background samples of the panel in hand, ring after ring, and where each ring's begin.
+    /// The background samples of the panel in hand, ring after ring (as its [`RingSamples`]).
     samples: Vec<f32>,
-    ring_starts: Vec<u32>,
-    /// The samples as read, with their rings, and each ring's next place while they are sorted.
-    unsorted: Vec<(f32, u16)>,
-    next_place: Vec<u32>,
+    /// The scan's chunks with a pixel over the lowest threshold, and which pixels.
+    hits: Vec<(u32, u64)>,
 }
 
 impl Peakfinder8 {
@@ -191,9 +297,7 @@ impl Peakfinder8 {
             stack: Vec::with_capacity(4096),
             component: Vec::with_capacity(4096),
             samples: Vec::new(),
-            ring_starts: vec![0; rings + 1],
-            unsorted: Vec::new(),
-            next_place: vec![0; rings],
+            hits: Vec::with_capacity(1024),
         }
     }
 
@@ -202,29 +306,29 @@ impl Peakfinder8 {
     pub fn find_in_panel(
         &mut self,
         image: &mut [f32],
-        ring_of_pixel: &[u16],
+        panel_rings: PanelRings<'_>,
         rows: usize,
         cols: usize,
         panel: u16,
         out: &mut Vec<Spot>,
     ) -> u32 {
-        let n = (rows * cols).min(image.len()).min(ring_of_pixel.len());
-        let (image, rings) = (&mut image[..n], &ring_of_pixel[..n]);
-        let lowest = self.ring_thresholds(image, rings, cols);
+        let n = (rows * cols).min(image.len()).min(panel_rings.ring_of_pixel.len());
+        let (image, rings) = (&mut image[..n], &panel_rings.ring_of_pixel[..n]);
+        let lowest = self.ring_thresholds(image, panel_rings.samples);
         if !lowest.is_finite() {
             return 0;
         }
         let limit = out.capacity();
         let mut found = 0;
-        // Chunks of pixels with none over the lowest threshold are passed over by a vectorised look;
-        // in the others each pixel is held against its own ring's threshold, here rather than in a
-        // call a candidate (most candidates over the lowest threshold are not over their ring's).
-        for chunk in (0..n).step_by(SCAN_CHUNK) {
-            let end = (chunk + SCAN_CHUNK).min(n);
-            if !any_at_or_above(&image[chunk..end], lowest) {
-                continue;
-            }
-            for start in chunk..end {
+        // Only pixels over the lowest threshold are held against their own ring's threshold, here
+        // rather than in a call a pixel (most over the lowest threshold are not over their ring's).
+        let mut hits = std::mem::take(&mut self.hits);
+        chunks_at_or_above(image, lowest, &mut hits);
+        for &(chunk, mut bits) in &hits {
+            while bits != 0 {
+                let start = chunk as usize * SCAN_CHUNK + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Growing an earlier spot may have taken this pixel already.
                 if !self.is_candidate(image[start], rings[start]) {
                     continue;
                 }
@@ -236,17 +340,21 @@ impl Peakfinder8 {
                 }
             }
         }
+        self.hits = hits;
         found
     }
 
     /// Background per ring by iterative sigma clipping; returns the lowest candidate threshold.
-    fn ring_thresholds(&mut self, image: &[f32], rings: &[u16], cols: usize) -> f32 {
+    fn ring_thresholds(&mut self, image: &[f32], samples: &RingSamples) -> f32 {
         let p = self.p;
-        self.gather_samples(image, rings, cols);
+        // A pixel past the image (a map for larger panels) reads as flagged: no background.
+        self.samples.clear();
+        self.samples.extend(samples.pixels.iter().map(|&at| image.get(at as usize).copied().unwrap_or(f32::NAN)));
+        let ring_start = |r: usize| samples.ring_starts.get(r).map_or(0, |&s| s as usize);
         self.cut.fill(f32::INFINITY);
         for _ in 0..p.clip_iterations.max(1) {
             for r in 0..self.cut.len() {
-                let (start, end) = (self.ring_starts[r] as usize, self.ring_starts[r + 1] as usize);
+                let (start, end) = (ring_start(r), ring_start(r + 1).max(ring_start(r)));
                 let cut = self.cut[r];
                 // A ring's samples lie together: a straight loop the compiler vectorises.
                 let (mut sum, mut squares, mut count) = (0f32, 0f32, 0u32);
@@ -276,37 +384,6 @@ impl Peakfinder8 {
             lowest = lowest.min(self.threshold[r]);
         }
         lowest
-    }
-
-    /// The background samples — every `stride`-th row (whole rows keep the cache lines fetched
-    /// few), every `stride / 2`-th pixel of it — sorted by ring (a counting sort), so that each
-    /// clipping iteration reads each ring's samples in one run instead of adding into a ring a
-    /// sample at a time.
-    fn gather_samples(&mut self, image: &[f32], rings: &[u16], cols: usize) {
-        let stride = self.p.background_sample_stride.max(1);
-        let column_step = (stride / 2).max(1);
-        let ring_count = self.cut.len();
-        self.unsorted.clear();
-        self.ring_starts.fill(0);
-        for row in (0..image.len() / cols.max(1)).step_by(stride) {
-            let span = row * cols..(row + 1) * cols;
-            for (&v, &r) in image[span.clone()].iter().zip(&rings[span]).step_by(column_step) {
-                if usize::from(r) < ring_count {
-                    self.ring_starts[usize::from(r) + 1] += 1;
-                    self.unsorted.push((v, r));
-                }
-            }
-        }
-        for r in 0..ring_count {
-            self.ring_starts[r + 1] += self.ring_starts[r];
-        }
-        self.samples.resize(self.unsorted.len(), 0.0);
-        self.next_place.copy_from_slice(&self.ring_starts[..ring_count]);
-        for &(v, r) in &self.unsorted {
-            let at = &mut self.next_place[usize::from(r)];
-            self.samples[*at as usize] = v;
-            *at += 1;
-        }
     }
 
     fn ring_stats(&self, r: usize) -> (f32, f32) {
@@ -440,7 +517,7 @@ mod tests {
         gaussian_spot(&mut image, cols, 64.0 + 40.0, 128.0, 150.0); // on the ring
         let mut finder = Peakfinder8::new(p, map.rings);
         let mut out = Vec::with_capacity(16);
-        let n = finder.find_in_panel(&mut image, &map.ring_of_pixel, rows, cols, 3, &mut out);
+        let n = finder.find_in_panel(&mut image, map.panel(0), rows, cols, 3, &mut out);
         assert_eq!(n, 3, "{out:?}");
         let near = |s: &Spot, r: f32, c: f32| (s.row - r).abs() < 0.2 && (s.col - c).abs() < 0.2;
         for (r, c) in [(20.3, 40.6), (100.7, 200.2), (104.0, 128.0)] {
@@ -450,6 +527,45 @@ mod tests {
         }
         let bright = out.iter().find(|s| near(s, 20.3, 40.6)).unwrap();
         assert!((bright.photons - 120.0).abs() < 15.0, "background-subtracted intensity {bright:?}");
+    }
+
+    /// Each panel's samples are the strided pixels in a ring, ring after ring, in pixel order within
+    /// a ring (so the clipping sums add in the order the rows are read), and masking takes pixels
+    /// out of them.
+    #[test]
+    fn background_samples_are_the_strided_ring_pixels_grouped_by_ring() {
+        let (rows, cols) = (40, 48);
+        let p = Peakfinder8Params { background_sample_stride: 4, max_radius_px: 30.0, ..Default::default() };
+        let mut map = RadialMap::new(&[(0, 0), (0, 60)], rows, cols, (20.0, 50.0), &p);
+        let check = |map: &RadialMap| {
+            for panel in 0..2 {
+                let rings = map.panel(panel);
+                let expected: Vec<u32> = (0..rows)
+                    .step_by(4)
+                    .flat_map(|r| (0..cols).step_by(2).map(move |c| (r * cols + c) as u32))
+                    .filter(|&at| rings.ring_of_pixel[at as usize] != NO_RING)
+                    .collect();
+                let samples = rings.samples;
+                assert_eq!(samples.pixels.len(), expected.len());
+                assert_eq!(samples.ring_starts.len(), map.rings + 1);
+                for ring in 0..map.rings {
+                    let (a, b) = (samples.ring_starts[ring] as usize, samples.ring_starts[ring + 1] as usize);
+                    let in_ring: Vec<u32> = expected
+                        .iter()
+                        .copied()
+                        .filter(|&at| usize::from(rings.ring_of_pixel[at as usize]) == ring)
+                        .collect();
+                    assert_eq!(&samples.pixels[a..b], &in_ring[..], "panel {panel} ring {ring}");
+                }
+            }
+        };
+        check(&map);
+        let mut mask = vec![0u8; 2 * rows * cols];
+        mask.iter_mut().step_by(3).for_each(|m| *m = 1);
+        map.exclude(&mask);
+        check(&map);
+        assert!(map.panel(0).samples.pixels.iter().all(|&at| mask[at as usize] == 0));
+        assert!(map.panel(2).ring_of_pixel.is_empty() && map.panel(2).samples.pixels.is_empty());
     }
 
     #[test]
@@ -465,12 +581,12 @@ mod tests {
         }
         let mut finder = Peakfinder8::new(p, map.rings);
         let mut out = Vec::with_capacity(8);
-        assert_eq!(finder.find_in_panel(&mut image, &map.ring_of_pixel, rows, cols, 0, &mut out), 1, "{out:?}");
+        assert_eq!(finder.find_in_panel(&mut image, map.panel(0), rows, cols, 0, &mut out), 1, "{out:?}");
         let p = Peakfinder8Params { background_sample_stride: 1, max_pixels: 3, ..Default::default() };
         let map = RadialMap::new(&[(0, 0)], rows, cols, (32.0, 32.0), &p);
         let mut image = vec![0.0f32; rows * cols];
         gaussian_spot(&mut image, cols, 32.0, 42.0, 1000.0);
         let mut finder = Peakfinder8::new(p, map.rings);
-        assert_eq!(finder.find_in_panel(&mut image, &map.ring_of_pixel, rows, cols, 0, &mut out), 0, "too big a spot");
+        assert_eq!(finder.find_in_panel(&mut image, map.panel(0), rows, cols, 0, &mut out), 0, "too big a spot");
     }
 }

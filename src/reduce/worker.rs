@@ -193,7 +193,6 @@ impl Reducer {
         let (panels, rows, cols) = self.plan.panels;
         let panel_pixels = rows * cols;
         let (image_rows, image_cols) = self.plan.image.shape();
-        let image_pixels = image_rows * image_cols;
         features.spots.clear();
         features.spots_found = 0;
         features.spots_localised = 0;
@@ -231,8 +230,7 @@ impl Reducer {
             let (spots, id) = (&mut features.spots, panel as u16);
             features.spots_found += match (&mut self.finder, &self.plan.finder) {
                 (Finder::Peakfinder8(f), FinderPlan::Peakfinder8(_, map)) => {
-                    let rings = &map.ring_of_pixel[panel * image_pixels..(panel + 1) * image_pixels];
-                    f.find_in_panel(photons, rings, image_rows, image_cols, id, spots)
+                    f.find_in_panel(photons, map.panel(panel), image_rows, image_cols, id, spots)
                 }
                 (Finder::Threshold(f), _) => f.find_in_panel(photons, image_rows, image_cols, id, spots),
                 // A worker's finder is built from its plan's, so the two always agree.

@@ -25,47 +25,9 @@ pub const NO_RING: u16 = u16::MAX;
 /// Pixels the candidate scan looks at together.
 const SCAN_CHUNK: usize = 64;
 
-/// Every chunk of [`SCAN_CHUNK`] pixels of `image` with a pixel at or above `t`, as its index and
-/// the bits of those pixels, into `hits` (cleared first): one pass of vector compares over the
-/// image, since the pixels a finder must look at one by one are rare.
-fn chunks_at_or_above(image: &[f32], t: f32, hits: &mut Vec<(u32, u64)>) {
-    hits.clear();
-    for (c, chunk) in image.chunks(SCAN_CHUNK).enumerate() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE2 is part of the x86-64 baseline, so every CPU this code is built for has it.
-        let bits = unsafe { bits_at_or_above(chunk, t) };
-        #[cfg(not(target_arch = "x86_64"))]
-        let bits = bits_at_or_above(chunk, t);
-        if bits != 0 {
-            hits.push((c as u32, bits));
-        }
-    }
-}
-
-/// The bits of the pixels of `chunk` (at most 64) at or above `t`, four at a time with SSE2's
-/// compare and sign-mask extraction (part of every x86-64 CPU, and safe where it is enabled).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse2")]
-fn bits_at_or_above(chunk: &[f32], t: f32) -> u64 {
-    use std::arch::x86_64::{__m128, _mm_cmpge_ps, _mm_movemask_ps, _mm_set1_ps};
-    let threshold = _mm_set1_ps(t);
-    let mut bits = 0u64;
-    let mut fours = chunk.chunks_exact(4);
-    for (k, four) in fours.by_ref().enumerate() {
-        let four: [f32; 4] = four.try_into().expect("four");
-        let four: __m128 = zerocopy::transmute!(four);
-        bits |= (_mm_movemask_ps(_mm_cmpge_ps(four, threshold)) as u64) << (4 * k);
-    }
-    let done = chunk.len() / 4 * 4;
-    for (i, &v) in fours.remainder().iter().enumerate() {
-        bits |= u64::from(v >= t) << (done + i);
-    }
-    bits
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn bits_at_or_above(chunk: &[f32], t: f32) -> u64 {
-    chunk.iter().enumerate().fold(0, |bits, (i, &v)| bits | (u64::from(v >= t) << i))
+/// Whether any pixel of `chunk` is at least `t`: no early exit, so it compiles to vector compares.
+fn any_at_or_above(chunk: &[f32], t: f32) -> bool {
+    chunk.iter().fold(false, |any, &v| any | (v >= t))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -281,8 +243,6 @@ pub struct Peakfinder8 {
     component: Vec<(u32, f32)>,
     /// The background samples of the panel in hand, ring after ring (as its [`RingSamples`]).
     samples: Vec<f32>,
-    /// The scan's chunks with a pixel over the lowest threshold, and which pixels.
-    hits: Vec<(u32, u64)>,
 }
 
 impl Peakfinder8 {
@@ -297,7 +257,6 @@ impl Peakfinder8 {
             stack: Vec::with_capacity(4096),
             component: Vec::with_capacity(4096),
             samples: Vec::new(),
-            hits: Vec::with_capacity(1024),
         }
     }
 
@@ -322,13 +281,12 @@ impl Peakfinder8 {
         let mut found = 0;
         // Only pixels over the lowest threshold are held against their own ring's threshold, here
         // rather than in a call a pixel (most over the lowest threshold are not over their ring's).
-        let mut hits = std::mem::take(&mut self.hits);
-        chunks_at_or_above(image, lowest, &mut hits);
-        for &(chunk, mut bits) in &hits {
-            while bits != 0 {
-                let start = chunk as usize * SCAN_CHUNK + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // Growing an earlier spot may have taken this pixel already.
+        for chunk in (0..n).step_by(SCAN_CHUNK) {
+            let end = (chunk + SCAN_CHUNK).min(n);
+            if !any_at_or_above(&image[chunk..end], lowest) {
+                continue;
+            }
+            for start in chunk..end {
                 if !self.is_candidate(image[start], rings[start]) {
                     continue;
                 }
@@ -340,7 +298,6 @@ impl Peakfinder8 {
                 }
             }
         }
-        self.hits = hits;
         found
     }
 

@@ -199,10 +199,12 @@ write_delay_us = 20000
         written = re.search(r"sink null\s+(\d+) frames", r["summary"])
         written = int(written.group(1)) if written else -1
         ok = r["code"] == 0 and once and handed == lines and written + dropped == kept and dropped > 0
+        # What a failure needs to be understood, since the run's folder is gone by then.
+        why = "" if ok else f" (frames handed on {handed}, exit {r['code']}, every datagram counted once: {once})"
         return Row("slow storage (a sink taking 20 ms a frame, 4-frame queue)",
                    "never waited on it: dropped for that sink only, counted",
                    f"{dropped} frames the slow sink dropped (queue_full), {written} written of {kept} kept",
-                   f"nothing unaccounted ({written} + {dropped} = {kept}); the features sink has all {lines}", ok)
+                   f"nothing unaccounted ({written} + {dropped} = {kept}); the features sink has all {lines}{why}", ok)
 
     # ---- process faults ------------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ pub const FLAGGED: f32 = f32::NAN;
 /// stages take 4 bytes a pixel each: the pedestal in quarter ADU and the factor as an IEEE half, so a
 /// frame whose pixels all switched reads 8 bytes of maps a pixel, not 16. A half keeps 11 significant
 /// bits, a relative error of at most [`SWITCHED_RELATIVE_ERROR`]: at the top of G2's range (~10⁴
-/// photons a pixel) under 5 photons, where the shot noise is 100, and finer than the 16-bit
-/// fixed-point factors and pedestals Jungfraujoch's own FPGA converts with.
+/// photons a pixel) under 5 photons, where the shot noise is 100. Jungfraujoch's own FPGA converts
+/// with maps of the same size: quarter-ADU pedestals and 16-bit fixed-point factors.
 #[derive(Clone)]
 pub struct PhotonConverter {
     g0_pedestal_quarter_adu: Vec<u16>,

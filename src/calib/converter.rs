@@ -94,18 +94,17 @@ impl PhotonConverter {
     /// code). Pixels beyond the maps or `out` are left alone.
     pub fn jungfrau_photons(&self, raw: &[u16], first_pixel: usize, out: &mut [f32]) -> usize {
         let n = self.pixels.saturating_sub(first_pixel).min(raw.len()).min(out.len());
-        let g0 = G0Maps {
-            pedestal_quarter_adu: &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n],
-            photons_per_quarter_adu: &self.g0_photons_per_quarter_adu[first_pixel..first_pixel + n],
-        };
         let map = |at: usize| &self.switched[at * self.pixels + first_pixel..][..n];
-        let switched = SwitchedMaps {
+        let frame = SwitchedRun {
+            raw: &raw[..n],
+            g0_pedestal: &self.g0_pedestal_quarter_adu[first_pixel..first_pixel + n],
+            g0_factor: &self.g0_photons_per_quarter_adu[first_pixel..first_pixel + n],
             g1_pedestal: map(G1_PEDESTAL),
             g2_pedestal: map(G2_PEDESTAL),
             g1_factor: map(G1_FACTOR),
             g2_factor: map(G2_FACTOR),
         };
-        convert_jungfrau(&raw[..n], &g0, &switched, &mut out[..n])
+        convert_jungfrau(&frame, &mut out[..n])
     }
 }
 
@@ -130,19 +129,6 @@ fn quarter_adu(pedestal_adu: &[f32]) -> Vec<u16> {
     pedestal_adu.iter().map(|p| (p * 4.0).round().clamp(0.0, 65535.0) as u16).collect()
 }
 
-struct G0Maps<'a> {
-    pedestal_quarter_adu: &'a [u16],
-    photons_per_quarter_adu: &'a [f32],
-}
-
-/// The switched stages' maps from the first pixel converted on.
-struct SwitchedMaps<'a> {
-    g1_pedestal: &'a [u16],
-    g2_pedestal: &'a [u16],
-    g1_factor: &'a [u16],
-    g2_factor: &'a [u16],
-}
-
 /// Which stages a chunk of pixels holds, as the conversion treats them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mix {
@@ -159,11 +145,11 @@ enum Mix {
 /// for AVX2 as well as the baseline and chosen at run time by the CPU's features. Returns the pixels
 /// flagged.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx2"))]
-fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m>, out: &mut [f32]) -> usize {
+fn convert_jungfrau<'m>(frame: &SwitchedRun<'m>, out: &mut [f32]) -> usize {
     const CHUNK: usize = 64;
     // A run's output stays in the first-level cache between its G0 pass and its switched pass.
     const RUN: usize = 32 * CHUNK;
-    let n = out.len().min(raw.len()).min(g0.pedestal_quarter_adu.len()).min(g0.photons_per_quarter_adu.len());
+    let (raw, n) = (frame.raw, out.len().min(frame.raw.len()));
     let mix_at = |at: usize| {
         let chunk = &raw[at..(at + CHUNK).min(n)];
         let (codes, lowest_code) = chunk.iter().fold((0u16, 3u16), |(any, low), &r| (any | r, low.min(r >> 14)));
@@ -186,27 +172,21 @@ fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m
             }
             end = (end + CHUNK).min(n);
         }
-        let (o, r) = (&mut out[start..end], &raw[start..end]);
-        let (p, g) = (&g0.pedestal_quarter_adu[start..end], &g0.photons_per_quarter_adu[start..end]);
-        let run = switched.run(r, start, p, g);
-        let (this, run) = match run {
-            Some(run) => (mix, run),
-            // Maps shorter than the frame (never built so): what is past them reads as G0.
-            None => (Mix::G0Only, SwitchedRun { raw: r, ..SwitchedRun::EMPTY }),
-        };
+        let (o, run) = (&mut out[start..end], frame.part(start..end));
         // The vectorised pass converts G0 pixels of a mixed run too; the portable one after the G0 pass.
-        let (done, simd_flagged) = match this {
+        let (done, simd_flagged) = match mix {
             Mix::G0Only => (0, 0),
             Mix::G0AndSwitched => switched_simd::convert_prefix::<true>(&run, FLAGGED, o),
             Mix::SwitchedOnly => switched_simd::convert_prefix::<false>(&run, FLAGGED, o),
         };
-        if this != Mix::SwitchedOnly {
-            for (((o, &r), &p), &g) in o[done..].iter_mut().zip(&r[done..]).zip(&p[done..]).zip(&g[done..]) {
+        if mix != Mix::SwitchedOnly {
+            let (r, p, g) = (&run.raw[done..], &run.g0_pedestal[done..], &run.g0_factor[done..]);
+            for (((o, &r), &p), &g) in o[done..].iter_mut().zip(r).zip(p).zip(g) {
                 *o = (f32::from((r & 0x3fff) << 2) - f32::from(p)) * g;
             }
         }
         flagged += (simd_flagged
-            + match this {
+            + match mix {
                 Mix::G0Only => 0,
                 Mix::G0AndSwitched => convert_switched_portable::<true>(&run, o, done),
                 Mix::SwitchedOnly => convert_switched_portable::<false>(&run, o, done),
@@ -214,32 +194,6 @@ fn convert_jungfrau<'m>(raw: &[u16], g0: &G0Maps<'m>, switched: &SwitchedMaps<'m
         (start, mix) = (end, next);
     }
     flagged
-}
-
-impl<'m> SwitchedMaps<'m> {
-    /// The run of `raw`, whose first pixel is pixel `base` of the maps, with its maps: G0's as given
-    /// and the switched stages' cut to the same pixels. `None` if the maps end before it does.
-    fn run<'r>(
-        &self,
-        raw: &'r [u16],
-        base: usize,
-        g0_pedestal: &'r [u16],
-        g0_factor: &'r [f32],
-    ) -> Option<SwitchedRun<'r>>
-    where
-        'm: 'r,
-    {
-        let cut = |m: &'m [u16]| m.get(base..base + raw.len());
-        Some(SwitchedRun {
-            raw,
-            g0_pedestal,
-            g0_factor,
-            g1_pedestal: cut(self.g1_pedestal)?,
-            g2_pedestal: cut(self.g2_pedestal)?,
-            g1_factor: cut(self.g1_factor)?,
-            g2_factor: cut(self.g2_factor)?,
-        })
-    }
 }
 
 /// The switched pixels of `run` converted from pixel `from` on, in portable code: each pixel's stage's

@@ -6,9 +6,8 @@
 //! is left over and whatever runs on other CPUs. About a quarter less time than the compiler's own
 //! vectorisation of the portable loop on this pass.
 
-/// A run of pixels (`raw`) with its maps, all of one length: G0's pedestal (quarter ADU) and factor,
-/// read only where a run mixes G0 and switched pixels (empty otherwise), and G1's and G2's pedestal
-/// (quarter ADU) and factor (half bits).
+/// Pixels (`raw`) with their maps, all of one length: G0's pedestal (quarter ADU) and factor, and
+/// G1's and G2's pedestal (quarter ADU) and factor (half bits).
 #[derive(Clone, Copy)]
 pub(super) struct SwitchedRun<'a> {
     pub raw: &'a [u16],
@@ -20,16 +19,19 @@ pub(super) struct SwitchedRun<'a> {
     pub g2_factor: &'a [u16],
 }
 
-impl SwitchedRun<'_> {
-    pub const EMPTY: SwitchedRun<'static> = SwitchedRun {
-        raw: &[],
-        g0_pedestal: &[],
-        g0_factor: &[],
-        g1_pedestal: &[],
-        g2_pedestal: &[],
-        g1_factor: &[],
-        g2_factor: &[],
-    };
+impl<'a> SwitchedRun<'a> {
+    /// The pixels `at` of this run, with their maps.
+    pub fn part(&self, at: std::ops::Range<usize>) -> SwitchedRun<'a> {
+        SwitchedRun {
+            raw: &self.raw[at.clone()],
+            g0_pedestal: &self.g0_pedestal[at.clone()],
+            g0_factor: &self.g0_factor[at.clone()],
+            g1_pedestal: &self.g1_pedestal[at.clone()],
+            g2_pedestal: &self.g2_pedestal[at.clone()],
+            g1_factor: &self.g1_factor[at.clone()],
+            g2_factor: &self.g2_factor[at],
+        }
+    }
 }
 
 /// Converts the longest prefix of `run` that is a multiple of sixteen pixels into `out` if this CPU

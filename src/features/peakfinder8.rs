@@ -198,33 +198,23 @@ impl RadialMap {
         PanelRings { ring_of_pixel: rings, samples: self.samples.get(p).unwrap_or(&NONE) }
     }
 
-    /// Every panel's background samples, by a counting sort of the sampled pixels by ring.
+    /// Every panel's background samples, sorted by ring.
     fn sample(&mut self) {
         let (cols, stride, column_step) = (self.cols, self.stride, (self.stride / 2).max(1));
         let panels = self.ring_of_pixel.len().checked_div(self.panel_pixels).unwrap_or(0);
         self.samples = (0..panels)
             .map(|p| {
                 let rings = &self.ring_of_pixel[p * self.panel_pixels..(p + 1) * self.panel_pixels];
-                let sampled: Vec<u32> = (0..rings.len() / cols.max(1))
+                let ring = |at: u32| usize::from(rings[at as usize]);
+                let mut pixels: Vec<u32> = (0..rings.len() / cols.max(1))
                     .step_by(stride)
                     .flat_map(|row| (row * cols..(row + 1) * cols).step_by(column_step))
-                    .filter(|&at| usize::from(rings[at]) < self.rings)
                     .map(|at| at as u32)
+                    .filter(|&at| ring(at) < self.rings)
                     .collect();
-                let mut ring_starts = vec![0u32; self.rings + 1];
-                for &at in &sampled {
-                    ring_starts[usize::from(rings[at as usize]) + 1] += 1;
-                }
-                for r in 0..self.rings {
-                    ring_starts[r + 1] += ring_starts[r];
-                }
-                let mut next = ring_starts.clone();
-                let mut pixels = vec![0u32; sampled.len()];
-                for &at in &sampled {
-                    let place = &mut next[usize::from(rings[at as usize])];
-                    pixels[*place as usize] = at;
-                    *place += 1;
-                }
+                // Stable: pixel order is kept within a ring.
+                pixels.sort_by_key(|&at| ring(at));
+                let ring_starts = (0..=self.rings).map(|r| pixels.partition_point(|&at| ring(at) < r) as u32).collect();
                 RingSamples { pixels, ring_starts }
             })
             .collect();

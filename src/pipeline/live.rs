@@ -45,6 +45,11 @@ impl Stopping {
         Stopping { asked: false }
     }
 
+    /// Whether the run has been told to stop or abort.
+    fn asked(stop: &AtomicBool, abort: &AtomicBool) -> bool {
+        stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed)
+    }
+
     fn when_idle(&mut self, stop: &AtomicBool, abort: &AtomicBool) -> WhenIdle {
         if self.asked || abort.load(Ordering::Relaxed) {
             WhenIdle::End
@@ -185,7 +190,7 @@ fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) 
     let linger = std::time::Duration::from_micros(u64::from(ctx.plan.config.udp.linger_us));
     let mut waiting = sources.blocking;
     loop {
-        let stopping_now = stop.load(Ordering::Relaxed) || ctx.abort.load(Ordering::Relaxed);
+        let stopping_now = Stopping::asked(stop, ctx.abort);
         if stopping_now && waiting {
             // A waiting receive never comes back empty from a steady stream: drain without waiting.
             sources.sockets.iter().for_each(|(_, s)| s.stop_waiting());
@@ -252,7 +257,7 @@ fn uring_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atomic
     let mut stopping = Stopping::new();
     loop {
         // Stopping: no waiting, as for `recvmmsg`, so a steady stream cannot keep the run going.
-        let stopping_now = stop.load(Ordering::Relaxed) || ctx.abort.load(Ordering::Relaxed);
+        let stopping_now = Stopping::asked(stop, ctx.abort);
         let wait = if stopping_now { None } else { Some(wait) };
         let (got, emptied) = match receiver.receive(&mut live.assembler, batch, wait) {
             Ok(r) => r,

@@ -56,7 +56,7 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, flag: f32, out: &mut [
         _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_castsi256_si128, _mm256_cmpeq_epi16, _mm256_cvtepi16_epi32,
         _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_extracti128_si256, _mm256_movemask_epi8,
         _mm256_mul_ps, _mm256_or_si256, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_si256, _mm256_slli_epi16,
-        _mm256_srli_epi16, _mm256_sub_ps,
+        _mm256_srli_epi16, _mm256_sub_epi32,
     };
     let maps = [run.g1_pedestal, run.g2_pedestal, run.g1_factor, run.g2_factor];
     let mut n = maps.iter().fold(out.len().min(run.raw.len()), |n, m| n.min(m.len()));
@@ -86,16 +86,18 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, flag: f32, out: &mut [
         let (bad_halves, g0_halves) = (halves(bad), halves(in_g0));
         let g0_pedestal = if MIXED { halves(lanes(run.g0_pedestal, at)) } else { [_mm_setzero_si128(); 2] };
         for h in 0..2 {
-            let adc = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(adc[h]));
-            let pedestal = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(pedestal[h]));
-            let mut value = _mm256_mul_ps(_mm256_sub_ps(adc, pedestal), _mm256_cvtph_ps(factor[h]));
+            // Both under 2¹⁶ and their difference under 2¹⁷: exact as integers and as floats alike, so
+            // one conversion after an integer subtraction gives the portable loop's value to the bit.
+            let adc = _mm256_cvtepu16_epi32(adc[h]);
+            let excess = _mm256_cvtepi32_ps(_mm256_sub_epi32(adc, _mm256_cvtepu16_epi32(pedestal[h])));
+            let mut value = _mm256_mul_ps(excess, _mm256_cvtph_ps(factor[h]));
             let o = &mut out[at + 8 * h..at + 8 * h + 8];
             if MIXED {
                 let at = at + 8 * h;
                 let g0_factor: [f32; 8] = run.g0_factor[at..at + 8].try_into().expect("eight");
                 let g0_factor: __m256 = zerocopy::transmute!(g0_factor);
-                let g0_pedestal = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(g0_pedestal[h]));
-                let g0_value = _mm256_mul_ps(_mm256_sub_ps(adc, g0_pedestal), g0_factor);
+                let g0_excess = _mm256_cvtepi32_ps(_mm256_sub_epi32(adc, _mm256_cvtepu16_epi32(g0_pedestal[h])));
+                let g0_value = _mm256_mul_ps(g0_excess, g0_factor);
                 value = _mm256_blendv_ps(value, g0_value, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(g0_halves[h])));
             }
             let bad = _mm256_castsi256_ps(_mm256_cvtepi16_epi32(bad_halves[h]));

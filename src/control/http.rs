@@ -10,6 +10,9 @@ use super::{ControlPlane, retune, trigger_status};
 
 const MAX_HEAD: usize = 8192;
 
+/// The live monitor: one page, its script and styles inline, nothing fetched from elsewhere.
+const MONITOR_PAGE: &str = include_str!("monitor.html");
+
 pub(super) async fn handle(
     mut stream: TcpStream,
     plane: &ControlPlane<'_>,
@@ -28,7 +31,11 @@ pub(super) async fn handle(
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // The page itself holds no data of the run: it asks for the token, and every request it makes
+    // carries it.
+    let page = (method, path) == ("GET", "/");
     if let Some(token) = &plane.token
+        && !page
         && !carries(&text, token)
     {
         return respond(&mut stream, 401, "text/plain", "a bearer token is required\n").await;
@@ -49,11 +56,15 @@ pub(super) async fn handle(
             };
             respond(&mut stream, code, "application/json", &format!("{body}\n")).await
         }
-        ("GET", "/") => {
-            let help = "GET /metrics\nGET /status\n\
-                        POST /retune?min_spots=N | ?threshold=X | ?target_rate=R | ?audit_every=N\n";
-            respond(&mut stream, 200, "text/plain", help).await
-        }
+        ("GET", "/") => respond(&mut stream, 200, "text/html; charset=utf-8", MONITOR_PAGE).await,
+        ("GET", "/monitor") => match plane.target.monitor() {
+            Some(view) => respond(&mut stream, 200, "application/json", &format!("{view}\n")).await,
+            None => respond(&mut stream, 404, "text/plain", "this run has no monitor\n").await,
+        },
+        ("GET", "/monitor/last-hit.png") => match plane.target.last_hit_png() {
+            Some(png) => respond_bytes(&mut stream, 200, "image/png", &png).await,
+            None => respond(&mut stream, 404, "text/plain", "no frame kept yet\n").await,
+        },
         _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
     }
 }
@@ -71,6 +82,10 @@ fn carries(head: &str, token: &str) -> bool {
 }
 
 async fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+    respond_bytes(stream, code, content_type, body.as_bytes()).await
+}
+
+async fn respond_bytes(stream: &mut TcpStream, code: u16, content_type: &str, body: &[u8]) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
@@ -81,11 +96,11 @@ async fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &s
     };
     let challenge = if code == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{challenge}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    stream.write_all(body).await?;
     stream.shutdown().await
 }
 

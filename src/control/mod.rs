@@ -1,6 +1,8 @@
 //! The control plane: one thread running a single-threaded tokio runtime (the hot path never awaits)
 //! that serves, on a loopback address unless configured otherwise,
 //!
+//! - `GET /` — the live monitor, one page compiled into the binary (`monitor.html`), which draws
+//!   from `GET /monitor` (JSON), `GET /monitor/last-hit.png`, `/status` and `/metrics`;
 //! - `GET /metrics` — Prometheus text format, from the `metrics` recorder;
 //! - `GET /status` — the run as JSON: detector, frames, pool, trigger;
 //! - `POST /retune?min_spots=N` or `?threshold=X` — fixes the trigger's cut for every frame decided
@@ -156,6 +158,19 @@ pub trait ControlTarget: Sync {
 
     /// Reads the config file again and applies what can change live.
     fn reload(&self);
+
+    /// The live monitor's share of the control plane's time, a few times a second.
+    fn tick(&self) {}
+
+    /// What the live monitor draws, as JSON, when the run has a monitor.
+    fn monitor(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The last kept frame's picture, as PNG.
+    fn last_hit_png(&self) -> Option<Arc<Vec<u8>>> {
+        None
+    }
 }
 
 /// A control plane about to serve: its target, the flag SIGHUP sets, the token requests must carry.
@@ -202,7 +217,8 @@ pub fn serve(listener: TcpListener, plane: &ControlPlane<'_>, done: &AtomicBool)
                 handle.run_upkeep();
                 upkeep = Instant::now();
             }
-            // Requests are tiny and rare: one at a time, with a short wait so flags are seen.
+            plane.target.tick();
+            // Requests are small and rare: one at a time, with a short wait so flags are seen.
             if let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await {
                 let _ = tokio::time::timeout(Duration::from_secs(5), http::handle(stream, plane, &handle)).await;
             }

@@ -8,6 +8,7 @@ mod assembly_metrics;
 mod dark;
 mod frames;
 mod live;
+pub mod monitor;
 mod ordering;
 mod replay;
 mod run_control;
@@ -78,6 +79,8 @@ pub struct Plan {
     reducer: Arc<ReducerPlan>,
     /// Every frame buffer of the run, mapped and populated here rather than on the first frame.
     pool: Arc<FramePool>,
+    /// What the live monitor shows, when the run has a control plane to show it.
+    monitor: Option<Arc<monitor::Monitor>>,
 }
 
 impl Plan {
@@ -88,6 +91,15 @@ impl Plan {
 
     pub fn pool(&self) -> &Arc<FramePool> {
         &self.pool
+    }
+
+    pub fn monitor(&self) -> Option<&Arc<monitor::Monitor>> {
+        self.monitor.as_ref()
+    }
+
+    /// How raw values become photons in this run.
+    pub fn photons(&self) -> &crate::calib::Photons {
+        self.reducer.photons()
     }
 
     /// Prepares a run: builds the geometry, loads the calibration and allocates the frame pool.
@@ -106,6 +118,10 @@ impl Plan {
             config.features.max_spots_recorded,
             chunk_room,
         )?;
-        Ok(Plan { config, geometry, reducer, pool })
+        let monitor = config
+            .control
+            .enabled
+            .then(|| monitor::Monitor::new(&config.experiment(&geometry), geometry.frame_bytes() / 2));
+        Ok(Plan { config, geometry, reducer, pool, monitor })
     }
 }

@@ -41,6 +41,20 @@ impl ControlTarget for RunControl<'_> {
         self.plan.trigger()
     }
 
+    fn tick(&self) {
+        if let Some(monitor) = self.plan.monitor() {
+            monitor.tick(self.plan.photons());
+        }
+    }
+
+    fn monitor(&self) -> Option<serde_json::Value> {
+        self.plan.monitor().map(|m| m.view())
+    }
+
+    fn last_hit_png(&self) -> Option<std::sync::Arc<Vec<u8>>> {
+        self.plan.monitor()?.last_hit_png()
+    }
+
     fn reload(&self) {
         let Some(path) = &self.config_path else { return };
         match Config::load(path) {

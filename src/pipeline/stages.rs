@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::monitor::MonitorFeed;
 use super::ordering::{Delivery, DeliverySetup, LateEncoder, Levels, PedestalFollower, RateFollower, run_ordering};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
@@ -166,6 +167,7 @@ impl Plan {
                             photons: plan.photons(),
                             packets_present: Vec::with_capacity(self.geometry.packets_per_frame().div_ceil(64)),
                         }),
+                        monitor: self.monitor.as_ref().map(|m| MonitorFeed::new(std::sync::Arc::clone(m))),
                         abort: &abort,
                         progress,
                     });

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::Path;
 
 use hitgate::config::Config;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::PipelineError;
+use super::monitor::MonitorFeed;
 use super::summary::{Progress, add};
 use crate::calib::{PedestalTracker, Photons, SharedConverter};
 use crate::codec::FrameEncoder;
@@ -178,6 +179,7 @@ pub(super) struct Delivery<'a> {
     encoder: Option<LateEncoder<'a>>,
     wants_chunks: bool,
     meters: Meters,
+    monitor: Option<MonitorFeed>,
     pub outcome: OrderingOutcome,
     /// The first failure; later frames are counted, not written.
     pub failure: Option<PipelineError>,
@@ -193,6 +195,8 @@ pub(super) struct DeliverySetup<'a> {
     pub pedestal: Option<PedestalFollower<'a>>,
     pub rate: Option<RateFollower<'a>>,
     pub encoder: Option<LateEncoder<'a>>,
+    /// The live monitor's feed, when the run has one.
+    pub monitor: Option<MonitorFeed>,
     /// Set on a failure, so the source stops.
     pub abort: &'a AtomicBool,
     pub progress: &'a Progress,
@@ -201,7 +205,7 @@ pub(super) struct DeliverySetup<'a> {
 impl<'a> Delivery<'a> {
     pub fn new(setup: DeliverySetup<'a>) -> Delivery<'a> {
         telemetry::describe();
-        let DeliverySetup { lanes, sinks_wait, live, pedestal, rate, encoder, abort, progress } = setup;
+        let DeliverySetup { lanes, sinks_wait, live, pedestal, rate, encoder, monitor, abort, progress } = setup;
         let meters = Meters {
             accepted: counter!(telemetry::FRAMES_ACCEPTED),
             rejected: counter!(telemetry::FRAMES_REJECTED),
@@ -226,6 +230,7 @@ impl<'a> Delivery<'a> {
             rate,
             encoder,
             meters,
+            monitor,
             outcome: OrderingOutcome {
                 accepted: 0,
                 rejected: 0,
@@ -305,6 +310,9 @@ impl<'a> Delivery<'a> {
             pedestal.observe(&frame);
         }
         self.count(&frame);
+        if let Some(feed) = self.monitor.as_mut() {
+            feed.observe(&frame);
+        }
         if self.wants_chunks
             && frame.features().is_kept()
             && frame.features().chunk.is_empty()
@@ -467,6 +475,12 @@ pub(super) fn run_ordering(
         if published.elapsed() >= PUBLISH_EVERY {
             levels.publish();
             published = Instant::now();
+        }
+        if input.pushed() == input.popped()
+            && let Some(feed) = delivery.monitor.as_mut()
+        {
+            // Nothing waits: the monitor shows everything judged so far, not what was judged 200 ms ago.
+            feed.publish(true);
         }
     }
     let released = order.released();

@@ -115,6 +115,7 @@ fn verdicts_are_counted_and_rejected_frames_sampled_for_the_audit_stream_compres
             familiar: None,
         }),
         encoder: Some(LateEncoder { encoder, photons: &photons, packets_present: Vec::new() }),
+        monitor: None,
         abort: &abort,
         progress: &progress,
     });
@@ -160,6 +161,7 @@ fn the_pedestal_measured_on_dark_frames_is_published_for_the_frames_after_them()
         pedestal: Some(PedestalFollower::new(tracker, &converter, 10)),
         rate: None,
         encoder: None,
+        monitor: None,
         abort: &abort,
         progress: &progress,
     });
@@ -195,6 +197,7 @@ fn the_ordering_thread_drains_its_ring_in_order_and_closes_the_sinks() {
         pedestal: None,
         rate: None,
         encoder: None,
+        monitor: None,
         abort: &abort,
         progress: &progress,
     });

@@ -88,7 +88,10 @@ fn monitor(mut config: Config, capture: &Path, address: SocketAddr, rate: f64) -
     let listener = hitgate::control::bind(address)?;
     let capture = open_capture(capture)?;
     let stop = stop_on_signals()?;
-    say!("\n== the live monitor: http://{}/ — the run above sent again at {rate} frames/s; Ctrl-C to stop", listener.local_addr()?);
+    say!(
+        "\n== the live monitor: http://{}/ — the run above sent again at {rate} frames/s; Ctrl-C to stop",
+        listener.local_addr()?
+    );
     let progress = Progress::default();
     let options = LiveOptions {
         stop: Arc::clone(&stop),

@@ -38,6 +38,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         eprintln!("hitgate: warning: {warning}");
     }
     let control = &plan.config.control;
+    if !control.enabled && hitgate::control::notify::watchdog_every().is_some() {
+        eprintln!(
+            "hitgate: warning: the service manager keeps a watchdog, but only the control plane feeds it (control.enabled = false)"
+        );
+    }
     let listener = if control.enabled { Some(hitgate::control::bind(control.listen_address)?) } else { None };
     if let Some(l) = &listener {
         eprintln!("control plane on http://{} (/metrics, /status, POST /retune?min_spots=N)", l.local_addr()?);
@@ -49,6 +54,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         source.describe(&plan)
     );
     let stop = stop_on_signals()?;
+    // The plan is built and every socket bound: a service manager may start what depends on the run.
+    if let Err(e) = hitgate::control::notify::notify("READY=1") {
+        eprintln!("hitgate: warning: cannot tell the service manager the run is ready: {e}");
+    }
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing the SIGHUP handler")?;

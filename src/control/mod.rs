@@ -9,12 +9,14 @@
 //!   from then on; `?target_rate=R` holds the accept rate at R instead; `?audit_every=N` keeps 1 in N
 //!   rejected frames for the audit stream (0: none);
 //!
-//! every request carrying `Authorization: Bearer TOKEN` when `control.token_file` is set (required
+//! feeding the service manager's watchdog when it keeps one ([`notify`]), every request carrying
+//! `Authorization: Bearer TOKEN` when `control.token_file` is set (required
 //! off loopback), and passes SIGHUP on to the run, which reads its config file again and applies what
 //! can change live. What the status holds and what a reload changes are the run's to say: the control
 //! plane serves a [`ControlTarget`]. `[control]` is [`ControlSection`].
 
 mod http;
+pub mod notify;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -209,7 +211,18 @@ pub fn serve(listener: TcpListener, plane: &ControlPlane<'_>, done: &AtomicBool)
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ControlError::Runtime)?;
         let mut upkeep = Instant::now();
+        let watchdog = notify::watchdog_every();
+        let mut fed: Option<Instant> = None;
         while !done.load(Ordering::Relaxed) {
+            // The service manager restarts a run whose control plane stops answering.
+            if let Some(every) = watchdog
+                && fed.is_none_or(|at| at.elapsed() >= every)
+            {
+                if let Err(e) = notify::notify("WATCHDOG=1") {
+                    eprintln!("hitgate: warning: cannot feed the service manager's watchdog: {e}");
+                }
+                fed = Some(Instant::now());
+            }
             if plane.reload.swap(false, Ordering::Relaxed) {
                 plane.target.reload();
             }

@@ -124,3 +124,107 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(child.wait().unwrap().success());
 }
+
+/// Every `hitgate_…` metric a PromQL text names, with the label values it matches on (`label="v"`,
+/// or each alternative of `label=~"a|b"`), the node's own `instance` aside.
+fn named_metrics(promql: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let metric = regex::Regex::new(r#"(hitgate_[a-z0-9_]+)(\{([^}]*)\})?"#).unwrap();
+    let matcher = regex::Regex::new(r#"(\w+)=(~?)"([^"]*)""#).unwrap();
+    metric
+        .captures_iter(promql)
+        .map(|c| {
+            let mut labels = Vec::new();
+            for m in matcher.captures_iter(c.get(3).map_or("", |m| m.as_str())) {
+                if &m[1] == "instance" {
+                    continue;
+                }
+                let values: Vec<&str> = if &m[2] == "~" { m[3].split('|').collect() } else { vec![&m[3]] };
+                labels.extend(values.into_iter().map(|v| (m[1].to_string(), v.to_string())));
+            }
+            (c[1].to_string(), labels)
+        })
+        .collect()
+}
+
+/// The samples of a `/metrics` text: each name with its label pairs.
+fn samples(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| named_metrics(l).remove(0)).collect()
+}
+
+/// `/metrics` of a live run of a simulated module with `trigger` (config sections), after it judged
+/// 30 frames.
+fn live_metrics(trigger: &str) -> String {
+    let _turn = common::live::turn();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::simulated(
+        &dir.path().join("sim"),
+        &hitgate::sim::SimConfig { frames: 30, hit_rate: 0.5, seed: 44, ..hitgate::sim::SimConfig::default() },
+    );
+    let ports = free_ports(1);
+    let live = common::live::LiveRun::start(
+        &dir.path().join("sim"),
+        "jungfrau-1if",
+        &ports,
+        &dir.path().join("live"),
+        trigger,
+    );
+    common::live::send(&sim.capture, &ports, &["--frame-rate-hz", "100"]);
+    common::live::wait_for_status(&live.control, "30 frames judged", |s| s["frames_done"].as_u64() == Some(30));
+    // The ordering thread publishes queue and pool levels every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, text) = http(&live.control, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let (output, _) = live.terminate();
+    assert!(output.status.success());
+    text
+}
+
+#[test]
+fn every_metric_the_dashboard_and_the_alert_rules_name_is_exported() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("deploy/grafana/hitgate.json")).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 20, "a dashboard of {} queries", exprs.len());
+    let rules = std::fs::read_to_string(repo("deploy/prometheus/hitgate-rules.yml")).unwrap();
+    for wanted in ["hitgate_packets_lost_total", "hitgate_sink_behind", "hitgate_fpga_card_up", "up{job=\"hitgate\"}"] {
+        assert!(rules.contains(wanted), "an alert on {wanted}");
+    }
+    let named: Vec<_> = exprs.iter().map(String::as_str).chain([rules.as_str()]).flat_map(named_metrics).collect();
+
+    // The spots trigger's run shows its cut in spots; the FPGA trigger's (its emulated card), held to
+    // a target rate, shows the card, the threshold and the target.
+    let spots = "\n[trigger]\nkind = \"spots\"\n[trigger.spots]\nmin_spots = 4\n";
+    let fpga = "\n[trigger]\nkind = \"fpga\"\n[trigger.fpga]\ncard = \"emulated\"\nmodel = \"builtin-int8\"\n\
+                [trigger.rate]\ntarget_accept_rate = 0.3\n";
+    let exported: Vec<_> = [spots, fpga].into_iter().flat_map(|t| samples(&live_metrics(t))).collect();
+    let mut dead = Vec::new();
+    for (name, labels) in &named {
+        // Each label value matched on is exported by some sample of the metric.
+        let found = exported.iter().any(|(n, _)| n == name)
+            && labels.iter().all(|pair| exported.iter().any(|(n, l)| n == name && l.contains(pair)));
+        if !found {
+            dead.push(format!("{name}{labels:?}"));
+        }
+    }
+    dead.sort();
+    dead.dedup();
+    assert!(dead.is_empty(), "named but never exported by a live run: {dead:?}");
+
+    let Some(promtool) = tool("promtool", "prometheus") else { return };
+    let out = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(repo("deploy/prometheus/hitgate-rules.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

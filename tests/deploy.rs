@@ -228,3 +228,28 @@ fn every_metric_the_dashboard_and_the_alert_rules_name_is_exported() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_doctor_reports_on_this_host_and_fails_strictly_on_a_shortfall() {
+    let config = repo("configs/jungfrau-live.toml");
+    let out = Command::new(bin()).args(["doctor", "--config", config.to_str().unwrap()]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    for check in [
+        "receive buffer (net.core.rmem_max)",
+        "MTU of lo (127.0.0.1)",
+        "pinned cores",
+        "free memory",
+        "disk for sink[0] (raw)",
+        "clock synchronised",
+    ] {
+        assert!(table.contains(check), "{check} in:\n{table}");
+    }
+    assert!(table.lines().last().unwrap().contains(" ok, "), "a count at the end:\n{table}");
+    // No disk holds a billion hours of frames: with --strict, a failed check fails the command.
+    let out = Command::new(bin())
+        .args(["doctor", "--config", config.to_str().unwrap(), "--strict", "--hours", "1e9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -7,6 +7,7 @@ mod calibrate;
 mod consume;
 mod dataset;
 mod demo;
+mod doctor;
 mod fpga_export;
 mod geometry;
 mod inspect;
@@ -65,6 +66,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check a config; list every problem with its key path.
     Validate(validate::ValidateArgs),
+    /// Check this host against a config: receive buffers, MTU, NIC rings, pinned cores' clock and
+    /// isolation, memory for the pool, disk for the sinks, clock sync; each shortfall with its fix.
+    Doctor(doctor::DoctorArgs),
     /// Score every frame of a capture and choose the trigger's cut for a target accept rate: a table
     /// of cut → accept rate (efficiency and purity against a truth file), the curve as SVG, and a copy
     /// of the config with the chosen cut.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => send::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Tune(args) => tune::run(args),
         Command::Geometry(args) => geometry::run(&args),
         Command::Calibrate(command) => calibrate::run(command),

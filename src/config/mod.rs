@@ -7,6 +7,7 @@
 mod checks;
 pub mod edit;
 mod errors;
+pub mod host;
 mod node;
 mod sinks;
 

@@ -54,14 +54,14 @@ fn healthy() -> Fake {
     host
 }
 
-fn verdicts(checks: &[Check]) -> Vec<(String, Verdict)> {
+fn verdicts(checks: &[HostCheck]) -> Vec<(String, Verdict)> {
     checks.iter().map(|c| (c.name.clone(), c.verdict)).collect()
 }
 
 #[test]
 fn a_host_set_up_as_the_config_asks_passes_every_check() {
     let cfg = config("receiver_cpu = 2\n[reducer]\ncpus = [3]\n");
-    let checks = checks(&cfg, &healthy(), 1000.0, 12.0).unwrap();
+    let checks = check_host(&cfg, &healthy(), 1000.0, 12.0).unwrap();
     let bad: Vec<_> = checks.iter().filter(|c| c.verdict != Verdict::Ok).collect();
     assert!(bad.is_empty(), "{bad:?}");
     let names: Vec<_> = verdicts(&checks).into_iter().map(|(n, _)| n).collect();
@@ -92,7 +92,7 @@ fn each_shortfall_is_named_with_its_fix() {
     );
     host.tools.insert("timedatectl show -p NTPSynchronized --value".into(), "no\n".into());
     let cfg = config("receiver_cpu = 2\n[reducer]\ncpus = [9]\n");
-    let checks = checks(&cfg, &host, 1000.0, 12.0).unwrap();
+    let checks = check_host(&cfg, &host, 1000.0, 12.0).unwrap();
     let find = |name: &str| checks.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}"));
     let rmem = find("receive buffer");
     assert_eq!((rmem.verdict, rmem.found.as_str()), (Verdict::Fail, "0 MiB"));
@@ -115,7 +115,7 @@ fn each_shortfall_is_named_with_its_fix() {
 #[test]
 fn what_the_host_does_not_say_is_unknown_not_passed() {
     let cfg = config("");
-    let checks = checks(&cfg, &Fake::default(), 1000.0, 12.0).unwrap();
+    let checks = check_host(&cfg, &Fake::default(), 1000.0, 12.0).unwrap();
     let find = |name: &str| checks.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}"));
     assert_eq!(find("receive buffer").verdict, Verdict::Unknown);
     assert_eq!(find("clock").verdict, Verdict::Unknown);

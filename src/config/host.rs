@@ -113,7 +113,7 @@ fn receive_buffer(config: &Config, host: &dyn Host) -> HostCheck {
         None => HostCheck::new(name, Verdict::Unknown, "unreadable", wanted_text),
         Some(have) => HostCheck::new(name, if have >= wanted { Verdict::Ok } else { Verdict::Fail }, mib(have), wanted_text)
             .fix(format!(
-                "sysctl -w net.core.rmem_max={wanted}; for good: cp deploy/sysctl/60-hitgate.conf /etc/sysctl.d/ && sysctl --system"
+                "sysctl -w net.core.rmem_max={wanted}; for good: sysctl --system with /etc/sysctl.d/60-hitgate.conf (the package installs it; deploy/sysctl/ in a checkout)"
             )),
     }
 }
@@ -128,7 +128,7 @@ fn backlog(host: &dyn Host) -> HostCheck {
             have.to_string(),
             "≥ 250000",
         )
-        .fix("sysctl -w net.core.netdev_max_backlog=250000 (deploy/sysctl/60-hitgate.conf sets it)"),
+        .fix("sysctl -w net.core.netdev_max_backlog=250000 (/etc/sysctl.d/60-hitgate.conf sets it)"),
     }
 }
 

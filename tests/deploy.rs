@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::live::{bin, free_ports, http};
@@ -86,25 +85,12 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["run", "--config", config.to_str().unwrap(), "--duration-s", "30"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut control = String::new();
-    let mut line = String::new();
-    while control.is_empty() {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "hitgate run exited before serving");
-        if let Some(rest) = line.strip_prefix("control plane on http://") {
-            control = rest.split_whitespace().next().unwrap().to_string();
-        }
-    }
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let live = common::live::LiveRun::spawn(
+        &config,
+        dir.path(),
+        &[("NOTIFY_SOCKET", socket_path.as_os_str()), ("WATCHDOG_USEC", std::ffi::OsStr::new("400000"))],
+    );
+    let control = live.control.clone();
     let started = Instant::now();
     let mut said = Vec::new();
     let mut buf = [0u8; 256];
@@ -121,8 +107,8 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
     let fed = said.iter().filter(|s| *s == "WATCHDOG=1").count();
     assert_eq!(said.first().map(String::as_str), Some("READY=1"), "readiness first: {said:?}");
     assert!(fed >= 3, "the watchdog fed every 200 ms (half of WATCHDOG_USEC): {said:?}");
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(child.wait().unwrap().success());
+    let (output, _) = live.terminate();
+    assert!(output.status.success());
 }
 
 /// Every `hitgate_…` metric a PromQL text names, with the label values it matches on (`label="v"`,

@@ -93,8 +93,15 @@ path = "features.jsonl"
             ),
         )
         .unwrap();
+        Self::spawn(&config, out, &[])
+    }
+
+    /// Starts `hitgate run --config config` with `env` added to its environment, and waits until it
+    /// receives.
+    pub fn spawn(config: &Path, out: &Path, env: &[(&str, &std::ffi::OsStr)]) -> LiveRun {
         let mut child = Command::new(bin())
             .args(["run", "--config", config.to_str().unwrap(), "--duration-s", "60"])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -124,7 +131,7 @@ path = "features.jsonl"
             }
         });
         said.lock().unwrap().push_str(&receiving);
-        LiveRun { child, out: out.to_path_buf(), config, control, stderr: said }
+        LiveRun { child, out: out.to_path_buf(), config: config.to_path_buf(), control, stderr: said }
     }
 
     /// SIGTERM, then the exit status and the summary it printed.

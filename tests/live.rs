@@ -191,6 +191,11 @@ fn a_control_plane_with_a_token_answers_only_requests_that_carry_it() {
         &control,
     );
     assert_eq!(http(&live.control, "GET", "/status").0, 401, "no token");
+    // The monitor's page holds no data of the run and asks for the token; what it draws needs it.
+    let (code, page) = http(&live.control, "GET", "/");
+    assert!(code == 200 && page.contains("bearer token"), "{code}");
+    assert_eq!(http(&live.control, "GET", "/monitor").0, 401, "no token, no monitor");
+    assert_eq!(http(&live.control, "GET", "/monitor/last-hit.png").0, 401, "no token, no picture");
     assert_eq!(http(&live.control, "POST", "/retune?min_spots=3").0, 401, "no token, no retune");
     let wrong = "Authorization: Bearer s3cr3t-t0ken-0f-the-beamlinf\r\n";
     assert_eq!(http_with(&live.control, "GET", "/metrics", wrong).0, 401, "a wrong token");

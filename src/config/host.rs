@@ -25,7 +25,7 @@ pub struct HostCheck {
     pub verdict: Verdict,
     pub found: String,
     pub wanted: String,
-    /// The command that fixes it, for a check that did not pass.
+    /// The command that fixes it, for a check that did not pass (or that puts it to use).
     pub fix: String,
 }
 
@@ -37,6 +37,12 @@ impl HostCheck {
         wanted: impl Into<String>,
     ) -> HostCheck {
         HostCheck { name: name.into(), verdict, found: found.into(), wanted: wanted.into(), fix: String::new() }
+    }
+
+    /// What to do even when the check passes.
+    fn with_advice(mut self, advice: impl Into<String>) -> HostCheck {
+        self.fix = advice.into();
+        self
     }
 
     fn fix(mut self, fix: impl Into<String>) -> HostCheck {
@@ -274,6 +280,19 @@ fn cores(config: &Config, host: &dyn Host) -> Vec<HostCheck> {
         )
         .fix(format!("add isolcpus={list} nohz_full={list} to GRUB_CMDLINE_LINUX, update-grub, reboot")),
     );
+    // The unit's other threads (control plane, sinks, ordering) belong on the cores nothing is pinned to.
+    let rest: Vec<String> = online.iter().filter(|c| !pinned.contains(c)).map(usize::to_string).collect();
+    if !rest.is_empty() {
+        checks.push(
+            HostCheck::new(
+                "the service's other threads",
+                Verdict::Ok,
+                format!("cores {}", rest.join(",")),
+                "off the pinned cores",
+            )
+            .with_advice(format!("systemctl edit hitgate@NAME: [Service] CPUAffinity={}", rest.join(" "))),
+        );
+    }
     checks
 }
 

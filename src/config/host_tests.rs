@@ -64,6 +64,8 @@ fn a_host_set_up_as_the_config_asks_passes_every_check() {
     let checks = check_host(&cfg, &healthy(), 1000.0, 12.0).unwrap();
     let bad: Vec<_> = checks.iter().filter(|c| c.verdict != Verdict::Ok).collect();
     assert!(bad.is_empty(), "{bad:?}");
+    let rest = checks.iter().find(|c| c.name == "the service's other threads").unwrap();
+    assert_eq!(rest.fix, "systemctl edit hitgate@NAME: [Service] CPUAffinity=0 1 4 5 6 7", "the cores not pinned");
     let names: Vec<_> = verdicts(&checks).into_iter().map(|(n, _)| n).collect();
     for wanted in [
         "receive buffer",

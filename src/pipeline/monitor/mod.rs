@@ -40,6 +40,8 @@ const FEED_SCORES: usize = 4096;
 const FEED_SPOTS: usize = 32_768;
 /// Background profiles averaged into the recent one.
 const PROFILE_SAMPLES: u32 = 10;
+/// Places of the powder pattern sent to the page at the most (the most visited).
+const POWDER_POINTS: usize = 20_000;
 
 /// A frame copied for the monitor.
 struct Sample {
@@ -61,6 +63,22 @@ struct Point {
     packets_per_s: f64,
     spots_per_frame: Option<f64>,
     background: Option<f64>,
+}
+
+/// A copy of what the page is shown, taken under the lock.
+struct View {
+    frames: u64,
+    accepted: u64,
+    frames_sampled: u64,
+    series: Vec<Point>,
+    scores: Vec<f32>,
+    module_packets: Vec<u64>,
+    powder_spots: u64,
+    left_out: u64,
+    profile: Vec<f64>,
+    profile_samples: u32,
+    /// Frame number, score, spots found and picture bytes of the last kept frame drawn.
+    last_hit: Option<(u64, f32, u32, usize)>,
 }
 
 #[derive(Default)]
@@ -209,11 +227,39 @@ impl Monitor {
         self.shared().last_hit.as_ref().map(|h| Arc::clone(&h.png))
     }
 
-    /// Everything the page draws, as JSON.
+    /// Everything the page draws, as JSON. The lock is held only to copy what is shown.
     pub fn view(&self) -> Value {
         let l = &self.layout;
-        let s = self.shared();
         let (width, height) = l.display_shape();
+        let s = self.shared();
+        let mut powder: Vec<[u32; 3]> = s
+            .powder
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(i, &n)| [(i % width) as u32, (i / width) as u32, n])
+            .collect();
+        let view = View {
+            frames: s.totals.frames,
+            accepted: s.totals.accepted,
+            frames_sampled: s.frames_sampled,
+            series: s.series.iter().copied().collect(),
+            scores: s.scores.iter().copied().collect(),
+            module_packets: s.module_packets.clone(),
+            powder_spots: s.powder_spots,
+            left_out: s.left_out,
+            profile: s.profile.clone(),
+            profile_samples: s.profile_samples,
+            last_hit: s.last_hit.as_ref().map(|h| (h.frame_number, h.score, h.spots_found, h.png.len())),
+        };
+        drop(s);
+        // The most visited places, when a long run has spread its spots over more than a page can draw.
+        let places = powder.len();
+        if places > POWDER_POINTS {
+            powder.select_nth_unstable_by_key(POWDER_POINTS, |p| std::cmp::Reverse(p[2]));
+            powder.truncate(POWDER_POINTS);
+        }
+        let s = view;
         let series: Vec<Value> = s
             .series
             .iter()
@@ -228,17 +274,10 @@ impl Monitor {
                 })
             })
             .collect();
-        let powder: Vec<[u32; 3]> = s
-            .powder
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n > 0)
-            .map(|(i, &n)| [(i % width) as u32, (i / width) as u32, n])
-            .collect();
         let (beam_row, beam_col) = l.beam_display();
         json!({
-            "frames": s.totals.frames,
-            "frames_accepted": s.totals.accepted,
+            "frames": s.frames,
+            "frames_accepted": s.accepted,
             "frames_sampled": s.frames_sampled,
             "series": series,
             "scores": s.scores.iter().map(|&v| round(f64::from(v), 5)).collect::<Vec<_>>(),
@@ -246,7 +285,7 @@ impl Monitor {
             "packets_per_frame": l.packets_per_module * l.modules,
             "powder": {
                 "width": width, "height": height, "scale": l.scale,
-                "spots": s.powder_spots, "left_out": s.left_out,
+                "spots": s.powder_spots, "left_out": s.left_out, "places": places,
                 "beam": [round(beam_col, 1), round(beam_row, 1)],
                 "points": powder,
             },
@@ -255,13 +294,13 @@ impl Monitor {
                 "photons_per_pixel": s.profile.iter().map(|&v| round(v, 4)).collect::<Vec<_>>(),
                 "samples": s.profile_samples,
             },
-            "last_hit": s.last_hit.as_ref().map(|h| json!({
-                "frame_number": h.frame_number,
-                "score": h.score,
-                "spots_found": h.spots_found,
+            "last_hit": s.last_hit.map(|(frame_number, score, spots_found, png_bytes)| json!({
+                "frame_number": frame_number,
+                "score": score,
+                "spots_found": spots_found,
                 "width": width,
                 "height": height,
-                "png_bytes": h.png.len(),
+                "png_bytes": png_bytes,
             })),
         })
     }

@@ -133,3 +133,20 @@ fn a_picture_marks_gaps_and_circles_spots_within_its_bounds() {
     assert_eq!(indices[600 * w + 506], 255, "a circle around the spot, six pixels out");
     assert!(indices.iter().filter(|&&i| (1..255).contains(&i)).count() > indices.len() / 2);
 }
+
+#[test]
+fn a_powder_pattern_spread_wider_than_a_page_draws_sends_its_most_visited_places() {
+    let (monitor, _) = monitor(1);
+    {
+        let mut s = monitor.shared();
+        for (i, n) in s.powder.iter_mut().enumerate().take(POWDER_POINTS + 500) {
+            *n = if i % 300 == 0 { 50 } else { 1 };
+        }
+    }
+    let view = monitor.view();
+    let points = view["powder"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), POWDER_POINTS);
+    assert_eq!(view["powder"]["places"].as_u64(), Some(POWDER_POINTS as u64 + 500));
+    let busiest = (POWDER_POINTS + 500).div_ceil(300);
+    assert_eq!(points.iter().filter(|p| p[2] == 50).count(), busiest, "every most visited place is sent");
+}

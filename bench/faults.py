@@ -196,15 +196,21 @@ write_delay_us = 20000
         dropped = int(m.get('hitgate_sink_dropped_total{sink="null",reason="queue_full"}', 0))
         _, once, handed, kept = accounting(m)
         lines = features_lines(r["out"] / "features.jsonl")
+        # The 4-frame queue is every sink's: a features writer held off the cores for 20 ms (four
+        # frames at 200 frames/s) on this 2-core machine drops too, counted, as the policy says.
+        features_dropped = int(m.get('hitgate_sink_dropped_total{sink="features",reason="queue_full"}', 0))
         written = re.search(r"sink null\s+(\d+) frames", r["summary"])
         written = int(written.group(1)) if written else -1
-        ok = r["code"] == 0 and once and handed == lines and written + dropped == kept and dropped > 0
+        ok = (r["code"] == 0 and once and handed == lines + features_dropped and written + dropped == kept
+              and dropped > 0 and features_dropped <= 2)
         # What a failure needs to be understood, since the run's folder is gone by then.
         why = "" if ok else f" (frames handed on {handed}, exit {r['code']}, every datagram counted once: {once})"
+        features = (f"the features sink has all {lines}" if not features_dropped
+                    else f"the features sink {lines} + {features_dropped} dropped (its queue full, counted) = {handed}")
         return Row("slow storage (a sink taking 20 ms a frame, 4-frame queue)",
                    "never waited on it: dropped for that sink only, counted",
                    f"{dropped} frames the slow sink dropped (queue_full), {written} written of {kept} kept",
-                   f"nothing unaccounted ({written} + {dropped} = {kept}); the features sink has all {lines}{why}", ok)
+                   f"nothing unaccounted ({written} + {dropped} = {kept}); {features}{why}", ok)
 
     # ---- process faults ------------------------------------------------------------------------
 

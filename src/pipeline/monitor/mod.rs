@@ -4,15 +4,18 @@
 //!
 //! The ordering thread feeds it ([`MonitorFeed`]): per frame it adds to counters and fixed-size
 //! buffers it owns (no lock, no allocation) and hands them over at most every 200 ms with a lock the
-//! control plane holds only as long as a copy. A few frames a second — a kept frame at most every
-//! 250 ms, and any frame each second for the background — are copied whole into one of two spare
-//! buffers; when both are taken the frame is simply not sampled. The control plane's thread does the
-//! rest ([`Monitor::tick`]): converts a sampled frame to photons, measures its background per
-//! resolution shell and draws the picture, off the frames' path.
+//! control plane holds only as long as a copy. Now and then a frame — a kept one, or any frame once a
+//! second for the background — is copied whole into the one spare buffer. The control plane's thread
+//! does the rest ([`Monitor::tick`]): converts it to photons, measures its background per resolution
+//! shell and draws the picture, off the frames' path. It then says when the next frame may be
+//! sampled: after forty times what this one took, and at least 250 ms, so the monitor keeps to a
+//! fortieth of a core whatever the detector's size. (Drawing every 250 ms on a 4M took enough of a
+//! two-core node's time that its receiver let packets go late.)
 
 mod picture;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,9 +30,13 @@ pub use picture::Layout;
 
 /// How often the feed hands its counts over.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
-/// The least time between two sampled kept frames, and between two sampled frames of any kind.
-const HIT_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// The least time between two sampled frames, and how often a frame is sampled when none is kept.
+const SAMPLE_GAP: Duration = Duration::from_millis(250);
 const ANY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The time a sample took, times this, passes before the next is taken.
+const SAMPLE_DUTY: u32 = 40;
+/// `next_sample_ns` while a sample waits for the control plane.
+const SAMPLE_IN_FLIGHT: u64 = u64::MAX;
 /// Per-second points kept: ten minutes.
 const SERIES_POINTS: usize = 600;
 /// Recent scores kept for the distribution.
@@ -121,16 +128,18 @@ pub struct Monitor {
     shared: Mutex<Shared>,
     samples: (Sender<Box<Sample>>, Receiver<Box<Sample>>),
     spare: (Sender<Box<Sample>>, Receiver<Box<Sample>>),
+    /// When the next frame may be sampled, in nanoseconds since `started`.
+    next_sample_ns: AtomicU64,
     /// Scratch of the control plane's thread: a frame's photons, panel by panel and assembled.
     scratch: Mutex<picture::Scratch>,
 }
 
 impl Monitor {
-    /// A monitor of the run `experiment` describes, with two spare frame buffers of `frame_pixels`.
+    /// A monitor of the run `experiment` describes, with a spare frame buffer of `frame_pixels`.
     pub fn new(experiment: &Experiment, frame_pixels: usize) -> Arc<Monitor> {
         let layout = Layout::new(experiment);
-        let (spare_tx, spare_rx) = bounded(2);
-        for _ in 0..2 {
+        let (spare_tx, spare_rx) = bounded(1);
+        {
             let sample = Sample {
                 raw: Vec::with_capacity(frame_pixels),
                 spots: Vec::with_capacity(FEED_SPOTS),
@@ -154,8 +163,9 @@ impl Monitor {
             layout,
             started: Instant::now(),
             shared: Mutex::new(shared),
-            samples: bounded(2),
+            samples: bounded(1),
             spare: (spare_tx, spare_rx),
+            next_sample_ns: AtomicU64::new(0),
             scratch,
         })
     }
@@ -169,6 +179,7 @@ impl Monitor {
     /// measured and drawn, and a point added to the series each second.
     pub fn tick(&self, photons: &Photons) {
         while let Ok(sample) = self.samples.1.try_recv() {
+            let began = Instant::now();
             let measured = {
                 let mut scratch = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 scratch.measure(&self.layout, photons, &sample)
@@ -195,6 +206,9 @@ impl Monitor {
                 }
             }
             let _ = self.spare.0.send(sample);
+            let gap = began.elapsed().saturating_mul(SAMPLE_DUTY).max(SAMPLE_GAP);
+            let next = (began + gap).duration_since(self.started).as_nanos();
+            self.next_sample_ns.store(u64::try_from(next).unwrap_or(SAMPLE_IN_FLIGHT - 1), Ordering::Release);
         }
         let now = Instant::now();
         let mut s = self.shared();
@@ -321,7 +335,6 @@ pub struct MonitorFeed {
     left_out: u64,
     published: Instant,
     sampled: Instant,
-    hit_sampled: Instant,
 }
 
 impl MonitorFeed {
@@ -336,7 +349,6 @@ impl MonitorFeed {
             left_out: 0,
             published: Instant::now(),
             sampled: long_ago,
-            hit_sampled: long_ago,
         }
     }
 
@@ -373,10 +385,14 @@ impl MonitorFeed {
             }
         }
         let now = Instant::now();
-        let hit = f.accepted && now.duration_since(self.hit_sampled) >= HIT_SAMPLE_EVERY;
-        if (hit || now.duration_since(self.sampled) >= ANY_SAMPLE_EVERY)
+        let since_start = u64::try_from(now.duration_since(self.monitor.started).as_nanos()).unwrap_or(u64::MAX - 1);
+        let ready = since_start >= self.monitor.next_sample_ns.load(Ordering::Acquire);
+        if ready
+            && (f.accepted || now.duration_since(self.sampled) >= ANY_SAMPLE_EVERY)
             && let Ok(mut sample) = self.monitor.spare.1.try_recv()
         {
+            // Before it is handed over: the control plane's answer, once it has drawn it, comes after.
+            self.monitor.next_sample_ns.store(SAMPLE_IN_FLIGHT, Ordering::Release);
             sample.raw.clear();
             sample.raw.extend_from_slice(frame.pixels_u16());
             sample.spots.clear();
@@ -384,10 +400,7 @@ impl MonitorFeed {
             sample.frame_number = frame.meta().frame_number;
             (sample.accepted, sample.score, sample.spots_found) = (f.accepted, f.score, f.spots_found);
             self.sampled = now;
-            if f.accepted {
-                self.hit_sampled = now;
-            }
-            // Two buffers exist and the queue holds two: this never waits.
+            // One buffer exists and the queue holds one: this never waits.
             let _ = self.monitor.samples.0.try_send(sample);
         }
         if now.duration_since(self.published) >= PUBLISH_EVERY {

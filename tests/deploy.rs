@@ -107,6 +107,18 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
     let fed = said.iter().filter(|s| *s == "WATCHDOG=1").count();
     assert_eq!(said.first().map(String::as_str), Some("READY=1"), "readiness first: {said:?}");
     assert!(fed >= 3, "the watchdog fed every 200 ms (half of WATCHDOG_USEC): {said:?}");
+    // The control plane runs at the lowest priority: drawing the monitor's pictures never keeps the
+    // receiving thread from a core.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", live.child.id())).unwrap();
+    let control_nice = tasks
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.split_once(") ")?;
+            // Field 19 of stat is the nice value; `rest` starts at field 3.
+            (name == "hg-control").then(|| rest.split_whitespace().nth(16)?.parse::<i32>().ok())?
+        })
+        .next();
+    assert_eq!(control_nice, Some(19), "the control plane's thread is niced");
     let (output, _) = live.terminate();
     assert!(output.status.success());
 }

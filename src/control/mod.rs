@@ -204,6 +204,7 @@ pub fn serve(listener: TcpListener, plane: &ControlPlane<'_>, done: &AtomicBool)
         .enable_time()
         .build()
         .map_err(ControlError::Runtime)?;
+    yield_to_the_frames();
     let handle = prometheus();
     if let Some(n) = plane.target.trigger().min_spots() {
         metrics::gauge!(telemetry::TRIGGER_MIN_SPOTS).set(f64::from(n));
@@ -238,6 +239,22 @@ pub fn serve(listener: TcpListener, plane: &ControlPlane<'_>, done: &AtomicBool)
         }
         Ok(())
     })
+}
+
+/// Lowers this thread to the lowest priority (nice 19): the control plane's own work, drawing the
+/// monitor's pictures above all, must never keep the receiving thread from a core. On a two-core node a
+/// 4M's picture drawn at normal priority let packets go late. Done by `renice` on the thread's id,
+/// which needs no privilege to lower a priority; where it cannot be done, the run says so.
+fn yield_to_the_frames() {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|link| link.file_name().and_then(|t| t.to_str()).map(str::to_string));
+    let lowered = tid.is_some_and(|tid| {
+        std::process::Command::new("renice").args(["-n", "19", "-p", &tid]).output().is_ok_and(|o| o.status.success())
+    });
+    if !lowered {
+        eprintln!("hitgate: warning: the control plane runs at normal priority (renice -n 19 failed)");
+    }
 }
 
 /// The trigger's cut and rate settings as JSON.

@@ -110,7 +110,8 @@ impl Layout {
 
 /// The control plane's buffers for one sampled frame.
 pub struct Scratch {
-    panel: Vec<f32>,
+    /// One raw row of a panel in photons, on its way into the panel's image.
+    row: Vec<f32>,
     panel_image: Vec<f32>,
     image: Vec<f32>,
     /// The subgrid the background is measured on: image index and shell of each of its pixels.
@@ -143,7 +144,7 @@ impl Scratch {
             }
         }
         Scratch {
-            panel: vec![0.0; layout.panel_raw_pixels],
+            row: vec![0.0; layout.panel_image.raw_shape().1],
             panel_image: vec![0.0; layout.panel_image.pixels()],
             image: vec![f32::NAN; pixels],
             shells: vec![Vec::new(); SHELLS],
@@ -169,8 +170,9 @@ impl Scratch {
         for (p, &(r0, c0)) in layout.panel_origins.iter().enumerate() {
             let first = p * layout.panel_raw_pixels;
             let Some(panel_raw) = raw.get(first..first + layout.panel_raw_pixels) else { break };
-            photons.convert(converter.as_deref(), panel_raw, first, &mut self.panel);
-            layout.panel_image.assemble(&self.panel, &mut self.panel_image);
+            let mut convert =
+                |seg: &[u16], at: usize, out: &mut [f32]| photons.convert(converter.as_deref(), seg, first + at, out);
+            layout.panel_image.convert_into(panel_raw, &mut convert, &mut self.row, &mut self.panel_image);
             for r in 0..rows {
                 let at = (r0 + r) * layout.width + c0;
                 if let Some(dest) = self.image.get_mut(at..at + cols) {

@@ -3,8 +3,8 @@
 //! background in resolution, and a picture of the last kept frame.
 //!
 //! The ordering thread feeds it ([`MonitorFeed`]): per frame it adds to counters and fixed-size
-//! buffers it owns (no lock, no allocation) and hands them over at most every 200 ms with a lock the
-//! control plane holds only as long as a copy. Now and then a frame — a kept one, or any frame once a
+//! buffers it owns (no lock, no allocation) and hands them over every 200 ms, and whenever it has
+//! nothing else to do, with a lock the control plane holds only as long as a copy. Now and then a frame — a kept one, or any frame once a
 //! second for the background — is copied whole into the one spare buffer. The control plane's thread
 //! does the rest ([`Monitor::tick`]): converts it to photons, measures its background per resolution
 //! shell and draws the picture, off the frames' path. It then says when the next frame may be
@@ -88,7 +88,7 @@ struct View {
     last_hit: Option<(u64, f32, u32, usize)>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Totals {
     frames: u64,
     accepted: u64,
@@ -216,7 +216,7 @@ impl Monitor {
         if !due {
             return;
         }
-        let totals = Totals { ..s.totals };
+        let totals = s.totals;
         if let Some((at, before)) = s.last_point.take() {
             let dt = now.duration_since(at).as_secs_f64();
             let frames = totals.frames - before.frames;
@@ -325,7 +325,7 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * f).round() / f
 }
 
-/// The ordering thread's side: counts and buffers it owns, handed over at most every 200 ms.
+/// The ordering thread's side: counts and buffers it owns, handed over every 200 ms and when idle.
 pub struct MonitorFeed {
     monitor: Arc<Monitor>,
     totals: Totals,

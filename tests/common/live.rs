@@ -201,26 +201,24 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
 
 /// As [`http`], with `headers` (each ending in CRLF) in the request.
 pub fn http_with(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let code = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
+    let (code, body) = request(addr, method, path, headers);
+    (code, String::from_utf8_lossy(&body).to_string())
 }
 
 /// As [`http`], for a body that is not text: the status and the body's bytes.
 pub fn http_bytes(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    request(addr, "GET", path, "")
+}
+
+/// One request and its answer: the status and the body's bytes.
+fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).unwrap();
-    let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n").map_or(reply.len(), |at| at + 4);
     let head = String::from_utf8_lossy(&reply[..head_end]).to_string();
     let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (code, reply[head_end..].to_vec())

@@ -45,7 +45,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let listener = if control.enabled { Some(hitgate::control::bind(control.listen_address)?) } else { None };
     if let Some(l) = &listener {
-        eprintln!("control plane on http://{} (/metrics, /status, POST /retune?min_spots=N)", l.local_addr()?);
+        eprintln!(
+            "control plane on http://{} (the live monitor at /; /metrics, /status, POST /retune?min_spots=N)",
+            l.local_addr()?
+        );
     }
     eprintln!(
         "receiving {} × {} {} — Ctrl-C to stop",

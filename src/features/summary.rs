@@ -25,10 +25,10 @@ pub const SHELLS: usize = 12;
 /// Shell edges in 1/d (Å⁻¹): the first shell runs from the beam to 1/(20 Å), the last from 1/(1.67 Å)
 /// outwards.
 pub const SHELL_EDGES: [f64; SHELLS - 1] = [0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.60];
-/// Values a shell contributes: covered, background, spread, and the three excess fractions.
-pub const PER_SHELL: usize = 6;
 /// Deviations above the background (Poisson's, of the block sum) the excess fractions are taken at.
 pub const EXCESS_SIGMAS: [f32; 3] = [3.0, 6.0, 12.0];
+/// Values a shell contributes: covered, background, spread, and an excess fraction per threshold.
+pub const PER_SHELL: usize = 3 + EXCESS_SIGMAS.len();
 /// Values in a summary.
 pub const SUMMARY_LEN: usize = SHELLS * PER_SHELL;
 /// Blocks a shell needs on the detector to be measured: fewer give no stable background.
@@ -232,8 +232,9 @@ impl SummaryCounter {
             }
             Background::measure(&merged)
         });
-        let thresholds: [[u8; 2 * EXCESS_SIGMAS.len()]; SHELLS] =
-            std::array::from_fn(|shell| backgrounds[shell].map_or([u8::MAX; 6], |b| b.whole_thresholds()));
+        let thresholds: [[u8; 2 * EXCESS_SIGMAS.len()]; SHELLS] = std::array::from_fn(|shell| {
+            backgrounds[shell].map_or([u8::MAX; 2 * EXCESS_SIGMAS.len()], |b| b.whole_thresholds())
+        });
         let mut excess = [Excess::default(); SHELLS];
         let block_cols = plan.cols / 2;
         let per_panel = (plan.rows / 2) * block_cols;

@@ -254,9 +254,23 @@ impl Config {
     }
 
     /// What is assumed for the detector's geometry and beam where the config does not say and the
-    /// run needs it, each a sentence naming the key.
+    /// run needs it, and for its pixel mask where the learned trigger reads the frames, each a
+    /// sentence naming the key.
     pub fn defaults_assumed(&self) -> Vec<String> {
-        self.detector.defaults_assumed("detector", self.geometry_uses(), self.calibration.share.as_ref())
+        let mut said =
+            self.detector.defaults_assumed("detector", self.geometry_uses(), self.calibration.share.as_ref());
+        // The built-in classifier was trained on masked detectors: a hot pixel left in reads as a
+        // reflection, and a run's few hot pixels can have it keep every frame with its inputs
+        // familiar (models/README.md), so no alarm would say so later.
+        if self.trigger.backend().reads_summary() && self.calibration.mask_file.is_none() {
+            said.push(
+                "calibration.mask_file not given: no pixel is masked, and the learned trigger, trained on \
+                 masked detectors, reads a hot pixel as a reflection (a run's hot pixels can have it keep \
+                 every frame)"
+                    .to_string(),
+            );
+        }
+        said
     }
 }
 

@@ -429,6 +429,21 @@ fn the_beam_and_distance_live_in_the_detector_section_and_old_keys_name_it() {
 }
 
 #[test]
+fn a_learned_trigger_without_a_pixel_mask_is_said() {
+    let text = "[detector]\nmodel = \"jungfrau-1if\"\nbeam_center_row_px = 250.0\nbeam_center_col_px = 500.0\ndistance_mm = 120.0\nphoton_energy_kev = 9.0\nimage = \"assembled\"\n[trigger]\nkind = \"tract\"\n[[sink]]\nkind = \"null\"\n";
+    let c = Config::parse(text).unwrap().validated().unwrap();
+    let said = c.defaults_assumed();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].starts_with("calibration.mask_file not given") && said[0].contains("hot pixel"), "{said:?}");
+    // With a mask, or with the spots trigger (which reads no summary), nothing is said of it.
+    let mask = tempfile::NamedTempFile::new().unwrap();
+    let masked = text.replace("[trigger]", &format!("[calibration]\nmask_file = {:?}\n[trigger]", mask.path()));
+    assert_eq!(Config::parse(&masked).unwrap().validated().unwrap().defaults_assumed(), Vec::<String>::new());
+    let spots = text.replace("kind = \"tract\"", "kind = \"spots\"");
+    assert_eq!(Config::parse(&spots).unwrap().validated().unwrap().defaults_assumed(), Vec::<String>::new());
+}
+
+#[test]
 fn every_default_the_run_depends_on_is_said() {
     // A JUNGFRAU run into NeXus without the beam: centre, distance and energy are all assumed.
     let text = "[detector]\nmodel = \"jungfrau-1if\"\n[[sink]]\nkind = \"hdf5\"\ndir = \"/tmp/n\"\n";

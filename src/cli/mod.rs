@@ -139,8 +139,8 @@ fn as_node(config: Config, node: Option<&str>, path: &Path) -> Result<Config> {
 }
 
 /// The config at `path`, loaded and checked; each default it leaves the run to assume (the beam
-/// centre, the distance, the photon energy) is said on standard error, as a default that changes
-/// results is never silent.
+/// centre, the distance, the photon energy, no pixel mask under the learned trigger) is said on
+/// standard error, as a default that changes results is never silent.
 fn load_config(path: &Path) -> Result<Config> {
     let config = Config::load(path).map_err(|e| {
         let code = if matches!(e, ConfigError::Read { .. }) { 1 } else { 3 };

@@ -259,14 +259,14 @@ impl Config {
     pub fn defaults_assumed(&self) -> Vec<String> {
         let mut said =
             self.detector.defaults_assumed("detector", self.geometry_uses(), self.calibration.share.as_ref());
-        // The built-in classifier was trained on masked detectors: a hot pixel left in reads as a
-        // reflection, and a run's few hot pixels can have it keep every frame with its inputs
-        // familiar (models/README.md), so no alarm would say so later.
+        // An unmasked hot pixel reads to the learned trigger as a reflection. The built-in model,
+        // trained on masked detectors, then keeps every frame with its inputs familiar
+        // (models/README.md), so no alarm would say so later.
         if self.trigger.backend().reads_summary() && self.calibration.mask_file.is_none() {
             said.push(
-                "calibration.mask_file not given: no pixel is masked, and the learned trigger, trained on \
-                 masked detectors, reads a hot pixel as a reflection (a run's hot pixels can have it keep \
-                 every frame)"
+                "calibration.mask_file not given: no pixel is masked, and the learned trigger reads a hot \
+                 pixel as a reflection (the built-in model, trained on masked detectors, can then keep every \
+                 frame)"
                     .to_string(),
             );
         }

@@ -4,8 +4,9 @@
 //!
 //! The ordering thread feeds it ([`MonitorFeed`]): per frame it adds to counters and fixed-size
 //! buffers it owns (no lock, no allocation) and hands them over every 200 ms, and whenever it has
-//! nothing else to do, with a lock the control plane holds only as long as a copy. Now and then a frame — a kept one, or any frame once a
-//! second for the background — is copied whole into the one spare buffer. The control plane's thread
+//! nothing else to do, with a lock the control plane holds only as long as a copy. Now and then a
+//! frame — a kept one, or any frame once a second for the background — is copied whole into the one
+//! spare buffer. The control plane's thread
 //! does the rest ([`Monitor::tick`]): converts it to photons, measures its background per resolution
 //! shell and draws the picture, off the frames' path. It then says when the next frame may be
 //! sampled: after forty times what this one took, and at least 250 ms, so the monitor keeps to a

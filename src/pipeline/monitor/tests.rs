@@ -103,11 +103,11 @@ fn a_sampled_kept_frame_is_drawn_and_its_background_measured_in_resolution() {
     let png = monitor.last_hit_png().unwrap();
     let side = |at: usize| u64::from(u32::from_be_bytes(png[at..at + 4].try_into().unwrap()));
     assert_eq!((side(16), side(20)), (hit["width"].as_u64().unwrap(), hit["height"].as_u64().unwrap()));
-    // Every pixel holds 3 photons: each shell the detector covers reads 3, the others nothing.
-    // And the next waits at least 250 ms, or forty times what drawing took.
+    // Drawn, the next waits at least 250 ms, or forty times what drawing took.
     feed.observe(&frame(&pool, 9, true, 3, &[]));
     monitor.tick(&Photons::Counting { mask: Vec::new() });
     assert_eq!(monitor.view()["frames_sampled"].as_u64(), Some(1));
+    // Every pixel holds 3 photons: each shell the detector covers reads 3, the others nothing.
     let profile = view["profile"]["photons_per_pixel"].as_array().unwrap();
     assert_eq!(profile.len(), SHELLS);
     let covered: Vec<f64> = profile.iter().filter_map(serde_json::Value::as_f64).collect();

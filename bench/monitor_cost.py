@@ -13,6 +13,7 @@ when the monitored runs lost packets and the unmonitored ones none.
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def one_run(binary, sim, ports, monitored, rate, frames):
     if monitored:
         with urllib.request.urlopen(f"http://{run.control}/monitor", timeout=10) as r:
             drawn = json.load(r)["frames_sampled"]
-    cpu = h_cpu_seconds(run.pid)
+    cpu = cpu_seconds(run.pid)
     code, summary, stderr = run.stop()
     if code != 0:
         raise RuntimeError(f"hitgate run exited {code}:\n{stderr}")
@@ -59,10 +60,10 @@ def one_run(binary, sim, ports, monitored, rate, frames):
     return {"lost": lost, "partial": partial, "frames": frames_in, "drawn": drawn, "cpu_s": cpu}
 
 
-def h_cpu_seconds(pid):
-    """User and system CPU of the whole process so far."""
+def cpu_seconds(pid):
+    """User and system CPU of the whole process so far (fields 14 and 15 of its stat, in clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():

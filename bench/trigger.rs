@@ -32,7 +32,8 @@ fn main() {
         pixel_mm: 0.075,
         photon_energy_kev: config.detector.photon_energy_kev(),
     };
-    let plan = SummaryPlan::new(&[(0, 0)], rows, cols, &diffraction);
+    // As the reducer makes it by default: blocks that stand out in most frames left out.
+    let plan = SummaryPlan::new(&[(0, 0)], rows, cols, &diffraction).ignoring_persistent(true);
     let mut counter = SummaryCounter::new(&plan);
     let mut raw_photons = vec![0f32; 512 * 1024];
     let assembled: Vec<Vec<f32>> = frames

@@ -83,3 +83,62 @@ fn the_learned_trigger_keeps_the_hits_the_spots_trigger_loses() {
     // Frames like the training frames raise no alarm, and the target rate is held.
     assert!(learned_run.unfamiliar.is_none() && learned_run.rate_not_held.is_none(), "{learned_run}");
 }
+
+/// The records' count of blocks each frame's summary left out as persistent, by frame number.
+fn persistent_ignored(features: &std::path::Path) -> std::collections::HashMap<u64, u32> {
+    std::fs::read_to_string(features)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ignored = r.get("persistent_blocks_ignored").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            (r["frame_number"].as_u64().unwrap(), ignored as u32)
+        })
+        .collect()
+}
+
+#[test]
+fn an_unmasked_hot_pixel_is_not_read_as_a_reflection_once_it_persists() {
+    // The default scene (five hot pixels a module) replayed without its mask, one reducer worker so
+    // that one counter sees every frame in order.
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        common::simulated(dir.path(), &SimConfig { frames: 120, hit_rate: 0.3, seed: 47, ..SimConfig::default() });
+    let features = dir.path().join("replay/features.jsonl");
+    let run = |ignore: bool| {
+        let mut config = common::replay_config(&out);
+        config.trigger.kind = hitgate::config::TriggerKind::Tract;
+        config.trigger.inputs.ignore_persistent_excess = ignore;
+        config.calibration.mask_file = None;
+        config.reducer.workers = 1;
+        config.features.localiser.model = None;
+        let summary = common::replay(config, &out.capture);
+        let verdicts = hitgate::sink::features::read_verdicts(&features).unwrap();
+        (summary, verdicts, persistent_ignored(&features))
+    };
+    let truth: std::collections::HashMap<u64, bool> =
+        out.truth_summary.frames.iter().map(|f| (f.frame_number, f.hit)).collect();
+    let misses_kept = |verdicts: &std::collections::HashMap<u64, bool>, from: u64| {
+        verdicts.iter().filter(|&(n, &kept)| *n >= from && kept && !truth[n]).count()
+    };
+    let first_left_out = u64::from(hitgate::features::persistent::PERSISTENT_SCORE);
+
+    // Kept in: the hot pixels read as reflections in every frame, and most misses are kept.
+    let (summary, verdicts, ignored) = run(false);
+    let misses = truth.values().filter(|h| !**h).count();
+    assert!(misses >= 70, "{misses} misses");
+    assert!(misses_kept(&verdicts, 1) * 2 > misses, "{summary}");
+    assert!(ignored.values().all(|&n| n == 0) && summary.persistent_ignored_max == 0);
+
+    // Left out once persistent: from the eighth frame on no miss is kept, every hit still is, and the
+    // records and the summary say what was left out.
+    let (summary, verdicts, ignored) = run(true);
+    assert_eq!(misses_kept(&verdicts, first_left_out), 0, "{summary}");
+    assert!(verdicts.iter().all(|(n, &kept)| kept || !truth[n]), "a hit was lost:\n{summary}");
+    assert!(
+        ignored.iter().all(|(&n, &i)| if n < first_left_out { i == 0 } else { (5..=6).contains(&i) }),
+        "{ignored:?}"
+    );
+    assert_eq!(summary.persistent_ignored_max, ignored.values().copied().max().unwrap());
+    assert!(summary.to_string().contains("blocks a frame left out of the learned trigger's inputs"), "{summary}");
+}

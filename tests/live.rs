@@ -432,9 +432,12 @@ fn the_learned_trigger_judges_live_frames_as_it_judges_a_replay() {
         &live_records.iter().map(|&(n, a, _)| (n, a)).collect(),
         16,
     );
-    // At the fixed cut 0.5 (no target rate) the built-in model keeps a few misses of this scene
-    // (74 of 80 rejected): its cut is meant to be set by a target rate.
-    assert!(truth.efficiency() >= 0.99 && truth.rejection() >= 0.9, "{truth}");
+    // At the fixed cut 0.5 (no target rate), the beam centre assumed and no mask given, the model
+    // rejects every miss once the hot pixels are left out as persistent (80 of 80 here), and keeps
+    // every clear hit. Of the other hits it can lose one that left a single detectable spot (0.42
+    // against the cut): its cut is meant to be set by a target rate.
+    assert!(truth.clear_hit_efficiency() >= 0.99 && truth.efficiency() >= 0.95, "{truth}");
+    assert!(truth.rejection() >= 0.9, "{truth}");
 }
 
 #[test]

@@ -261,14 +261,22 @@ impl Config {
             self.detector.defaults_assumed("detector", self.geometry_uses(), self.calibration.share.as_ref());
         // An unmasked hot pixel reads to the learned trigger as a reflection. The built-in model,
         // trained on masked detectors, then keeps every frame with its inputs familiar
-        // (models/README.md), so no alarm would say so later.
+        // (models/README.md), so no alarm would say so later; only leaving out what stands out in
+        // most frames keeps it from doing so, once that has been seen.
         if self.trigger.backend().reads_summary() && self.calibration.mask_file.is_none() {
-            said.push(
-                "calibration.mask_file not given: no pixel is masked, and the learned trigger reads a hot \
-                 pixel as a reflection (the built-in model, trained on masked detectors, can then keep every \
-                 frame)"
-                    .to_string(),
-            );
+            let hot = if self.trigger.inputs.ignore_persistent_excess {
+                format!(
+                    "in the first {} frames each reducer worker sees (then trigger.inputs.ignore_persistent_excess \
+                     leaves out what stands out in most frames)",
+                    crate::features::persistent::PERSISTENT_SCORE - 1
+                )
+            } else {
+                "in every frame (trigger.inputs.ignore_persistent_excess = false)".to_string()
+            };
+            said.push(format!(
+                "calibration.mask_file not given: no pixel is masked, and the learned trigger reads a hot pixel as \
+                 a reflection {hot}; the built-in model, trained on masked detectors, can then keep every frame"
+            ));
         }
         said
     }

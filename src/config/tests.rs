@@ -434,7 +434,14 @@ fn a_learned_trigger_without_a_pixel_mask_is_said() {
     let c = Config::parse(text).unwrap().validated().unwrap();
     let said = c.defaults_assumed();
     assert_eq!(said.len(), 1, "{said:?}");
-    assert!(said[0].starts_with("calibration.mask_file not given") && said[0].contains("hot pixel"), "{said:?}");
+    assert!(
+        said[0].starts_with("calibration.mask_file not given")
+            && said[0].contains("first 7 frames each reducer worker sees"),
+        "{said:?}"
+    );
+    let kept = text.replace("[[sink]]", "[trigger.inputs]\nignore_persistent_excess = false\n[[sink]]");
+    let said = Config::parse(&kept).unwrap().validated().unwrap().defaults_assumed();
+    assert!(said[0].contains("hot pixel as a reflection in every frame"), "{said:?}");
     // With a mask, or with the spots trigger (which reads no summary), nothing is said of it.
     let mask = tempfile::NamedTempFile::new().unwrap();
     let masked = text.replace("[trigger]", &format!("[calibration]\nmask_file = {:?}\n[trigger]", mask.path()));

@@ -7,6 +7,7 @@ pub mod local_threshold;
 pub mod localiser;
 pub mod patch;
 pub mod peakfinder8;
+pub mod persistent;
 pub mod spots;
 pub mod summary;
 

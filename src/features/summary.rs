@@ -19,6 +19,12 @@
 //! same shells, whatever the distance or energy, and the model reads the same inputs on every detector.
 //! The shell of every block is fixed when the plan is made; a frame costs one pass over its photons,
 //! panel by panel, before the spot finder consumes them, and one over its blocks' counts.
+//!
+//! A plan made [`ignoring_persistent`](SummaryPlan::ignoring_persistent) leaves out of the excess the
+//! blocks that stand out in most of the frames its counter sees: hot pixels and fixed structures
+//! (`features::persistent`).
+
+use super::persistent::{self, PersistentBlocks};
 
 /// Resolution shells.
 pub const SHELLS: usize = 12;
@@ -76,6 +82,8 @@ struct Segment {
 /// The shells, fixed for a detector geometry: each 2 × 2 block's shell.
 #[derive(Clone, Debug)]
 pub struct SummaryPlan {
+    /// Whether blocks that stand out in most frames are left out of the excess (`features::persistent`).
+    ignore_persistent: bool,
     /// Per panel and row of blocks, where `segments` of that row begin (one more entry at the end).
     row_segments: Vec<usize>,
     /// Each row of blocks cut where the shell changes: a row crosses a shell edge a few times at most,
@@ -121,7 +129,13 @@ impl SummaryPlan {
             panel_blocks.push(in_panel);
         }
         row_segments.push(segments.len());
-        SummaryPlan { row_segments, segments, panel_blocks, blocks_per_shell, rows, cols }
+        SummaryPlan { ignore_persistent: false, row_segments, segments, panel_blocks, blocks_per_shell, rows, cols }
+    }
+
+    /// The plan, its counters leaving out of the excess the blocks that stand out in most frames they
+    /// count (`features::persistent`) when `ignore` is true.
+    pub fn ignoring_persistent(self, ignore: bool) -> SummaryPlan {
+        SummaryPlan { ignore_persistent: ignore, ..self }
     }
 
     /// Panels the plan covers.
@@ -167,6 +181,10 @@ pub struct SummaryCounter {
     added: Vec<bool>,
     /// Scratch for a row of blocks: each block's lowest threshold (its shell's).
     lowest: Vec<u8>,
+    /// Which blocks stand out frame after frame, when the plan leaves them out.
+    persistent: Option<PersistentBlocks>,
+    /// Blocks of the last frame left out of the excess as persistent.
+    ignored: u32,
 }
 
 /// The background is measured on one row of blocks in this many: the histogram's increments are
@@ -178,12 +196,27 @@ impl SummaryCounter {
     /// A counter for `plan`'s panels, its room allocated now.
     pub fn new(plan: &SummaryPlan) -> SummaryCounter {
         let panels = plan.panels();
+        let blocks = panels * (plan.rows / 2) * (plan.cols / 2);
         SummaryCounter {
             histograms: vec![[0; BINS]; LANES * SHELLS],
-            blocks: vec![0; panels * (plan.rows / 2) * (plan.cols / 2)],
+            blocks: vec![0; blocks],
             added: vec![false; panels],
             lowest: vec![u8::MAX; plan.cols / 2],
+            persistent: plan.ignore_persistent.then(|| PersistentBlocks::new(blocks)),
+            ignored: 0,
         }
+    }
+
+    /// Blocks the last summary left out of its excess because they stand out in most frames.
+    pub fn persistent_ignored(&self) -> u32 {
+        self.ignored
+    }
+
+    /// Blocks that stood out in most frames when last reckoned (every
+    /// [`persistent::HALVING_FRAMES`](super::persistent::HALVING_FRAMES) frames); 0 when the plan
+    /// keeps them.
+    pub fn persistent_blocks(&self) -> usize {
+        self.persistent.as_ref().map_or(0, PersistentBlocks::persistent)
     }
 
     pub fn clear(&mut self) {
@@ -239,6 +272,7 @@ impl SummaryCounter {
         let block_cols = plan.cols / 2;
         let per_panel = (plan.rows / 2) * block_cols;
         let lowest = &mut self.lowest;
+        let mut ignored = 0;
         for (panel, blocks) in self.blocks.chunks_exact(per_panel).enumerate() {
             if !self.added[panel] {
                 continue;
@@ -251,9 +285,15 @@ impl SummaryCounter {
                 for seg in segments {
                     lowest[seg.start as usize..seg.end as usize].fill(thresholds[usize::from(seg.shell)][0]);
                 }
-                count_excess(row_blocks, segments, lowest, &thresholds, &mut excess);
+                let first = panel * per_panel + br * block_cols;
+                let scores = self.persistent.as_mut().and_then(|p| p.row_mut(first..first + block_cols));
+                ignored += count_excess(row_blocks, segments, lowest, &thresholds, scores, &mut excess);
             }
         }
+        if let Some(p) = self.persistent.as_mut() {
+            p.end_frame();
+        }
+        self.ignored = ignored;
         for (shell, values) in out.chunks_exact_mut(PER_SHELL).enumerate() {
             values.copy_from_slice(&shell_values(backgrounds[shell], &excess[shell]));
         }
@@ -322,15 +362,24 @@ struct Excess {
 
 /// Counts a row's blocks (its `segments` giving their shells) over their shells' thresholds. Blocks
 /// over the lowest (each block's own shell's, in `lowest`) are rare: a group of blocks is compared at
-/// once into a mask of them, and only those are counted.
+/// once into a mask of them, and only those are counted. With the row's `scores`, each such block is
+/// noted, and those persistent are left out; returns how many were.
 fn count_excess(
     blocks: &[u8],
     segments: &[Segment],
     lowest: &[u8],
     thresholds: &[[u8; 2 * EXCESS_SIGMAS.len()]; SHELLS],
+    mut scores: Option<&mut [u8]>,
     excess: &mut [Excess; SHELLS],
-) {
+) -> u32 {
+    let mut ignored = 0;
     let mut count = |at: usize| {
+        if let Some(score) = scores.as_deref_mut().and_then(|s| s.get_mut(at))
+            && persistent::stands_out(score)
+        {
+            ignored += 1;
+            return;
+        }
         // A row crosses a few shells: its segments are at hand where a map of every block's shell
         // would be a cache miss for each block counted.
         let shell = segments.iter().find(|s| at < s.end as usize).map_or(u8::MAX, |s| s.shell);
@@ -362,6 +411,7 @@ fn count_excess(
             count(tail + at);
         }
     }
+    ignored
 }
 
 /// Blocks compared at once.
@@ -453,124 +503,5 @@ fn histogram(blocks: &[u8], lanes: &mut [[u32; BINS]; LANES]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::Rng;
-
-    fn module_at(distance_mm: f64, energy: f64, beam: (f64, f64)) -> Diffraction {
-        Diffraction { beam_px: beam, distance_mm, pixel_mm: 0.075, photon_energy_kev: energy }
-    }
-
-    #[test]
-    fn shells_follow_resolution_not_pixels() {
-        let d = module_at(100.0, crate::detector::HC_KEV_ANGSTROM, (257.0, 515.0));
-        // 1/d of a pixel 500 px from the beam: 2θ = atan(37.5 / 100), λ = 1 Å.
-        let s = d.inverse_d(257.0, 1015.0);
-        assert!((s - 2.0 * (0.5 * (37.5f64 / 100.0).atan()).sin()).abs() < 1e-9);
-        let plan = SummaryPlan::new(&[(0, 0)], 514, 1030, &d);
-        let total: u32 = plan.blocks_per_shell.iter().sum();
-        assert_eq!(total as usize, 257 * 515);
-        assert_eq!(plan.shell_of(0, 128, 257), 0, "the block on the beam");
-        // The module's corner at 100 mm, 12.4 keV: 1/d ≈ 0.40 — shell 8 of 12, none beyond.
-        assert_eq!(plan.shell_of(0, 0, 0), 8);
-        assert!(plan.blocks_per_shell[9..].iter().all(|&n| n == 0));
-        // Twice as far, the same pixels see half the resolution range.
-        let far = SummaryPlan::new(&[(0, 0)], 514, 1030, &module_at(200.0, 12.4, (257.0, 515.0)));
-        assert_eq!(far.shell_of(0, 0, 0), 4);
-        // Segments tile every row of blocks.
-        for row in 0..257 {
-            let segs = &plan.segments[plan.row_segments[row]..plan.row_segments[row + 1]];
-            assert_eq!(segs.first().unwrap().start, 0);
-            assert_eq!(segs.last().unwrap().end, 515);
-            assert!(segs.windows(2).all(|w| w[0].end == w[1].start && w[0].shell != w[1].shell));
-        }
-    }
-
-    /// A module's photons: Poisson background of `level` a pixel, and `spots` single-pixel spots of
-    /// `photons` each.
-    fn frame(level: f64, spots: usize, photons: f64, rng: &mut Rng) -> Vec<f32> {
-        let mut px: Vec<f32> = (0..514 * 1030).map(|_| rng.poisson(level as f32) as f32).collect();
-        for _ in 0..spots {
-            let at = rng.below(px.len());
-            px[at] += rng.poisson(photons as f32) as f32;
-        }
-        px
-    }
-
-    fn summarise(plan: &SummaryPlan, photons: &[f32]) -> [f32; SUMMARY_LEN] {
-        let mut counter = SummaryCounter::new(plan);
-        counter.add_panel(plan, 0, photons);
-        let mut out = [0f32; SUMMARY_LEN];
-        counter.finish(plan, &mut out);
-        out
-    }
-
-    #[test]
-    fn background_is_measured_and_excess_is_relative_to_it() {
-        let d = module_at(100.0, 12.4, (257.0, 515.0));
-        let plan = SummaryPlan::new(&[(0, 0)], 514, 1030, &d);
-        let mut rng = Rng::new(4, 4);
-        for level in [0.05, 0.5, 3.0] {
-            let blank = summarise(&plan, &frame(level, 0, 0.0, &mut rng));
-            // 400 one-pixel spots of 40 photons over the module: at every level they stand out at 12
-            // deviations in every shell, where a blank frame has nothing.
-            let hit = summarise(&plan, &frame(level, 400, 40.0, &mut rng));
-            for shell in 1..7 {
-                let (b, h) = (&blank[shell * PER_SHELL..][..PER_SHELL], &hit[shell * PER_SHELL..][..PER_SHELL]);
-                assert_eq!(b[0], 1.0, "shell {shell} is covered");
-                assert!((f64::from(b[1]) - level).abs() < 0.05 * level + 0.01, "level {level}: {b:?}");
-                assert!((0.8..1.25).contains(&b[2]), "Poisson spread {b:?}");
-                assert!(b[5] < 1e-4, "blank frame at {level}: {b:?}");
-                assert!(h[5] > 2.0 * b[5] + 1e-4, "level {level}, shell {shell}: hit {h:?} blank {b:?}");
-            }
-            // Shells beyond the module's corner are absent, whatever the frame.
-            assert!(blank[9 * PER_SHELL..].iter().all(|&v| v == 0.0));
-        }
-    }
-
-    #[test]
-    fn the_excess_is_every_block_over_its_shells_thresholds() {
-        let mut rng = Rng::new(6, 6);
-        // A row of 515 blocks crossing three shells (16 groups and a remainder), thresholds per shell.
-        let segments = [
-            Segment { start: 0, end: 100, shell: 2 },
-            Segment { start: 100, end: 333, shell: 5 },
-            Segment { start: 333, end: 515, shell: 7 },
-        ];
-        let mut thresholds = [[u8::MAX; 6]; SHELLS];
-        thresholds[2] = [3, 4, 6, 7, 12, 13];
-        thresholds[5] = [0, 1, 9, 10, 30, 31];
-        thresholds[7] = [200, 201, 250, 251, 255, 255];
-        let mut lowest = vec![0u8; 515];
-        for seg in &segments {
-            lowest[seg.start as usize..seg.end as usize].fill(thresholds[usize::from(seg.shell)][0]);
-        }
-        for round in 0..20 {
-            let blocks: Vec<u8> =
-                (0..515).map(|_| if round % 2 == 0 { rng.below(256) } else { rng.below(12) } as u8).collect();
-            let mut excess = [Excess::default(); SHELLS];
-            count_excess(&blocks, &segments, &lowest, &thresholds, &mut excess);
-            for seg in &segments {
-                let shell = usize::from(seg.shell);
-                let run = &blocks[seg.start as usize..seg.end as usize];
-                let expected: Vec<u64> =
-                    thresholds[shell].iter().map(|&t| run.iter().filter(|&&b| b >= t).count() as u64).collect();
-                assert_eq!(excess[shell].at_least.to_vec(), expected, "shell {shell}, round {round}");
-            }
-            assert!(excess.iter().enumerate().all(|(s, e)| [2, 5, 7].contains(&s) || e.at_least == [0; 6]));
-        }
-    }
-
-    #[test]
-    fn a_blank_frame_reads_alike_whatever_its_level() {
-        let plan = SummaryPlan::new(&[(0, 0)], 514, 1030, &module_at(100.0, 12.4, (257.0, 515.0)));
-        let mut rng = Rng::new(5, 5);
-        let low = summarise(&plan, &frame(0.3, 0, 0.0, &mut rng));
-        let high = summarise(&plan, &frame(6.0, 0, 0.0, &mut rng));
-        for shell in 1..7 {
-            let (l, h) = (&low[shell * PER_SHELL..][..PER_SHELL], &high[shell * PER_SHELL..][..PER_SHELL]);
-            assert!((l[2] - h[2]).abs() < 0.25, "spread {l:?} {h:?}");
-            assert!(l[4] < 2e-3 && h[4] < 2e-3, "6 deviations {l:?} {h:?}");
-        }
-    }
-}
+#[path = "summary_tests.rs"]
+mod tests;

@@ -59,6 +59,8 @@ pub struct FrameFeatures {
     /// The frame's summary for the learned trigger (`features::summary`), empty when the trigger does
     /// not use one.
     pub summary: Vec<f32>,
+    /// Blocks the summary left out of its excess: they stand out in most frames (`features::persistent`).
+    pub persistent_ignored: u32,
     /// The frame compressed for storage (one bitshuffle-LZ4 chunk), when a sink stores compressed
     /// frames and the reducer kept the frame; empty otherwise.
     pub chunk: Vec<u8>,
@@ -88,6 +90,7 @@ impl FrameFeatures {
         self.pixels_flagged = 0;
         self.localiser_batches_failed = 0;
         self.summary.clear();
+        self.persistent_ignored = 0;
         self.chunk.clear();
     }
 
@@ -108,6 +111,7 @@ impl FrameFeatures {
             pixels_flagged,
             localiser_batches_failed,
             summary,
+            persistent_ignored,
             chunk: _,
         } = other;
         self.spots.clear();
@@ -119,7 +123,7 @@ impl FrameFeatures {
         (self.trigger_failed, self.fallback, self.dark, self.reduce_ns) =
             (*trigger_failed, *fallback, *dark, *reduce_ns);
         (self.spots_localised, self.localiser_batches_failed) = (*spots_localised, *localiser_batches_failed);
-        self.pixels_flagged = *pixels_flagged;
+        (self.pixels_flagged, self.persistent_ignored) = (*pixels_flagged, *persistent_ignored);
     }
 
     /// Whether a frame-storing sink keeps this frame: accepted, or sampled for the audit stream.

@@ -271,6 +271,7 @@ impl Plan {
             localiser_batches_failed: sinks.localiser_batches_failed,
             spots_found: sinks.spots_found,
             frames_spots_capped: sinks.frames_spots_capped,
+            persistent_ignored_max: sinks.persistent_ignored_max,
             max_spots_recorded: self.config.features.max_spots_recorded,
             frames_dropped_storage: sinks.reports.iter().map(|r| r.frames_dropped_queue_full).sum(),
             storage_ceiling_min: sinks.storage_ceiling_min,

@@ -53,6 +53,9 @@ pub struct RunSummary {
     /// Spots the finder found over the run, and the frames that found more than they list.
     pub spots_found: u64,
     pub frames_spots_capped: u64,
+    /// The most blocks one frame's summary left out of its excess because they stand out in most
+    /// frames (`trigger.inputs.ignore_persistent_excess`).
+    pub persistent_ignored_max: u32,
     /// How many spots a frame lists at most (`features.max_spots_recorded`).
     pub max_spots_recorded: usize,
     pub sinks: Vec<SinkReport>,
@@ -168,6 +171,14 @@ impl fmt::Display for RunSummary {
             )?;
         }
         writeln!(f)?;
+        if self.persistent_ignored_max > 0 {
+            writeln!(
+                f,
+                "summary      up to {} blocks a frame left out of the learned trigger's inputs: they stand out in \
+                 most frames (hot pixels a mask should name, fixed structure; trigger.inputs.ignore_persistent_excess)",
+                self.persistent_ignored_max
+            )?;
+        }
         if self.spots_localised > 0 || self.localiser_batches_failed > 0 {
             write!(f, "localiser    {} spot centres refined", self.spots_localised)?;
             if self.localiser_batches_failed > 0 {

@@ -182,8 +182,10 @@ impl ReducerPlan {
             }
         };
         let trigger = Trigger::from_config(settings.trigger)?;
-        let summary =
-            trigger.needs_summary().then(|| SummaryPlan::new(&origins, image_rows, image_cols, &settings.diffraction));
+        let summary = trigger.needs_summary().then(|| {
+            SummaryPlan::new(&origins, image_rows, image_cols, &settings.diffraction)
+                .ignoring_persistent(settings.trigger.inputs.ignore_persistent_excess)
+        });
         let l = &settings.features.localiser;
         let localiser = match l.source() {
             Some(source) => Some((Localiser::load(&source, l.batch_patches)?, l.frames)),

@@ -245,6 +245,7 @@ impl Reducer {
         if let (Some(counter), Some(plan)) = (self.summary.as_mut(), self.plan.summary.as_ref()) {
             features.summary.resize(SUMMARY_LEN, 0.0);
             counter.finish(plan, &mut features.summary);
+            features.persistent_ignored = counter.persistent_ignored();
         }
         true
     }

@@ -78,9 +78,15 @@ struct Record<'a> {
     packets_expected: u32,
     missing_packets: &'a [u32],
     pixels_flagged: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    persistent_blocks_ignored: u32,
     spots_found: u32,
     spots: &'a [Spot],
     reduce_us: f64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 pub struct FeaturesSink {
@@ -171,6 +177,7 @@ pub fn encode_line(frame: &FrameRecord, missing: &mut Vec<u32>, line: &mut Vec<u
         packets_expected: meta.packets_expected,
         missing_packets: missing,
         pixels_flagged: features.pixels_flagged,
+        persistent_blocks_ignored: features.persistent_ignored,
         spots_found: features.spots_found,
         spots: &features.spots,
         reduce_us: features.reduce_ns as f64 / 1000.0,
@@ -209,6 +216,8 @@ struct OwnedRecord {
     // Records written before pixels were flagged per frame read as none.
     #[serde(default)]
     pixels_flagged: u32,
+    #[serde(default)]
+    persistent_blocks_ignored: u32,
     spots_found: u32,
     spots: Vec<Spot>,
     reduce_us: f64,
@@ -243,7 +252,7 @@ pub fn decode_line(line: &[u8]) -> Result<FrameRecord, RecordError> {
     (f.accepted, f.audit, f.trigger_failed, f.score, f.dark) = (r.accepted, r.audit, r.trigger_failed, r.score, r.dark);
     f.fallback = r.fallback;
     f.spots_found = r.spots_found;
-    f.pixels_flagged = r.pixels_flagged;
+    (f.pixels_flagged, f.persistent_ignored) = (r.pixels_flagged, r.persistent_blocks_ignored);
     f.spots = r.spots;
     f.reduce_ns = (r.reduce_us * 1000.0).round() as u64;
     Ok(frame)

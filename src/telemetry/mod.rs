@@ -29,6 +29,7 @@ pub const TRIGGER_TARGET_RATE: &str = "hitgate_trigger_target_accept_rate";
 pub const TRIGGER_RATE_HELD: &str = "hitgate_trigger_target_rate_held";
 pub const TRIGGER_UNFAMILIAR_SHARE: &str = "hitgate_trigger_inputs_unfamiliar_share";
 pub const TRIGGER_FALLBACK: &str = "hitgate_trigger_fallback";
+pub const SUMMARY_PERSISTENT_BLOCKS: &str = "hitgate_summary_persistent_blocks";
 pub const FRAMES_AUDIT: &str = "hitgate_frames_audit_total";
 pub const TRIGGER_FAILURES: &str = "hitgate_trigger_failures_total";
 pub const LOCALISER_SPOTS: &str = "hitgate_spots_localised_total";
@@ -83,6 +84,10 @@ pub fn describe() {
         describe_gauge!(
             TRIGGER_FALLBACK,
             "1 while the spots trigger judges in place of the learned one (on_unfamiliar = \"fallback\", inputs unfamiliar)"
+        );
+        describe_gauge!(
+            SUMMARY_PERSISTENT_BLOCKS,
+            "Blocks the latest frame's summary left out of the learned trigger's inputs: they stand out in most frames (hot pixels, fixed structure)"
         );
         describe_gauge!(
             TRIGGER_RATE_HELD,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::section::{Problems, key};
 
-/// `[trigger.inputs]`: when a learned trigger's inputs count as unfamiliar.
+/// `[trigger.inputs]`: what a learned trigger's inputs leave out, and when they count as unfamiliar.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputsSection {
@@ -19,11 +19,15 @@ pub struct InputsSection {
     pub unfamiliar_share: f64,
     /// Frames the share is measured over.
     pub window_frames: usize,
+    /// Leave out of the summary's excess what stands out in the same place in most frames (a hot
+    /// pixel no mask names, a fixed shadow's edge; `features::persistent`). Turn off for runs whose
+    /// reflections repeat frame after frame (one crystal shot many times in one orientation).
+    pub ignore_persistent_excess: bool,
 }
 
 impl Default for InputsSection {
     fn default() -> Self {
-        InputsSection { unfamiliar_share: 0.25, window_frames: 200 }
+        InputsSection { unfamiliar_share: 0.25, window_frames: 200, ignore_persistent_excess: true }
     }
 }
 
@@ -265,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_alarm_rises_with_unfamiliar_frames_and_falls_when_they_go() {
-        let section = InputsSection { unfamiliar_share: 0.25, window_frames: 100 };
+        let section = InputsSection { unfamiliar_share: 0.25, window_frames: 100, ..InputsSection::default() };
         let mut watch = FamiliarityWatch::new(ranges(), &section);
         for _ in 0..100 {
             watch.observe(&[0.5; 10]);

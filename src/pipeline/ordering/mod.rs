@@ -139,6 +139,8 @@ pub(super) struct OrderingOutcome {
     /// Spots found, and frames that found more than they could list.
     pub spots_found: u64,
     pub frames_spots_capped: u64,
+    /// The most blocks one frame's summary left out as standing out in most frames.
+    pub persistent_ignored_max: u32,
     pub reports: Vec<SinkReport>,
     pub latency: LatencyHistogram,
     /// The lowest accept-rate ceiling storage imposed, if it did.
@@ -164,6 +166,7 @@ struct Meters {
     rate_held: Gauge,
     unfamiliar: Gauge,
     fallback: Gauge,
+    persistent: Gauge,
     backlogs: Vec<Gauge>,
 }
 
@@ -219,6 +222,7 @@ impl<'a> Delivery<'a> {
             rate_held: gauge!(telemetry::TRIGGER_RATE_HELD),
             unfamiliar: gauge!(telemetry::TRIGGER_UNFAMILIAR_SHARE),
             fallback: gauge!(telemetry::TRIGGER_FALLBACK),
+            persistent: gauge!(telemetry::SUMMARY_PERSISTENT_BLOCKS),
             backlogs: lanes.iter().map(|l| gauge!(telemetry::SINK_BACKLOG, "sink" => l.name())).collect(),
         };
         Delivery {
@@ -243,6 +247,7 @@ impl<'a> Delivery<'a> {
                 localiser_batches_failed: 0,
                 spots_found: 0,
                 frames_spots_capped: 0,
+                persistent_ignored_max: 0,
                 reports: Vec::new(),
                 latency: LatencyHistogram::default(),
                 storage_ceiling_min: None,
@@ -384,6 +389,10 @@ impl<'a> Delivery<'a> {
         }
         o.spots_found += u64::from(f.spots_found);
         o.frames_spots_capped += u64::from(f.spots_found as usize > f.spots.len());
+        if !f.summary.is_empty() {
+            o.persistent_ignored_max = o.persistent_ignored_max.max(f.persistent_ignored);
+            m.persistent.set(f64::from(f.persistent_ignored));
+        }
         o.reduce_time += Duration::from_nanos(f.reduce_ns);
         m.reduce_time.record(f.reduce_ns as f64 * 1e-9);
         add(&self.progress.frames_done, 1);

@@ -430,3 +430,37 @@ fn the_simulator_takes_the_users_detector_from_a_config() {
     let o = hitgate(&["simulate", "--config", config.to_str().unwrap(), "--photon-energy-kev", "9"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn a_dark_run_gives_the_mask_of_the_pixels_that_misbehave() {
+    // A run of dark frames only, its detector with hot and dead pixels: the mask `calibrate dark`
+    // writes flags the pixels the simulator's own mask does, each for its reason, and no other.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let args = ["--frames", "12", "--dark-frames", "12", "--hit-rate", "0", "--seed", "61", "--out"];
+    let o = hitgate(&[&["simulate"][..], &args, &[sim.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("dark");
+    let o = hitgate(&[
+        "calibrate",
+        "dark",
+        "--capture",
+        sim.join("run.pcap").to_str().unwrap(),
+        "--config",
+        sim.join("replay.toml").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("written      [calibration] mask_file = "), "{said}");
+    let pixels = 512 * 1024;
+    let flagged = |path: PathBuf| -> Vec<(usize, u8)> {
+        let mask = hitgate::calib::PixelMask::load(&path, pixels).unwrap();
+        mask.flags().iter().enumerate().filter(|&(_, &f)| f != 0).map(|(p, &f)| (p, f)).collect()
+    };
+    let truth = flagged(sim.join("mask.bin"));
+    let (hot, dead) = (hitgate::calib::mask::HOT, hitgate::calib::mask::DEAD);
+    assert!(truth.iter().any(|&(_, f)| f == hot) && truth.iter().any(|&(_, f)| f == dead), "{truth:?}");
+    assert_eq!(flagged(out.join("mask.bin")), truth, "{said}");
+}

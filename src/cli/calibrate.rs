@@ -17,7 +17,10 @@ use super::{Exit, describe, load_config};
 pub enum CalibrateCommand {
     /// Measure pedestals (and G0 noise) on a dark run, every pixel in the gain stage it sits in, and
     /// write `pedestal_g0.bin`, `pedestal_g1.bin`, `pedestal_g2.bin` (f32 a pixel, the modules in frame
-    /// order) and `pedestal_g0_rms.bin`, which `[calibration] pedestal_files` reads.
+    /// order) and `pedestal_g0_rms.bin`, which `[calibration] pedestal_files` reads. A normal dark run
+    /// (no forced gain) also gives `mask.bin`, for `[calibration] mask_file`: hot pixels (in G1 or G2
+    /// without beam, or noise over 5 × the median pixel's) and dead ones (stuck, or never a valid gain
+    /// stage).
     Dark(DarkArgs),
 }
 
@@ -75,6 +78,26 @@ pub fn run(command: CalibrateCommand) -> Result<()> {
     }
     let listed: Vec<String> = files.iter().map(|f| format!("{:?}", f.display().to_string())).collect();
     say!("written      [calibration] pedestal_files = [{}]", listed.join(", "));
+    match m.bad_pixels() {
+        Some(bad) => {
+            let path = args.out.join("mask.bin");
+            bad.mask.save(&path).with_context(|| format!("writing {}", path.display()))?;
+            say!(
+                "mask         {} of {pixels} pixels: {} hot by noise (over {} × the median {:.1} ADU), {} hot in G1 \
+                 or G2 without beam, {} dead (stuck, or never a valid gain stage)",
+                bad.mask.masked_count(),
+                bad.noisy,
+                hitgate::calib::dark::NOISY_TIMES_MEDIAN,
+                bad.median_noise_adu,
+                bad.switched,
+                bad.dead
+            );
+            say!("written      [calibration] mask_file = {:?}", path.display().to_string());
+        }
+        None => {
+            say!("mask         none: a run with its gain forced, or of one frame, cannot say which pixels misbehave")
+        }
+    }
     match report.input_error {
         Some(e) => Err(Exit { code: 4, message: format!("input damaged: {e}") }.into()),
         None => Ok(()),

@@ -28,14 +28,12 @@ pub struct PersistentBlocks {
     scores: Vec<u8>,
     /// Frames since the last halving.
     frames: u32,
-    /// Blocks at or above the persistent score at the last halving.
-    persistent: usize,
 }
 
 impl PersistentBlocks {
     /// Scores for `blocks` blocks, all zero, allocated now.
     pub fn new(blocks: usize) -> PersistentBlocks {
-        PersistentBlocks { scores: vec![0; blocks], frames: 0, persistent: 0 }
+        PersistentBlocks { scores: vec![0; blocks], frames: 0 }
     }
 
     /// The scores of blocks `range` (a row of blocks), for [`stands_out`].
@@ -50,17 +48,9 @@ impl PersistentBlocks {
             return;
         }
         self.frames = 0;
-        let mut persistent = 0;
         for s in &mut self.scores {
-            persistent += usize::from(*s >= PERSISTENT_SCORE);
             *s /= 2;
         }
-        self.persistent = persistent;
-    }
-
-    /// Blocks that were persistent when the scores were last halved.
-    pub fn persistent(&self) -> usize {
-        self.persistent
     }
 }
 
@@ -111,18 +101,5 @@ mod tests {
         let seen = persistent_frames((0..201).map(|f| f < 100 || f == 200));
         assert!(seen[99]);
         assert!(!seen[200]);
-    }
-
-    #[test]
-    fn the_persistent_blocks_are_counted_at_each_halving() {
-        let mut blocks = PersistentBlocks::new(10);
-        for _ in 0..HALVING_FRAMES {
-            for s in blocks.row_mut(0..3).unwrap() {
-                stands_out(s);
-            }
-            stands_out(&mut blocks.row_mut(5..6).unwrap()[0]);
-            blocks.end_frame();
-        }
-        assert_eq!(blocks.persistent(), 4);
     }
 }

@@ -212,13 +212,6 @@ impl SummaryCounter {
         self.ignored
     }
 
-    /// Blocks that stood out in most frames when last reckoned (every
-    /// [`persistent::HALVING_FRAMES`](super::persistent::HALVING_FRAMES) frames); 0 when the plan
-    /// keeps them.
-    pub fn persistent_blocks(&self) -> usize {
-        self.persistent.as_ref().map_or(0, PersistentBlocks::persistent)
-    }
-
     pub fn clear(&mut self) {
         for h in &mut self.histograms {
             *h = [0; BINS];

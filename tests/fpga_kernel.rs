@@ -75,15 +75,21 @@ fn the_csim_test_bench_agrees_with_the_rust_model_bit_for_bit() {
 fn the_kernels_scores_follow_tracts_int8_model_within_the_quantizations_error() {
     let q = QuantClassifier::from_onnx(BUILTIN_INT8_MODEL).unwrap();
     let mut tract = TractTrigger::load(&ClassifierSource::BuiltinInt8).unwrap().state().unwrap();
+    let mut float = TractTrigger::load(&ClassifierSource::Builtin).unwrap().state().unwrap();
     let finder = SpotFinderParams::default();
     let run = SimConfig { frames: 400, hit_rate: 0.2, seed: 4343, ..SimConfig::default() };
     let data = frame_dataset(&run, finder, &|_| {}).unwrap();
     let (mut worst, mut sum, mut disagree, mut hits_kept, mut hits) = (0f32, 0f64, 0, 0, 0);
+    // How far tract's int8 model and the kernel each are from the float model they quantize.
+    let (mut int8_from_float, mut kernel_from_float) = (0f64, 0f64);
     let usable = data.detectable_spots.iter().map(|&n| n >= hitgate::sim::run::USABLE_HIT_SPOTS as f32);
     for ((summary, &hit), usable) in data.summaries.chunks_exact(INPUTS).zip(&data.hit).zip(usable) {
         let kernel = q.score(summary);
         let reference = tract.hit_probability(summary).unwrap();
         let d = (kernel - reference).abs();
+        let exact = float.hit_probability(summary).unwrap();
+        int8_from_float += f64::from((reference - exact).abs());
+        kernel_from_float += f64::from((kernel - exact).abs());
         worst = worst.max(d);
         sum += f64::from(d);
         disagree += usize::from((kernel >= 0.5) != (reference >= 0.5));
@@ -93,15 +99,23 @@ fn the_kernels_scores_follow_tracts_int8_model_within_the_quantizations_error() 
         }
     }
     let n = data.hit.len();
+    let (mean, int8_from_float, kernel_from_float) =
+        (sum / n as f64, int8_from_float / n as f64, kernel_from_float / n as f64);
     println!(
-        "{n} frames: |kernel − tract int8| mean {:.5}, max {worst:.5}; verdicts differ on {disagree}; kernel keeps {hits_kept}/{hits} usable hits",
-        sum / n as f64
+        "{n} frames: |kernel − tract int8| mean {mean:.5}, max {worst:.5}; verdicts differ on {disagree}; kernel keeps \
+         {hits_kept}/{hits} usable hits; from the float model: tract int8 {int8_from_float:.5}, kernel {kernel_from_float:.5}"
     );
-    // The stated tolerance: within the int8 model's own error against the float one (at most 0.15 in
-    // probability, median 0.003: models/README.md), and at most one verdict in a hundred on frames
-    // that sit at the cut.
+    // The stated tolerance: within the int8 model's own error against the float one
+    // (models/README.md), measured here on the same frames. The kernel skips a
+    // requantization the int8 model makes, so it sits nearer the float model than tract's int8 does,
+    // and its distance from tract's int8 is about that model's own. And at most one verdict in a
+    // hundred on frames that sit at the cut.
     assert!(worst <= 0.12, "max difference {worst}");
-    assert!(sum / (n as f64) <= 0.005, "mean difference {}", sum / n as f64);
+    assert!(kernel_from_float <= int8_from_float, "kernel {kernel_from_float}, tract int8 {int8_from_float}");
+    assert!(
+        mean <= 1.25 * int8_from_float && mean <= 0.01,
+        "mean difference {mean}, int8 from float {int8_from_float}"
+    );
     assert!(disagree * 100 <= n, "{disagree} of {n} verdicts differ");
     assert!(hits_kept * 100 >= hits * 97, "{hits_kept} of {hits} hits kept");
 }

@@ -433,9 +433,9 @@ fn the_learned_trigger_judges_live_frames_as_it_judges_a_replay() {
         16,
     );
     // At the fixed cut 0.5 (no target rate), the beam centre assumed and no mask given, the model
-    // rejects every miss once the hot pixels are left out as persistent (80 of 80 here), and keeps
-    // every clear hit. Of the other hits it can lose one that left a single detectable spot (0.42
-    // against the cut): its cut is meant to be set by a target rate.
+    // rejects every miss once the hot pixels are left out as persistent (from the eighth frame on; 77
+    // of 80 here), and keeps every clear hit. A hit that left a single detectable spot sits near the
+    // cut: its cut is meant to be set by a target rate.
     assert!(truth.clear_hit_efficiency() >= 0.99 && truth.efficiency() >= 0.95, "{truth}");
     assert!(truth.rejection() >= 0.9, "{truth}");
 }

@@ -13,7 +13,7 @@ operators rather than a contrib op), checked against JAX through onnxruntime; th
 onnxruntime's static quantization (QDQ form) calibrated on training summaries. Golden vectors (inputs and
 onnxruntime's outputs) are written for both, for hitgate's tract correctness test.
 
-    python classifier.py --train DIR --test DIR --out MODELS_DIR [--epochs N] [--seed S]
+    python classifier.py --train DIR [DIR ...] --test DIR --out MODELS_DIR [--epochs N] [--seed S]
 """
 
 import argparse
@@ -53,6 +53,33 @@ def load(folder):
     data = {k: v[usable] for k, v in data.items()}
     data["marginal_hits_left_out"] = int((~usable).sum())
     return data
+
+
+def load_all(folders):
+    """Several frame datasets as one (each loaded as `load` does)."""
+    parts = [load(f) for f in folders]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "marginal_hits_left_out"}
+    data["marginal_hits_left_out"] = sum(p["marginal_hits_left_out"] for p in parts)
+    return data
+
+
+def input_ranges(folders):
+    """The range the training inputs held, from each dataset's `inputs.json` (written by `hitgate
+    dataset frames`): one dataset's as it is; for several, per input the lowest of their low
+    quantiles and the highest of their high ones."""
+    ranges = [json.loads((Path(f) / "inputs.json").read_text()) for f in folders if (Path(f) / "inputs.json").is_file()]
+    if len(ranges) != len(folders):
+        return None
+    if len(ranges) == 1:
+        return ranges[0]
+    assert all(r["quantiles"] == ranges[0]["quantiles"] for r in ranges), "datasets' ranges at different quantiles"
+    return {
+        "quantiles": ranges[0]["quantiles"],
+        "low": [min(v) for v in zip(*(r["low"] for r in ranges))],
+        "high": [max(v) for v in zip(*(r["high"] for r in ranges))],
+        "frames": sum(r["frames"] for r in ranges),
+        "source": "; ".join(r["source"] for r in ranges),
+    }
 
 
 def offsets():
@@ -210,7 +237,7 @@ def golden(sess, data, path, tolerance, count=32):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", required=True)
+    ap.add_argument("--train", required=True, nargs="+", help="one or more hitgate dataset frames folders")
     ap.add_argument("--test", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=60)
@@ -218,7 +245,7 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_data, test_data = load(args.train), load(args.test)
+    train_data, test_data = load_all(args.train), load(args.test)
     assert train_data["summaries"].shape[1] == LEN, "summary length differs from hitgate's"
     print(f"training on {len(train_data['hit'])} frames, testing on {len(test_data['hit'])}")
     norm = standardiser(train_data["summaries"])
@@ -254,9 +281,9 @@ def main():
     (out / "hit_classifier.metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     # The range the training inputs held (`hitgate dataset frames` measured it), beside the models:
     # hitgate reads it to tell when a run's frames are unlike them. Both forms share it.
-    ranges = Path(args.train) / "inputs.json"
-    if ranges.is_file():
-        (out / "hit_classifier.inputs.json").write_text(ranges.read_text())
+    ranges = input_ranges(args.train)
+    if ranges is not None:
+        (out / "hit_classifier.inputs.json").write_text(json.dumps(ranges, indent=2) + "\n")
     print(json.dumps(metrics, indent=1))
 
 

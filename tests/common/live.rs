@@ -215,7 +215,9 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, Vec<u8>
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
+    // One write: `write!` on a socket sends each piece of the format by itself, and a piece that
+    // arrives after the control plane gave up on the request is answered with a reset.
+    stream.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").as_bytes()).unwrap();
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).unwrap();
     let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n").map_or(reply.len(), |at| at + 4);

@@ -99,8 +99,11 @@ path = "features.jsonl"
     /// Starts `hitgate run --config config` with `env` added to its environment, and waits until it
     /// receives.
     pub fn spawn(config: &Path, out: &Path, env: &[(&str, &std::ffi::OsStr)]) -> LiveRun {
+        // The duration is a safety net: every test stops its run itself. The control plane answers
+        // at the lowest priority, so on a loaded machine a test can take over a minute, and a run
+        // that stopped by itself before its test was done would take the control plane with it.
         let mut child = Command::new(bin())
-            .args(["run", "--config", config.to_str().unwrap(), "--duration-s", "60"])
+            .args(["run", "--config", config.to_str().unwrap(), "--duration-s", "300"])
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -182,7 +185,7 @@ pub fn sink_counts(summary: &str, name: &str) -> (u64, u64) {
 }
 
 pub fn wait_for_status(control: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let (code, body) = http(control, "GET", "/status");
         assert_eq!(code, 200, "{body}");

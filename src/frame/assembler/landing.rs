@@ -116,12 +116,13 @@ impl Assembler {
     }
 
     /// The start of `frame`'s slot when packet `mask_index` may be received into it: the frame is
-    /// assembling and lacks it, or it is the frame after the newest and a slot can be held for it.
+    /// assembling and lacks it, or it is the frame after the newest, the detector is not idle, and a
+    /// slot can be held for it.
     fn slot_for(&mut self, frame: u64, mask_index: usize) -> Option<*mut u8> {
         if let Some(f) = self.in_flight.iter_mut().find(|f| f.handle.meta().frame_number == frame) {
             return (!f.handle.has_packet(mask_index)).then(|| f.handle.data_ptr());
         }
-        if frame != self.newest.wrapping_add(1) || self.recently_gone(frame).is_some() {
+        if frame != self.newest.wrapping_add(1) || self.recently_gone(frame).is_some() || self.dormant {
             return None;
         }
         if self.spare.is_none() {

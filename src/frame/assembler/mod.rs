@@ -216,6 +216,11 @@ pub struct Assembler {
     /// A slot taken ahead for the frame after the newest, so its first packets can be received
     /// straight into it; it becomes that frame's slot when the frame opens.
     spare: Option<FrameHandle>,
+    /// When the last packet was placed.
+    last_placed_ns: u64,
+    /// Nothing assembling and nothing placed for a frame timeout: the detector is idle, and no slot is
+    /// taken ahead until a packet comes.
+    dormant: bool,
 }
 
 impl Assembler {
@@ -246,6 +251,8 @@ impl Assembler {
             held_bytes: vec![0; packet_bytes].into_boxed_slice(),
             cursor: vec![(0, 0); geometry_ports].into_boxed_slice(),
             spare: None,
+            last_placed_ns: 0,
+            dormant: true,
         }
     }
 
@@ -419,6 +426,7 @@ impl Assembler {
         meta.packets_received += 1;
         meta.last_packet_ns = now_ns;
         self.counters.packets_placed += 1;
+        (self.last_placed_ns, self.dormant) = (now_ns, false);
         if meta.is_complete() {
             self.finish(slot);
         }
@@ -515,10 +523,12 @@ impl Assembler {
         while let Some(slot) = self.in_flight.iter().position(|f| f.deadline_ns <= now_ns) {
             self.finish(slot);
         }
-        // An assembler with nothing assembling holds no slot: the pool reads full when the detector
-        // is idle.
-        if self.in_flight.is_empty() {
+        // An assembler with nothing assembling and nothing placed for a frame timeout holds no slot:
+        // the pool reads full when the detector is idle. Between the frames of a stream it keeps the
+        // one taken ahead, so the next frame's first packets still land in place.
+        if self.in_flight.is_empty() && now_ns.saturating_sub(self.last_placed_ns) >= self.config.frame_timeout_ns {
             self.spare = None;
+            self.dormant = true;
         }
     }
 

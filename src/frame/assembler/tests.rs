@@ -212,3 +212,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_slot_taken_ahead_is_kept_between_frames_and_given_back_when_the_detector_goes_quiet() {
+    let (mut a, pool) = jf2();
+    send_frame(&mut a, 1, &[]);
+    drop(a.pop_ready());
+    let mut landings = [Landing::NOWHERE; 4];
+    // Frame 2's first packets are predicted into a slot taken ahead.
+    assert_eq!(a.predict(50001, &mut landings), 4);
+    assert_eq!(pool.free_slots(), 3);
+    // Within a frame timeout of the last packet it is kept: the stream is between frames.
+    a.poll_timeouts(100 + 999);
+    assert_eq!(pool.free_slots(), 3);
+    // A frame timeout without a packet: the detector is idle, the pool full, nothing taken ahead.
+    a.poll_timeouts(100 + 1000);
+    assert_eq!(pool.free_slots(), 4);
+    assert_eq!(a.predict(50001, &mut landings), 0);
+    assert_eq!(pool.free_slots(), 4);
+    // The next packet wakes it: frame 2's later packets are predicted again.
+    a.push(50001, &packet(2, 0, 2), 5000).unwrap();
+    assert_eq!(a.predict(50001, &mut landings), 4);
+}

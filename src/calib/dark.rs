@@ -128,8 +128,8 @@ impl DarkMeasurement {
         let median = measured.get(measured.len() / 2).copied().unwrap_or(0.0);
         let mut bad =
             DarkMask { mask: PixelMask::none(pixels), noisy: 0, switched: 0, dead: 0, median_noise_adu: median };
-        let pixels = self.frames_in_g0.iter().zip(&self.frames_switched).zip(&self.noise_adu[0]).enumerate();
-        for (pixel, ((&in_g0, &switched), &noise)) in pixels {
+        let seen = self.frames_in_g0.iter().zip(&self.frames_switched).zip(&self.noise_adu[0]);
+        for (pixel, ((&in_g0, &switched), &noise)) in seen.enumerate() {
             if (in_g0 >= 2 && noise == 0.0) || in_g0 + switched == 0 {
                 bad.mask.set(pixel, DEAD);
                 bad.dead += 1;

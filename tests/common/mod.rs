@@ -134,9 +134,27 @@ pub fn line_of(summary: &str, label: &str) -> Option<String> {
     summary.lines().map(words).find(|l| l.starts_with(label))
 }
 
-/// A TCP port free on 127.0.0.1 a moment ago.
+/// A TCP port free on 127.0.0.1 a moment ago, below the kernel's ephemeral range (32768 and up):
+/// a port from that range can be taken, before the test binds it, as the local end of some
+/// outgoing connection (a NATS route dialling a server not yet up). No port is handed out twice
+/// in one test binary, and each binary starts at its own place in the range.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let start = (std::process::id().wrapping_mul(2_654_435_761) ^ nanos) % SPAN;
+        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 /// Tests of one binary that must not overlap take turns through this lock.
@@ -163,18 +181,24 @@ impl NatsServer {
     pub fn start_with(store: &Path, port: u16, extra: &[&str]) -> Option<NatsServer> {
         let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| Path::new(p).exists())?;
         std::fs::create_dir_all(store).unwrap();
+        let log_path = store.join("nats-server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = std::process::Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store)
             .args(extra)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .ok()?;
-        let server = NatsServer { child, url: format!("nats://127.0.0.1:{port}"), port };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut server = NatsServer { child, url: format!("nats://127.0.0.1:{port}"), port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nats-server did not listen on {port}");
+            let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("nats-server on {port} exited ({status}) before it listened:\n{}", log());
+            }
+            assert!(std::time::Instant::now() < deadline, "nats-server did not listen on {port} in 30 s:\n{}", log());
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Some(server)

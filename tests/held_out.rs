@@ -86,10 +86,11 @@ fn spots_at_share(spots: &[u32], hit: &[bool], share: f64) -> f64 {
 fn the_built_in_model_holds_on_the_held_out_matrix() {
     println!(
         "| run | frames | usable hits | marginal hits (left out) | usable hits kept | misses rejected | kept | \
-         peakfinder8 + spots: usable hits kept at the same share |"
+         peakfinder8 + spots: usable hits kept at the same share | every hit kept, marginal ones too: model, \
+         peakfinder8 + spots |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    let (mut below_bar, mut below_spots, mut worst) = (Vec::new(), Vec::new(), 1f64);
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let (mut below_bar, mut below_spots, mut below_spots_all) = (Vec::new(), Vec::new(), Vec::new());
     assert_eq!(held_out_matrix(FRAMES).len(), 9, "the README's table lists nine runs");
     for run in held_out_matrix(FRAMES) {
         let dir = tempfile::tempdir().unwrap();
@@ -98,15 +99,22 @@ fn the_built_in_model_holds_on_the_held_out_matrix() {
         let (hits_kept, rejected, share) = common::at_rejection(&scores, &hit, REJECTION);
         let spots = spots_at_share(&spots, &hit, share);
         let hits = hit.iter().filter(|h| **h).count();
+        // The same cut over every frame, marginal hits counted as hits: a comparison that does not
+        // depend on where the usable rule draws its line.
+        let all_scores: Vec<f64> = j.score.iter().map(|&s| f64::from(s)).collect();
+        let (all_kept, _, all_share) = common::at_rejection(&all_scores, &j.hit, REJECTION);
+        let all_spots = spots_at_share(&j.spots, &j.hit, all_share);
         println!(
-            "| {} | {} | {hits} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% |",
+            "| {} | {} | {hits} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}%, {:.1}% |",
             run.name,
             j.hit.len(),
             j.hit.len() - hit.len(),
             100.0 * hits_kept,
             100.0 * rejected,
             100.0 * share,
-            100.0 * spots
+            100.0 * spots,
+            100.0 * all_kept,
+            100.0 * all_spots
         );
         if hits_kept < 0.99 {
             below_bar.push(run.name);
@@ -114,16 +122,16 @@ fn the_built_in_model_holds_on_the_held_out_matrix() {
         if hits_kept + 1e-9 < spots {
             below_spots.push(run.name);
         }
-        if !run.name.starts_with("40% hits") {
-            worst = worst.min(hits_kept);
+        if all_kept <= all_spots {
+            below_spots_all.push(run.name);
         }
     }
     println!("runs below 99% of usable hits at 97% rejection: {below_bar:?}");
-    // What holds today (README): the model keeps at least what peakfinder8 + spots keeps on every
-    // run, and at least 97.5% of the usable hits on every run but the weak one (two of 98 lost under the
-    // bright ring read 97.96%, shown as 98.0%).
+    // The bar on every run: 99% of the usable hits at 97% rejection, at least what peakfinder8 +
+    // spots keeps of them, and more than it keeps of every hit, marginal ones included.
+    assert!(below_bar.is_empty(), "under 99% of the usable hits: {below_bar:?}");
     assert!(below_spots.is_empty(), "below peakfinder8 + spots: {below_spots:?}");
-    assert!(worst >= 0.975, "usable hits kept fell to {worst}");
+    assert!(below_spots_all.is_empty(), "every hit counted, not above peakfinder8 + spots: {below_spots_all:?}");
 }
 
 /// A held-out run replayed with the built-in model judging (`on_unfamiliar` as given, or with the

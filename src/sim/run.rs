@@ -12,7 +12,7 @@ pub use super::error::SimError;
 pub use super::packets::PacketFaults;
 use super::packets::{PacketCounts, PacketEmitter};
 use super::response::JungfrauResponse;
-use super::scene::{ICE_RING_WIDTH, ICE_RINGS_A, Ice, SpotShape, draw_log};
+use super::scene::{ICE_RING_WIDTH, ICE_RINGS_A, Ice, SpotShape, brightest_block, draw_log};
 use crate::detector::{DetectorGeometry, DetectorType, ImageLayout, PanelImage};
 use crate::features::summary::Diffraction;
 use crate::rng::Rng;
@@ -28,9 +28,10 @@ pub struct FrameTruth {
     pub reflections_on_detector: u32,
     /// Those with at least [`VISIBLE_SPOT_PHOTONS`] photons: what a spot finder can be expected to see.
     pub visible_spots: u32,
-    /// Those standing out of the background where they land: the brightest 2 × 2 block (half the
-    /// spot, conservatively) at least 5 Poisson deviations above the block's background. What makes a
-    /// hit usable: with fewer than [`USABLE_HIT_SPOTS`] a crystal was there but left too little.
+    /// Those standing out of the background where they land: the brightest 2 × 2 block of the spot
+    /// as drawn (its expected photons, from its own profile) at least 5 Poisson deviations above
+    /// the block's background. What makes a hit usable: with fewer than [`USABLE_HIT_SPOTS`] a
+    /// crystal was there but left too little.
     #[serde(default)]
     pub detectable_spots: u32,
     pub bragg_photons: f64,
@@ -45,9 +46,12 @@ pub const VISIBLE_SPOT_PHOTONS: f64 = 25.0;
 /// Detectable spots a hit needs to be usable (indexing needs about ten).
 pub const USABLE_HIT_SPOTS: u32 = 10;
 
-/// Whether a reflection of `photons` stands out of a background of `background` photons a pixel.
-pub fn detectable(photons: f64, background: f64) -> bool {
-    0.5 * photons >= 5.0 * (4.0 * background.max(0.0) + 1.0).sqrt()
+/// Whether a spot whose brightest 2 × 2 block holds `block_photons` (expected) stands out of a
+/// background of `background` photons a pixel. The block's share of the spot is the spot's own: from
+/// nearly all of a sharp round spot to a tenth of a broad streaked one (taking it as half, as this
+/// rule once did, counted broad spots that no block shows).
+pub fn detectable(block_photons: f64, background: f64) -> bool {
+    block_photons >= 5.0 * (4.0 * background.max(0.0) + 1.0).sqrt()
 }
 
 /// The truth file: the run's parameters, what was done to the packets, and every frame.
@@ -249,8 +253,8 @@ impl RunModel {
                 scratch.append(&mut lattice);
             }
             for r in scratch.iter() {
-                if let Some(background) = self.add_spot(&mut expected, r, shape) {
-                    truth.detectable_spots += u32::from(detectable(r.photons, f64::from(background)));
+                if let Some((background, block_photons)) = self.add_spot(&mut expected, r, shape) {
+                    truth.detectable_spots += u32::from(detectable(block_photons, f64::from(background)));
                     truth.reflections_on_detector += 1;
                     truth.bragg_photons += r.photons;
                     truth.visible_spots += u32::from(r.photons >= VISIBLE_SPOT_PHOTONS);
@@ -309,9 +313,9 @@ impl RunModel {
     }
 
     /// Spreads a reflection's photons over the pixels around it, in `shape` streaked across its ring;
-    /// the photons a pixel expected where it lands before it came, or `None` if its centre misses
-    /// every module.
-    fn add_spot(&self, expected: &mut [f32], r: &Reflection, shape: SpotShape) -> Option<f32> {
+    /// the photons a pixel expected where it lands before it came and the photons that land in the
+    /// spot's brightest 2 × 2 block, or `None` if its centre misses every module.
+    fn add_spot(&self, expected: &mut [f32], r: &Reflection, shape: SpotShape) -> Option<(f32, f64)> {
         let (row, col) = (r.row.round(), r.col.round());
         if row < 0.0 || col < 0.0 {
             return None;
@@ -324,33 +328,24 @@ impl RunModel {
         // Along the ring's radius and across it.
         let (dy, dx) = (r.row - self.experiment.beam_row, r.col - self.experiment.beam_col);
         let length = dy.hypot(dx).max(1e-9);
-        let (ur, uc) = (dy / length, dx / length);
-        let weight = |pr: f64, pc: f64| {
-            let (a, b) = (pr - r.row, pc - r.col);
-            shape.weight(a * ur + b * uc, b * ur - a * uc)
-        };
+        let mut weights = shape.profile(r.row - row, r.col - col, (dy / length, dx / length));
+        let norm: f64 = weights.iter().sum();
         let reach = shape.reach();
-        let mut norm = 0.0;
-        for dr in -reach..=reach {
-            for dc in -reach..=reach {
-                norm += weight(row + f64::from(dr), col + f64::from(dc));
+        let side = (2 * reach + 1) as usize;
+        for (k, weight) in weights.iter_mut().enumerate() {
+            let (pr, pc) = (row + (k / side) as f64 - f64::from(reach), col + (k % side) as f64 - f64::from(reach));
+            // What falls on an image pixel is counted by the raw pixel it is part of; what falls off
+            // the detector is lost, to the spot's brightest block too.
+            let landed = (pr >= 0.0 && pc >= 0.0)
+                .then(|| self.layout.locate(pr as usize, pc as usize))
+                .flatten()
+                .and_then(|(m, i)| Some((m, self.image.source(i / image_cols, i % image_cols)?.0)));
+            match landed {
+                Some((m, raw)) => expected[m * module_pixels + raw] += (r.photons * *weight / norm) as f32,
+                None => *weight = 0.0,
             }
         }
-        for dr in -reach..=reach {
-            for dc in -reach..=reach {
-                let (pr, pc) = (row + f64::from(dr), col + f64::from(dc));
-                if pr < 0.0 || pc < 0.0 {
-                    continue;
-                }
-                // What falls on an image pixel is counted by the raw pixel it is part of.
-                if let Some((m, i)) = self.layout.locate(pr as usize, pc as usize)
-                    && let Some((raw, _)) = self.image.source(i / image_cols, i % image_cols)
-                {
-                    expected[m * module_pixels + raw] += (r.photons * weight(pr, pc) / norm) as f32;
-                }
-            }
-        }
-        Some(background)
+        Some((background, r.photons * brightest_block(&weights, side) / norm))
     }
 }
 

@@ -162,6 +162,23 @@ impl SpotShape {
         (3.0 * self.sigma_px * self.streak + 0.5).ceil().clamp(2.0, 8.0) as i32
     }
 
+    /// The profile's weight (unnormalised) at each pixel of the square of side `2 × reach + 1` around
+    /// the pixel nearest the spot's centre (row-major): the centre sits (`row`, `col`) off that
+    /// pixel's centre, and `radial` is the unit vector along the ring's radius there (the streak runs
+    /// across it).
+    pub fn profile(&self, row: f64, col: f64, radial: (f64, f64)) -> Vec<f64> {
+        let reach = self.reach();
+        let (ur, uc) = radial;
+        let mut weights = Vec::with_capacity(((2 * reach + 1) * (2 * reach + 1)) as usize);
+        for dr in -reach..=reach {
+            for dc in -reach..=reach {
+                let (a, b) = (f64::from(dr) - row, f64::from(dc) - col);
+                weights.push(self.weight(a * ur + b * uc, b * ur - a * uc));
+            }
+        }
+        weights
+    }
+
     /// The pseudo-Voigt profile (unnormalised) at an offset `along` the ring's radius and `across` it,
     /// pixels: Gaussian and Lorentzian of the same half width, the spot `streak` times longer across.
     pub fn weight(&self, along: f64, across: f64) -> f64 {
@@ -173,9 +190,33 @@ impl SpotShape {
     }
 }
 
+/// The largest sum of a 2 × 2 block of a square grid of `side` × `side` values (row-major).
+pub fn brightest_block(grid: &[f64], side: usize) -> f64 {
+    let at = |r: usize, c: usize| grid[r * side + c];
+    (0..side.saturating_sub(1))
+        .flat_map(|r| (0..side - 1).map(move |c| (r, c)))
+        .map(|(r, c)| at(r, c) + at(r + 1, c) + at(r, c + 1) + at(r + 1, c + 1))
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The brightest 2 × 2 block of a spot: nearly all of a sharp round one, a small part of a broad
+    /// streaked one — which is why a spot's detectability is judged on its own profile.
+    #[test]
+    fn a_spots_brightest_block_holds_what_its_shape_leaves_there() {
+        let peak = |shape: SpotShape| {
+            let mut shares = shape.profile(0.2, -0.3, (0.6, 0.8));
+            let norm: f64 = shares.iter().sum();
+            shares.iter_mut().for_each(|s| *s /= norm);
+            brightest_block(&shares, (2 * shape.reach() + 1) as usize)
+        };
+        assert!(peak(SpotShape::gaussian(0.35)) > 0.9);
+        let broad = peak(SpotShape { sigma_px: 1.0, lorentz_share: 0.6, streak: 3.0 });
+        assert!((0.05..0.2).contains(&broad), "{broad}");
+    }
 
     #[test]
     fn a_pseudo_voigt_halves_where_its_gaussian_does_and_streaks_across() {

@@ -12,6 +12,8 @@ use super::switched_simd::{self, SwitchedRun};
 /// a pixel whose packet never arrived. Comparisons with it are false, so no finder takes it for a spot
 /// or a background; the storing sinks write it as their format's flagged value.
 pub const FLAGGED: f32 = f32::NAN;
+// The vectorised switched pass writes `f32::NAN`'s bits for a flagged pixel (`switched_simd`).
+const _: () = assert!(FLAGGED.to_bits() == f32::NAN.to_bits());
 
 /// Converts raw frames to photons with a prepared calibration.
 ///
@@ -176,8 +178,8 @@ fn convert_jungfrau<'m>(frame: &SwitchedRun<'m>, out: &mut [f32]) -> usize {
         // The vectorised pass converts G0 pixels of a mixed run too; the portable one after the G0 pass.
         let (done, simd_flagged) = match mix {
             Mix::G0Only => (0, 0),
-            Mix::G0AndSwitched => switched_simd::convert_prefix::<true>(&run, FLAGGED, o),
-            Mix::SwitchedOnly => switched_simd::convert_prefix::<false>(&run, FLAGGED, o),
+            Mix::G0AndSwitched => switched_simd::convert_prefix::<true>(&run, o),
+            Mix::SwitchedOnly => switched_simd::convert_prefix::<false>(&run, o),
         };
         if mix != Mix::SwitchedOnly {
             let (r, p, g) = (&run.raw[done..], &run.g0_pedestal[done..], &run.g0_factor[done..]);
@@ -339,9 +341,9 @@ mod tests {
                 .collect();
             let garbage: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
             let (mut simd, mut portable) = ([garbage.clone(), garbage.clone()], [g0_pass, garbage]);
-            let (done, simd_flagged) = switched_simd::convert_prefix::<true>(&run, FLAGGED, &mut simd[0]);
+            let (done, simd_flagged) = switched_simd::convert_prefix::<true>(&run, &mut simd[0]);
             let portable_flagged = convert_switched_portable::<true>(&run, &mut portable[0], 0);
-            let (done_alone, alone_flagged) = switched_simd::convert_prefix::<false>(&run, FLAGGED, &mut simd[1]);
+            let (done_alone, alone_flagged) = switched_simd::convert_prefix::<false>(&run, &mut simd[1]);
             let portable_alone = convert_switched_portable::<false>(&run, &mut portable[1], 0);
             if done == 0 {
                 eprintln!("this CPU has no AVX2 and F16C: only the portable pass runs here");

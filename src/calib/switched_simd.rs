@@ -77,6 +77,18 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
         let words: [u16; 16] = s[at..at + 16].try_into().expect("sixteen");
         zerocopy::transmute!(words)
     };
+    let vector = |words: &[u16]| -> __m256i {
+        let words: [u16; 16] = words.try_into().expect("sixteen");
+        zerocopy::transmute!(words)
+    };
+    // The maps walked sixteen pixels at a time in step, which leaves no bounds to check a load.
+    let steps = run.raw[..n]
+        .chunks_exact(16)
+        .zip(run.g1_pedestal[..n].chunks_exact(16))
+        .zip(run.g2_pedestal[..n].chunks_exact(16))
+        .zip(run.g1_factor[..n].chunks_exact(16))
+        .zip(run.g2_factor[..n].chunks_exact(16))
+        .zip(out[..n].chunks_exact_mut(16));
     let halves = |v: __m256i| -> [__m128i; 2] { [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)] };
     let (one, two, adc_bits) = (_mm256_set1_epi16(1), _mm256_set1_epi16(2), _mm256_set1_epi16(0x3fff));
     let (zero, half_nan) = (_mm256_setzero_si256(), _mm256_set1_epi16(HALF_NAN));
@@ -84,15 +96,16 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
     // Each 16-bit lane counts its flagged pixels (a flag is -1 there), emptied before it can wrap.
     let mut tally = zero;
     let empty = |tally: __m256i| -> u32 {
-        let lanes: [u16; 16] = zerocopy::transmute!(tally);
-        lanes.iter().map(|&c| u32::from(c)).sum()
+        let counts: [u16; 16] = zerocopy::transmute!(tally);
+        counts.iter().map(|&c| u32::from(c)).sum()
     };
-    for (round, at) in (0..n).step_by(16).enumerate() {
+    for (round, (((((raw, g1_pedestal), g2_pedestal), g1_factor), g2_factor), out)) in steps.enumerate() {
+        let at = 16 * round;
         if round % TALLY_ROUNDS == TALLY_ROUNDS - 1 {
             flagged += empty(tally);
             tally = zero;
         }
-        let raw = lanes(run.raw, at);
+        let raw = vector(raw);
         let code = _mm256_srli_epi16::<14>(raw);
         let adc = _mm256_and_si256(raw, adc_bits);
         let in_g1 = _mm256_cmpeq_epi16(code, one);
@@ -101,8 +114,8 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
         let bad =
             _mm256_or_si256(_mm256_cmpeq_epi16(code, two), _mm256_andnot_si256(in_g0, _mm256_cmpeq_epi16(adc, zero)));
         tally = _mm256_sub_epi16(tally, bad);
-        let pedestal = _mm256_blendv_epi8(lanes(run.g2_pedestal, at), lanes(run.g1_pedestal, at), in_g1);
-        let factor = _mm256_blendv_epi8(lanes(run.g2_factor, at), lanes(run.g1_factor, at), in_g1);
+        let pedestal = _mm256_blendv_epi8(vector(g2_pedestal), vector(g1_pedestal), in_g1);
+        let factor = _mm256_blendv_epi8(vector(g2_factor), vector(g1_factor), in_g1);
         let factor = _mm256_blendv_epi8(factor, half_nan, bad);
         let (adc, pedestal, factor) = (halves(_mm256_slli_epi16::<2>(adc)), halves(pedestal), halves(factor));
         let g0_halves = halves(in_g0);
@@ -122,7 +135,7 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
                 value = _mm256_blendv_ps(value, g0_value, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(g0_halves[h])));
             }
             let value: [f32; 8] = zerocopy::transmute!(value);
-            out[at + 8 * h..at + 8 * h + 8].copy_from_slice(&value);
+            out[8 * h..8 * h + 8].copy_from_slice(&value);
         }
     }
     (n, flagged + empty(tally))

@@ -116,6 +116,21 @@ fn the_built_in_model_holds_on_the_held_out_matrix() {
             100.0 * all_kept,
             100.0 * all_spots
         );
+        // What the rule's two sides show in the frames as recorded.
+        let spots_of = |usable: bool| -> Vec<u32> {
+            let mut v: Vec<u32> =
+                (0..j.hit.len()).filter(|&i| j.hit[i] && j.usable[i] == usable).map(|i| j.spots[i]).collect();
+            v.sort_unstable();
+            v
+        };
+        let (usable_spots, marginal_spots) = (spots_of(true), spots_of(false));
+        let median = |v: &[u32]| v.get(v.len() / 2).copied().unwrap_or(0);
+        println!(
+            "  peakfinder8 spots: usable hits at least {}, median {}; marginal hits median {}",
+            usable_spots.first().copied().unwrap_or(0),
+            median(&usable_spots),
+            median(&marginal_spots)
+        );
         if hits_kept < 0.99 {
             below_bar.push(run.name);
         }

@@ -73,10 +73,6 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
         n = n.min(run.g0_pedestal.len()).min(run.g0_factor.len());
     }
     let n = n / 16 * 16;
-    let lanes = |s: &[u16], at: usize| -> __m256i {
-        let words: [u16; 16] = s[at..at + 16].try_into().expect("sixteen");
-        zerocopy::transmute!(words)
-    };
     let vector = |words: &[u16]| -> __m256i {
         let words: [u16; 16] = words.try_into().expect("sixteen");
         zerocopy::transmute!(words)
@@ -119,7 +115,7 @@ fn convert_avx2<const MIXED: bool>(run: &SwitchedRun<'_>, out: &mut [f32]) -> (u
         let factor = _mm256_blendv_epi8(factor, half_nan, bad);
         let (adc, pedestal, factor) = (halves(_mm256_slli_epi16::<2>(adc)), halves(pedestal), halves(factor));
         let g0_halves = halves(in_g0);
-        let g0_pedestal = if MIXED { halves(lanes(run.g0_pedestal, at)) } else { [_mm_setzero_si128(); 2] };
+        let g0_pedestal = if MIXED { halves(vector(&run.g0_pedestal[at..at + 16])) } else { [_mm_setzero_si128(); 2] };
         for h in 0..2 {
             // Both under 2¹⁶ and their difference under 2¹⁷: exact as integers and as floats alike, so
             // one conversion after an integer subtraction gives the portable loop's value to the bit.

@@ -317,14 +317,7 @@ impl RunModel {
     /// spot's brightest 2 × 2 block, or `None` if its centre misses every module.
     fn add_spot(&self, expected: &mut [f32], r: &Reflection, shape: SpotShape) -> Option<(f32, f64)> {
         let (row, col) = (r.row.round(), r.col.round());
-        if row < 0.0 || col < 0.0 {
-            return None;
-        }
-        let (module, at) = self.layout.locate(row as usize, col as usize)?;
-        let module_pixels = self.image.raw_shape().0 * self.image.raw_shape().1;
-        let image_cols = self.layout.module_cols;
-        let (raw_at, _) = self.image.source(at / image_cols, at % image_cols)?;
-        let background = expected[module * module_pixels + raw_at];
+        let background = expected[self.raw_pixel(row, col)?];
         // Along the ring's radius and across it.
         let (dy, dx) = (r.row - self.experiment.beam_row, r.col - self.experiment.beam_col);
         let length = dy.hypot(dx).max(1e-9);
@@ -334,18 +327,25 @@ impl RunModel {
         let side = (2 * reach + 1) as usize;
         for (k, weight) in weights.iter_mut().enumerate() {
             let (pr, pc) = (row + (k / side) as f64 - f64::from(reach), col + (k % side) as f64 - f64::from(reach));
-            // What falls on an image pixel is counted by the raw pixel it is part of; what falls off
-            // the detector is lost, to the spot's brightest block too.
-            let landed = (pr >= 0.0 && pc >= 0.0)
-                .then(|| self.layout.locate(pr as usize, pc as usize))
-                .flatten()
-                .and_then(|(m, i)| Some((m, self.image.source(i / image_cols, i % image_cols)?.0)));
-            match landed {
-                Some((m, raw)) => expected[m * module_pixels + raw] += (r.photons * *weight / norm) as f32,
+            // What falls off the detector is lost, to the spot's brightest block too.
+            match self.raw_pixel(pr, pc) {
+                Some(raw) => expected[raw] += (r.photons * *weight / norm) as f32,
                 None => *weight = 0.0,
             }
         }
         Some((background, r.photons * brightest_block(&weights, side) / norm))
+    }
+
+    /// The raw pixel (module after module) that counts what falls on image pixel (`row`, `col`), or
+    /// `None` off every module.
+    fn raw_pixel(&self, row: f64, col: f64) -> Option<usize> {
+        if row < 0.0 || col < 0.0 {
+            return None;
+        }
+        let (module, at) = self.layout.locate(row as usize, col as usize)?;
+        let image_cols = self.layout.module_cols;
+        let (raw, _) = self.image.source(at / image_cols, at % image_cols)?;
+        Some(module * self.image.raw_shape().0 * self.image.raw_shape().1 + raw)
     }
 }
 

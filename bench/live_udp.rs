@@ -265,6 +265,9 @@ fn main() {
     config.udp.recv_buffer_bytes = RECV_BUFFER;
     config.control.enabled = false;
     config.sinks = vec![SinkSection::Null(hitgate::config::NullSection { write_delay_us: 0 })];
+    // `HITGATE_BENCH_REALTIME=N`: every hitgate run receives at real-time priority N.
+    config.udp.realtime_priority =
+        std::env::var("HITGATE_BENCH_REALTIME").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let plan = Plan::new(config.clone()).unwrap();
     let linger = Duration::from_micros(u64::from(config.udp.linger_us));
     // The same pipeline without the pause after a short batch; and as before these changes: waiting

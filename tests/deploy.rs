@@ -80,7 +80,7 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
         &config,
         format!(
             "[detector]\nmodel = \"eiger-10g-16bit\"\nmodules = 2\nudp_ports = {ports:?}\n\
-             [udp]\nbind_address = \"127.0.0.1\"\n[control]\nlisten_address = \"127.0.0.1:0\"\n\
+             [udp]\nbind_address = \"127.0.0.1\"\nrealtime_priority = 5\n[control]\nlisten_address = \"127.0.0.1:0\"\n\
              [[sink]]\nkind = \"null\"\n"
         ),
     )
@@ -109,18 +109,27 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
     assert!(fed >= 3, "the watchdog fed every 200 ms (half of WATCHDOG_USEC): {said:?}");
     // The control plane runs at the lowest priority: drawing the monitor's pictures never keeps the
     // receiving thread from a core.
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", live.child.id())).unwrap();
-    let control_nice = tasks
-        .filter_map(|t| {
+    // Fields of a thread's stat, from field 3 on (its state), by the thread's name.
+    let thread_stat = |wanted: &str| -> Option<Vec<i64>> {
+        std::fs::read_dir(format!("/proc/{}/task", live.child.id())).unwrap().find_map(|t| {
             let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
             let (name, rest) = stat.split_once(" (")?.1.split_once(") ")?;
-            // Field 19 of stat is the nice value; `rest` starts at field 3.
-            (name == "hg-control").then(|| rest.split_whitespace().nth(16)?.parse::<i32>().ok())?
+            (name == wanted).then(|| rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(-1)).collect())
         })
-        .next();
-    assert_eq!(control_nice, Some(19), "the control plane's thread is niced");
+    };
+    // Field 19 of stat is the nice value; the list starts at field 4.
+    assert_eq!(thread_stat("hg-control").map(|f| f[15]), Some(19), "the control plane's thread is niced");
+    // Fields 40 and 41: the real-time priority and the policy (1, SCHED_FIFO) of the receiving thread.
+    let source = thread_stat("hg-source").map(|f| (f[36], f[37]));
     let (output, _) = live.terminate();
     assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // SAFETY: geteuid only reads the process's credentials.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(source, Some((5, 1)), "the receiving thread runs at real-time priority 5: {stderr}");
+    } else {
+        assert!(stderr.contains("udp.realtime_priority = 5 refused"), "a refused priority is said: {stderr}");
+    }
 }
 
 /// Every `hitgate_…` metric a PromQL text names, with the label values it matches on (`label="v"`,

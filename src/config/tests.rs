@@ -481,11 +481,15 @@ fn the_udp_receiver_s_choices_are_checked_at_load() {
     let ok = format!("{MINIMAL}[udp]\nbackend = \"io_uring\"\nwait = \"poll\"\nlinger_us = 0\n");
     let c = Config::parse(&ok).unwrap().validated().unwrap();
     assert_eq!(c.udp.backend, crate::ingest::UdpBackend::IoUring);
-    let both = format!("{MINIMAL}[udp]\nbackend = \"io_uring\"\nreceiver_threads = 2\nlinger_us = 20000\n");
+    let both = format!(
+        "{MINIMAL}[udp]\nbackend = \"io_uring\"\nreceiver_threads = 2\nlinger_us = 20000\nrealtime_priority = 100\n"
+    );
     let err = Config::parse(&both).unwrap().validated().unwrap_err();
     let problems = err.problems();
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-    assert!(keys.contains(&"udp.backend") && keys.contains(&"udp.linger_us"), "{err}");
+    for key in ["udp.backend", "udp.linger_us", "udp.realtime_priority"] {
+        assert!(keys.contains(&key), "{key}: {err}");
+    }
     let unknown = format!("{MINIMAL}[udp]\nbackend = \"af_xdp\"\n");
     assert_eq!(Config::parse(&unknown).unwrap_err().problems()[0].key, "udp.backend");
 }

@@ -66,6 +66,13 @@ pub struct UdpSection {
     pub receiver_cpus: Vec<usize>,
     /// Batches in circulation between receiver threads and the assembling thread.
     pub handoff_batches: usize,
+    /// Real-time (`SCHED_FIFO`) priority of the threads that receive (the assembling thread, and
+    /// receiver threads where there are any), 1–99, so that no reducer,
+    /// sink or other process sharing their core holds them off while the kernel's buffer fills; 0
+    /// leaves them to the normal scheduler. Needs `CAP_SYS_NICE` (the systemd unit grants it); where
+    /// it is refused, the run says so once and receives at normal priority. They sleep whenever the
+    /// socket is empty, so they take a core only for what arrives.
+    pub realtime_priority: u8,
 }
 
 impl Default for UdpSection {
@@ -83,6 +90,7 @@ impl Default for UdpSection {
             receiver_threads: 0,
             receiver_cpus: Vec::new(),
             handoff_batches: 32,
+            realtime_priority: 0,
         }
     }
 }
@@ -103,6 +111,7 @@ impl UdpSection {
         }
         problems.outside(k("batch_packets"), self.batch_packets, (1, 1024));
         problems.outside(k("linger_us"), self.linger_us, (0, 10_000));
+        problems.outside(k("realtime_priority"), self.realtime_priority, (0, 99));
         if self.backend == UdpBackend::IoUring && self.receiver_threads > 0 {
             problems
                 .bad(k("backend"), "io_uring receives on the assembling thread: set receiver_threads = 0".to_string());

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::assembly_metrics::AssemblyFlusher;
-use super::stages::{SourceContext, SourceOutcome, pin_to};
+use super::stages::{SourceContext, SourceOutcome, place_receiver};
 use super::summary::{Progress, RunSummary};
 use super::{PipelineError, Plan};
 use crate::ingest::direct::{DirectBatch, Received};
@@ -171,7 +171,7 @@ impl Plan {
 }
 
 fn udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &AtomicBool) -> SourceOutcome {
-    pin_to(ctx.plan.config.udp.receiver_cpu);
+    place_receiver(ctx.plan.config.udp.receiver_cpu, ctx.plan.config.udp.realtime_priority);
     if ctx.plan.config.udp.receiver_threads > 0 {
         return handoff_udp_source(ctx, sources, stop);
     }
@@ -341,8 +341,9 @@ fn handoff_udp_source(ctx: &SourceContext<'_>, sources: &UdpSources, stop: &Atom
             let mine: Vec<&(u16, UdpBatchSocket)> = sources.sockets.iter().skip(t).step_by(threads).collect();
             let cpu = u.receiver_cpus.get(t).copied();
             let (free, full, left, error, abort) = (&free, &full, &receivers_left, &receive_error, ctx.abort);
+            let priority = u.realtime_priority;
             let spawned = std::thread::Builder::new().name(format!("hg-recv-{t}")).spawn_scoped(s, move || {
-                pin_to(cpu);
+                place_receiver(cpu, priority);
                 receive_batches(&mine, free, full, stop, abort, error);
                 if left.fetch_sub(1, Ordering::AcqRel) == 1 {
                     full.close();
@@ -489,7 +490,7 @@ impl Plan {
 const DMA_BATCH: usize = 256;
 
 fn dma_source(ctx: &SourceContext<'_>, ring: &mut crate::ingest::dma::DmaRing, stop: &AtomicBool) -> SourceOutcome {
-    pin_to(ctx.plan.config.udp.receiver_cpu);
+    place_receiver(ctx.plan.config.udp.receiver_cpu, ctx.plan.config.udp.realtime_priority);
     let mut live = LiveAssembly::new(ctx);
     let idle = std::time::Duration::from_micros(ctx.plan.config.dma.idle_sleep_us);
     let mut stopping = Stopping::new();

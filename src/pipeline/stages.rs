@@ -295,3 +295,31 @@ pub(super) fn pin_to(cpu: Option<usize>) {
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }
 }
+
+/// Places a receiving thread: pinned to `cpu`, and at real-time `priority` when it is above 0. A
+/// priority the system refuses (no `CAP_SYS_NICE`) is said once a process, and the thread receives
+/// at normal priority.
+pub(super) fn place_receiver(cpu: Option<usize>, priority: u8) {
+    pin_to(cpu);
+    if priority == 0 {
+        return;
+    }
+    if let Err(e) = set_realtime_priority(priority) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "hitgate: warning: udp.realtime_priority = {priority} refused ({e}); receiving at normal priority \
+                 (it needs CAP_SYS_NICE)"
+            );
+        });
+    }
+}
+
+/// Puts the calling thread under `SCHED_FIFO` at `priority`.
+fn set_realtime_priority(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: i32::from(priority) };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call, which only reads
+    // it; pid 0 names the calling thread, so no other thread's scheduling is touched.
+    let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if status == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}

@@ -67,11 +67,11 @@ pub struct UdpSection {
     /// Batches in circulation between receiver threads and the assembling thread.
     pub handoff_batches: usize,
     /// Real-time (`SCHED_FIFO`) priority of the threads that receive (the assembling thread, and
-    /// receiver threads where there are any), 1–99, so that no reducer,
-    /// sink or other process sharing their core holds them off while the kernel's buffer fills; 0
-    /// leaves them to the normal scheduler. Needs `CAP_SYS_NICE` (the systemd unit grants it); where
-    /// it is refused, the run says so once and receives at normal priority. They sleep whenever the
-    /// socket is empty, so they take a core only for what arrives.
+    /// receiver threads where there are any), 1–99, so that no reducer, sink or other process
+    /// sharing their core holds them off while the kernel's buffer fills; 0 leaves them to the
+    /// normal scheduler. Needs `CAP_SYS_NICE` (the systemd unit grants it); where it is refused, the
+    /// run says so once and receives at normal priority. They sleep whenever the socket is empty,
+    /// so they take a core only for what arrives.
     pub realtime_priority: u8,
 }
 

@@ -107,9 +107,7 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
     let fed = said.iter().filter(|s| *s == "WATCHDOG=1").count();
     assert_eq!(said.first().map(String::as_str), Some("READY=1"), "readiness first: {said:?}");
     assert!(fed >= 3, "the watchdog fed every 200 ms (half of WATCHDOG_USEC): {said:?}");
-    // The control plane runs at the lowest priority: drawing the monitor's pictures never keeps the
-    // receiving thread from a core.
-    // Fields of a thread's stat, from field 3 on (its state), by the thread's name.
+    // Fields 4 on of a thread's stat (after its state), by the thread's name.
     let thread_stat = |wanted: &str| -> Option<Vec<i64>> {
         std::fs::read_dir(format!("/proc/{}/task", live.child.id())).unwrap().find_map(|t| {
             let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
@@ -117,7 +115,8 @@ fn a_run_tells_the_service_manager_it_is_ready_and_feeds_its_watchdog() {
             (name == wanted).then(|| rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(-1)).collect())
         })
     };
-    // Field 19 of stat is the nice value; the list starts at field 4.
+    // The control plane runs at the lowest priority: drawing the monitor's pictures never keeps the
+    // receiving thread from a core. Field 19 of stat is the nice value.
     assert_eq!(thread_stat("hg-control").map(|f| f[15]), Some(19), "the control plane's thread is niced");
     // Fields 40 and 41: the real-time priority and the policy (1, SCHED_FIFO) of the receiving thread.
     let source = thread_stat("hg-source").map(|f| (f[36], f[37]));
